@@ -1,0 +1,95 @@
+// mmstore/alloc/arena.hpp
+//
+// Arena: the allocator inside a Region (DESIGN.md layer 3). It hands out 16-byte-aligned 64-bit offsets,
+// never pointers, so persistent data is valid at any address and in any process. Callers remember the size
+// of what they allocated (every record knows its own length), so blocks carry no allocator header.
+//
+// Layout of the free space (all state lives in LiveHeader::arena, see ArenaState):
+//   * small blocks (16..512 B, 16-byte steps) and medium blocks (768..3840 B, 256-byte steps) have one
+//     exact-size LIFO free list per size class; a miss carves from the current 64 KiB chunk.
+//   * large blocks (page multiples) sit in lists by floor(log2(pages)); first fit within the class, then
+//     any block of a larger class, splitting the remainder off. Freed large blocks of >= 1 MiB have their
+//     pages (all but the first, which holds the list link) returned to the filesystem with PUNCH_HOLE and
+//     are re-reserved (fallocate) before reuse so that a full disk raises instead of SIGBUS.
+//   * `top` is the end of the used part; the file grows when top passes its end.
+// A free block holds {next offset, size} in its first 16 bytes.
+//
+// Crash safety: every state change is a single 8-byte store, so a kill at any instruction leaves lists that
+// are well-formed but may leak blocks that were being moved. Stores opened after an unclean shutdown call
+// rebuild(), which recomputes all free space from the blocks the container reports as reachable (a mark and
+// sweep over a bitmap of 16-byte granules, file_size/128 bytes of temporary memory).
+//
+// Thread safety: none; callers hold the store's write lock. Lookups never touch the arena.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "mmstore/storage/region.hpp"
+
+namespace mmstore::alloc {
+
+inline constexpr int kSmallClasses = 32;    // 16..512 in 16-byte steps
+inline constexpr int kMediumClasses = 13;   // 768..3840 in 256-byte steps
+inline constexpr int kLargeClasses = 28;    // floor(log2(pages)) = 0..27 (the last class holds everything larger)
+inline constexpr int kNumClasses = kSmallClasses + kMediumClasses + kLargeClasses;
+inline constexpr std::uint64_t kChunkSize = 64 * 1024;
+inline constexpr std::uint64_t kPunchThreshold = 1 << 20;
+
+// Persistent arena state, stored in LiveHeader::arena. Written only by the write-lock holder.
+struct ArenaState {
+    std::uint64_t top;         // end of the used part of the file; page-aligned, >= kDataStart
+    std::uint64_t chunk_cur;   // next free byte of the carving chunk (== chunk_end when none)
+    std::uint64_t chunk_end;   // end of the carving chunk
+    std::uint64_t free_bytes;  // bytes on free lists (statistic; recomputed by rebuild())
+    std::uint64_t heads[kNumClasses];  // free-list heads, 0 = empty
+    std::uint64_t reserved[3];
+};
+static_assert(sizeof(ArenaState) == 640);
+static_assert(sizeof(ArenaState) <= sizeof(storage::LiveHeader::arena));
+
+// Size actually occupied by an allocation of `bytes` (what free() must be given back).
+std::uint64_t block_size(std::uint64_t bytes) noexcept;
+
+class Arena {
+public:
+    explicit Arena(storage::Region* region) noexcept : region_(region) {}
+
+    // Initializes the state of a freshly created store.
+    void format();
+    // Returns the offset of a block of at least `bytes` (16-aligned; page-aligned when >= 4096). The block's
+    // contents are unspecified. Throws kDiskFull/kCapacity when the file cannot grow; then nothing changed.
+    std::uint64_t allocate(std::uint64_t bytes);
+    // Returns a block obtained from allocate(bytes) with the same `bytes`.
+    void free(std::uint64_t offset, std::uint64_t bytes) noexcept;
+
+    using Visit = std::function<void(std::uint64_t offset, std::uint64_t bytes)>;
+    // Enumerates every reachable block (offset, bytes as passed to allocate) by calling the visitor.
+    using Enumerate = std::function<void(const Visit&)>;
+    // Recomputes every free list from reachability. Throws FormatError if two reachable blocks overlap or
+    // one lies outside the file.
+    void rebuild(const Enumerate& reachable);
+    // Checks that free lists are well-formed and disjoint from every reachable block; throws FormatError.
+    void verify(const Enumerate& reachable) const;
+
+    // Gives the unused tail of the carving chunk back when it ends at top, and returns the new top (used by
+    // compaction before the file is cut to its minimal size).
+    std::uint64_t trim() noexcept;
+
+    std::uint64_t free_bytes() const noexcept { return state().free_bytes; }
+    std::uint64_t top() const noexcept { return state().top; }
+
+private:
+    ArenaState& state() const noexcept {
+        return *reinterpret_cast<ArenaState*>(region_->live().arena);
+    }
+    std::uint64_t take_large(std::uint64_t size);
+    std::uint64_t take_from_top(std::uint64_t size);
+    void push(int cls, std::uint64_t offset, std::uint64_t size) noexcept;
+    void free_range(std::uint64_t offset, std::uint64_t size) noexcept;  // any 16-aligned range
+    void refill_chunk();
+
+    storage::Region* region_;
+};
+
+}  // namespace mmstore::alloc

@@ -1,0 +1,125 @@
+// mmstore/containers/hash_table.hpp
+//
+// HashTable: an insertion-ordered, open-addressing map from encoded keys to encoded values, stored in one
+// arena block so that a table is published or retired with a single 8-byte store of its offset. Lookups
+// never allocate, lock or throw on a healthy store; writers hold the store's write lock.
+//
+// Layout of the block (docs/format.md, "Dict"):
+//
+//   TableHeader   64 B   capacity, entries_cap (immutable, checksummed), used, live (counters)
+//   ctrl          capacity bytes: 0x80 empty, 0xFE deleted, 0..127 = the low 7 bits of the key's hash (H2)
+//   index         capacity x u32: position of the entry a full ctrl byte belongs to
+//   entries       entries_cap x {key word, value word} in insertion order (kTombWord key = erased)
+//
+// This is CPython's compact-dict shape (a sparse index over dense entries) with Swiss-table control bytes:
+// a lookup compares 16 ctrl bytes at once (SSE2), then checks the few candidates' entries. Keys of up to 7
+// encoded bytes (every int below 2^48, short strings) are inline words, so most key comparisons are one
+// 8-byte compare with no record access. Probing walks 16-slot groups in triangular order from group
+// (hash >> 7) & (groups - 1), which visits every group because the group count is a power of two.
+//
+// Why these numbers: entries_cap = 7/8 of capacity bounds the index load at 87.5% (abseil's maximum); a
+// table is rebuilt when its entries fill up, at twice the live count, so growth doubles and a churn of
+// deletes compacts instead of growing. A u32 index caps a table at 2^32 - 1 entries.
+//
+// Crash safety: an insert writes the entry, publishes it to iteration (used += 1), then to lookups (index,
+// then ctrl byte); an erase unpublishes the ctrl byte first, then tombstones the entry. A kill between two
+// steps leaves an entry reachable by iteration but not by lookup; repair() (run on every dirty open)
+// rebuilds the index from the entries. Growth builds a new block and switches the root with one store.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "mmstore/containers/store.hpp"
+
+namespace mmstore::containers {
+
+struct TableHeader {
+    std::uint64_t capacity;     // index slots, a power of two >= 16; immutable
+    std::uint64_t entries_cap;  // capacity * 7 / 8; immutable
+    std::uint64_t used;         // entries [0, used) have been written (some may be tombstones)
+    std::uint64_t live;         // number of keys
+    std::uint64_t reserved[3];
+    std::uint64_t checksum;     // XXH3-64 of {capacity, entries_cap}
+};
+static_assert(sizeof(TableHeader) == 64);
+
+struct EntrySlot {
+    std::uint64_t key;
+    std::uint64_t value;
+};
+static_assert(sizeof(EntrySlot) == 16);
+
+inline constexpr std::uint8_t kCtrlEmpty = 0x80;
+inline constexpr std::uint8_t kCtrlDeleted = 0xFE;
+inline constexpr std::uint64_t kNotFound = ~std::uint64_t{0};
+
+class HashTable {
+public:
+    explicit HashTable(Store* store) noexcept : store_(store) {}
+
+    // Creates an empty table and publishes it as the store's root.
+    void format();
+    // Validates the root table header (cheap); throws FormatError.
+    void check_root() const;
+
+    std::uint64_t size() const noexcept { return header()->live; }
+    // Position of the entry for `key` (an encoding), or kNotFound.
+    std::uint64_t find(std::string_view key, std::uint64_t hash) const noexcept;
+    std::uint64_t find(std::string_view key) const noexcept { return find(key, hash64(key.data(), key.size())); }
+    // Batched lookups: computes every hash, prefetches every first group, then probes. out[i] = position.
+    void find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const noexcept;
+
+    // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
+    std::uint64_t end() const noexcept { return header()->used; }
+    bool occupied(std::uint64_t pos) const noexcept { return entries()[pos].key != kTombWord; }
+    std::string_view key_at(std::uint64_t pos) const { return store_->view(&entries()[pos].key); }
+    std::string_view value_at(std::uint64_t pos) const { return store_->view(&entries()[pos].value); }
+
+    // Inserts or overwrites. Returns true when the key was new.
+    bool set(std::string_view key, std::string_view value);
+    bool set(std::string_view key, std::uint64_t hash, std::string_view value);
+    // Inserts only when absent; returns the entry's position and whether it was inserted.
+    std::pair<std::uint64_t, bool> insert(std::string_view key, std::uint64_t hash, std::string_view value);
+    // Replaces the value of the entry at `pos`.
+    void assign_at(std::uint64_t pos, std::string_view value);
+    bool erase(std::string_view key, std::uint64_t hash);
+    void erase_at(std::uint64_t pos);
+    void clear();
+    // Position of the last live entry, or kNotFound.
+    std::uint64_t last() const noexcept;
+
+    // Full check of every invariant; throws FormatError naming what failed.
+    void verify() const;
+    // Rebuilds the index from the entries, dropping entries that fail validation, then the arena's free
+    // lists. Run after an unclean shutdown.
+    void repair();
+    // Rewrites the table at its minimal capacity (entries compacted, tombstones dropped).
+    void shrink_to_fit() { rehash(header()->live, true); }
+    // Ensures room for `n` keys without further rebuilds.
+    void reserve(std::uint64_t n);
+    // Reachable blocks: the table block and every record.
+    void enumerate(const alloc::Arena::Visit& visit) const;
+    std::uint64_t capacity() const noexcept { return header()->capacity; }
+
+private:
+    TableHeader* header() const noexcept { return store_->region().at<TableHeader>(store_->root()); }
+    std::uint8_t* ctrl() const noexcept { return reinterpret_cast<std::uint8_t*>(header() + 1); }
+    std::uint32_t* index() const noexcept { return reinterpret_cast<std::uint32_t*>(ctrl() + header()->capacity); }
+    EntrySlot* entries() const noexcept {
+        return reinterpret_cast<EntrySlot*>(reinterpret_cast<std::uint8_t*>(index()) + 4 * header()->capacity);
+    }
+    std::uint64_t find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept;
+    bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
+    void rehash(std::uint64_t min_live, bool exact = false);
+    std::uint64_t hash_word(const std::uint64_t* slot) const;
+
+    Store* store_;
+};
+
+// Bytes of a table block of `capacity` slots.
+std::uint64_t table_bytes(std::uint64_t capacity) noexcept;
+
+}  // namespace mmstore::containers

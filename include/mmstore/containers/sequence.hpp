@@ -1,0 +1,64 @@
+// mmstore/containers/sequence.hpp
+//
+// Sequence: a growable array of fixed-size elements in one arena block -- the engine under List (8-byte
+// words: inline values or record offsets) and Vector<T> (trivially copyable T stored directly).
+//
+// Block layout (docs/format.md, "List"):  SequenceHeader (64 B) then capacity x elem_size bytes.
+//
+// Crash safety: push_back writes the element, then publishes it with one 8-byte store of `count`.
+// Anything that moves elements (insert/erase in the middle, reorder, growth) builds a new block aside and
+// switches the root with one store, so a kill never shows a half-shifted array. Element writes of 8 bytes
+// or less are single stores; wider Vector<T> elements written in place can be torn by a kill (documented in
+// vector.hpp). Views into the block stay valid until the next call that reallocates (growth, insert,
+// erase, reorder, clear) -- like std::vector.
+// Thread safety: none; writers hold the store's write lock.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "mmstore/containers/store.hpp"
+
+namespace mmstore::containers {
+
+struct SequenceHeader {
+    std::uint64_t count;      // elements in use; published last
+    std::uint64_t capacity;   // elements the block holds; immutable
+    std::uint64_t elem_size;  // bytes per element; immutable
+    std::uint64_t reserved[4];
+    std::uint64_t checksum;   // XXH3-64 of {capacity, elem_size}
+};
+static_assert(sizeof(SequenceHeader) == 64);
+
+class Sequence {
+public:
+    Sequence(Store* store, std::uint64_t elem_size) noexcept : store_(store), elem_size_(elem_size) {}
+
+    void format();
+    void check_root() const;
+    std::uint64_t size() const noexcept { return header()->count; }
+    std::uint64_t capacity() const noexcept { return header()->capacity; }
+    std::uint8_t* data() const noexcept { return reinterpret_cast<std::uint8_t*>(header() + 1); }
+    std::uint8_t* at(std::uint64_t i) const noexcept { return data() + i * elem_size_; }
+
+    // Appends one element (copied from `elem`).
+    void push_back(const void* elem);
+    void pop_back() noexcept;
+    // Grows or shrinks to `n` elements; new ones are zero-filled.
+    void resize(std::uint64_t n);
+    void reserve(std::uint64_t n);
+    // Replaces the whole contents with `n` elements from `src` (built aside, one switch).
+    void assign(const void* src, std::uint64_t n, std::uint64_t min_capacity = 0);
+    std::uint64_t bytes_of(std::uint64_t capacity) const noexcept { return sizeof(SequenceHeader) + capacity * elem_size_; }
+    std::uint64_t root_bytes() const noexcept { return bytes_of(header()->capacity); }
+
+private:
+    SequenceHeader* header() const noexcept { return store_->region().at<SequenceHeader>(store_->root()); }
+    std::uint64_t build(std::uint64_t capacity);  // allocates and initializes an empty block
+
+    Store* store_;
+    std::uint64_t elem_size_;
+};
+
+}  // namespace mmstore::containers

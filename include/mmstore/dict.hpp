@@ -1,0 +1,108 @@
+// mmstore/dict.hpp
+//
+// mmstore::Dict -- a persistent hash map in a file (the pyrsistence EMDict idea, and the engine of the
+// Python mmstore.Dict). Open is instant: no load step, the file is mapped and used in place. Keys and values
+// live in the file; anonymous memory stays O(1) in the number of entries.
+//
+// Three levels of API over the same table:
+//   * bytes:   get/set/erase(std::string_view) store byte strings as codec `bytes` values, so Python
+//              sees them as b"..." keys and values. get() returns a zero-copy view.
+//   * typed:   get/set/erase(const codec::Value&) for any codec value (str, int, tuple, ...), the way to
+//              read and write what Python stores.
+//   * encoded: *_encoded() take and return canonical codec encodings (what the Python binding uses).
+//
+// Lifetimes: a returned std::string_view points into the mapping and stays valid until that key is
+// overwritten or erased, clear()/compact()/close() is called, or the Dict is destroyed.
+// Errors: Error(kClosed) after close(); FormatError on a damaged file; Error(kDiskFull) when the file
+// cannot grow (the operation then had no effect). Iteration order is insertion order.
+// Thread safety: none -- use one Dict from one thread at a time. Process safety: one writer per file
+// (a second opener gets LockedError naming the writer's pid); read-only openers may share.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "mmstore/codec/value.hpp"
+#include "mmstore/containers/hash_table.hpp"
+#include "mmstore/containers/store.hpp"
+#include "mmstore/storage/region.hpp"
+
+namespace mmstore {
+
+using storage::OpenOptions;
+using codec::Value;
+
+struct Stats {
+    std::uint64_t entries = 0;
+    std::uint64_t file_bytes = 0;       // size of the mapped file
+    std::uint64_t allocated_bytes = 0;  // disk blocks in use (holes from freed space excluded)
+    std::uint64_t arena_top = 0;
+    std::uint64_t free_bytes = 0;       // reusable bytes on the arena's free lists
+    std::uint64_t capacity = 0;         // index slots (Dict) or element capacity (List/Vector)
+};
+
+class Dict {
+public:
+    Dict() = default;
+    explicit Dict(const std::string& path, const OpenOptions& options = {});
+    Dict(Dict&&) noexcept = default;
+    Dict& operator=(Dict&&) noexcept = default;
+    ~Dict();
+
+    // --- bytes level
+    std::optional<std::string_view> get(std::string_view key) const;
+    bool contains(std::string_view key) const;
+    bool set(std::string_view key, std::string_view value);  // true when the key is new
+    bool erase(std::string_view key);
+    // Batched get: out[i] = get(keys[i]). Prefetches the index for 16 keys at a time.
+    void get_many(std::span<const std::string_view> keys, std::span<std::optional<std::string_view>> out) const;
+
+    // --- typed level
+    std::optional<Value> get(const Value& key) const;
+    bool contains(const Value& key) const;
+    bool set(const Value& key, const Value& value);
+    bool erase(const Value& key);
+
+    // --- encoded level
+    std::optional<std::string_view> get_encoded(std::string_view key) const;
+    bool set_encoded(std::string_view key, std::string_view value);
+    bool erase_encoded(std::string_view key);
+
+    std::uint64_t size() const;
+    bool empty() const { return size() == 0; }
+    void clear();
+    // Calls f(encoded key, encoded value) for each entry in insertion order; f must not modify the Dict.
+    void for_each(const std::function<void(std::string_view, std::string_view)>& f) const;
+
+    const std::string& path() const;
+    bool is_open() const noexcept { return store_ && store_->is_open(); }
+    void sync();
+    void close();
+    // Checks every invariant of the file (header, index, records, encodings, free lists); throws FormatError.
+    void verify() const;
+    // Rewrites the store into a fresh file at its minimal size and atomically replaces the original.
+    void compact();
+    Stats stats() const;
+
+    // For bindings and tests: the engine underneath. Valid while open.
+    containers::HashTable& table() const { return *table_; }
+    containers::Store& store() const { return *store_; }
+    // Unclean close: unmaps without syncing or clearing the dirty flag (simulates a crash in tests).
+    void abandon() noexcept;
+
+private:
+    void open(const std::string& path, const OpenOptions& options);
+    void check() const { store_->check_open(); }
+    void check_write() const { store_->check_writable(); }
+
+    std::unique_ptr<containers::Store> store_;
+    std::unique_ptr<containers::HashTable> table_;
+    OpenOptions options_;
+};
+
+}  // namespace mmstore

@@ -1,0 +1,93 @@
+// mmstore/list.hpp
+//
+// mmstore::List -- a persistent sequence of codec values in a file (the pyrsistence EMList idea, and the
+// engine of the Python mmstore.List). Elements are 8-byte words in a Sequence: values of up to 7 encoded
+// bytes inline, larger ones as records in the arena.
+//
+// Levels of API as in dict.hpp: bytes (push_back(std::string_view) stores a codec `bytes` value), typed
+// (codec::Value) and encoded (*_encoded). Lifetimes: a returned std::string_view stays valid until that
+// element is overwritten or removed, the List is reordered, cleared or closed. Appends do not invalidate
+// views of other elements (records never move; only the word array is reallocated).
+// Errors: std::out_of_range for a bad index; otherwise as in dict.hpp.
+// Thread safety: none. Process safety: one writer per file, as Dict.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mmstore/codec/value.hpp"
+#include "mmstore/containers/sequence.hpp"
+#include "mmstore/containers/store.hpp"
+#include "mmstore/dict.hpp"
+
+namespace mmstore {
+
+class List {
+public:
+    List() = default;
+    explicit List(const std::string& path, const OpenOptions& options = {});
+    List(List&&) noexcept = default;
+    List& operator=(List&&) noexcept = default;
+    ~List();
+
+    std::uint64_t size() const;
+    bool empty() const { return size() == 0; }
+
+    // --- bytes level
+    std::string_view get(std::uint64_t i) const;
+    void push_back(std::string_view bytes);
+    void set(std::uint64_t i, std::string_view bytes);
+    // --- typed level
+    Value get_value(std::uint64_t i) const;
+    void push_back(const Value& v);
+    void set(std::uint64_t i, const Value& v);
+    void insert(std::uint64_t i, const Value& v);
+    // --- encoded level
+    std::string_view get_encoded(std::uint64_t i) const;
+    void push_back_encoded(std::string_view enc);
+    void set_encoded(std::uint64_t i, std::string_view enc);
+    void insert_encoded(std::uint64_t i, std::string_view enc);
+
+    void erase(std::uint64_t i);
+    void pop_back();
+    void clear();
+    // Rebuilds the list as old[order[0]], old[order[1]], ... (each old position at most once; positions
+    // not listed are removed). Built aside and switched with one store: a kill leaves the old or new list.
+    void reorder(const std::vector<std::uint64_t>& order);
+    // Replaces elements [start, stop) with the encoded values `encs` (list slice assignment).
+    void splice(std::uint64_t start, std::uint64_t stop, const std::vector<std::string>& encs);
+    void reserve(std::uint64_t n);
+
+    const std::string& path() const;
+    bool is_open() const noexcept { return store_ && store_->is_open(); }
+    void sync();
+    void close();
+    void verify() const;
+    void compact();
+    Stats stats() const;
+    void abandon() noexcept;
+    containers::Store& store() const { return *store_; }
+    containers::Sequence& sequence() const { return *seq_; }
+    // The raw word of element i (bindings' fast path).
+    const std::uint64_t* word_ptr(std::uint64_t i) const {
+        return reinterpret_cast<const std::uint64_t*>(seq_->at(i));
+    }
+
+private:
+    void open(const std::string& path, const OpenOptions& options);
+    void check() const { store_->check_open(); }
+    void check_write() const { store_->check_writable(); }
+    void check_index(std::uint64_t i) const;
+    void enumerate(const alloc::Arena::Visit& v) const;
+    void repair();
+
+    std::unique_ptr<containers::Store> store_;
+    std::unique_ptr<containers::Sequence> seq_;
+    OpenOptions options_;
+};
+
+}  // namespace mmstore

@@ -1,0 +1,7 @@
+// mmstore/mmstore.hpp -- umbrella header: everything public.
+#pragma once
+#include "mmstore/codec/value.hpp"
+#include "mmstore/dict.hpp"
+#include "mmstore/error.hpp"
+#include "mmstore/list.hpp"
+#include "mmstore/vector.hpp"

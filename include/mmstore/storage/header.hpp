@@ -1,0 +1,79 @@
+// mmstore/storage/header.hpp
+//
+// The fixed layout at the start of every mmstore file (docs/format.md, "Header"). Three 4096-byte pages:
+//
+//   page 0  FileHeader (64 B, written once at creation, checksummed)
+//           LockSlot   (64 B, who holds the store for writing; room for a robust futex word later)
+//           LiveHeader (bytes 256..1023: the live state, updated in place with single 8-byte stores)
+//   page 1  CommitSlot A   } double-buffered snapshots of the live state written by sync() and close();
+//   page 2  CommitSlot B   } the valid slot with the higher generation wins, a torn one fails its checksum
+//   page 3+ the arena (alloc::Arena) holding every container record
+//
+// All fields are little-endian and fixed-width; the layout does not depend on the word size of the writer.
+// Thread/process safety: only the process holding the store's write lock writes any of these fields.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mmstore::storage {
+
+inline constexpr std::uint64_t kPageSize = 4096;  // layout unit; also the alignment of large blocks
+inline constexpr char kMagic[8] = {'M', 'M', 'S', 'T', 'O', 'R', 'E', '\0'};
+inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::uint32_t kByteOrderMark = 0x01020304u;  // reads back as such only on little-endian
+inline constexpr std::uint64_t kCommitSlotOffset[2] = {kPageSize, 2 * kPageSize};
+inline constexpr std::uint64_t kDataStart = 3 * kPageSize;  // first arena byte
+
+enum class StoreKind : std::uint32_t { kDict = 1, kList = 2, kVector = 3 };
+const char* kind_name(StoreKind kind) noexcept;
+
+// Offset 0. Immutable after creation; `checksum` is XXH3-64 of bytes [0, 56).
+struct FileHeader {
+    char magic[8];                  // kMagic
+    std::uint32_t format_version;   // kFormatVersion at creation; newer versions are refused
+    std::uint32_t kind;             // StoreKind
+    std::uint32_t byte_order;       // kByteOrderMark
+    std::uint32_t word_size;        // 8: offsets and lengths are 64-bit whatever the writer's word size
+    std::uint32_t page_size;        // kPageSize
+    std::uint32_t elem_size;        // Vector<T>: sizeof(T); 0 for other kinds
+    std::uint64_t elem_tag;         // Vector<T>: caller-chosen type tag checked at open; 0 otherwise
+    std::uint64_t created_unix_ns;  // creation time, informational
+    std::uint64_t reserved;         // 0
+    std::uint64_t checksum;         // XXH3-64 of the 56 bytes above
+};
+static_assert(sizeof(FileHeader) == 64);
+
+// Offset 64. Written by the process that takes the write lock (flock on the file is the lock itself; this
+// slot only names the holder for error messages). `futex` is reserved for the process-shared robust mutex.
+struct LockSlot {
+    std::uint32_t futex;        // reserved, 0
+    std::uint32_t writer_pid;   // pid of the current writer, 0 when none
+    std::uint64_t writer_since_unix_ns;
+    std::uint64_t reserved[6];
+};
+static_assert(sizeof(LockSlot) == 64);
+
+// Offset 256. The live state, valid at every instant for a reader of the mapping (a process killed at any
+// instruction leaves it consistent with the arena because writers publish with single 8-byte stores).
+struct LiveHeader {
+    std::uint64_t dirty;       // 1 while a writer has the store open; 0 after a clean close
+    std::uint64_t file_size;   // bytes of the file in use; a multiple of kPageSize, <= the file's size
+    std::uint64_t root;        // offset of the container's root record (0 = none yet)
+    std::uint64_t mutations;   // incremented on every change of the key set / length (iterator checks)
+    std::uint64_t reserved[12];
+    std::uint8_t arena[640];   // alloc::ArenaState, opaque to this layer
+};
+static_assert(sizeof(LiveHeader) == 768);
+inline constexpr std::uint64_t kLiveHeaderOffset = 256;
+
+// Pages 1 and 2. A snapshot of LiveHeader taken by sync(); `checksum` covers every byte before it.
+struct CommitSlot {
+    std::uint64_t generation;  // strictly increasing; 0 = never written
+    std::uint64_t reserved[3];
+    LiveHeader state;
+    std::uint64_t checksum;    // XXH3-64 of the bytes above
+};
+static_assert(sizeof(CommitSlot) == 808);
+
+}  // namespace mmstore::storage

@@ -1,0 +1,94 @@
+// mmstore/storage/region.hpp
+//
+// Region: a store file mapped into an address range reserved up front (PROT_NONE, MAP_NORESERVE), so the
+// base address never moves while the Region is open; growth extends the file and maps the new part in
+// place. A Region owns the file's header pages (storage/header.hpp): it validates them at open, takes the
+// write lock, and writes commit slots on sync().
+//
+// Pointers into the region stay valid until close(). Offsets read from the file must be bounds-checked
+// with check_range() before use (DESIGN.md contract 5).
+// Thread safety: none; one thread at a time per Region. Process safety: one writer (flock LOCK_EX) or any
+// number of read-only openers (LOCK_SH); a conflicting opener gets LockedError naming the writer's pid.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "mmstore/os/file.hpp"
+#include "mmstore/storage/header.hpp"
+
+namespace mmstore::storage {
+
+struct OpenOptions {
+    // true: must create (error if it exists); false: must exist; unset: open or create.
+    enum class Create { kIfMissing, kAlways, kNever } create = Create::kIfMissing;
+    unsigned mode = 0600;
+    bool readonly = false;
+    bool durable = false;  // sync() after every mutation
+    // Address space reserved for growth. The file can grow to this size without its base moving.
+    std::uint64_t reserve = std::uint64_t{1} << 40;  // 1 TiB: ~40x RAM here, costs no memory
+    std::uint32_t elem_size = 0;  // Vector<T>
+    std::uint64_t elem_tag = 0;
+};
+
+class Region {
+public:
+    Region() = default;
+    ~Region();
+    Region(const Region&) = delete;
+    Region& operator=(const Region&) = delete;
+
+    // Opens or creates the store at `path` of `kind`. Throws FormatError (kForeign, kTruncated, kCorrupt,
+    // kWrongKind, kVersion), LockedError, or Error (kIo, kNotFound, kExists).
+    void open(const std::string& path, StoreKind kind, const OpenOptions& options);
+    bool is_open() const noexcept { return base_ != nullptr; }
+    // True when the last opener did not close cleanly (dirty flag set): the caller must check and repair.
+    bool was_dirty() const noexcept { return was_dirty_; }
+    bool created() const noexcept { return created_; }
+    bool writable() const noexcept { return file_.writable(); }
+    const std::string& path() const noexcept { return file_.path(); }
+    const FileHeader& file_header() const noexcept { return *reinterpret_cast<const FileHeader*>(base_); }
+
+    std::uint8_t* base() const noexcept { return base_; }
+    LiveHeader& live() const noexcept { return *reinterpret_cast<LiveHeader*>(base_ + kLiveHeaderOffset); }
+    std::uint64_t size() const noexcept { return mapped_; }
+
+    template <class T>
+    T* at(std::uint64_t offset) const noexcept { return reinterpret_cast<T*>(base_ + offset); }
+    // True when [offset, offset+len) lies inside the arena part of the mapping.
+    bool in_bounds(std::uint64_t offset, std::uint64_t len) const noexcept {
+        return offset >= kDataStart && offset <= mapped_ && len <= mapped_ - offset;
+    }
+
+    // Grows the file (and mapping) to at least `min_size`, by at least 1/8 of its size. Throws kDiskFull or
+    // kCapacity; on failure nothing changes.
+    void grow(std::uint64_t min_size);
+    // Cuts the file (and mapping) down to `new_size` (page multiple, >= kDataStart). Used by compaction.
+    void shrink(std::uint64_t new_size);
+    // msync data, fsync the file, then write and sync the next commit slot.
+    void sync();
+    // Clean close: sync, clear the dirty flag, release the lock and the mapping.
+    void close();
+    // Unclean close (used by tests and after fork): unmaps without syncing or clearing the dirty flag.
+    void abandon() noexcept;
+    void punch_hole(std::uint64_t offset, std::uint64_t len) noexcept { file_.punch_hole(offset, len); }
+    void reserve_blocks(std::uint64_t offset, std::uint64_t len) { file_.reserve(offset, len); }
+    std::uint64_t allocated_bytes() const { return file_.allocated_bytes(); }
+    std::uint64_t generation() const noexcept { return generation_; }
+
+private:
+    void create_layout(StoreKind kind, const OpenOptions& options);
+    void validate_header(StoreKind kind, const OpenOptions& options, std::uint64_t file_size);
+    void write_commit_slot(bool clean);
+    void map_range(std::uint64_t from, std::uint64_t to);
+
+    os::File file_;
+    std::uint8_t* base_ = nullptr;
+    std::uint64_t reserved_ = 0;
+    std::uint64_t mapped_ = 0;
+    std::uint64_t generation_ = 0;
+    bool was_dirty_ = false;
+    bool created_ = false;
+};
+
+}  // namespace mmstore::storage

@@ -1,0 +1,303 @@
+#include "mmstore/list.hpp"
+
+#include <unistd.h>
+
+#include <stdexcept>
+#include <unordered_set>
+
+namespace mmstore {
+
+using containers::Sequence;
+
+List::List(const std::string& path, const OpenOptions& options) { open(path, options); }
+
+List::~List() {
+    if (is_open()) {
+        try {
+            close();
+        } catch (...) {
+            abandon();
+        }
+    }
+}
+
+void List::open(const std::string& path, const OpenOptions& options) {
+    options_ = options;
+    store_ = std::make_unique<containers::Store>();
+    store_->open(path, storage::StoreKind::kList, options);
+    seq_ = std::make_unique<Sequence>(store_.get(), 8);
+    if (store_->region().created() || (store_->root() == 0 && store_->region().writable())) {
+        store_->arena().format();
+        seq_->format();
+        store_->region().sync();
+        return;
+    }
+    seq_->check_root();
+    if (store_->region().was_dirty() && store_->region().writable()) {
+        repair();
+        store_->region().sync();
+    }
+}
+
+void List::check_index(std::uint64_t i) const {
+    if (i >= seq_->size())
+        throw std::out_of_range("list index " + std::to_string(i) + " out of range (size " + std::to_string(seq_->size()) + ")");
+}
+
+std::uint64_t List::size() const {
+    check();
+    return seq_->size();
+}
+
+std::string_view List::get_encoded(std::uint64_t i) const {
+    check();
+    check_index(i);
+    return store_->view(word_ptr(i));
+}
+
+void List::push_back_encoded(std::string_view enc) {
+    check_write();
+    const std::uint64_t w = store_->put(enc);
+    try {
+        seq_->push_back(&w);
+    } catch (...) {
+        store_->release(w);
+        throw;
+    }
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::set_encoded(std::uint64_t i, std::string_view enc) {
+    check_write();
+    check_index(i);
+    const std::uint64_t w = store_->put(enc);
+    auto* slot = reinterpret_cast<std::uint64_t*>(seq_->at(i));
+    const std::uint64_t old = *slot;
+    __atomic_store_n(slot, w, __ATOMIC_RELEASE);
+    store_->release(old);
+    store_->after_mutation();
+}
+
+void List::insert_encoded(std::uint64_t i, std::string_view enc) {
+    check_write();
+    const std::uint64_t n = seq_->size();
+    if (i >= n) {
+        push_back_encoded(enc);
+        return;
+    }
+    const std::uint64_t w = store_->put(enc);
+    std::vector<std::uint64_t> words;
+    try {
+        words.reserve(n + 1);
+        const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
+        words.insert(words.end(), src, src + i);
+        words.push_back(w);
+        words.insert(words.end(), src + i, src + n);
+        seq_->assign(words.data(), words.size(), seq_->capacity());
+    } catch (...) {
+        store_->release(w);
+        throw;
+    }
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::erase(std::uint64_t i) {
+    check_write();
+    check_index(i);
+    const std::uint64_t n = seq_->size();
+    const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
+    const std::uint64_t old = src[i];
+    if (i + 1 == n) {
+        seq_->pop_back();
+    } else {
+        std::vector<std::uint64_t> words;
+        words.reserve(n - 1);
+        words.insert(words.end(), src, src + i);
+        words.insert(words.end(), src + i + 1, src + n);
+        seq_->assign(words.data(), words.size(), seq_->capacity());
+    }
+    store_->release(old);
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::pop_back() {
+    check_write();
+    if (seq_->size() == 0) throw std::out_of_range("pop from empty list");
+    erase(seq_->size() - 1);
+}
+
+void List::clear() {
+    check_write();
+    const std::uint64_t n = seq_->size();
+    std::vector<std::uint64_t> old(reinterpret_cast<const std::uint64_t*>(seq_->data()),
+                                   reinterpret_cast<const std::uint64_t*>(seq_->data()) + n);
+    seq_->assign(nullptr, 0);
+    for (auto w : old) store_->release(w);
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::reorder(const std::vector<std::uint64_t>& order) {
+    check_write();
+    const std::uint64_t n = seq_->size();
+    const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
+    std::vector<std::uint8_t> kept(n, 0);
+    std::vector<std::uint64_t> words;
+    words.reserve(order.size());
+    for (auto p : order) {
+        if (p >= n) throw std::out_of_range("reorder: position " + std::to_string(p) + " out of range");
+        if (kept[p]) throw_error(ErrorCode::kInvalidArgument, path(), "reorder: position listed twice");
+        kept[p] = 1;
+        words.push_back(src[p]);
+    }
+    std::vector<std::uint64_t> dropped;
+    for (std::uint64_t p = 0; p < n; ++p)
+        if (!kept[p]) dropped.push_back(src[p]);
+    seq_->assign(words.data(), words.size());
+    for (auto w : dropped) store_->release(w);
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std::string>& encs) {
+    check_write();
+    const std::uint64_t n = seq_->size();
+    stop = std::min(stop, n);
+    start = std::min(start, stop);
+    std::vector<std::uint64_t> fresh;
+    fresh.reserve(encs.size());
+    try {
+        for (const auto& e : encs) fresh.push_back(store_->put(e));
+        const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
+        std::vector<std::uint64_t> words;
+        words.reserve(n - (stop - start) + fresh.size());
+        words.insert(words.end(), src, src + start);
+        words.insert(words.end(), fresh.begin(), fresh.end());
+        words.insert(words.end(), src + stop, src + n);
+        std::vector<std::uint64_t> dropped(src + start, src + stop);
+        seq_->assign(words.data(), words.size());
+        fresh.clear();
+        for (auto w : dropped) store_->release(w);
+    } catch (...) {
+        for (auto w : fresh) store_->release(w);
+        throw;
+    }
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::reserve(std::uint64_t n) {
+    check_write();
+    seq_->reserve(n);
+}
+
+std::string_view List::get(std::uint64_t i) const {
+    const std::string_view enc = get_encoded(i);
+    std::uint8_t fam = 0;
+    std::string_view p;
+    if (!codec::payload_view(enc, fam, p) || fam != codec::tag::kBytes)
+        throw_error(ErrorCode::kInvalidArgument, path(), "element is not a bytes value; use get_value()");
+    return p;
+}
+
+void List::push_back(std::string_view bytes) { push_back_encoded(codec::encode(Value::bytes(bytes))); }
+void List::set(std::uint64_t i, std::string_view bytes) { set_encoded(i, codec::encode(Value::bytes(bytes))); }
+Value List::get_value(std::uint64_t i) const { return codec::decode(get_encoded(i)); }
+void List::push_back(const Value& v) { push_back_encoded(codec::encode(v)); }
+void List::set(std::uint64_t i, const Value& v) { set_encoded(i, codec::encode(v)); }
+void List::insert(std::uint64_t i, const Value& v) { insert_encoded(i, codec::encode(v)); }
+
+const std::string& List::path() const {
+    static const std::string empty;
+    return store_ ? store_->path() : empty;
+}
+
+void List::sync() {
+    check();
+    store_->sync();
+}
+
+void List::close() {
+    if (store_) store_->close();
+}
+
+void List::abandon() noexcept {
+    if (store_) store_->abandon();
+}
+
+void List::enumerate(const alloc::Arena::Visit& v) const {
+    v(store_->root(), seq_->root_bytes());
+    const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
+    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
+        std::uint64_t off, bytes;
+        if (store_->word_block(w[i], off, bytes)) v(off, bytes);
+    }
+}
+
+void List::verify() const {
+    check();
+    seq_->check_root();
+    const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
+    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
+        if (!store_->word_ok(w[i])) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
+        try {
+            (void)codec::skip(store_->view(&w[i]), 0);
+        } catch (const Error&) {
+            store_->throw_corrupt("element " + std::to_string(i) + " holds a malformed encoding");
+        }
+    }
+    store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+void List::repair() {
+    const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
+    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i)
+        if (!store_->word_ok(w[i]))
+            store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record (cannot repair a list in place)");
+    store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+void List::compact() {
+    check_write();
+    const std::string path = store_->path();
+    const std::string tmp = path + ".compact." + std::to_string(::getpid());
+    os::remove_file(tmp);
+    {
+        OpenOptions o = options_;
+        o.create = OpenOptions::Create::kAlways;
+        o.durable = false;
+        List out(tmp, o);
+        const std::uint64_t n = seq_->size();
+        out.seq_->reserve(n);
+        for (std::uint64_t i = 0; i < n; ++i) {
+            const std::uint64_t w = out.store_->put(store_->view(word_ptr(i)));
+            out.seq_->push_back(&w);
+        }
+        out.store_->region().shrink(out.store_->arena().trim());
+        out.close();
+    }
+    os::rename_file(tmp, path);
+    os::fsync_parent_dir(path);
+    store_->close();
+    OpenOptions o = options_;
+    o.create = OpenOptions::Create::kNever;
+    open(path, o);
+}
+
+Stats List::stats() const {
+    check();
+    const auto s = store_->stats();
+    Stats out;
+    out.entries = seq_->size();
+    out.file_bytes = s.file_bytes;
+    out.allocated_bytes = s.allocated_bytes;
+    out.arena_top = s.arena_top;
+    out.free_bytes = s.free_bytes;
+    out.capacity = seq_->capacity();
+    return out;
+}
+
+}  // namespace mmstore

@@ -1,0 +1,390 @@
+#include "mmstore/containers/hash_table.hpp"
+
+#include <emmintrin.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mmstore/codec/value.hpp"
+
+namespace mmstore::containers {
+
+namespace {
+
+constexpr std::uint64_t kGroup = 16;
+constexpr std::uint64_t kMinCapacity = 16;
+
+std::uint64_t header_checksum(const TableHeader* h) { return hash64(h, 16); }
+
+inline std::uint32_t match_byte(const std::uint8_t* group, std::uint8_t b) noexcept {
+    const __m128i g = _mm_load_si128(reinterpret_cast<const __m128i*>(group));
+    return static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(g, _mm_set1_epi8(static_cast<char>(b)))));
+}
+
+inline std::uint32_t match_empty(const std::uint8_t* group) noexcept { return match_byte(group, kCtrlEmpty); }
+
+// Empty or deleted: the high bit is set (0x80 and 0xFE); full slots hold 0..127.
+inline std::uint32_t match_free(const std::uint8_t* group) noexcept {
+    const __m128i g = _mm_load_si128(reinterpret_cast<const __m128i*>(group));
+    return static_cast<std::uint32_t>(_mm_movemask_epi8(g));
+}
+
+std::uint64_t capacity_for(std::uint64_t live) noexcept {
+    // Room for twice the live keys, so a table that fills with live keys doubles.
+    std::uint64_t cap = kMinCapacity;
+    while (cap * 7 / 8 < 2 * live) cap *= 2;
+    return cap;
+}
+
+}  // namespace
+
+std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
+    return sizeof(TableHeader) + capacity + 4 * capacity + 16 * (capacity * 7 / 8);
+}
+
+void HashTable::format() {
+    const std::uint64_t cap = kMinCapacity;
+    const std::uint64_t off = store_->arena().allocate(table_bytes(cap));
+    auto* h = store_->region().at<TableHeader>(off);
+    std::memset(h, 0, sizeof *h);
+    h->capacity = cap;
+    h->entries_cap = cap * 7 / 8;
+    h->checksum = header_checksum(h);
+    std::memset(h + 1, kCtrlEmpty, cap);
+    store_->publish_root(off);
+}
+
+void HashTable::check_root() const {
+    const std::uint64_t off = store_->root();
+    const auto& r = store_->region();
+    if (off == 0 || off % 16 != 0 || !r.in_bounds(off, sizeof(TableHeader)))
+        store_->throw_corrupt("dict root offset " + std::to_string(off) + " is out of bounds");
+    const auto* h = header();
+    if (h->checksum != header_checksum(h) || h->capacity < kMinCapacity || (h->capacity & (h->capacity - 1)) != 0 ||
+        h->capacity > (std::uint64_t{1} << 36) || h->entries_cap != h->capacity * 7 / 8)
+        store_->throw_corrupt("dict table header at offset " + std::to_string(off) + " fails its checksum");
+    if (!r.in_bounds(off, table_bytes(h->capacity)))
+        store_->throw_corrupt("dict table at offset " + std::to_string(off) + " extends past the end of the file");
+    if (h->used > h->entries_cap || h->live > h->used)
+        store_->throw_corrupt("dict table counters out of range (used " + std::to_string(h->used) + ", live " +
+                              std::to_string(h->live) + ")");
+}
+
+bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexcept {
+    if (key.size() <= kInlineMax) return e.key == make_inline(key);
+    if (is_inline(e.key)) return false;
+    const std::string_view k = store_->view_unchecked(&e.key);
+    return k.size() == key.size() && std::memcmp(k.data(), key.data(), key.size()) == 0;
+}
+
+std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept {
+    const TableHeader* h = header();
+    const std::uint8_t* c = ctrl();
+    const std::uint32_t* idx = index();
+    const EntrySlot* ent = entries();
+    const std::uint64_t groups_mask = h->capacity / kGroup - 1;
+    const auto h2 = static_cast<std::uint8_t>(hash & 0x7F);
+    const std::uint64_t inline_key = key.size() <= kInlineMax ? make_inline(key) : 0;
+    std::uint64_t g = (hash >> 7) & groups_mask;
+    for (std::uint64_t step = 1; step <= groups_mask + 1; ++step) {
+        const std::uint8_t* grp = c + g * kGroup;
+        for (std::uint32_t m = match_byte(grp, h2); m != 0; m &= m - 1) {
+            const std::uint64_t slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
+            const std::uint32_t e = idx[slot];
+            if (e >= h->used) continue;  // only after damage; verify() reports it
+            const EntrySlot& es = ent[e];
+            if (inline_key != 0 ? es.key == inline_key : key_equals(es, key)) {
+                if (pos != nullptr) *pos = slot;
+                return e;
+            }
+        }
+        if (match_empty(grp) != 0) break;
+        g = (g + step) & groups_mask;
+    }
+    return kNotFound;
+}
+
+std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const noexcept {
+    return find_slot(key, hash, nullptr);
+}
+
+void HashTable::find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const noexcept {
+    constexpr std::size_t kBatch = 16;
+    const std::uint64_t groups_mask = header()->capacity / kGroup - 1;
+    const std::uint8_t* c = ctrl();
+    const std::uint32_t* idx = index();
+    std::uint64_t hashes[kBatch];
+    for (std::size_t base = 0; base < keys.size(); base += kBatch) {
+        const std::size_t n = std::min(kBatch, keys.size() - base);
+        for (std::size_t i = 0; i < n; ++i) {
+            hashes[i] = hash64(keys[base + i].data(), keys[base + i].size());
+            const std::uint64_t g = (hashes[i] >> 7) & groups_mask;
+            __builtin_prefetch(c + g * kGroup);
+            __builtin_prefetch(idx + g * kGroup);
+        }
+        for (std::size_t i = 0; i < n; ++i) out[base + i] = find(keys[base + i], hashes[i]);
+    }
+}
+
+std::uint64_t HashTable::hash_word(const std::uint64_t* slot) const {
+    const std::string_view k = store_->view(slot);
+    return hash64(k.data(), k.size());
+}
+
+void HashTable::reserve(std::uint64_t n) {
+    if (n > header()->entries_cap) rehash(n, true);
+}
+
+void HashTable::rehash(std::uint64_t min_live, bool exact) {
+    const TableHeader* old = header();
+    const std::uint64_t old_off = store_->root();
+    std::uint64_t cap = capacity_for(min_live);
+    if (exact) {
+        cap = kMinCapacity;
+        while (cap * 7 / 8 < min_live) cap *= 2;
+    }
+    const std::uint64_t off = store_->arena().allocate(table_bytes(cap));  // may grow the file: re-read pointers
+    old = header();
+    auto* h = store_->region().at<TableHeader>(off);
+    std::memset(h, 0, sizeof *h);
+    h->capacity = cap;
+    h->entries_cap = cap * 7 / 8;
+    h->checksum = header_checksum(h);
+    auto* c = reinterpret_cast<std::uint8_t*>(h + 1);
+    auto* idx = reinterpret_cast<std::uint32_t*>(c + cap);
+    auto* ent = reinterpret_cast<EntrySlot*>(reinterpret_cast<std::uint8_t*>(idx) + 4 * cap);
+    std::memset(c, kCtrlEmpty, cap);
+    const EntrySlot* src = entries();
+    const std::uint64_t mask = cap / kGroup - 1;
+    std::uint64_t n = 0;
+    for (std::uint64_t i = 0; i < old->used; ++i) {
+        if (src[i].key == kTombWord) continue;
+        ent[n] = src[i];
+        const std::uint64_t hv = hash_word(&src[i].key);
+        std::uint64_t g = (hv >> 7) & mask;
+        for (std::uint64_t step = 1;; ++step) {
+            if (const std::uint32_t m = match_free(c + g * kGroup); m != 0) {
+                const std::uint64_t slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
+                idx[slot] = static_cast<std::uint32_t>(n);
+                c[slot] = static_cast<std::uint8_t>(hv & 0x7F);
+                break;
+            }
+            g = (g + step) & mask;
+        }
+        ++n;
+    }
+    h->used = n;
+    h->live = n;
+    store_->publish_root(off);  // the switch: one 8-byte store
+    store_->arena().free(old_off, table_bytes(old->capacity));
+}
+
+std::pair<std::uint64_t, bool> HashTable::insert(std::string_view key, std::uint64_t hash, std::string_view value) {
+    const std::uint64_t found = find_slot(key, hash, nullptr);
+    if (found != kNotFound) return {found, false};
+    if (header()->used == header()->entries_cap) rehash(header()->live + 1);
+    const std::uint64_t kw = store_->put(key);
+    std::uint64_t vw;
+    try {
+        vw = store_->put(value);
+    } catch (...) {
+        store_->release(kw);
+        throw;
+    }
+    TableHeader* h = header();
+    std::uint8_t* c = ctrl();
+    const std::uint64_t mask = h->capacity / kGroup - 1;
+    std::uint64_t g = (hash >> 7) & mask;
+    std::uint64_t slot;
+    for (std::uint64_t step = 1;; ++step) {
+        if (const std::uint32_t m = match_free(c + g * kGroup); m != 0) {
+            slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
+            break;
+        }
+        g = (g + step) & mask;
+    }
+    const std::uint64_t pos = h->used;
+    EntrySlot* e = entries() + pos;
+    e->key = kw;
+    e->value = vw;
+    h->used = pos + 1;                              // visible to iteration
+    index()[slot] = static_cast<std::uint32_t>(pos);
+    __atomic_store_n(&c[slot], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);  // visible to lookups
+    h->live += 1;
+    store_->bump_mutations();
+    return {pos, true};
+}
+
+void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
+    const std::uint64_t vw = store_->put(value);
+    EntrySlot* e = entries() + pos;
+    const std::uint64_t old = e->value;
+    __atomic_store_n(&e->value, vw, __ATOMIC_RELEASE);
+    store_->release(old);
+}
+
+bool HashTable::set(std::string_view key, std::uint64_t hash, std::string_view value) {
+    const std::uint64_t found = find_slot(key, hash, nullptr);
+    if (found != kNotFound) {
+        assign_at(found, value);
+        return false;
+    }
+    insert(key, hash, value);
+    return true;
+}
+
+bool HashTable::set(std::string_view key, std::string_view value) { return set(key, hash64(key.data(), key.size()), value); }
+
+void HashTable::erase_at(std::uint64_t pos) {
+    const std::string_view key = store_->view(&entries()[pos].key);
+    std::uint64_t slot = 0;
+    const std::uint64_t found = find_slot(key, hash64(key.data(), key.size()), &slot);
+    if (found != pos) store_->throw_corrupt("entry " + std::to_string(pos) + " is not in the index");
+    TableHeader* h = header();
+    __atomic_store_n(&ctrl()[slot], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished from lookups
+    EntrySlot* e = entries() + pos;
+    const EntrySlot old = *e;
+    __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);          // unpublished from iteration
+    h->live -= 1;
+    while (h->used > 0 && entries()[h->used - 1].key == kTombWord) h->used -= 1;
+    store_->bump_mutations();
+    store_->release(old.key);
+    store_->release(old.value);
+}
+
+bool HashTable::erase(std::string_view key, std::uint64_t hash) {
+    const std::uint64_t pos = find_slot(key, hash, nullptr);
+    if (pos == kNotFound) return false;
+    erase_at(pos);
+    return true;
+}
+
+void HashTable::clear() {
+    const std::uint64_t old_off = store_->root();
+    const TableHeader* old = header();
+    const std::uint64_t old_used = old->used;
+    const std::uint64_t old_cap = old->capacity;
+    // Build an empty table aside and switch; then free the records of the old one.
+    const std::uint64_t off = store_->arena().allocate(table_bytes(kMinCapacity));
+    auto* h = store_->region().at<TableHeader>(off);
+    std::memset(h, 0, sizeof *h);
+    h->capacity = kMinCapacity;
+    h->entries_cap = kMinCapacity * 7 / 8;
+    h->checksum = header_checksum(h);
+    std::memset(h + 1, kCtrlEmpty, kMinCapacity);
+    store_->publish_root(off);
+    store_->bump_mutations();
+    const auto* ent = reinterpret_cast<const EntrySlot*>(store_->region().at<std::uint8_t>(old_off) + sizeof(TableHeader) +
+                                                         5 * old_cap);
+    for (std::uint64_t i = 0; i < old_used; ++i) {
+        if (ent[i].key == kTombWord) continue;
+        store_->release(ent[i].key);
+        store_->release(ent[i].value);
+    }
+    store_->arena().free(old_off, table_bytes(old_cap));
+}
+
+std::uint64_t HashTable::last() const noexcept {
+    const TableHeader* h = header();
+    for (std::uint64_t i = h->used; i > 0; --i)
+        if (entries()[i - 1].key != kTombWord) return i - 1;
+    return kNotFound;
+}
+
+void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
+    const TableHeader* h = header();
+    visit(store_->root(), table_bytes(h->capacity));
+    const EntrySlot* ent = entries();
+    for (std::uint64_t i = 0; i < h->used; ++i) {
+        if (ent[i].key == kTombWord) continue;
+        std::uint64_t off, bytes;
+        if (store_->word_block(ent[i].key, off, bytes)) visit(off, bytes);
+        if (store_->word_block(ent[i].value, off, bytes)) visit(off, bytes);
+    }
+}
+
+void HashTable::verify() const {
+    check_root();
+    const TableHeader* h = header();
+    const std::uint8_t* c = ctrl();
+    const std::uint32_t* idx = index();
+    const EntrySlot* ent = entries();
+    std::uint64_t full = 0;
+    for (std::uint64_t s = 0; s < h->capacity; ++s) {
+        const std::uint8_t b = c[s];
+        if (b == kCtrlEmpty || b == kCtrlDeleted) continue;
+        if (b > 0x7F) store_->throw_corrupt("bad control byte at slot " + std::to_string(s));
+        if (idx[s] >= h->used || ent[idx[s]].key == kTombWord)
+            store_->throw_corrupt("index slot " + std::to_string(s) + " points at no entry");
+        ++full;
+    }
+    std::uint64_t live = 0;
+    for (std::uint64_t i = 0; i < h->used; ++i) {
+        if (ent[i].key == kTombWord) continue;
+        ++live;
+        if (!store_->word_ok(ent[i].key) || !store_->word_ok(ent[i].value))
+            store_->throw_corrupt("entry " + std::to_string(i) + " has a damaged key or value record");
+        const std::string_view k = store_->view(&ent[i].key);
+        const std::string_view v = store_->view(&ent[i].value);
+        try {
+            (void)codec::skip(k, 0);
+            (void)codec::skip(v, 0);
+        } catch (const Error&) {
+            store_->throw_corrupt("entry " + std::to_string(i) + " holds a malformed encoding");
+        }
+        std::uint64_t slot = 0;
+        if (find_slot(k, hash64(k.data(), k.size()), &slot) != i || c[slot] != (hash64(k.data(), k.size()) & 0x7F))
+            store_->throw_corrupt("entry " + std::to_string(i) + " is not findable through the index");
+    }
+    if (live != h->live || full != h->live)
+        store_->throw_corrupt("live count " + std::to_string(h->live) + " disagrees with entries (" + std::to_string(live) +
+                              ") or index (" + std::to_string(full) + ")");
+    store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+void HashTable::repair() {
+    check_root();
+    TableHeader* h = header();
+    std::uint8_t* c = ctrl();
+    std::uint32_t* idx = index();
+    EntrySlot* ent = entries();
+    std::memset(c, kCtrlEmpty, h->capacity);
+    const std::uint64_t mask = h->capacity / kGroup - 1;
+    std::uint64_t live = 0;
+    for (std::uint64_t i = 0; i < h->used; ++i) {
+        if (ent[i].key == kTombWord) continue;
+        bool ok = store_->word_ok(ent[i].key) && store_->word_ok(ent[i].value);
+        std::string_view k;
+        if (ok) {
+            k = store_->view(&ent[i].key);
+            try {
+                (void)codec::skip(k, 0);
+                (void)codec::skip(store_->view(&ent[i].value), 0);
+            } catch (const Error&) {
+                ok = false;
+            }
+        }
+        const std::uint64_t hv = ok ? hash64(k.data(), k.size()) : 0;
+        if (ok && find_slot(k, hv, nullptr) != kNotFound) ok = false;  // duplicate: keep the first
+        if (!ok) {
+            ent[i].key = kTombWord;  // dropped; its records are reclaimed by the arena rebuild
+            continue;
+        }
+        std::uint64_t g = (hv >> 7) & mask;
+        for (std::uint64_t step = 1;; ++step) {
+            if (const std::uint32_t m = match_free(c + g * kGroup); m != 0) {
+                const std::uint64_t slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
+                idx[slot] = static_cast<std::uint32_t>(i);
+                c[slot] = static_cast<std::uint8_t>(hv & 0x7F);
+                break;
+            }
+            g = (g + step) & mask;
+        }
+        ++live;
+    }
+    h->live = live;
+    store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+}  // namespace mmstore::containers

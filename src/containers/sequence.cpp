@@ -1,0 +1,90 @@
+#include "mmstore/containers/sequence.hpp"
+
+#include <cstring>
+#include <string>
+
+namespace mmstore::containers {
+
+namespace {
+std::uint64_t header_checksum(const SequenceHeader* h) { return hash64(&h->capacity, 16); }
+constexpr std::uint64_t kMinCapacity = 8;
+}  // namespace
+
+std::uint64_t Sequence::build(std::uint64_t capacity) {
+    const std::uint64_t off = store_->arena().allocate(bytes_of(capacity));
+    auto* h = store_->region().at<SequenceHeader>(off);
+    std::memset(h, 0, sizeof *h);
+    h->capacity = capacity;
+    h->elem_size = elem_size_;
+    h->checksum = header_checksum(h);
+    return off;
+}
+
+void Sequence::format() { store_->publish_root(build(kMinCapacity)); }
+
+void Sequence::check_root() const {
+    const std::uint64_t off = store_->root();
+    const auto& r = store_->region();
+    if (off == 0 || off % 16 != 0 || !r.in_bounds(off, sizeof(SequenceHeader)))
+        store_->throw_corrupt("sequence root offset " + std::to_string(off) + " is out of bounds");
+    const auto* h = header();
+    if (h->checksum != header_checksum(h) || h->elem_size != elem_size_ || h->capacity > (std::uint64_t{1} << 40))
+        store_->throw_corrupt("sequence header at offset " + std::to_string(off) + " fails its checksum");
+    if (!r.in_bounds(off, bytes_of(h->capacity)))
+        store_->throw_corrupt("sequence at offset " + std::to_string(off) + " extends past the end of the file");
+    if (h->count > h->capacity)
+        store_->throw_corrupt("sequence count " + std::to_string(h->count) + " exceeds its capacity");
+}
+
+void Sequence::reserve(std::uint64_t n) {
+    if (n <= header()->capacity) return;
+    const std::uint64_t old_off = store_->root();
+    const std::uint64_t old_bytes = root_bytes();
+    const std::uint64_t count = header()->count;
+    const std::uint64_t off = build(n);
+    auto* h = store_->region().at<SequenceHeader>(off);
+    std::memcpy(h + 1, data(), count * elem_size_);
+    h->count = count;
+    store_->publish_root(off);
+    store_->arena().free(old_off, old_bytes);
+}
+
+void Sequence::push_back(const void* elem) {
+    SequenceHeader* h = header();
+    if (h->count == h->capacity) {
+        reserve(std::max(kMinCapacity, h->capacity * 2));
+        h = header();
+    }
+    std::memcpy(data() + h->count * elem_size_, elem, elem_size_);
+    __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
+}
+
+void Sequence::pop_back() noexcept {
+    SequenceHeader* h = header();
+    if (h->count > 0) __atomic_store_n(&h->count, h->count - 1, __ATOMIC_RELEASE);
+}
+
+void Sequence::resize(std::uint64_t n) {
+    SequenceHeader* h = header();
+    if (n > h->capacity) {
+        reserve(std::max(n, h->capacity * 2));
+        h = header();
+    }
+    if (n > h->count) std::memset(data() + h->count * elem_size_, 0, (n - h->count) * elem_size_);
+    __atomic_store_n(&h->count, n, __ATOMIC_RELEASE);
+}
+
+void Sequence::assign(const void* src, std::uint64_t n, std::uint64_t min_capacity) {
+    const std::uint64_t old_off = store_->root();
+    const std::uint64_t old_bytes = root_bytes();
+    std::uint64_t cap = kMinCapacity;
+    while (cap < n || cap < min_capacity) cap *= 2;
+    const std::uint64_t off = build(cap);
+    auto* h = store_->region().at<SequenceHeader>(off);
+    if (n > 0) std::memcpy(h + 1, src, n * elem_size_);
+    h->count = n;
+    store_->publish_root(off);
+    store_->arena().free(old_off, old_bytes);
+}
+
+}  // namespace mmstore::containers

@@ -1,0 +1,3 @@
+#include <gtest/gtest.h>
+#include "mmstore/mmstore.hpp"
+TEST(Smoke, Builds) { SUCCEED(); }
