@@ -31,16 +31,30 @@ inline std::uint32_t match_free(const std::uint8_t* group) noexcept {
 }
 
 std::uint64_t capacity_for(std::uint64_t live) noexcept {
-    // Room for twice the live keys, so a table that fills with live keys doubles.
+    // Room for about twice the live keys, so a table that fills with live keys doubles.
     std::uint64_t cap = kMinCapacity;
-    while (cap * 7 / 8 < 2 * live) cap *= 2;
+    while (cap * 7 / 8 < live + 1 || cap * 7 / 8 < 2 * live - live / 64) cap *= 2;
     return cap;
+}
+
+void init_groups(Group* g, std::uint64_t capacity) noexcept {
+    for (std::uint64_t i = 0; i < capacity / kGroup; ++i) std::memset(g[i].ctrl, kCtrlEmpty, kGroup);
+}
+
+// First empty-or-deleted slot on the probe path of `hash`.
+std::uint64_t free_slot(Group* grp, std::uint64_t mask, std::uint64_t hash) noexcept {
+    std::uint64_t g = (hash >> 7) & mask;
+    for (std::uint64_t step = 1;; ++step) {
+        if (const std::uint32_t m = match_free(grp[g].ctrl); m != 0)
+            return g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
+        g = (g + step) & mask;
+    }
 }
 
 }  // namespace
 
 std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
-    return sizeof(TableHeader) + capacity + 4 * capacity + 16 * (capacity * 7 / 8);
+    return sizeof(TableHeader) + capacity / 16 * sizeof(Group) + 16 * (capacity * 7 / 8);
 }
 
 void HashTable::format() {
@@ -51,7 +65,7 @@ void HashTable::format() {
     h->capacity = cap;
     h->entries_cap = cap * 7 / 8;
     h->checksum = header_checksum(h);
-    std::memset(h + 1, kCtrlEmpty, cap);
+    init_groups(reinterpret_cast<Group*>(h + 1), cap);
     store_->publish_root(off);
 }
 
@@ -80,18 +94,18 @@ bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexc
 
 std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept {
     const TableHeader* h = header();
-    const std::uint8_t* c = ctrl();
-    const std::uint32_t* idx = index();
+    const Group* grps = groups();
     const EntrySlot* ent = entries();
     const std::uint64_t groups_mask = h->capacity / kGroup - 1;
     const auto h2 = static_cast<std::uint8_t>(hash & 0x7F);
     const std::uint64_t inline_key = key.size() <= kInlineMax ? make_inline(key) : 0;
     std::uint64_t g = (hash >> 7) & groups_mask;
     for (std::uint64_t step = 1; step <= groups_mask + 1; ++step) {
-        const std::uint8_t* grp = c + g * kGroup;
+        const std::uint8_t* grp = grps[g].ctrl;
         for (std::uint32_t m = match_byte(grp, h2); m != 0; m &= m - 1) {
-            const std::uint64_t slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
-            const std::uint32_t e = idx[slot];
+            const unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
+            const std::uint64_t slot = g * kGroup + lane;
+            const std::uint32_t e = grps[g].index[lane];
             if (e >= h->used) continue;  // only after damage; verify() reports it
             const EntrySlot& es = ent[e];
             if (inline_key != 0 ? es.key == inline_key : key_equals(es, key)) {
@@ -112,16 +126,15 @@ std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const no
 void HashTable::find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const noexcept {
     constexpr std::size_t kBatch = 16;
     const std::uint64_t groups_mask = header()->capacity / kGroup - 1;
-    const std::uint8_t* c = ctrl();
-    const std::uint32_t* idx = index();
+    const Group* grps = groups();
     std::uint64_t hashes[kBatch];
     for (std::size_t base = 0; base < keys.size(); base += kBatch) {
         const std::size_t n = std::min(kBatch, keys.size() - base);
         for (std::size_t i = 0; i < n; ++i) {
             hashes[i] = hash64(keys[base + i].data(), keys[base + i].size());
             const std::uint64_t g = (hashes[i] >> 7) & groups_mask;
-            __builtin_prefetch(c + g * kGroup);
-            __builtin_prefetch(idx + g * kGroup);
+            __builtin_prefetch(&grps[g]);
+            __builtin_prefetch(reinterpret_cast<const char*>(&grps[g]) + 64);
         }
         for (std::size_t i = 0; i < n; ++i) out[base + i] = find(keys[base + i], hashes[i]);
     }
@@ -151,10 +164,9 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
     h->capacity = cap;
     h->entries_cap = cap * 7 / 8;
     h->checksum = header_checksum(h);
-    auto* c = reinterpret_cast<std::uint8_t*>(h + 1);
-    auto* idx = reinterpret_cast<std::uint32_t*>(c + cap);
-    auto* ent = reinterpret_cast<EntrySlot*>(reinterpret_cast<std::uint8_t*>(idx) + 4 * cap);
-    std::memset(c, kCtrlEmpty, cap);
+    auto* grp = reinterpret_cast<Group*>(h + 1);
+    auto* ent = reinterpret_cast<EntrySlot*>(grp + cap / kGroup);
+    init_groups(grp, cap);
     const EntrySlot* src = entries();
     const std::uint64_t mask = cap / kGroup - 1;
     std::uint64_t n = 0;
@@ -162,16 +174,9 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
         if (src[i].key == kTombWord) continue;
         ent[n] = src[i];
         const std::uint64_t hv = hash_word(&src[i].key);
-        std::uint64_t g = (hv >> 7) & mask;
-        for (std::uint64_t step = 1;; ++step) {
-            if (const std::uint32_t m = match_free(c + g * kGroup); m != 0) {
-                const std::uint64_t slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
-                idx[slot] = static_cast<std::uint32_t>(n);
-                c[slot] = static_cast<std::uint8_t>(hv & 0x7F);
-                break;
-            }
-            g = (g + step) & mask;
-        }
+        const std::uint64_t slot = free_slot(grp, mask, hv);
+        grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(n);
+        grp[slot / kGroup].ctrl[slot % kGroup] = static_cast<std::uint8_t>(hv & 0x7F);
         ++n;
     }
     h->used = n;
@@ -183,7 +188,11 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
 std::pair<std::uint64_t, bool> HashTable::insert(std::string_view key, std::uint64_t hash, std::string_view value) {
     const std::uint64_t found = find_slot(key, hash, nullptr);
     if (found != kNotFound) return {found, false};
-    if (header()->used == header()->entries_cap) rehash(header()->live + 1);
+    return {insert_new(key, hash, value), true};
+}
+
+std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, std::string_view value) {
+    if (header()->used == header()->entries_cap) rehash(header()->live);
     const std::uint64_t kw = store_->put(key);
     std::uint64_t vw;
     try {
@@ -193,27 +202,19 @@ std::pair<std::uint64_t, bool> HashTable::insert(std::string_view key, std::uint
         throw;
     }
     TableHeader* h = header();
-    std::uint8_t* c = ctrl();
-    const std::uint64_t mask = h->capacity / kGroup - 1;
-    std::uint64_t g = (hash >> 7) & mask;
-    std::uint64_t slot;
-    for (std::uint64_t step = 1;; ++step) {
-        if (const std::uint32_t m = match_free(c + g * kGroup); m != 0) {
-            slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
-            break;
-        }
-        g = (g + step) & mask;
-    }
+    Group* grp = groups();
+    const std::uint64_t slot = free_slot(grp, h->capacity / kGroup - 1, hash);
     const std::uint64_t pos = h->used;
     EntrySlot* e = entries() + pos;
     e->key = kw;
     e->value = vw;
     h->used = pos + 1;                              // visible to iteration
-    index()[slot] = static_cast<std::uint32_t>(pos);
-    __atomic_store_n(&c[slot], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);  // visible to lookups
+    grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(pos);
+    __atomic_store_n(&grp[slot / kGroup].ctrl[slot % kGroup], static_cast<std::uint8_t>(hash & 0x7F),
+                     __ATOMIC_RELEASE);  // visible to lookups
     h->live += 1;
     store_->bump_mutations();
-    return {pos, true};
+    return pos;
 }
 
 void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
@@ -230,7 +231,7 @@ bool HashTable::set(std::string_view key, std::uint64_t hash, std::string_view v
         assign_at(found, value);
         return false;
     }
-    insert(key, hash, value);
+    insert_new(key, hash, value);
     return true;
 }
 
@@ -242,7 +243,7 @@ void HashTable::erase_at(std::uint64_t pos) {
     const std::uint64_t found = find_slot(key, hash64(key.data(), key.size()), &slot);
     if (found != pos) store_->throw_corrupt("entry " + std::to_string(pos) + " is not in the index");
     TableHeader* h = header();
-    __atomic_store_n(&ctrl()[slot], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished from lookups
+    __atomic_store_n(&groups()[slot / kGroup].ctrl[slot % kGroup], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished
     EntrySlot* e = entries() + pos;
     const EntrySlot old = *e;
     __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);          // unpublished from iteration
@@ -272,11 +273,11 @@ void HashTable::clear() {
     h->capacity = kMinCapacity;
     h->entries_cap = kMinCapacity * 7 / 8;
     h->checksum = header_checksum(h);
-    std::memset(h + 1, kCtrlEmpty, kMinCapacity);
+    init_groups(reinterpret_cast<Group*>(h + 1), kMinCapacity);
     store_->publish_root(off);
     store_->bump_mutations();
     const auto* ent = reinterpret_cast<const EntrySlot*>(store_->region().at<std::uint8_t>(old_off) + sizeof(TableHeader) +
-                                                         5 * old_cap);
+                                                         old_cap / kGroup * sizeof(Group));
     for (std::uint64_t i = 0; i < old_used; ++i) {
         if (ent[i].key == kTombWord) continue;
         store_->release(ent[i].key);
@@ -307,15 +308,15 @@ void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
 void HashTable::verify() const {
     check_root();
     const TableHeader* h = header();
-    const std::uint8_t* c = ctrl();
-    const std::uint32_t* idx = index();
+    const Group* grp = groups();
     const EntrySlot* ent = entries();
     std::uint64_t full = 0;
     for (std::uint64_t s = 0; s < h->capacity; ++s) {
-        const std::uint8_t b = c[s];
+        const std::uint8_t b = grp[s / kGroup].ctrl[s % kGroup];
+        const std::uint32_t ix = grp[s / kGroup].index[s % kGroup];
         if (b == kCtrlEmpty || b == kCtrlDeleted) continue;
         if (b > 0x7F) store_->throw_corrupt("bad control byte at slot " + std::to_string(s));
-        if (idx[s] >= h->used || ent[idx[s]].key == kTombWord)
+        if (ix >= h->used || ent[ix].key == kTombWord)
             store_->throw_corrupt("index slot " + std::to_string(s) + " points at no entry");
         ++full;
     }
@@ -334,7 +335,8 @@ void HashTable::verify() const {
             store_->throw_corrupt("entry " + std::to_string(i) + " holds a malformed encoding");
         }
         std::uint64_t slot = 0;
-        if (find_slot(k, hash64(k.data(), k.size()), &slot) != i || c[slot] != (hash64(k.data(), k.size()) & 0x7F))
+        if (find_slot(k, hash64(k.data(), k.size()), &slot) != i ||
+            grp[slot / kGroup].ctrl[slot % kGroup] != (hash64(k.data(), k.size()) & 0x7F))
             store_->throw_corrupt("entry " + std::to_string(i) + " is not findable through the index");
     }
     if (live != h->live || full != h->live)
@@ -346,10 +348,9 @@ void HashTable::verify() const {
 void HashTable::repair() {
     check_root();
     TableHeader* h = header();
-    std::uint8_t* c = ctrl();
-    std::uint32_t* idx = index();
+    Group* grp = groups();
     EntrySlot* ent = entries();
-    std::memset(c, kCtrlEmpty, h->capacity);
+    init_groups(grp, h->capacity);
     const std::uint64_t mask = h->capacity / kGroup - 1;
     std::uint64_t live = 0;
     for (std::uint64_t i = 0; i < h->used; ++i) {
@@ -371,16 +372,9 @@ void HashTable::repair() {
             ent[i].key = kTombWord;  // dropped; its records are reclaimed by the arena rebuild
             continue;
         }
-        std::uint64_t g = (hv >> 7) & mask;
-        for (std::uint64_t step = 1;; ++step) {
-            if (const std::uint32_t m = match_free(c + g * kGroup); m != 0) {
-                const std::uint64_t slot = g * kGroup + static_cast<std::uint64_t>(__builtin_ctz(m));
-                idx[slot] = static_cast<std::uint32_t>(i);
-                c[slot] = static_cast<std::uint8_t>(hv & 0x7F);
-                break;
-            }
-            g = (g + step) & mask;
-        }
+        const std::uint64_t slot = free_slot(grp, mask, hv);
+        grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(i);
+        grp[slot / kGroup].ctrl[slot % kGroup] = static_cast<std::uint8_t>(hv & 0x7F);
         ++live;
     }
     h->live = live;

@@ -10,8 +10,7 @@ void Store::open(const std::string& path, storage::StoreKind kind, const storage
     if (region_.created()) arena_.format();
 }
 
-std::uint64_t Store::put(std::string_view bytes) {
-    if (bytes.size() <= kInlineMax) return make_inline(bytes);
+std::uint64_t Store::put_record(std::string_view bytes) {
     if (bytes.size() > 0xFFFFFFF0u)
         throw_error(ErrorCode::kCapacity, path(), "value of " + std::to_string(bytes.size()) + " bytes exceeds the 4 GiB record limit");
     const std::uint64_t off = arena_.allocate(sizeof(RecordHeader) + bytes.size());

@@ -40,10 +40,20 @@ static_assert(sizeof(RecordHeader) == 8);
 inline bool is_inline(std::uint64_t w) noexcept { return (w >> 56) >= 0x80 && w != kTombWord; }
 inline std::size_t inline_len(std::uint64_t w) noexcept { return static_cast<std::size_t>((w >> 56) & 0x7F); }
 
+// Packs up to 7 bytes into a word without a variable-length memcpy call (two overlapping loads).
 inline std::uint64_t make_inline(std::string_view s) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const std::size_t n = s.size();
     std::uint64_t w = 0;
-    std::memcpy(&w, s.data(), s.size());
-    return w | kInlineFlag | (std::uint64_t{s.size()} << 56);
+    if (n >= 4) {
+        std::uint32_t lo, hi;
+        std::memcpy(&lo, p, 4);
+        std::memcpy(&hi, p + n - 4, 4);
+        w = lo | (std::uint64_t{hi} << (8 * (n - 4)));
+    } else if (n > 0) {
+        w = p[0] | (std::uint64_t{p[n / 2]} << (8 * (n / 2))) | (std::uint64_t{p[n - 1]} << (8 * (n - 1)));
+    }
+    return w | kInlineFlag | (std::uint64_t{n} << 56);
 }
 
 struct StoreStats {
@@ -81,7 +91,10 @@ public:
     std::uint64_t mutations() const noexcept { return region_.live().mutations; }
 
     // Writes `bytes` as a word (inline when <= 7 bytes, else a new record). Not yet reachable.
-    std::uint64_t put(std::string_view bytes);
+    std::uint64_t put(std::string_view bytes) {
+        return bytes.size() <= kInlineMax ? make_inline(bytes) : put_record(bytes);
+    }
+    std::uint64_t put_record(std::string_view bytes);
     // Frees the record behind a record word; inline words need nothing.
     void release(std::uint64_t word) noexcept;
     // The bytes of a word held at `*slot` (inline words are viewed in place). Checks record bounds and

@@ -1,0 +1,403 @@
+// python/bindings/list.cpp -- mmstore._core._List: the native base of mmstore.List.
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "handles.hpp"
+
+namespace mmstore::py {
+
+namespace {
+
+inline ListHandle* open_handle(PyObject* self) {
+    ListHandle* h = handle_of<ListHandle>(self);
+    if (!h) return nullptr;
+    if (!h->l || !h->l->is_open()) [[unlikely]] {
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->l ? h->l->path() : "", "operation on a closed List");
+        return nullptr;
+    }
+    return h;
+}
+
+PyObject* item_at(ListHandle* h, std::uint64_t i) {
+    try {
+        const std::string_view v = h->l->store().view(h->l->word_ptr(i));
+        return decode(v.data(), v.size(), h->flags);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
+Py_ssize_t list_length(PyObject* self) {
+    ListHandle* h = open_handle(self);
+    if (!h) return -1;
+    return static_cast<Py_ssize_t>(h->l->sequence().size());
+}
+
+// Normalizes a Python index (negative allowed); -1 with IndexError set when out of range.
+Py_ssize_t norm_index(ListHandle* h, Py_ssize_t i, const char* what) {
+    const auto n = static_cast<Py_ssize_t>(h->l->sequence().size());
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) {
+        PyErr_Format(PyExc_IndexError, "%s index out of range", what);
+        return -1;
+    }
+    return i;
+}
+
+PyObject* list_item(PyObject* self, Py_ssize_t i) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    if (i < 0 || i >= static_cast<Py_ssize_t>(h->l->sequence().size())) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return nullptr;
+    }
+    return item_at(h, static_cast<std::uint64_t>(i));
+}
+
+PyObject* list_subscript(PyObject* self, PyObject* key) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    if (PyLong_CheckExact(key)) {
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred()) {
+            PyErr_SetString(PyExc_IndexError, "cannot fit 'int' into an index-sized integer");
+            return nullptr;
+        }
+        i = norm_index(h, i, "list");
+        if (i < 0) return nullptr;
+        return item_at(h, static_cast<std::uint64_t>(i));
+    }
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+        const Py_ssize_t n = PySlice_AdjustIndices(static_cast<Py_ssize_t>(h->l->sequence().size()), &start, &stop, step);
+        PyObject* out = PyList_New(n);
+        if (!out) return nullptr;
+        for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
+            PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
+            if (!x) {
+                Py_DECREF(out);
+                return nullptr;
+            }
+            PyList_SET_ITEM(out, k, x);
+        }
+        return out;
+    }
+    if (PyIndex_Check(key)) {
+        PyObject* idx = PyNumber_Index(key);
+        if (!idx) return nullptr;
+        PyObject* r = list_subscript(self, idx);
+        Py_DECREF(idx);
+        return r;
+    }
+    PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %s", Py_TYPE(key)->tp_name);
+    return nullptr;
+}
+
+int set_at(ListHandle* h, std::uint64_t i, PyObject* value) {
+    std::string& vb = scratch_value();
+    vb.clear();
+    if (!encode(value, vb, h->flags, false)) return -1;
+    try {
+        h->l->set_encoded(i, vb);
+        return 0;
+    } catch (...) {
+        set_error_from_exception();
+        return -1;
+    }
+}
+
+int list_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
+    ListHandle* h = open_handle(self);
+    if (!h) return -1;
+    if (PyLong_CheckExact(key) || (!PySlice_Check(key) && PyIndex_Check(key))) {
+        PyObject* idx = PyNumber_Index(key);
+        if (!idx) return -1;
+        Py_ssize_t i = PyLong_AsSsize_t(idx);
+        Py_DECREF(idx);
+        if (i == -1 && PyErr_Occurred()) return -1;
+        i = norm_index(h, i, "list assignment");
+        if (i < 0) return -1;
+        if (value != nullptr) return set_at(h, static_cast<std::uint64_t>(i), value);
+        try {
+            h->l->erase(static_cast<std::uint64_t>(i));
+            return 0;
+        } catch (...) {
+            set_error_from_exception();
+            return -1;
+        }
+    }
+    if (PySlice_Check(key)) {
+        // Slice assignment and deletion: the pure-Python layer computes the new order (mmstore/_list.py).
+        PyObject* r = value == nullptr ? PyObject_CallMethod(self, "_delslice", "O", key)
+                                       : PyObject_CallMethod(self, "_setslice", "OO", key, value);
+        if (!r) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %s", Py_TYPE(key)->tp_name);
+    return -1;
+}
+
+int list_contains(PyObject* self, PyObject* needle) {
+    ListHandle* h = open_handle(self);
+    if (!h) return -1;
+    for (std::uint64_t i = 0; i < h->l->sequence().size(); ++i) {
+        PyObject* x = item_at(h, i);
+        if (!x) return -1;
+        const int eq = PyObject_RichCompareBool(x, needle, Py_EQ);
+        Py_DECREF(x);
+        if (eq != 0) return eq;
+    }
+    return 0;
+}
+
+// ---- iteration ---------------------------------------------------------------------------------------
+
+struct ListIter {
+    PyObject_HEAD
+    PyObject* owner;
+    std::uint64_t pos;
+    int reverse;
+};
+
+PyTypeObject* g_list_iter_type = nullptr;
+
+void list_iter_dealloc(PyObject* self) {
+    auto* it = reinterpret_cast<ListIter*>(self);
+    PyTypeObject* tp = Py_TYPE(self);
+    Py_XDECREF(it->owner);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+PyObject* list_iter_next(PyObject* self) {
+    auto* it = reinterpret_cast<ListIter*>(self);
+    if (!it->owner) return nullptr;
+    ListHandle* h = open_handle(it->owner);
+    if (!h) return nullptr;
+    const std::uint64_t n = h->l->sequence().size();
+    if (it->reverse) {
+        // pos counts elements left to yield from the end, like list_reverseiterator.
+        if (it->pos == 0 || it->pos > n) {
+            Py_CLEAR(it->owner);
+            return nullptr;
+        }
+        return item_at(h, --it->pos);
+    }
+    if (it->pos >= n) {
+        Py_CLEAR(it->owner);
+        return nullptr;
+    }
+    return item_at(h, it->pos++);
+}
+
+PyObject* make_list_iter(PyObject* self, bool reverse) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    auto* it = PyObject_New(ListIter, g_list_iter_type);
+    if (!it) return nullptr;
+    Py_INCREF(self);
+    it->owner = self;
+    it->pos = reverse ? h->l->sequence().size() : 0;
+    it->reverse = reverse;
+    return reinterpret_cast<PyObject*>(it);
+}
+
+PyObject* list_iter(PyObject* self) { return make_list_iter(self, false); }
+PyObject* list_reversed(PyObject* self, PyObject*) { return make_list_iter(self, true); }
+
+PyType_Slot list_iter_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(list_iter_dealloc)},
+    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+    {Py_tp_iternext, reinterpret_cast<void*>(list_iter_next)},
+    {0, nullptr},
+};
+PyType_Spec list_iter_spec = {"mmstore._core.ListIterator", sizeof(ListIter), 0, Py_TPFLAGS_DEFAULT, list_iter_slots};
+
+PyObject* list_append(PyObject* self, PyObject* value) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    std::string& vb = scratch_value();
+    vb.clear();
+    if (!encode(value, vb, h->flags, false)) return nullptr;
+    try {
+        h->l->push_back_encoded(vb);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* list_extend(PyObject* self, PyObject* iterable) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    if (iterable == self) {
+        // l.extend(l): snapshot first, as list does.
+        PyObject* snap = PySequence_List(self);
+        if (!snap) return nullptr;
+        PyObject* r = list_extend(self, snap);
+        Py_DECREF(snap);
+        return r;
+    }
+    PyObject* it = PyObject_GetIter(iterable);
+    if (!it) return nullptr;
+    while (PyObject* x = PyIter_Next(it)) {
+        PyObject* r = list_append(self, x);
+        Py_DECREF(x);
+        if (!r) {
+            Py_DECREF(it);
+            return nullptr;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* list_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "pop expected at most 1 argument");
+        return nullptr;
+    }
+    if (h->l->sequence().size() == 0) {
+        PyErr_SetString(PyExc_IndexError, "pop from empty list");
+        return nullptr;
+    }
+    Py_ssize_t i = -1;
+    if (nargs == 1) {
+        i = PyNumber_AsSsize_t(args[0], PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) return nullptr;
+    }
+    i = norm_index(h, i, "pop");
+    if (i < 0) return nullptr;
+    PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
+    if (!x) return nullptr;
+    try {
+        h->l->erase(static_cast<std::uint64_t>(i));
+    } catch (...) {
+        Py_DECREF(x);
+        set_error_from_exception();
+        return nullptr;
+    }
+    return x;
+}
+
+PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    ListHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "insert expected 2 arguments");
+        return nullptr;
+    }
+    Py_ssize_t i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
+    if (i == -1 && PyErr_Occurred()) return nullptr;
+    const auto n = static_cast<Py_ssize_t>(h->l->sequence().size());
+    if (i < 0) i = std::max<Py_ssize_t>(0, i + n);
+    if (i > n) i = n;
+    std::string& vb = scratch_value();
+    vb.clear();
+    if (!encode(args[1], vb, h->flags, false)) return nullptr;
+    try {
+        h->l->insert_encoded(static_cast<std::uint64_t>(i), vb);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+PyMethodDef list_methods[] = {
+    {"append", list_append, METH_O, "append(object, /)\n--\n\nAppend object to the end of the list."},
+    {"extend", list_extend, METH_O, "extend(iterable, /)\n--\n\nAppend every element of iterable."},
+    {"pop", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_pop)), METH_FASTCALL,
+     "pop(index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
+    {"insert", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_insert)), METH_FASTCALL,
+     "insert(index, object, /)\n--\n\nInsert object before index."},
+    {"__reversed__", list_reversed, METH_NOARGS, "Return a reverse iterator."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot list_slots[] = {
+    {Py_mp_subscript, reinterpret_cast<void*>(list_subscript)},
+    {Py_mp_ass_subscript, reinterpret_cast<void*>(list_ass_subscript)},
+    {Py_mp_length, reinterpret_cast<void*>(list_length)},
+    {Py_sq_length, reinterpret_cast<void*>(list_length)},
+    {Py_sq_item, reinterpret_cast<void*>(list_item)},
+    {Py_sq_contains, reinterpret_cast<void*>(list_contains)},
+    {Py_tp_iter, reinterpret_cast<void*>(list_iter)},
+    {Py_tp_methods, reinterpret_cast<void*>(list_methods)},
+    {0, nullptr},
+};
+
+ListHandle& checked(ListHandle& h) {
+    if (!h.l || !h.l->is_open())
+        throw mmstore::Error(ErrorCode::kClosed, h.l ? h.l->path() : "", "operation on a closed List");
+    return h;
+}
+
+nb::dict stats_dict(const mmstore::Stats& s) {
+    nb::dict d;
+    d["entries"] = s.entries;
+    d["file_bytes"] = s.file_bytes;
+    d["allocated_bytes"] = s.allocated_bytes;
+    d["arena_top"] = s.arena_top;
+    d["free_bytes"] = s.free_bytes;
+    d["capacity"] = s.capacity;
+    return d;
+}
+
+}  // namespace
+
+void bind_list(nb::module_& m) {
+    g_list_iter_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&list_iter_spec));
+    if (!g_list_iter_type) throw nb::python_error();
+    m.attr("ListIterator") = nb::handle(reinterpret_cast<PyObject*>(g_list_iter_type));
+
+    nb::class_<ListHandle>(m, "_List", nb::type_slots(list_slots), nb::is_weak_referenceable())
+        .def(
+            "__init__",
+            [](ListHandle* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle,
+               bool durable, bool readonly) {
+                auto l = std::make_unique<mmstore::List>(path, make_options(create, mode, durable, readonly));
+                new (self) ListHandle{std::move(l), CodecFlags{allow_pickle}};
+            },
+            nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
+            nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
+        .def_prop_ro("path", [](ListHandle& h) { return h.l ? h.l->path() : std::string(); })
+        .def_prop_ro("closed", [](ListHandle& h) { return !h.l || !h.l->is_open(); })
+        .def_prop_ro("allow_pickle", [](ListHandle& h) { return h.flags.allow_pickle; })
+        .def("close", [](ListHandle& h) { if (h.l) h.l->close(); }, "Sync and close; further use raises ClosedError.")
+        .def("sync", [](ListHandle& h) { checked(h).l->sync(); }, "Make every change so far durable (msync + fsync).")
+        .def("verify", [](ListHandle& h) { checked(h).l->verify(); },
+             "Check every invariant of the file; raises CorruptFileError naming the first problem.")
+        .def("compact", [](ListHandle& h) { checked(h).l->compact(); },
+             "Rewrite the store at its minimal size and replace the file atomically.")
+        .def("_stats", [](ListHandle& h) { return stats_dict(checked(h).l->stats()); })
+        .def("_abandon", [](ListHandle& h) { if (h.l) h.l->abandon(); }, "Drop the mapping without a clean close (tests).")
+        .def("clear", [](ListHandle& h) { checked(h).l->clear(); }, "Remove every element.")
+        .def("_reorder", [](ListHandle& h, const std::vector<std::uint64_t>& order) { checked(h).l->reorder(order); },
+             "Rebuild as [old[i] for i in order]; positions not listed are removed.")
+        .def(
+            "_splice",
+            [](ListHandle& h, std::uint64_t start, std::uint64_t stop, nb::handle values) {
+                checked(h);
+                std::vector<std::string> encs;
+                nb::iterator it = nb::iter(values);
+                for (nb::handle v : values) {
+                    std::string e;
+                    if (!encode(v.ptr(), e, h.flags, false)) throw nb::python_error();
+                    encs.push_back(std::move(e));
+                }
+                (void)it;
+                h.l->splice(start, stop, encs);
+            },
+            "Replace elements [start, stop) with values.");
+}
+
+}  // namespace mmstore::py

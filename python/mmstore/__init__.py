@@ -1,0 +1,64 @@
+"""mmstore: persistent, shareable data structures on memory-mapped files.
+
+This release provides the storage engine and its first face:
+
+* :class:`Dict` -- a ``dict`` that lives in a file (``MutableMapping``);
+* :class:`List` -- a ``list`` that lives in a file (``MutableSequence``);
+* :func:`encode` / :func:`decode` -- the canonical value codec shared with C++ (docs/format.md).
+
+Both open instantly (nothing is loaded), hold far more than RAM, keep anonymous memory flat, survive
+``kill -9`` at any instant, and are readable from C++ (include/mmstore/dict.hpp, list.hpp).
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    CapacityError,
+    ClosedError,
+    CorruptFileError,
+    DiskFullError,
+    EncodeError,
+    Error,
+    ForeignFileError,
+    ForkedHandleError,
+    StoreExistsError,
+    StoreIOError,
+    StoreLockedError,
+    StoreNotFoundError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+    WrongKindError,
+)
+from . import _core
+from ._core import decode, encode
+from ._dict import Dict, DictItems, DictKeys, DictValues
+from ._list import List
+
+FORMAT_VERSION: int = _core.FORMAT_VERSION
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dict",
+    "List",
+    "DictKeys",
+    "DictValues",
+    "DictItems",
+    "encode",
+    "decode",
+    "FORMAT_VERSION",
+    "Error",
+    "CorruptFileError",
+    "TruncatedFileError",
+    "ForeignFileError",
+    "WrongKindError",
+    "UnsupportedVersionError",
+    "StoreLockedError",
+    "ClosedError",
+    "EncodeError",
+    "StoreIOError",
+    "DiskFullError",
+    "CapacityError",
+    "StoreNotFoundError",
+    "StoreExistsError",
+    "ForkedHandleError",
+]

@@ -1,0 +1,176 @@
+"""Codec extension types: the parts of the value encoding that are not on the hot path.
+
+The native core encodes None, bool, int, float, str, bytes, tuple, list, dict, set and frozenset itself
+and calls :func:`encode_ext` / :func:`decode_ext` for everything else: ``datetime.date``,
+``datetime.datetime`` (naive, UTC, fixed offset, ``zoneinfo``), ``decimal.Decimal``, numpy arrays, and
+the pickle fallback. The byte layouts are specified in docs/format.md and implemented identically in
+C++ (src/codec/value.cpp); tests check both directions.
+
+Only exact types get a native encoding: subclasses (an ``IntEnum``, a ``pandas.Timestamp``) round-trip
+through pickle so that their type survives.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal as _decimal
+import pickle as _pickle
+import struct as _struct
+
+from ._errors import CorruptFileError, EncodeError
+
+TAG_DATE = 0x17
+TAG_DATETIME = 0x18
+TAG_DECIMAL = 0x19
+TAG_NDARRAY = 0x1A
+TAG_PICKLE = 0x1B
+
+TZ_NAIVE, TZ_FIXED, TZ_UTC, TZ_ZONE = 0, 1, 2, 3
+
+_U32 = _struct.Struct("<I")
+_U64 = _struct.Struct("<Q")
+_I64 = _struct.Struct("<q")
+_DATE = _struct.Struct("<iBB")
+_DATETIME = _struct.Struct("<iBBBBBBIB")
+
+
+def _short_str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    if len(b) <= 31:
+        return bytes([0x20 + len(b)]) + b
+    return b"\x10" + _U32.pack(len(b)) + b
+
+
+def _encode_tz(value: _dt.datetime) -> bytes | None:
+    tz = value.tzinfo
+    if tz is None:
+        return bytes([TZ_NAIVE])
+    if tz is _dt.timezone.utc:
+        return bytes([TZ_UTC])
+    if type(tz) is _dt.timezone:
+        off = tz.utcoffset(None)
+        us = (off.days * 86400 + off.seconds) * 1_000_000 + off.microseconds
+        return bytes([TZ_FIXED]) + _I64.pack(us) + _short_str(tz.tzname(None))
+    try:
+        import zoneinfo
+    except ImportError:  # pragma: no cover - Python < 3.9
+        return None
+    if type(tz) is zoneinfo.ZoneInfo and tz.key:
+        return bytes([TZ_ZONE]) + _short_str(tz.key)
+    return None
+
+
+def _is_ndarray(obj) -> bool:
+    t = type(obj)
+    return t.__name__ == "ndarray" and t.__module__ == "numpy"
+
+
+def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
+    """Encoding of ``obj`` (tag included) for the types the native core does not handle."""
+    t = type(obj)
+    if t is _dt.date:
+        return bytes([TAG_DATE]) + _DATE.pack(obj.year, obj.month, obj.day)
+    if t is _dt.datetime:
+        tz = _encode_tz(obj)
+        if tz is not None:
+            return (
+                bytes([TAG_DATETIME])
+                + _DATETIME.pack(obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second, obj.fold,
+                                 obj.microsecond, tz[0])
+                + tz[1:]
+            )
+    elif t is _decimal.Decimal:
+        text = str(obj).encode("ascii")
+        return bytes([TAG_DECIMAL]) + _U32.pack(len(text)) + text
+    elif _is_ndarray(obj) and not obj.dtype.hasobject and obj.dtype.fields is None:
+        if key:
+            raise TypeError("unhashable type: 'numpy.ndarray'")
+        import numpy as np
+
+        arr = np.ascontiguousarray(obj)
+        dtype = arr.dtype.str.encode("ascii")
+        head = bytearray([TAG_NDARRAY, len(dtype)]) + dtype + bytes([arr.ndim])
+        for d in arr.shape:
+            head += _U64.pack(d)
+        head += _U64.pack(arr.nbytes)
+        pad = (16 - (len(head) + 1) % 16) % 16
+        head += bytes([pad]) + bytes(pad)
+        return bytes(head) + arr.tobytes()
+    if key:
+        hash(obj)  # unhashable keys raise TypeError, as for dict
+    if not allow_pickle:
+        raise EncodeError(
+            f"cannot store a value of type {t.__module__}.{t.__qualname__}: it has no native mmstore encoding "
+            "and pickling is disabled (allow_pickle=False)"
+        )
+    try:
+        payload = _pickle.dumps(obj, protocol=5)
+    except Exception as exc:
+        raise EncodeError(f"cannot store a value of type {t.__qualname__}: {exc}") from exc
+    return bytes([TAG_PICKLE]) + _U32.pack(len(payload)) + payload
+
+
+def _read_str(data: bytes, pos: int) -> tuple[str, int]:
+    tag = data[pos]
+    if 0x20 <= tag < 0x40:
+        n = tag - 0x20
+        pos += 1
+    elif tag == 0x10:
+        (n,) = _U32.unpack_from(data, pos + 1)
+        pos += 5
+    else:
+        raise CorruptFileError(f"corrupt value encoding: expected a str at byte {pos}")
+    return data[pos : pos + n].decode("utf-8"), pos + n
+
+
+def decode_ext(data: bytes, allow_pickle: bool):
+    """Inverse of :func:`encode_ext`; ``data`` holds exactly one value (validated by the core)."""
+    tag = data[0]
+    try:
+        if tag == TAG_DATE:
+            return _dt.date(*_DATE.unpack_from(data, 1))
+        if tag == TAG_DATETIME:
+            y, mo, d, h, mi, s, fold, us, tzkind = _DATETIME.unpack_from(data, 1)
+            pos = 1 + _DATETIME.size
+            tz = None
+            if tzkind == TZ_UTC:
+                tz = _dt.timezone.utc
+            elif tzkind == TZ_FIXED:
+                (off,) = _I64.unpack_from(data, pos)
+                name, pos = _read_str(data, pos + 8)
+                delta = _dt.timedelta(microseconds=off)
+                tz = _dt.timezone(delta, name) if name != _dt.timezone(delta).tzname(None) else _dt.timezone(delta)
+            elif tzkind == TZ_ZONE:
+                import zoneinfo
+
+                key, pos = _read_str(data, pos)
+                tz = zoneinfo.ZoneInfo(key)
+            return _dt.datetime(y, mo, d, h, mi, s, us, tzinfo=tz, fold=fold)
+        if tag == TAG_DECIMAL:
+            (n,) = _U32.unpack_from(data, 1)
+            return _decimal.Decimal(data[5 : 5 + n].decode("ascii"))
+        if tag == TAG_NDARRAY:
+            import numpy as np
+
+            dl = data[1]
+            dtype = np.dtype(data[2 : 2 + dl].decode("ascii"))
+            pos = 2 + dl
+            nd = data[pos]
+            pos += 1
+            shape = tuple(_U64.unpack_from(data, pos + 8 * i)[0] for i in range(nd))
+            pos += 8 * nd
+            (nbytes,) = _U64.unpack_from(data, pos)
+            pos += 8
+            pos += 1 + data[pos]
+            arr = np.frombuffer(bytearray(data[pos : pos + nbytes]), dtype=dtype)
+            return arr.reshape(shape)
+        if tag == TAG_PICKLE:
+            if not allow_pickle:
+                raise EncodeError("refusing to unpickle a stored value: this handle has allow_pickle=False")
+            (n,) = _U32.unpack_from(data, 1)
+            return _pickle.loads(data[5 : 5 + n])
+    except (ValueError, TypeError, LookupError, _struct.error, UnicodeDecodeError) as exc:
+        if isinstance(exc, EncodeError):
+            raise
+        raise CorruptFileError(f"corrupt value encoding (tag 0x{tag:02x}): {exc}") from exc
+    raise CorruptFileError(f"corrupt value encoding: unknown tag 0x{tag:02x}")

@@ -1,0 +1,192 @@
+"""mmstore.Dict: a persistent dict in a file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
+from typing import Any, Iterator
+
+from . import _core
+
+_KEYS, _VALUES, _ITEMS = 0, 1, 2
+_MISSING = object()
+_REPR_LIMIT = 50
+
+
+class DictKeys(KeysView):
+    """``Dict.keys()``: a live, set-like view (iteration in insertion order)."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._mapping._iter(_KEYS)
+
+    def __repr__(self) -> str:
+        return f"mmstore.DictKeys({list(self)!r})"
+
+
+class DictValues(ValuesView):
+    """``Dict.values()``: a live view of the values."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._mapping._iter(_VALUES)
+
+    def __repr__(self) -> str:
+        return f"mmstore.DictValues({list(self)!r})"
+
+
+class DictItems(ItemsView):
+    """``Dict.items()``: a live, set-like view of (key, value) pairs."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return self._mapping._iter(_ITEMS)
+
+    def __repr__(self) -> str:
+        return f"mmstore.DictItems({list(self)!r})"
+
+
+class Dict(_core._Dict):
+    """A dict that lives in a file: ``mmstore.Dict(path, *, create=None, mode=0o600, allow_pickle=True,
+    durable=False, readonly=False)``.
+
+    * ``create``: ``None`` opens or creates, ``True`` must create (``StoreExistsError`` otherwise),
+      ``False`` must exist (``StoreNotFoundError`` otherwise).
+    * ``mode``: permission bits of a new file (default private, 0o600).
+    * ``allow_pickle``: values without a native encoding are pickled; ``False`` refuses to write or read
+      pickles (``EncodeError``), so an untrusted file cannot run code.
+    * ``durable``: ``sync()`` after every mutation (slow; survives power loss per operation).
+    * ``readonly``: map read-only; several read-only handles may share a file with no writer.
+
+    Behaves like ``dict`` (``MutableMapping``), with one documented difference: **keys are compared by
+    type and value** through their canonical encoding, so ``1``, ``1.0`` and ``True`` are three distinct
+    keys (in a ``dict`` they are one). This makes a store answer the same in every process and language.
+    Iteration follows insertion order; ``popitem()`` is LIFO.
+
+    Reopening is instant: nothing is loaded, the file is mapped and used in place.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool | None = None,
+        mode: int = 0o600,
+        allow_pickle: bool = True,
+        durable: bool = False,
+        readonly: bool = False,
+    ) -> None:
+        super().__init__(
+            os.fspath(path), create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly
+        )
+
+    # -- views and copies ------------------------------------------------------------------------------
+    def keys(self) -> DictKeys:
+        return DictKeys(self)
+
+    def values(self) -> DictValues:
+        return DictValues(self)
+
+    def items(self) -> DictItems:
+        return DictItems(self)
+
+    def copy(self) -> dict:
+        """A plain ``dict`` with every entry (loaded into memory)."""
+        return dict(self._iter(_ITEMS))
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(list(self._iter(_KEYS)))
+
+    # -- mutation --------------------------------------------------------------------------------------
+    def update(self, other=(), /, **kwargs) -> None:
+        if isinstance(other, Mapping) and type(other) is not dict:
+            if isinstance(other, Dict):
+                other = other._iter(_ITEMS)
+            else:
+                other = ((k, other[k]) for k in other.keys())
+        elif hasattr(other, "keys") and type(other) is not dict:
+            other = ((k, other[k]) for k in other.keys())
+        self._update_from(other)
+        if kwargs:
+            self._update_from(kwargs)
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __or__(self, other):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = self.copy()
+        out.update(other)
+        return out
+
+    def __ror__(self, other):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = dict(other)
+        out.update(self._iter(_ITEMS))
+        return out
+
+    # -- comparison, repr --------------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        for k, v in self._iter(_ITEMS):
+            try:
+                ov = other[k]
+            except KeyError:
+                return False
+            if not (ov is v or ov == v):
+                return False
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<mmstore.Dict {self.path!r} (closed)>"
+        n = len(self)
+        parts = []
+        for i, (k, v) in enumerate(self._iter(_ITEMS)):
+            if i == _REPR_LIMIT:
+                parts.append(f"... ({n - _REPR_LIMIT} more)")
+                break
+            parts.append(f"{k!r}: {v!r}")
+        return f"mmstore.Dict({self.path!r}, {{{', '.join(parts)}}})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def __enter__(self) -> "Dict":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stats(self) -> dict:
+        """Entries, file and disk bytes, free bytes on the arena's free lists, index capacity."""
+        return self._stats()
+
+    def __reduce__(self):
+        # A handle pickles as "reopen this path with these options" in the receiving process.
+        return (_reopen_dict, (type(self), self.path, self.allow_pickle))
+
+    def __class_getitem__(cls, item):  # Dict[str, int] in annotations
+        return cls
+
+
+def _reopen_dict(cls, path: str, allow_pickle: bool) -> Dict:
+    return cls(path, create=False, allow_pickle=allow_pickle)
+
+
+MutableMapping.register(Dict)

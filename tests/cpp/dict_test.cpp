@@ -1,0 +1,722 @@
+// tests/cpp/dict_test.cpp -- mmstore::Dict (include/mmstore/dict.hpp).
+//
+// A seeded differential test against std::map (plus an insertion-order model) carries most of the weight;
+// the rest pin one behaviour each: reopen, typed keys, get_many, compaction, space reuse, errors on closed,
+// locked, wrong-kind, truncated, foreign and newer-version files, and recovery after a writer dies.
+#include "mmstore/dict.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <list>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mmstore/codec/value.hpp"
+#include "mmstore/error.hpp"
+#include "mmstore/list.hpp"
+#include "mmstore/storage/checksum.hpp"
+#include "mmstore/vector.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using mmstore::Dict;
+using mmstore::ErrorCode;
+using mmstore::FormatError;
+using mmstore::OpenOptions;
+using mmstore::codec::Value;
+using mmstore_test::random_bytes;
+using mmstore_test::throws_error;
+using mmstore_test::throws_format_error;
+using mmstore_test::uniform;
+
+// std::map plus the order Dict promises for iteration: an overwrite keeps a key's place, an erase removes
+// it, a re-insert appends it.
+class OrderedModel {
+public:
+    bool set(const std::string& k, const std::string& v) {
+        auto [it, added] = map_.insert_or_assign(k, v);
+        if (added) where_[k] = order_.insert(order_.end(), k);
+        return added;
+    }
+    bool erase(const std::string& k) {
+        if (map_.erase(k) == 0) return false;
+        order_.erase(where_.at(k));
+        where_.erase(k);
+        return true;
+    }
+    void clear() {
+        map_.clear();
+        order_.clear();
+        where_.clear();
+    }
+    const std::map<std::string, std::string>& map() const { return map_; }
+    std::vector<std::pair<std::string, std::string>> in_order() const {
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const auto& k : order_) out.emplace_back(k, map_.at(k));
+        return out;
+    }
+
+private:
+    std::map<std::string, std::string> map_;
+    std::list<std::string> order_;
+    std::map<std::string, std::list<std::string>::iterator> where_;
+};
+
+// Every entry as (raw key bytes, raw value bytes), in iteration order. Entries must be bytes values.
+std::vector<std::pair<std::string, std::string>> dump(const Dict& d) {
+    std::vector<std::pair<std::string, std::string>> out;
+    d.for_each([&](std::string_view k, std::string_view v) {
+        const Value kv = mmstore::codec::decode(k);
+        const Value vv = mmstore::codec::decode(v);
+        EXPECT_EQ(kv.type, Value::Type::kBytes);
+        EXPECT_EQ(vv.type, Value::Type::kBytes);
+        out.emplace_back(kv.data, vv.data);
+    });
+    return out;
+}
+
+void expect_same(const Dict& d, const OrderedModel& model) {
+    ASSERT_EQ(d.size(), model.map().size());
+    EXPECT_EQ(dump(d), model.in_order());
+    for (const auto& [k, v] : model.map()) {
+        const auto got = d.get(k);
+        ASSERT_TRUE(got.has_value()) << "missing key of length " << k.size();
+        ASSERT_EQ(*got, v);
+    }
+}
+
+std::string value_for(std::uint64_t i, std::size_t len) {
+    std::string s = std::to_string(i) + ":";
+    while (s.size() < len) s += static_cast<char>('a' + (i + s.size()) % 26);
+    s.resize(len);
+    return s;
+}
+
+class DictTest : public ::testing::Test {
+protected:
+    mmstore_test::TempDir dir_;
+    std::string path_ = dir_.file("d.mms");
+};
+
+// --- the model
+
+TEST_F(DictTest, RandomOpsMatchStdMapIncludingGrowthAndReopen) {
+    std::mt19937_64 rng(0xD1C7'2024);
+    // Keys of every length 0..40: encodings of up to 7 bytes (key length <= 6) are inline words, the rest
+    // records. 3000 distinct keys chosen from at random keep ~2000 live, forcing several rehashes.
+    std::set<std::string> unique;
+    while (unique.size() < 3000) unique.insert(random_bytes(rng, uniform(rng, 0, 40)));
+    const std::vector<std::string> pool(unique.begin(), unique.end());
+
+    OrderedModel model;
+    auto d = std::make_unique<Dict>(path_);
+    std::uint64_t max_capacity = 0;
+    for (int op = 0; op < 20'000; ++op) {
+        const std::string& k = pool[rng() % pool.size()];
+        const auto r = rng() % 100;
+        if (r < 45) {
+            const std::size_t len = rng() % 10 < 3 ? uniform(rng, 0, 6) : uniform(rng, 7, 80);
+            const std::string v = random_bytes(rng, len);
+            ASSERT_EQ(d->set(k, v), model.set(k, v)) << "op " << op;
+        } else if (r < 65) {
+            ASSERT_EQ(d->erase(k), model.erase(k)) << "op " << op;
+        } else if (r < 85) {
+            const auto got = d->get(k);
+            const auto it = model.map().find(k);
+            ASSERT_EQ(got.has_value(), it != model.map().end()) << "op " << op;
+            if (got) ASSERT_EQ(*got, it->second) << "op " << op;
+        } else {
+            ASSERT_EQ(d->contains(k), model.map().count(k) == 1) << "op " << op;
+        }
+        ASSERT_EQ(d->size(), model.map().size()) << "op " << op;
+        max_capacity = std::max(max_capacity, d->stats().capacity);
+        if (op == 7'000 || op == 14'000) {
+            d->clear();
+            model.clear();
+            ASSERT_EQ(d->size(), 0u);
+        }
+        if (op % 2'500 == 2'499) {
+            ASSERT_NO_THROW(d->verify()) << "op " << op;
+            expect_same(*d, model);
+            d->close();
+            d = std::make_unique<Dict>(path_);
+            expect_same(*d, model);
+        }
+    }
+    EXPECT_GE(max_capacity, 2048u) << "the table never grew: the test lost its point";
+    ASSERT_NO_THROW(d->verify());
+    expect_same(*d, model);
+}
+
+TEST_F(DictTest, ReopenPreservesEntriesAndInsertionOrderAfterErasures) {
+    OrderedModel model;
+    {
+        Dict d(path_);
+        for (int i = 0; i < 5'000; ++i) {
+            const std::string k = "key" + std::to_string(i);
+            d.set(k, value_for(i, i % 50));
+            model.set(k, value_for(i, i % 50));
+        }
+        for (int i = 0; i < 5'000; i += 3) {
+            d.erase("key" + std::to_string(i));
+            model.erase("key" + std::to_string(i));
+        }
+        for (int i = 0; i < 5'000; i += 7) {  // overwrites keep their place, re-inserts go to the end
+            const std::string k = "key" + std::to_string(i);
+            d.set(k, "again");
+            model.set(k, "again");
+        }
+    }
+    Dict d(path_);
+    expect_same(d, model);
+    EXPECT_NO_THROW(d.verify());
+}
+
+TEST_F(DictTest, KeysAroundTheInlineLimitAreDistinct) {
+    // Bytes keys of length 5, 6 (encoded 6 and 7 bytes: inline) and 7, 8 (records), all prefixes of each other.
+    const std::string base = "abcdefgh";
+    Dict d(path_);
+    for (std::size_t n = 0; n <= base.size(); ++n) d.set(base.substr(0, n), "v" + std::to_string(n));
+    ASSERT_EQ(d.size(), base.size() + 1);
+    for (std::size_t n = 0; n <= base.size(); ++n) EXPECT_EQ(d.get(base.substr(0, n)), "v" + std::to_string(n));
+    ASSERT_TRUE(d.erase(base.substr(0, 6)));
+    EXPECT_FALSE(d.contains(base.substr(0, 6)));
+    EXPECT_TRUE(d.contains(base.substr(0, 7)));
+    EXPECT_TRUE(d.contains(base.substr(0, 5)));
+}
+
+// --- API levels
+
+TEST_F(DictTest, TypedKeysOfDifferentTypesAreDifferentKeys) {
+    Dict d(path_);
+    const Value keys[] = {
+        Value::str("1"), Value::integer(1), Value::real(1.0), Value::boolean(true), Value::bytes("1"),
+        Value::sequence(Value::Type::kTuple, {Value::integer(1), Value::str("a")}),
+        Value::sequence(Value::Type::kTuple, {Value::integer(1), Value::str(std::string(40, 'a'))}),
+        Value::integer(-1), Value::integer(std::int64_t{1} << 50), Value::str(std::string(100, 'k')),
+    };
+    for (std::size_t i = 0; i < std::size(keys); ++i)
+        EXPECT_TRUE(d.set(keys[i], Value::integer(static_cast<std::int64_t>(i) * 1000)));
+    ASSERT_EQ(d.size(), std::size(keys));
+    for (std::size_t i = 0; i < std::size(keys); ++i) {
+        EXPECT_TRUE(d.contains(keys[i]));
+        const auto v = d.get(keys[i]);
+        ASSERT_TRUE(v.has_value());
+        ASSERT_EQ(v->type, Value::Type::kInt);
+        EXPECT_EQ(v->i, static_cast<std::int64_t>(i) * 1000);
+    }
+    EXPECT_FALSE(d.contains(Value::str("2")));
+    EXPECT_FALSE(d.get(Value::integer(2)).has_value());
+    // The bytes API is the typed API with bytes values.
+    EXPECT_TRUE(d.contains(std::string_view("1")));
+    EXPECT_TRUE(d.erase(Value::integer(1)));
+    EXPECT_FALSE(d.contains(Value::integer(1)));
+    EXPECT_TRUE(d.contains(Value::str("1")));
+    EXPECT_FALSE(d.set(Value::str("1"), Value::str("over")));  // overwrite: not new
+    EXPECT_EQ(d.get(Value::str("1"))->data, "over");
+    EXPECT_NO_THROW(d.verify());
+}
+
+TEST_F(DictTest, TypedValuesRoundTripThroughTheFile) {
+    const Value nested = Value::sequence(
+        Value::Type::kDict, {Value::str("list"), Value::sequence(Value::Type::kList, {Value::real(2.5), Value::none()}),
+                             Value::str("big"), Value::bytes(std::string(5000, 'b'))});
+    {
+        Dict d(path_);
+        d.set(Value::str("nested"), nested);
+        d.set(Value::integer(7), Value::boolean(false));
+    }
+    Dict d(path_);
+    EXPECT_EQ(mmstore::codec::encode(*d.get(Value::str("nested"))), mmstore::codec::encode(nested));
+    EXPECT_FALSE(d.get(Value::integer(7))->b);
+}
+
+TEST_F(DictTest, BytesGetOfANonBytesValueThrowsInvalidArgument) {
+    Dict d(path_);
+    d.set(Value::bytes("k"), Value::str("text"));
+    EXPECT_TRUE(throws_error([&] { d.get(std::string_view("k")); }, ErrorCode::kInvalidArgument));
+}
+
+TEST_F(DictTest, EncodedLevelUsesTheCanonicalEncodingAsKey) {
+    Dict d(path_);
+    const std::string k = mmstore::codec::encode(Value::str("name"));
+    const std::string v = mmstore::codec::encode(Value::integer(42));
+    EXPECT_TRUE(d.set_encoded(k, v));
+    EXPECT_EQ(d.get_encoded(k), v);
+    EXPECT_EQ(d.get(Value::str("name"))->i, 42);
+    EXPECT_TRUE(d.erase_encoded(k));
+    EXPECT_FALSE(d.get_encoded(k).has_value());
+}
+
+TEST_F(DictTest, GetManyEqualsGetForHitsAndMisses) {
+    Dict d(path_);
+    std::mt19937_64 rng(31);
+    std::vector<std::string> stored, queries;
+    for (int i = 0; i < 1'000; ++i) {
+        stored.push_back(random_bytes(rng, uniform(rng, 0, 30)));
+        d.set(stored.back(), value_for(i, uniform(rng, 0, 40)));
+    }
+    for (int i = 0; i < 2'503; ++i)  // not a multiple of the 16-key batch
+        queries.push_back(i % 3 == 0 ? random_bytes(rng, uniform(rng, 0, 30)) : stored[rng() % stored.size()]);
+    std::vector<std::string_view> views(queries.begin(), queries.end());
+    std::vector<std::optional<std::string_view>> out(views.size());
+    d.get_many(views, out);
+    int hits = 0, misses = 0;
+    for (std::size_t i = 0; i < views.size(); ++i) {
+        ASSERT_EQ(out[i], d.get(views[i])) << i;
+        (out[i] ? hits : misses)++;
+    }
+    EXPECT_GT(hits, 1'000);
+    EXPECT_GT(misses, 100);
+    std::vector<std::optional<std::string_view>> small(3);
+    EXPECT_TRUE(throws_error([&] { d.get_many(views, small); }, ErrorCode::kInvalidArgument));
+}
+
+// --- mutation
+
+TEST_F(DictTest, EraseKeepsOtherKeysFindable) {
+    Dict d(path_);
+    std::vector<std::string> keys;
+    for (int i = 0; i < 800; ++i) {
+        keys.push_back(i % 2 ? "k" + std::to_string(i) : std::string(20 + i % 17, 'x') + std::to_string(i));
+        d.set(keys.back(), value_for(i, i % 30));
+    }
+    std::mt19937_64 rng(17);
+    std::shuffle(keys.begin(), keys.end(), rng);
+    for (std::size_t e = 0; e < keys.size(); ++e) {
+        ASSERT_TRUE(d.erase(keys[e]));
+        ASSERT_FALSE(d.contains(keys[e]));
+        ASSERT_FALSE(d.erase(keys[e]));
+        for (std::size_t j = e + 1; j < keys.size(); ++j) ASSERT_TRUE(d.contains(keys[j])) << "after erasing " << e;
+    }
+    EXPECT_EQ(d.size(), 0u);
+    EXPECT_NO_THROW(d.verify());
+}
+
+TEST_F(DictTest, OverwriteWithDifferentSizesKeepsTheLatestValue) {
+    Dict d(path_);
+    d.set("neighbour", "stays");
+    // Inline (<= 6 raw bytes), small/medium records, a multi-page block and a >= 1 MiB block (hole-punched
+    // when freed), in both directions.
+    const std::size_t sizes[] = {0, 1, 6, 7, 8, 100, 512, 3000, 5000, 70'000, 3, (1u << 20) + 5, 2, 200'000, 6, 0};
+    bool first = true;
+    for (std::size_t n : sizes) {
+        const std::string v(n, static_cast<char>('a' + n % 26));
+        EXPECT_EQ(d.set("k", v), first) << "size " << n;  // only the first set adds the key
+        first = false;
+        const auto got = d.get("k");
+        ASSERT_TRUE(got.has_value());
+        ASSERT_EQ(*got, v) << "size " << n;
+        ASSERT_NO_THROW(d.verify()) << "size " << n;
+    }
+    EXPECT_EQ(d.size(), 2u);
+    EXPECT_EQ(d.get("neighbour"), "stays");
+}
+
+TEST_F(DictTest, ClearEmptiesTheDictAndKeepsItUsable) {
+    {
+        Dict d(path_);
+        for (int i = 0; i < 3'000; ++i) d.set("k" + std::to_string(i), value_for(i, 20));
+        d.clear();
+        EXPECT_EQ(d.size(), 0u);
+        EXPECT_TRUE(dump(d).empty());
+        EXPECT_FALSE(d.contains("k1"));
+        EXPECT_NO_THROW(d.verify());
+        d.set("after", "clear");
+    }
+    Dict d(path_);
+    EXPECT_EQ(d.size(), 1u);
+    EXPECT_EQ(d.get("after"), "clear");
+}
+
+TEST_F(DictTest, VerifyAcceptsTheFileAfterRandomTypedOps) {
+    Dict d(path_);
+    std::mt19937_64 rng(5);
+    for (int op = 0; op < 5'000; ++op) {
+        const Value k = rng() % 2 ? Value::integer(static_cast<std::int64_t>(rng() % 700))
+                                  : Value::str(std::string(rng() % 30, 's') + std::to_string(rng() % 50));
+        switch (rng() % 3) {
+            case 0:
+            case 1: d.set(k, Value::bytes(random_bytes(rng, uniform(rng, 0, 300)))); break;
+            case 2: d.erase(k); break;
+        }
+    }
+    EXPECT_NO_THROW(d.verify());
+}
+
+// --- views
+
+TEST_F(DictTest, RecordValueViewSurvivesGrowthOfTheTable) {
+    Dict d(path_);
+    d.set("k", std::string(100, 'R'));
+    const std::string_view view = *d.get("k");
+    for (int i = 0; i < 5'000; ++i) d.set("other" + std::to_string(i), std::string(100, 'x'));
+    EXPECT_EQ(view, std::string(100, 'R'));
+}
+
+// BUG (reported): a value of <= 7 encoded bytes is an inline word inside the table block, and get() returns
+// a view of that word in place. Growth (rehash) moves the entries to a new block and frees the old one, so
+// the view dangles and shows whatever reuses the block -- although dict.hpp promises views stay valid
+// until that key is overwritten or erased, clear()/compact()/close(). Enable once fixed.
+TEST_F(DictTest, DISABLED_InlineValueViewSurvivesGrowthOfTheTable) {
+    Dict d(path_);
+    for (int i = 0; i < 14; ++i) d.set("k" + std::to_string(i), "v" + std::to_string(i % 10));  // fills capacity 16
+    const std::string_view view = *d.get("k0");
+    ASSERT_EQ(view, "v0");
+    // The 15th key rehashes (freeing the 368-byte table block); its 345-byte value record then reuses it.
+    d.set("k14", std::string(340, 'X'));
+    EXPECT_EQ(*d.get("k0"), "v0");
+    EXPECT_EQ(view, "v0");
+}
+
+// --- compaction and space
+
+TEST_F(DictTest, CompactShrinksTheFileAndKeepsContentAndOrder) {
+    Dict d(path_);
+    OrderedModel model;
+    for (int i = 0; i < 20'000; ++i) {
+        const std::string k = "key" + std::to_string(i);
+        d.set(k, value_for(i, 200));
+        model.set(k, value_for(i, 200));
+    }
+    for (int i = 0; i < 20'000; ++i) {
+        if (i % 20 == 0) continue;  // keep 5%
+        d.erase("key" + std::to_string(i));
+        model.erase("key" + std::to_string(i));
+    }
+    const auto before = d.stats().file_bytes;
+    d.compact();
+    const auto after = d.stats().file_bytes;
+    EXPECT_LT(after, before / 4) << "before " << before << " after " << after;
+    EXPECT_EQ(mmstore_test::file_size(path_), after);
+    expect_same(d, model);
+    EXPECT_NO_THROW(d.verify());
+    // Still writable, and no temporary file left behind.
+    d.set("new", "entry");
+    model.set("new", "entry");
+    d.close();
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);
+    Dict again(path_);
+    expect_same(again, model);
+}
+
+TEST_F(DictTest, OverwritingValuesReusesDiskSpace) {
+    Dict d(path_);
+    std::mt19937_64 rng(2);
+    std::uint64_t after_round2 = 0;
+    for (int round = 1; round <= 20; ++round) {
+        for (int k = 0; k < 2'000; ++k) d.set("key" + std::to_string(k), random_bytes(rng, uniform(rng, 8, 200)));
+        if (round == 2) after_round2 = d.stats().file_bytes;
+    }
+    const auto final_bytes = d.stats().file_bytes;
+    EXPECT_LE(final_bytes, 2 * after_round2) << "round 2: " << after_round2 << " round 20: " << final_bytes;
+    EXPECT_EQ(d.size(), 2'000u);
+    EXPECT_NO_THROW(d.verify());
+}
+
+// --- errors
+
+TEST_F(DictTest, UseAfterCloseThrowsClosed) {
+    Dict d(path_);
+    d.set("k", "v");
+    d.close();
+    EXPECT_FALSE(d.is_open());
+    EXPECT_TRUE(throws_error([&] { d.get("k"); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.get(Value::str("k")); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.set("k", "v2"); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.set(Value::str("k"), Value::none()); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.erase("k"); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.contains("k"); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.size(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.clear(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.for_each([](std::string_view, std::string_view) {}); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.verify(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.stats(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.sync(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { d.compact(); }, ErrorCode::kClosed));
+    std::vector<std::string_view> keys = {"k"};
+    std::vector<std::optional<std::string_view>> out(1);
+    EXPECT_TRUE(throws_error([&] { d.get_many(keys, out); }, ErrorCode::kClosed));
+    EXPECT_NO_THROW(d.close());  // closing twice is harmless
+}
+
+TEST_F(DictTest, OpeningAListOrVectorFileAsDictThrowsWrongKind) {
+    const std::string list_path = dir_.file("l.mms");
+    const std::string vec_path = dir_.file("v.mms");
+    { mmstore::List l(list_path); l.push_back("x"); }
+    { mmstore::Vector<std::uint64_t> v(vec_path); v.push_back(1); }
+    EXPECT_TRUE(throws_format_error([&] { Dict d(list_path); }, {ErrorCode::kWrongKind}));
+    EXPECT_TRUE(throws_format_error([&] { Dict d(vec_path); }, {ErrorCode::kWrongKind}));
+    mmstore::List l(list_path);  // the refused open did not damage the file
+    EXPECT_EQ(l.get(0), "x");
+}
+
+TEST_F(DictTest, SecondWriterGetsLockedErrorNamingTheHolderPid) {
+    Dict first(path_);
+    first.set("k", "v");
+    try {
+        Dict second(path_);
+        FAIL() << "second writer was let in";
+    } catch (const mmstore::LockedError& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kLocked);
+        EXPECT_EQ(e.holder_pid(), ::getpid());
+        EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos) << e.what();
+        EXPECT_EQ(e.path(), path_);
+    }
+    OpenOptions ro;
+    ro.readonly = true;
+    EXPECT_TRUE(throws_error([&] { Dict reader(path_, ro); }, ErrorCode::kLocked));
+    EXPECT_EQ(first.get("k"), "v");  // the holder is unaffected
+    first.close();
+    Dict second(path_);  // free once the holder closes
+    EXPECT_EQ(second.get("k"), "v");
+}
+
+TEST_F(DictTest, ReadOnlyOpenersShareTheFileAndCannotWrite) {
+    { Dict d(path_); d.set("k", "v"); }
+    OpenOptions ro;
+    ro.readonly = true;
+    Dict a(path_, ro);
+    Dict b(path_, ro);
+    EXPECT_EQ(a.get("k"), "v");
+    EXPECT_EQ(b.get("k"), "v");
+    EXPECT_TRUE(throws_error([&] { a.set("k", "w"); }, ErrorCode::kInvalidArgument));
+    EXPECT_TRUE(throws_error([&] { Dict writer(path_); }, ErrorCode::kLocked));
+}
+
+TEST_F(DictTest, CreateOptionsAreHonoured) {
+    OpenOptions never;
+    never.create = OpenOptions::Create::kNever;
+    EXPECT_TRUE(throws_error([&] { Dict d(path_, never); }, ErrorCode::kNotFound));
+    EXPECT_FALSE(std::filesystem::exists(path_));
+    OpenOptions always;
+    always.create = OpenOptions::Create::kAlways;
+    { Dict d(path_, always); d.set("k", "v"); }
+    EXPECT_TRUE(throws_error([&] { Dict d(path_, always); }, ErrorCode::kExists));
+    Dict d(path_, never);
+    EXPECT_EQ(d.get("k"), "v");
+    EXPECT_EQ(std::filesystem::status(path_).permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);  // 0600 by default
+}
+
+TEST_F(DictTest, TruncatedFileIsRejectedAtEveryPageBoundary) {
+    {
+        Dict d(path_);
+        for (int i = 0; i < 3'000; ++i) d.set("key" + std::to_string(i), value_for(i, 100));
+    }
+    const std::uint64_t size = mmstore_test::file_size(path_);
+    ASSERT_GE(size, 40 * 4096u);
+    const std::string copy = dir_.file("cut.mms");
+    std::filesystem::copy_file(path_, copy);
+    OpenOptions ro;
+    ro.readonly = true;
+    // Cut from the end towards the start; a refused open leaves the file as it was.
+    for (std::uint64_t k = size / 4096 - 1; k >= 1; --k) {
+        std::filesystem::resize_file(copy, k * 4096);
+        EXPECT_TRUE(throws_format_error([&] { Dict d(copy); }, {ErrorCode::kTruncated, ErrorCode::kCorrupt}))
+            << "cut at page " << k;
+        EXPECT_TRUE(throws_format_error([&] { Dict d(copy, ro); }, {ErrorCode::kTruncated, ErrorCode::kCorrupt}))
+            << "read-only, cut at page " << k;
+        ASSERT_EQ(mmstore_test::file_size(copy), k * 4096);
+    }
+    // Shorter than one page, but with the magic: still truncated, not foreign.
+    for (std::uint64_t n : {8u, 63u, 64u, 1000u}) {
+        std::filesystem::resize_file(copy, n);
+        EXPECT_TRUE(throws_format_error([&] { Dict d(copy); }, {ErrorCode::kTruncated, ErrorCode::kCorrupt})) << n;
+    }
+    Dict whole(path_);  // the original is untouched
+    EXPECT_EQ(whole.size(), 3'000u);
+}
+
+TEST_F(DictTest, EmptyExistingFileIsInitializedOnlyWhenCreationIsAllowed) {
+    mmstore_test::write_file(path_, "");
+    OpenOptions never;
+    never.create = OpenOptions::Create::kNever;
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_, never); }, {ErrorCode::kForeign, ErrorCode::kTruncated}));
+    Dict d(path_);  // a creator that died before writing anything: start afresh
+    EXPECT_EQ(d.size(), 0u);
+    d.set("k", "v");
+    EXPECT_EQ(d.get("k"), "v");
+}
+
+TEST_F(DictTest, ForeignFileIsRejected) {
+    std::mt19937_64 rng(8);
+    for (std::size_t n : {1u, 7u, 64u, 100u, 5'000u, 20'000u, 100'000u}) {
+        mmstore_test::write_file(path_, random_bytes(rng, n));
+        EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kForeign})) << n << " random bytes";
+        EXPECT_EQ(mmstore_test::file_size(path_), n) << "the foreign file was modified";
+    }
+    std::string text;
+    while (text.size() < 50'000) text += "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n";
+    mmstore_test::write_file(path_, text);
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kForeign}));
+    mmstore_test::write_file(path_, "{\"json\": true}\n");
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kForeign}));
+    EXPECT_EQ(mmstore_test::read_file(path_), "{\"json\": true}\n");
+}
+
+// Rewrites the 64-byte FileHeader of `path` through `patch`, then recomputes its checksum (XXH3-64 of
+// bytes [0, 56), stored at offset 56) unless told not to.
+template <class F>
+void patch_header(const std::string& path, F patch, bool fix_checksum = true) {
+    std::string bytes = mmstore_test::read_file(path);
+    ASSERT_GE(bytes.size(), 64u);
+    patch(bytes);
+    if (fix_checksum) {
+        const std::uint64_t sum = mmstore::hash64(bytes.data(), 56);
+        std::memcpy(bytes.data() + 56, &sum, 8);
+    }
+    mmstore_test::write_file(path, bytes);
+}
+
+TEST_F(DictTest, NewerFormatVersionIsRejected) {
+    { Dict d(path_); d.set("k", "v"); }
+    patch_header(path_, [](std::string& b) {
+        const std::uint32_t version = 99;
+        std::memcpy(b.data() + 8, &version, 4);
+    });
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kVersion}));
+    OpenOptions ro;
+    ro.readonly = true;
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_, ro); }, {ErrorCode::kVersion}));
+}
+
+TEST_F(DictTest, DamagedHeaderChecksumIsRejectedAsCorrupt) {
+    { Dict d(path_); d.set("k", "v"); }
+    patch_header(path_, [](std::string& b) { b[8] ^= 0x01; }, /*fix_checksum=*/false);
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kCorrupt}));
+}
+
+TEST_F(DictTest, ForeignByteOrderIsRejectedAsVersion) {
+    { Dict d(path_); }
+    patch_header(path_, [](std::string& b) {
+        const std::uint32_t swapped = 0x04030201u;  // byte_order at offset 16
+        std::memcpy(b.data() + 16, &swapped, 4);
+    });
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kVersion}));
+}
+
+// --- crash recovery
+
+void write_keys(Dict& d, int from, int to) {
+    for (int i = from; i < to; ++i) {
+        d.set("key" + std::to_string(i), value_for(i, i % 60));
+        if (i % 10 == 9) d.erase("key" + std::to_string(i - 5));
+    }
+}
+
+void expect_keys(const Dict& d, int to) {
+    for (int i = 0; i < to; ++i) {
+        const bool erased = i % 10 == 4 && i + 5 < to;
+        const auto got = d.get("key" + std::to_string(i));
+        if (erased) {
+            ASSERT_FALSE(got.has_value()) << i;
+        } else {
+            ASSERT_TRUE(got.has_value()) << i;
+            ASSERT_EQ(*got, value_for(i, i % 60)) << i;
+        }
+    }
+}
+
+TEST_F(DictTest, AbandonedDictReopensWithEveryEntry) {
+    {
+        Dict d(path_);
+        write_keys(d, 0, 1'000);
+        d.sync();
+        write_keys(d, 1'000, 4'000);  // after the last sync: still in the mapping
+        d.abandon();
+        EXPECT_FALSE(d.is_open());
+    }
+    Dict d(path_);
+    EXPECT_NO_THROW(d.verify());
+    expect_keys(d, 4'000);
+    write_keys(d, 4'000, 4'500);  // repaired free lists are usable
+    EXPECT_NO_THROW(d.verify());
+}
+
+TEST_F(DictTest, WriterThatExitsWithoutClosingLeavesARecoverableFile) {
+    { Dict d(path_); write_keys(d, 0, 500); }
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        try {
+            Dict d(path_);
+            write_keys(d, 500, 5'000);
+        } catch (...) {
+            ::_exit(2);
+        }
+        ::_exit(0);  // no destructors: the store stays dirty
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    Dict d(path_);
+    EXPECT_NO_THROW(d.verify());
+    expect_keys(d, 5'000);
+}
+
+TEST_F(DictTest, WriterKilledMidOperationLosesAtMostTheUnacknowledgedKey) {
+    // The child acknowledges each set() over a pipe after it returns; SIGKILL lands at a random point.
+    std::mt19937_64 rng(44);
+    int next = 0;  // keys below `next` are acknowledged
+    for (int round = 0; round < 3; ++round) {
+        int fds[2];
+        ASSERT_EQ(::pipe(fds), 0);
+        const int start = next;
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            ::close(fds[0]);
+            try {
+                Dict d(path_);
+                for (int i = start;; ++i) {
+                    d.set("key" + std::to_string(i), value_for(i, i % 3 ? 5 : 90));
+                    if (::write(fds[1], &i, sizeof i) != sizeof i) ::_exit(3);
+                }
+            } catch (...) {
+                ::_exit(2);
+            }
+        }
+        ::close(fds[1]);
+        const int target = start + static_cast<int>(uniform(rng, 300, 3'000));
+        int acked = -1, got = 0;
+        while (acked < target && ::read(fds[0], &got, sizeof got) == sizeof got) acked = got;
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        ASSERT_TRUE(WIFSIGNALED(status)) << "child failed before the kill, status " << status;
+        while (::read(fds[0], &got, sizeof got) == sizeof got) acked = got;
+        ::close(fds[0]);
+        ASSERT_GE(acked, target);
+
+        Dict d(path_);
+        ASSERT_NO_THROW(d.verify()) << "round " << round;
+        for (int i = 0; i <= acked; ++i) {
+            const auto v = d.get("key" + std::to_string(i));
+            ASSERT_TRUE(v.has_value()) << "acknowledged key " << i << " lost in round " << round;
+            ASSERT_EQ(*v, value_for(i, i % 3 ? 5 : 90));
+        }
+        // Only the one set() in flight may or may not have landed.
+        EXPECT_GE(d.size(), static_cast<std::uint64_t>(acked + 1));
+        EXPECT_LE(d.size(), static_cast<std::uint64_t>(acked + 2));
+        if (d.size() == static_cast<std::uint64_t>(acked + 2))
+            EXPECT_TRUE(d.contains("key" + std::to_string(acked + 1)));
+        d.close();
+        next = acked + 1;
+        // Keys beyond `acked` (at most one) are overwritten with the same value in the next round.
+    }
+}
+
+}  // namespace

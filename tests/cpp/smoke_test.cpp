@@ -1,3 +1,0 @@
-#include <gtest/gtest.h>
-#include "mmstore/mmstore.hpp"
-TEST(Smoke, Builds) { SUCCEED(); }

@@ -1,0 +1,133 @@
+// tests/cpp/test_util.hpp
+//
+// Helpers shared by the GoogleTest suite: a per-test temporary directory that is removed afterwards,
+// seeded random data, raw file access for damaging stores on purpose, and an assertion for "this call
+// throws mmstore::FormatError with one of these codes". Header-only; every test file includes it.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include "mmstore/error.hpp"
+
+namespace mmstore_test {
+
+// A fresh directory under ::testing::TempDir(), removed with everything in it on destruction.
+class TempDir {
+public:
+    TempDir() {
+        std::string base = ::testing::TempDir();
+        if (base.empty()) base = "/tmp/";
+        if (base.back() != '/') base += '/';
+        std::string tmpl = base + "mmstore_test_XXXXXX";
+        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + tmpl);
+        path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const std::string& path() const { return path_; }
+    std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+private:
+    std::string path_;
+};
+
+inline std::string random_bytes(std::mt19937_64& rng, std::size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xFF);
+    return s;
+}
+
+// Printable so that failure messages stay readable.
+inline std::string random_text(std::mt19937_64& rng, std::size_t n) {
+    static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    std::string s(n, '\0');
+    for (auto& c : s) c = kAlphabet[rng() % (sizeof kAlphabet - 1)];
+    return s;
+}
+
+inline std::uint64_t uniform(std::mt19937_64& rng, std::uint64_t lo, std::uint64_t hi) {  // inclusive
+    return std::uniform_int_distribution<std::uint64_t>(lo, hi)(rng);
+}
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_file(const std::string& path, std::string_view data) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+inline std::uint64_t file_size(const std::string& path) { return std::filesystem::file_size(path); }
+
+inline const char* code_name(mmstore::ErrorCode c) {
+    using mmstore::ErrorCode;
+    switch (c) {
+        case ErrorCode::kIo: return "kIo";
+        case ErrorCode::kDiskFull: return "kDiskFull";
+        case ErrorCode::kTruncated: return "kTruncated";
+        case ErrorCode::kCorrupt: return "kCorrupt";
+        case ErrorCode::kForeign: return "kForeign";
+        case ErrorCode::kWrongKind: return "kWrongKind";
+        case ErrorCode::kVersion: return "kVersion";
+        case ErrorCode::kLocked: return "kLocked";
+        case ErrorCode::kClosed: return "kClosed";
+        case ErrorCode::kEncode: return "kEncode";
+        case ErrorCode::kCapacity: return "kCapacity";
+        case ErrorCode::kNotFound: return "kNotFound";
+        case ErrorCode::kExists: return "kExists";
+        case ErrorCode::kInvalidArgument: return "kInvalidArgument";
+        case ErrorCode::kForked: return "kForked";
+    }
+    return "unknown";
+}
+
+// Runs f and checks that it throws mmstore::FormatError with one of `codes`.
+template <class F>
+::testing::AssertionResult throws_format_error(F&& f, std::initializer_list<mmstore::ErrorCode> codes) {
+    try {
+        f();
+    } catch (const mmstore::FormatError& e) {
+        for (auto c : codes)
+            if (e.code() == c) return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << "FormatError with unexpected code " << code_name(e.code()) << ": "
+                                             << e.what();
+    } catch (const std::exception& e) {
+        return ::testing::AssertionFailure() << "threw something other than FormatError: " << e.what();
+    }
+    return ::testing::AssertionFailure() << "did not throw";
+}
+
+// Runs f and checks that it throws mmstore::Error (any subclass) with `code`.
+template <class F>
+::testing::AssertionResult throws_error(F&& f, mmstore::ErrorCode code) {
+    try {
+        f();
+    } catch (const mmstore::Error& e) {
+        if (e.code() == code) return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << "Error with code " << code_name(e.code()) << " instead of "
+                                             << code_name(code) << ": " << e.what();
+    } catch (const std::exception& e) {
+        return ::testing::AssertionFailure() << "threw something other than mmstore::Error: " << e.what();
+    }
+    return ::testing::AssertionFailure() << "did not throw";
+}
+
+}  // namespace mmstore_test
