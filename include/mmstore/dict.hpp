@@ -9,7 +9,7 @@
 //              sees them as b"..." keys and values. get() returns a zero-copy view.
 //   * typed:   get/set/erase(const codec::Value&) for any codec value (str, int, tuple, ...), the way to
 //              read and write what Python stores.
-//   * encoded: *_encoded() take and return canonical codec encodings (what the Python binding uses).
+//   * encoded: *_encoded() take and return canonical codec encodings.
 //
 // Lifetimes: a returned std::string_view points into the mapping and stays valid until that key is
 // overwritten or erased, clear()/compact()/close() is called, or the Dict is destroyed.
@@ -69,14 +69,16 @@ public:
     bool erase(const Value& key);
 
     // --- encoded level
-    std::optional<std::string_view> get_encoded(std::string_view key) const;
+    // Returns a copy: short values live inside their slot with an implied tag (docs/format.md).
+    std::optional<std::string> get_encoded(std::string_view key) const;
     bool set_encoded(std::string_view key, std::string_view value);
     bool erase_encoded(std::string_view key);
 
     std::uint64_t size() const;
     bool empty() const { return size() == 0; }
     void clear();
-    // Calls f(encoded key, encoded value) for each entry in insertion order; f must not modify the Dict.
+    // Calls f(encoded key, encoded value) for each entry in insertion order; the views are valid during the
+    // call only; f must not modify the Dict.
     void for_each(const std::function<void(std::string_view, std::string_view)>& f) const;
 
     const std::string& path() const;

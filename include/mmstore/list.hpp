@@ -47,7 +47,7 @@ public:
     void set(std::uint64_t i, const Value& v);
     void insert(std::uint64_t i, const Value& v);
     // --- encoded level
-    std::string_view get_encoded(std::uint64_t i) const;
+    std::string get_encoded(std::uint64_t i) const;  // a copy (short values have an implied tag)
     void push_back_encoded(std::string_view enc);
     void set_encoded(std::uint64_t i, std::string_view enc);
     void insert_encoded(std::uint64_t i, std::string_view enc);

@@ -40,7 +40,8 @@ std::uint64_t lookup(DictHandle* h, PyObject* key, std::uint64_t* hash_out = nul
 
 PyObject* value_at(DictHandle* h, std::uint64_t pos) {
     try {
-        const std::string_view v = h->d->table().value_at(pos);
+        containers::WordBuf buf;
+        const std::string_view v = h->d->table().value_at(pos, buf);
         return decode(v.data(), v.size(), h->flags);
     } catch (...) {
         set_error_from_exception();
@@ -50,7 +51,8 @@ PyObject* value_at(DictHandle* h, std::uint64_t pos) {
 
 PyObject* key_at(DictHandle* h, std::uint64_t pos) {
     try {
-        const std::string_view k = h->d->table().key_at(pos);
+        containers::WordBuf buf;
+        const std::string_view k = h->d->table().key_at(pos, buf);
         return decode(k.data(), k.size(), h->flags);
     } catch (...) {
         set_error_from_exception();

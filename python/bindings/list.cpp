@@ -20,7 +20,8 @@ inline ListHandle* open_handle(PyObject* self) {
 
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
     try {
-        const std::string_view v = h->l->store().view(h->l->word_ptr(i));
+        containers::WordBuf buf;
+        const std::string_view v = h->l->store().view(h->l->word_ptr(i), buf);
         return decode(v.data(), v.size(), h->flags);
     } catch (...) {
         set_error_from_exception();

@@ -53,12 +53,27 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
     }
 }
 
-std::optional<std::string_view> Dict::get_encoded(std::string_view key) const {
+std::optional<std::string> Dict::get_encoded(std::string_view key) const {
     check();
     const std::uint64_t pos = table_->find(key);
     if (pos == containers::kNotFound) return std::nullopt;
-    return table_->value_at(pos);
+    containers::WordBuf buf;
+    return std::string(table_->value_at(pos, buf));
 }
+
+namespace {
+// The payload of a bytes value at `pos`, zero-copy: implied-tag inline words hold it in the slot itself.
+std::string_view bytes_payload(const containers::HashTable& t, std::uint64_t pos, const std::string& path) {
+    containers::WordBuf buf;
+    const std::string_view enc = t.value_at(pos, buf);
+    const std::string_view p = payload(enc, path);
+    if (enc.data() == buf.bytes) {
+        // Rebuilt in buf: point at the same bytes inside the slot (tag dropped, payload at offset 0).
+        return {reinterpret_cast<const char*>(t.value_word_ptr(pos)), p.size()};
+    }
+    return p;
+}
+}  // namespace
 
 bool Dict::set_encoded(std::string_view key, std::string_view value) {
     check_write();
@@ -75,10 +90,11 @@ bool Dict::erase_encoded(std::string_view key) {
 }
 
 std::optional<std::string_view> Dict::get(std::string_view key) const {
+    check();
     std::string buf;
-    auto v = get_encoded(as_bytes_value(key, buf));
-    if (!v) return std::nullopt;
-    return payload(*v, path());
+    const std::uint64_t pos = table_->find(as_bytes_value(key, buf));
+    if (pos == containers::kNotFound) return std::nullopt;
+    return bytes_payload(*table_, pos, path());
 }
 
 bool Dict::contains(std::string_view key) const {
@@ -115,7 +131,7 @@ void Dict::get_many(std::span<const std::string_view> keys, std::span<std::optio
     std::vector<std::uint64_t> pos(keys.size());
     table_->find_many(enc, pos);
     for (std::size_t i = 0; i < keys.size(); ++i)
-        out[i] = pos[i] == containers::kNotFound ? std::nullopt : std::optional(payload(table_->value_at(pos[i]), path()));
+        out[i] = pos[i] == containers::kNotFound ? std::nullopt : std::optional(bytes_payload(*table_, pos[i], path()));
 }
 
 std::optional<Value> Dict::get(const Value& key) const {
@@ -147,7 +163,10 @@ void Dict::clear() {
 void Dict::for_each(const std::function<void(std::string_view, std::string_view)>& f) const {
     check();
     for (std::uint64_t i = 0; i < table_->end(); ++i)
-        if (table_->occupied(i)) f(table_->key_at(i), table_->value_at(i));
+        if (table_->occupied(i)) {
+            containers::WordBuf kb, vb;
+            f(table_->key_at(i, kb), table_->value_at(i, vb));
+        }
 }
 
 const std::string& Dict::path() const {
@@ -185,7 +204,10 @@ void Dict::compact() {
         Dict out(tmp, o);
         out.table_->reserve(table_->size());
         for (std::uint64_t i = 0; i < table_->end(); ++i)
-            if (table_->occupied(i)) out.table_->set(table_->key_at(i), table_->value_at(i));
+            if (table_->occupied(i)) {
+                containers::WordBuf kb, vb;
+                out.table_->set(table_->key_at(i, kb), table_->value_at(i, vb));
+            }
         out.store_->region().shrink(out.store_->arena().trim());
         out.close();  // synced
     }

@@ -49,10 +49,11 @@ std::uint64_t List::size() const {
     return seq_->size();
 }
 
-std::string_view List::get_encoded(std::uint64_t i) const {
+std::string List::get_encoded(std::uint64_t i) const {
     check();
     check_index(i);
-    return store_->view(word_ptr(i));
+    containers::WordBuf buf;
+    return std::string(store_->view(word_ptr(i), buf));
 }
 
 void List::push_back_encoded(std::string_view enc) {
@@ -195,11 +196,16 @@ void List::reserve(std::uint64_t n) {
 }
 
 std::string_view List::get(std::uint64_t i) const {
-    const std::string_view enc = get_encoded(i);
+    check();
+    check_index(i);
+    containers::WordBuf buf;
+    const std::string_view enc = store_->view(word_ptr(i), buf);
     std::uint8_t fam = 0;
     std::string_view p;
     if (!codec::payload_view(enc, fam, p) || fam != codec::tag::kBytes)
         throw_error(ErrorCode::kInvalidArgument, path(), "element is not a bytes value; use get_value()");
+    // Implied-tag inline words hold the payload at the start of the slot itself: stay zero-copy.
+    if (enc.data() == buf.bytes) return {reinterpret_cast<const char*>(word_ptr(i)), p.size()};
     return p;
 }
 
@@ -244,7 +250,8 @@ void List::verify() const {
     for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
         if (!store_->word_ok(w[i])) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
         try {
-            (void)codec::skip(store_->view(&w[i]), 0);
+            containers::WordBuf buf;
+            (void)codec::skip(store_->view(&w[i], buf), 0);
         } catch (const Error&) {
             store_->throw_corrupt("element " + std::to_string(i) + " holds a malformed encoding");
         }
@@ -273,7 +280,8 @@ void List::compact() {
         const std::uint64_t n = seq_->size();
         out.seq_->reserve(n);
         for (std::uint64_t i = 0; i < n; ++i) {
-            const std::uint64_t w = out.store_->put(store_->view(word_ptr(i)));
+            containers::WordBuf buf;
+            const std::uint64_t w = out.store_->put(store_->view(word_ptr(i), buf));
             out.seq_->push_back(&w);
         }
         out.store_->region().shrink(out.store_->arena().trim());

@@ -86,9 +86,8 @@ void HashTable::check_root() const {
 }
 
 bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexcept {
-    if (key.size() <= kInlineMax) return e.key == make_inline(key);
-    if (is_inline(e.key)) return false;
-    const std::string_view k = store_->view_unchecked(&e.key);
+    if (is_inline(e.key)) return false;  // an inlinable key never reaches here (see find_slot)
+    const std::string_view k = store_->record_unchecked(e.key);
     return k.size() == key.size() && std::memcmp(k.data(), key.data(), key.size()) == 0;
 }
 
@@ -98,7 +97,7 @@ std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std
     const EntrySlot* ent = entries();
     const std::uint64_t groups_mask = h->capacity / kGroup - 1;
     const auto h2 = static_cast<std::uint8_t>(hash & 0x7F);
-    const std::uint64_t inline_key = key.size() <= kInlineMax ? make_inline(key) : 0;
+    const std::uint64_t inline_key = inline_word(key);  // canonical: an inlinable key is stored inline
     std::uint64_t g = (hash >> 7) & groups_mask;
     for (std::uint64_t step = 1; step <= groups_mask + 1; ++step) {
         const std::uint8_t* grp = grps[g].ctrl;
@@ -141,7 +140,8 @@ void HashTable::find_many(std::span<const std::string_view> keys, std::span<std:
 }
 
 std::uint64_t HashTable::hash_word(const std::uint64_t* slot) const {
-    const std::string_view k = store_->view(slot);
+    WordBuf buf;
+    const std::string_view k = store_->view(slot, buf);
     return hash64(k.data(), k.size());
 }
 
@@ -238,7 +238,8 @@ bool HashTable::set(std::string_view key, std::uint64_t hash, std::string_view v
 bool HashTable::set(std::string_view key, std::string_view value) { return set(key, hash64(key.data(), key.size()), value); }
 
 void HashTable::erase_at(std::uint64_t pos) {
-    const std::string_view key = store_->view(&entries()[pos].key);
+    WordBuf buf;
+    const std::string_view key = store_->view(&entries()[pos].key, buf);
     std::uint64_t slot = 0;
     const std::uint64_t found = find_slot(key, hash64(key.data(), key.size()), &slot);
     if (found != pos) store_->throw_corrupt("entry " + std::to_string(pos) + " is not in the index");
@@ -326,8 +327,9 @@ void HashTable::verify() const {
         ++live;
         if (!store_->word_ok(ent[i].key) || !store_->word_ok(ent[i].value))
             store_->throw_corrupt("entry " + std::to_string(i) + " has a damaged key or value record");
-        const std::string_view k = store_->view(&ent[i].key);
-        const std::string_view v = store_->view(&ent[i].value);
+        WordBuf kb, vb;
+        const std::string_view k = store_->view(&ent[i].key, kb);
+        const std::string_view v = store_->view(&ent[i].value, vb);
         try {
             (void)codec::skip(k, 0);
             (void)codec::skip(v, 0);
@@ -357,11 +359,12 @@ void HashTable::repair() {
         if (ent[i].key == kTombWord) continue;
         bool ok = store_->word_ok(ent[i].key) && store_->word_ok(ent[i].value);
         std::string_view k;
+        WordBuf kb, vb;
         if (ok) {
-            k = store_->view(&ent[i].key);
+            k = store_->view(&ent[i].key, kb);
             try {
                 (void)codec::skip(k, 0);
-                (void)codec::skip(store_->view(&ent[i].value), 0);
+                (void)codec::skip(store_->view(&ent[i].value, vb), 0);
             } catch (const Error&) {
                 ok = false;
             }

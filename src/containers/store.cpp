@@ -22,26 +22,19 @@ std::uint64_t Store::put_record(std::string_view bytes) {
 }
 
 void Store::release(std::uint64_t word) noexcept {
-    if (is_inline(word) || word == kTombWord || word == 0) return;
+    if (is_inline(word) || word == kTombWord || word == 0) return;  // inline words own nothing
     const auto* rec = region_.at<RecordHeader>(word);
     arena_.free(word, sizeof(RecordHeader) + rec->len);
 }
 
-std::string_view Store::view_unchecked(const std::uint64_t* slot) const noexcept {
-    const std::uint64_t w = *slot;
-    if (is_inline(w)) return {reinterpret_cast<const char*>(slot), inline_len(w)};
+std::string_view Store::record_unchecked(std::uint64_t w) const noexcept {
     if (!region_.in_bounds(w, sizeof(RecordHeader))) return {};
     const auto* rec = region_.at<const RecordHeader>(w);
     if (!region_.in_bounds(w + sizeof(RecordHeader), rec->len)) return {};
     return {reinterpret_cast<const char*>(rec + 1), rec->len};
 }
 
-std::string_view Store::view(const std::uint64_t* slot) const {
-    const std::uint64_t w = *slot;
-    if (is_inline(w)) {
-        if (inline_len(w) > kInlineMax) throw_corrupt("inline word with bad length");
-        return {reinterpret_cast<const char*>(slot), inline_len(w)};
-    }
+std::string_view Store::view_record(std::uint64_t w) const {
     if (w % 16 != 0 || !region_.in_bounds(w, sizeof(RecordHeader)))
         throw_corrupt("record offset " + std::to_string(w) + " out of bounds");
     const auto* rec = region_.at<const RecordHeader>(w);
@@ -53,7 +46,7 @@ std::string_view Store::view(const std::uint64_t* slot) const {
 }
 
 bool Store::word_ok(std::uint64_t word) const noexcept {
-    if (is_inline(word)) return inline_len(word) <= kInlineMax;
+    if (is_inline(word)) return inline_len(word) <= kInlineMax && inline_kind(word) <= InlineKind::kInt;
     if (word % 16 != 0 || !region_.in_bounds(word, sizeof(RecordHeader))) return false;
     const auto* rec = region_.at<const RecordHeader>(word);
     if (!region_.in_bounds(word + sizeof(RecordHeader), rec->len)) return false;

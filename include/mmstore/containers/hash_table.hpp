@@ -86,8 +86,9 @@ public:
     // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
     std::uint64_t end() const noexcept { return header()->used; }
     bool occupied(std::uint64_t pos) const noexcept { return entries()[pos].key != kTombWord; }
-    std::string_view key_at(std::uint64_t pos) const { return store_->view(&entries()[pos].key); }
-    std::string_view value_at(std::uint64_t pos) const { return store_->view(&entries()[pos].value); }
+    std::string_view key_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].key, buf); }
+    const std::uint64_t* value_word_ptr(std::uint64_t pos) const noexcept { return &entries()[pos].value; }
+    std::string_view value_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].value, buf); }
 
     // Inserts or overwrites. Returns true when the key was new.
     bool set(std::string_view key, std::string_view value);

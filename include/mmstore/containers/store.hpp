@@ -28,8 +28,20 @@
 namespace mmstore::containers {
 
 inline constexpr std::uint64_t kTombWord = ~std::uint64_t{0};
-inline constexpr std::uint64_t kInlineFlag = std::uint64_t{0x80} << 56;
 inline constexpr std::size_t kInlineMax = 7;
+
+// Inline word kinds (bits 6..4 of the top byte; bits 3..0 hold the byte count n <= 7).
+enum class InlineKind : std::uint8_t {
+    kRaw = 0,    // the n bytes are a whole encoding
+    kStr = 1,    // the n bytes are the payload of a short str (tag 0x20 + n implied)
+    kBytes = 2,  // payload of short bytes (tag 0x40 + n implied)
+    kInt = 3,    // payload of an n-byte integer (tag 0x05 + n implied)
+};
+
+// Scratch for view(): an inline word with an implied tag is rebuilt here (tag + up to 7 bytes).
+struct WordBuf {
+    char bytes[8];
+};
 
 struct RecordHeader {
     std::uint32_t len;    // payload bytes
@@ -37,23 +49,38 @@ struct RecordHeader {
 };
 static_assert(sizeof(RecordHeader) == 8);
 
-inline bool is_inline(std::uint64_t w) noexcept { return (w >> 56) >= 0x80 && w != kTombWord; }
-inline std::size_t inline_len(std::uint64_t w) noexcept { return static_cast<std::size_t>((w >> 56) & 0x7F); }
+inline bool is_inline(std::uint64_t w) noexcept { return (w >> 63) != 0 && w != kTombWord; }
+inline std::size_t inline_len(std::uint64_t w) noexcept { return static_cast<std::size_t>((w >> 56) & 0x0F); }
+inline InlineKind inline_kind(std::uint64_t w) noexcept { return static_cast<InlineKind>((w >> 60) & 0x7); }
 
-// Packs up to 7 bytes into a word without a variable-length memcpy call (two overlapping loads).
-inline std::uint64_t make_inline(std::string_view s) noexcept {
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    const std::size_t n = s.size();
-    std::uint64_t w = 0;
+// Packs up to 7 bytes into a word without a variable-length memcpy call (overlapping loads).
+inline std::uint64_t pack7(const unsigned char* p, std::size_t n) noexcept {
     if (n >= 4) {
         std::uint32_t lo, hi;
         std::memcpy(&lo, p, 4);
         std::memcpy(&hi, p + n - 4, 4);
-        w = lo | (std::uint64_t{hi} << (8 * (n - 4)));
-    } else if (n > 0) {
-        w = p[0] | (std::uint64_t{p[n / 2]} << (8 * (n / 2))) | (std::uint64_t{p[n - 1]} << (8 * (n - 1)));
+        return lo | (std::uint64_t{hi} << (8 * (n - 4)));
     }
-    return w | kInlineFlag | (std::uint64_t{n} << 56);
+    if (n == 0) return 0;
+    return p[0] | (std::uint64_t{p[n / 2]} << (8 * (n / 2))) | (std::uint64_t{p[n - 1]} << (8 * (n - 1)));
+}
+
+// The canonical inline word of an encoding, or 0 when it needs a record. Short str, bytes and int values
+// whose payload fits 7 bytes drop their tag (so 'v999999' and every int below 2^55 are inline); other
+// encodings of at most 7 bytes are stored raw.
+inline std::uint64_t inline_word(std::string_view enc) noexcept {
+    const std::size_t n = enc.size();
+    if (n == 0 || n > 8) return 0;
+    const auto* p = reinterpret_cast<const unsigned char*>(enc.data());
+    const unsigned t = p[0];
+    InlineKind kind;
+    if (t >= 0x20 && t <= 0x27 && n == 1 + (t - 0x20)) kind = InlineKind::kStr;
+    else if (t >= 0x40 && t <= 0x47 && n == 1 + (t - 0x40)) kind = InlineKind::kBytes;
+    else if (t >= 0x05 && t <= 0x0C && n == 1 + (t - 0x05)) kind = InlineKind::kInt;
+    else if (n <= kInlineMax) return pack7(p, n) | (std::uint64_t{0x80 | n} << 56);
+    else return 0;
+    return pack7(p + 1, n - 1) |
+           (std::uint64_t{0x80u | (static_cast<unsigned>(kind) << 4) | static_cast<unsigned>(n - 1)} << 56);
 }
 
 struct StoreStats {
@@ -92,16 +119,32 @@ public:
 
     // Writes `bytes` as a word (inline when <= 7 bytes, else a new record). Not yet reachable.
     std::uint64_t put(std::string_view bytes) {
-        return bytes.size() <= kInlineMax ? make_inline(bytes) : put_record(bytes);
+        const std::uint64_t w = inline_word(bytes);
+        return w != 0 ? w : put_record(bytes);
     }
     std::uint64_t put_record(std::string_view bytes);
     // Frees the record behind a record word; inline words need nothing.
     void release(std::uint64_t word) noexcept;
-    // The bytes of a word held at `*slot` (inline words are viewed in place). Checks record bounds and
-    // checksum, throwing FormatError; `slot` must point into the mapping or outlive the view.
-    std::string_view view(const std::uint64_t* slot) const;
-    // Cheap bounds-only view used by key comparison (a bad record compares unequal).
-    std::string_view view_unchecked(const std::uint64_t* slot) const noexcept;
+    // The encoding held by the word at `*slot`. Record words and raw inline words are viewed in place
+    // (valid while the slot holds the word); inline words with an implied tag are rebuilt in `buf` (valid
+    // while `buf` lives). Checks record bounds and checksum, throwing FormatError.
+    std::string_view view(const std::uint64_t* slot, WordBuf& buf) const {
+        const std::uint64_t w = *slot;
+        if (is_inline(w)) [[likely]] {
+            const std::size_t n = inline_len(w);
+            const InlineKind kind = inline_kind(w);
+            if (kind == InlineKind::kRaw && n <= kInlineMax) return {reinterpret_cast<const char*>(slot), n};
+            if (kind > InlineKind::kInt || n > kInlineMax) [[unlikely]] throw_corrupt("inline word with a bad kind or length");
+            static constexpr unsigned char kBase[4] = {0, 0x20, 0x40, 0x05};
+            buf.bytes[0] = static_cast<char>(kBase[static_cast<int>(kind)] + n);
+            std::memcpy(buf.bytes + 1, slot, 7);
+            return {buf.bytes, n + 1};
+        }
+        return view_record(w);
+    }
+    std::string_view view_record(std::uint64_t w) const;
+    // Payload of a record word with bounds checks only (for key comparison; a bad record compares unequal).
+    std::string_view record_unchecked(std::uint64_t w) const noexcept;
     // True when the word is inline or a record that passes bounds and checksum.
     bool word_ok(std::uint64_t word) const noexcept;
     // Arena block (offset, bytes) behind a record word, for reachability; false for inline words.
