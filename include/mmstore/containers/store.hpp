@@ -157,7 +157,11 @@ public:
         check_open();
         region_.sync();
     }
-    void close() { region_.close(); }
+    // A handle inherited through fork() must not touch the parent's store: the child only unmaps.
+    void close() {
+        if (fork_gen_ != os::fork_generation()) region_.abandon();
+        else region_.close();
+    }
     void abandon() noexcept { region_.abandon(); }
     StoreStats stats() const;
 
