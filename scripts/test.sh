@@ -13,6 +13,13 @@ cmake -S . -B build/test-cpp -DMMSTORE_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWith
 cmake --build build/test-cpp -j "$JOBS"
 build/test-cpp/mmstore_tests --gtest_brief=1
 
+echo "== C++: install, then build a downstream project with find_package(mmstore)"
+rm -rf build/install build/consumer
+cmake --install build/test-cpp --prefix build/install >/dev/null
+cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$PWD/build/install" >/dev/null
+cmake --build build/consumer -j "$JOBS" >/dev/null
+tmpd=$(mktemp -d) && build/consumer/consumer "$tmpd" && rm -rf "$tmpd"
+
 echo "== Python: build and install the package, run pytest"
 $PY -m pip install -q --disable-pip-version-check --no-build-isolation .
 cd tests/python  # import the installed package, not the source tree
