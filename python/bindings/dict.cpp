@@ -39,25 +39,11 @@ std::uint64_t lookup(DictHandle* h, PyObject* key, std::uint64_t* hash_out = nul
 }
 
 PyObject* value_at(DictHandle* h, std::uint64_t pos) {
-    try {
-        containers::WordBuf buf;
-        const std::string_view v = h->d->table().value_at(pos, buf);
-        return decode(v.data(), v.size(), h->flags);
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
+    return decode_word(h->d->store(), h->d->table().value_word_ptr(pos), h->flags);
 }
 
 PyObject* key_at(DictHandle* h, std::uint64_t pos) {
-    try {
-        containers::WordBuf buf;
-        const std::string_view k = h->d->table().key_at(pos, buf);
-        return decode(k.data(), k.size(), h->flags);
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
+    return decode_word(h->d->store(), h->d->table().key_word_ptr(pos), h->flags);
 }
 
 void set_key_error(PyObject* key) {

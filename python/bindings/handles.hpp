@@ -49,6 +49,39 @@ H* handle_of(PyObject* self) {
     return nb::inst_ptr<H>(self);
 }
 
+// Decodes the value held by the word at `*slot` (fast paths for inline ints, strs and bytes, which need
+// no tag reconstruction), or nullptr with a Python error set.
+inline PyObject* decode_word(const containers::Store& store, const std::uint64_t* slot, CodecFlags flags) {
+    const std::uint64_t w = *slot;
+    if (containers::is_inline(w)) {
+        const std::size_t n = containers::inline_len(w);
+        switch (containers::inline_kind(w)) {
+            case containers::InlineKind::kInt:
+                if (n <= 7) {
+                    const int shift = 64 - 8 * static_cast<int>(n);
+                    const auto v = n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift;
+                    return PyLong_FromLongLong(v);
+                }
+                break;
+            case containers::InlineKind::kStr:
+                if (n <= 7) return PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n), "strict");
+                break;
+            case containers::InlineKind::kBytes:
+                if (n <= 7) return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n));
+                break;
+            default: break;
+        }
+    }
+    try {
+        containers::WordBuf buf;
+        const std::string_view v = store.view(slot, buf);
+        return decode(v.data(), v.size(), flags);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
 mmstore::OpenOptions make_options(nb::handle create, unsigned mode, bool durable, bool readonly);
 
 void bind_dict(nb::module_& m);

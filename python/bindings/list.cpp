@@ -19,14 +19,7 @@ inline ListHandle* open_handle(PyObject* self) {
 }
 
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
-    try {
-        containers::WordBuf buf;
-        const std::string_view v = h->l->store().view(h->l->word_ptr(i), buf);
-        return decode(v.data(), v.size(), h->flags);
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
+    return decode_word(h->l->store(), h->l->word_ptr(i), h->flags);
 }
 
 Py_ssize_t list_length(PyObject* self) {

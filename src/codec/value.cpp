@@ -270,18 +270,10 @@ void append_u32(std::uint32_t v, std::string& out) { out.append(reinterpret_cast
 void append_u64(std::uint64_t v, std::string& out) { out.append(reinterpret_cast<const char*>(&v), 8); }
 
 void append_int(std::int64_t v, std::string& out) {
-    // Minimal two's complement length n: 0 bytes for zero, else the fewest bytes whose sign-extension is v.
-    int n = 0;
-    if (v != 0) {
-        n = 1;
-        while (n < 8) {
-            const int bits = 8 * n;
-            const std::int64_t lo = -(std::int64_t{1} << (bits - 1));
-            const std::int64_t hi = (std::int64_t{1} << (bits - 1)) - 1;
-            if (v >= lo && v <= hi) break;
-            ++n;
-        }
-    }
+    // Minimal two's complement length: the bits of v without its sign-extension, plus one sign bit.
+    const auto x = static_cast<std::uint64_t>(v ^ (v >> 63));
+    const int bits = x == 0 ? 0 : 64 - __builtin_clzll(x);
+    const int n = v == 0 ? 0 : bits / 8 + 1;
     out.push_back(static_cast<char>(tag::kInt0 + n));
     out.append(reinterpret_cast<const char*>(&v), static_cast<std::size_t>(n));
 }

@@ -169,15 +169,28 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
     init_groups(grp, cap);
     const EntrySlot* src = entries();
     const std::uint64_t mask = cap / kGroup - 1;
+    // Batches of 16: hash and prefetch every target group first, then insert, so the cache misses of
+    // scattered inserts overlap (measured: rehash was a third of 1M-insert time without this).
+    constexpr std::uint64_t kBatch = 16;
     std::uint64_t n = 0;
-    for (std::uint64_t i = 0; i < old->used; ++i) {
-        if (src[i].key == kTombWord) continue;
-        ent[n] = src[i];
-        const std::uint64_t hv = hash_word(&src[i].key);
-        const std::uint64_t slot = free_slot(grp, mask, hv);
-        grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(n);
-        grp[slot / kGroup].ctrl[slot % kGroup] = static_cast<std::uint8_t>(hv & 0x7F);
-        ++n;
+    std::uint64_t hv[kBatch];
+    std::uint64_t at[kBatch];
+    for (std::uint64_t i = 0; i < old->used;) {
+        std::uint64_t m = 0;
+        for (; i < old->used && m < kBatch; ++i) {
+            if (src[i].key == kTombWord) continue;
+            hv[m] = hash_word(&src[i].key);
+            at[m] = i;
+            __builtin_prefetch(&grp[(hv[m] >> 7) & mask], 1);
+            ++m;
+        }
+        for (std::uint64_t j = 0; j < m; ++j) {
+            ent[n] = src[at[j]];
+            const std::uint64_t slot = free_slot(grp, mask, hv[j]);
+            grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(n);
+            grp[slot / kGroup].ctrl[slot % kGroup] = static_cast<std::uint8_t>(hv[j] & 0x7F);
+            ++n;
+        }
     }
     h->used = n;
     h->live = n;

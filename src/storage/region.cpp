@@ -204,8 +204,17 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
                          std::to_string(live.file_size));
     was_dirty_ = dirty;
 
-    reserved_ = round_up(std::max<std::uint64_t>(options.reserve, live.file_size * 2), 1 << 20);
-    base_ = static_cast<std::uint8_t*>(os::reserve_address_space(reserved_));
+    reserved_ = round_up(std::max<std::uint64_t>(options.reserve, live.file_size * 4), 1 << 20);
+    const std::uint64_t floor = round_up(live.file_size * 2, 1 << 20);
+    for (;;) {
+        try {
+            base_ = static_cast<std::uint8_t*>(os::reserve_address_space(reserved_));
+            break;
+        } catch (const Error&) {
+            if (reserved_ / 2 < floor) throw;
+            reserved_ = round_up(reserved_ / 2, 1 << 20);
+        }
+    }
     try {
         map_range(0, live.file_size);
     } catch (...) {

@@ -88,6 +88,7 @@ public:
     bool occupied(std::uint64_t pos) const noexcept { return entries()[pos].key != kTombWord; }
     std::string_view key_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].key, buf); }
     const std::uint64_t* value_word_ptr(std::uint64_t pos) const noexcept { return &entries()[pos].value; }
+    const std::uint64_t* key_word_ptr(std::uint64_t pos) const noexcept { return &entries()[pos].key; }
     std::string_view value_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].value, buf); }
 
     // Inserts or overwrites. Returns true when the key was new.

@@ -25,8 +25,10 @@ struct OpenOptions {
     unsigned mode = 0600;
     bool readonly = false;
     bool durable = false;  // sync() after every mutation
-    // Address space reserved for growth. The file can grow to this size without its base moving.
-    std::uint64_t reserve = std::uint64_t{1} << 40;  // 1 TiB: ~40x RAM here, costs no memory
+    // Address space reserved for growth: the file can grow to this size (or 4x its size at open, if larger)
+    // without its base moving. 256 GiB costs no memory and leaves room for ~500 open stores in the 128 TiB
+    // of a 47-bit address space; when the kernel refuses a reservation it is halved down to 2x the file.
+    std::uint64_t reserve = std::uint64_t{256} << 30;
     std::uint32_t elem_size = 0;  // Vector<T>
     std::uint64_t elem_tag = 0;
 };
