@@ -7,9 +7,12 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -46,6 +49,14 @@ public:
 private:
     std::string path_;
 };
+
+// The fixed seed of a randomized test, perturbed by $MMSTORE_TEST_SEED when set (to explore more cases
+// locally: `for s in $(seq 100); do MMSTORE_TEST_SEED=$s ./mmstore_tests; done`). CI runs the fixed seeds.
+inline std::uint64_t seed(std::uint64_t fixed) {
+    const char* env = std::getenv("MMSTORE_TEST_SEED");
+    if (env == nullptr || *env == '\0') return fixed;
+    return fixed ^ (std::strtoull(env, nullptr, 10) * 0x9E3779B97F4A7C15ull);
+}
 
 inline std::string random_bytes(std::mt19937_64& rng, std::size_t n) {
     std::string s(n, '\0');
@@ -128,6 +139,35 @@ template <class F>
         return ::testing::AssertionFailure() << "threw something other than mmstore::Error: " << e.what();
     }
     return ::testing::AssertionFailure() << "did not throw";
+}
+
+// Runs f() in a forked child and returns its wait status: exit code f() returned, 100 when it threw a
+// FormatError, 101 for any other exception -- or a signal when it crashed. For "never a crash" tests.
+template <class F>
+int run_in_child(F&& f) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        int code = 0;
+        try {
+            code = f();
+        } catch (const mmstore::FormatError&) {
+            code = 100;
+        } catch (...) {
+            code = 101;
+        }
+        ::_exit(code);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+inline std::string describe_status(int status) {
+    if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+    return "status " + std::to_string(status);
 }
 
 }  // namespace mmstore_test

@@ -451,7 +451,7 @@ TEST(ValueDecodeMalformed, EveryTruncationOfANestedEncodingIsRejected) {
 
 TEST(ValueDecodeMalformed, RandomMutationsDecodeOrThrowFormatError) {
     const std::string enc = encode(kitchen_sink());
-    std::mt19937_64 rng(20240229);
+    std::mt19937_64 rng(mmstore_test::seed(20240229));
     int decoded = 0, rejected = 0;
     for (int k = 0; k < 20'000; ++k) {
         std::string m = enc;
@@ -482,7 +482,7 @@ TEST(ValueDecodeMalformed, RandomMutationsDecodeOrThrowFormatError) {
 }
 
 TEST(ValueDecodeMalformed, RandomBytesDecodeOrThrowFormatError) {
-    std::mt19937_64 rng(99);
+    std::mt19937_64 rng(mmstore_test::seed(99));
     for (int k = 0; k < 20'000; ++k) {
         const std::string m = mmstore_test::random_bytes(rng, 1 + rng() % 64);
         try {

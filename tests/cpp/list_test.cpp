@@ -1,0 +1,290 @@
+// tests/cpp/list_test.cpp -- mmstore::List (include/mmstore/list.hpp).
+//
+// A seeded differential test against std::vector<std::string> covers every mutation (push_back, set,
+// insert, erase, pop_back, clear, reorder, splice) with reopen and verify() along the way; the rest pin
+// index errors, use after close, wrong kind, compaction, crash recovery and view lifetimes.
+#include "mmstore/list.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mmstore/codec/value.hpp"
+#include "mmstore/dict.hpp"
+#include "mmstore/error.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using mmstore::ErrorCode;
+using mmstore::List;
+using mmstore::codec::Value;
+using mmstore_test::random_bytes;
+using mmstore_test::throws_error;
+using mmstore_test::throws_format_error;
+using mmstore_test::uniform;
+
+std::string enc_bytes(std::string_view raw) { return mmstore::codec::encode(Value::bytes(raw)); }
+
+void expect_same(const List& l, const std::vector<std::string>& model) {
+    ASSERT_EQ(l.size(), model.size());
+    for (std::size_t i = 0; i < model.size(); ++i) ASSERT_EQ(l.get(i), model[i]) << "index " << i;
+}
+
+// Elements of 0..6 raw bytes encode to <= 7 bytes and are inline words; longer ones are records.
+std::string random_element(std::mt19937_64& rng) {
+    return random_bytes(rng, rng() % 10 < 4 ? uniform(rng, 0, 6) : uniform(rng, 7, 60));
+}
+
+class ListTest : public ::testing::Test {
+protected:
+    mmstore_test::TempDir dir_;
+    std::string path_ = dir_.file("l.mms");
+};
+
+TEST_F(ListTest, RandomOpsMatchStdVector) {
+    std::mt19937_64 rng(mmstore_test::seed(0x1157));
+    std::vector<std::string> model;
+    auto l = std::make_unique<List>(path_);
+    for (int op = 0; op < 5'000; ++op) {
+        const std::uint64_t n = model.size();
+        const auto r = rng() % 100;
+        if (r < 30 || n == 0) {
+            const std::string e = random_element(rng);
+            l->push_back(e);
+            model.push_back(e);
+        } else if (r < 45) {
+            const std::uint64_t i = rng() % n;
+            const std::string e = random_element(rng);
+            l->set(i, e);
+            model[i] = e;
+        } else if (r < 58) {
+            // Positions past the end append, as Python's list.insert does.
+            const std::uint64_t i = rng() % 8 == 0 ? n + rng() % 3 : rng() % (n + 1);
+            const std::string e = random_element(rng);
+            l->insert(i, Value::bytes(e));
+            model.insert(model.begin() + static_cast<std::ptrdiff_t>(std::min(i, n)), e);
+        } else if (r < 68) {
+            const std::uint64_t i = rng() % n;
+            l->erase(i);
+            model.erase(model.begin() + static_cast<std::ptrdiff_t>(i));
+        } else if (r < 75) {
+            l->pop_back();
+            model.pop_back();
+        } else if (r < 80) {
+            // A random subset of positions in random order.
+            std::vector<std::uint64_t> order(n);
+            std::iota(order.begin(), order.end(), 0);
+            std::shuffle(order.begin(), order.end(), rng);
+            order.resize(n - rng() % (n / 4 + 1));
+            std::vector<std::string> next;
+            for (auto p : order) next.push_back(model[p]);
+            l->reorder(order);
+            model = std::move(next);
+        } else if (r < 88) {
+            std::uint64_t start = rng() % (n + 1), stop = rng() % (n + 1);
+            if (start > stop) std::swap(start, stop);
+            std::vector<std::string> raw, encs;
+            for (std::uint64_t k = rng() % 5; k > 0; --k) {
+                raw.push_back(random_element(rng));
+                encs.push_back(enc_bytes(raw.back()));
+            }
+            l->splice(start, stop, encs);
+            model.erase(model.begin() + static_cast<std::ptrdiff_t>(start),
+                        model.begin() + static_cast<std::ptrdiff_t>(stop));
+            model.insert(model.begin() + static_cast<std::ptrdiff_t>(start), raw.begin(), raw.end());
+        } else if (r < 99) {
+            const std::uint64_t i = rng() % n;
+            ASSERT_EQ(l->get(i), model[i]) << "op " << op;
+        } else {
+            l->clear();
+            model.clear();
+        }
+        ASSERT_EQ(l->size(), model.size()) << "op " << op;
+        if (op % 1'000 == 999) {
+            ASSERT_NO_THROW(l->verify()) << "op " << op;
+            expect_same(*l, model);
+            l->close();
+            l = std::make_unique<List>(path_);
+            expect_same(*l, model);
+        }
+    }
+    ASSERT_NO_THROW(l->verify());
+    expect_same(*l, model);
+}
+
+TEST_F(ListTest, ReopenPreservesElementsAndOrder) {
+    std::vector<std::string> model;
+    {
+        List l(path_);
+        for (int i = 0; i < 3'000; ++i) {
+            model.push_back(std::string(static_cast<std::size_t>(i % 40), 'x') + std::to_string(i));
+            l.push_back(model.back());
+        }
+    }
+    List l(path_);
+    expect_same(l, model);
+    EXPECT_NO_THROW(l.verify());
+}
+
+TEST_F(ListTest, TypedValuesRoundTrip) {
+    const Value values[] = {
+        Value::none(), Value::boolean(true), Value::integer(-5), Value::integer(std::int64_t{1} << 60),
+        Value::real(0.25), Value::str("short"), Value::str(std::string(100, 's')),
+        Value::sequence(Value::Type::kTuple, {Value::integer(1), Value::sequence(Value::Type::kList, {})}),
+    };
+    {
+        List l(path_);
+        for (const Value& v : values) l.push_back(v);
+    }
+    List l(path_);
+    ASSERT_EQ(l.size(), std::size(values));
+    for (std::size_t i = 0; i < std::size(values); ++i) {
+        EXPECT_EQ(mmstore::codec::encode(l.get_value(i)), mmstore::codec::encode(values[i])) << i;
+        EXPECT_EQ(l.get_encoded(i), mmstore::codec::encode(values[i])) << i;
+    }
+    // The bytes level refuses elements that are not bytes.
+    EXPECT_TRUE(throws_error([&] { l.get(5); }, ErrorCode::kInvalidArgument));
+}
+
+TEST_F(ListTest, SpliceClampsStopToTheEndLikeSliceAssignment) {
+    List l(path_);
+    for (const char* e : {"a", "b", "c"}) l.push_back(e);
+    l.splice(2, 100, {enc_bytes("X"), enc_bytes("Y")});  // a[2:100] = [X, Y]
+    expect_same(l, {"a", "b", "X", "Y"});
+    l.splice(1, 1, {enc_bytes("I")});  // a[1:1] = [I] inserts
+    expect_same(l, {"a", "I", "b", "X", "Y"});
+    l.splice(0, 5, {});  // del a[0:5]
+    EXPECT_EQ(l.size(), 0u);
+    EXPECT_NO_THROW(l.verify());
+}
+
+// BUG (reported, minor): list.hpp documents splice() as list slice assignment, where a[3:1] = [Z] inserts
+// at 3 (CPython raises stop to start). List::splice lowers start to stop instead and inserts at 1. The
+// Python layer passes max(start, stop) so only C++ callers see it. Enable once fixed.
+TEST_F(ListTest, DISABLED_SpliceWithStartAfterStopInsertsAtStart) {
+    List l(path_);
+    for (const char* e : {"a", "b", "X", "Y"}) l.push_back(e);
+    l.splice(3, 1, {enc_bytes("Z")});
+    expect_same(l, {"a", "b", "X", "Z", "Y"});
+}
+
+TEST_F(ListTest, BadIndexThrowsOutOfRangeAndChangesNothing) {
+    List l(path_);
+    EXPECT_THROW(l.pop_back(), std::out_of_range);
+    EXPECT_THROW(l.get(0), std::out_of_range);
+    for (const char* e : {"a", "bbbbbbbbbbbb", "c"}) l.push_back(e);
+    EXPECT_THROW(l.get(3), std::out_of_range);
+    EXPECT_THROW(l.get_value(3), std::out_of_range);
+    EXPECT_THROW(l.get_encoded(~std::uint64_t{0}), std::out_of_range);
+    EXPECT_THROW(l.set(3, std::string_view("x")), std::out_of_range);
+    EXPECT_THROW(l.erase(3), std::out_of_range);
+    EXPECT_THROW(l.reorder({0, 3}), std::out_of_range);
+    EXPECT_TRUE(throws_error([&] { l.reorder({0, 0}); }, ErrorCode::kInvalidArgument));
+    expect_same(l, {"a", "bbbbbbbbbbbb", "c"});
+    EXPECT_NO_THROW(l.verify());
+}
+
+TEST_F(ListTest, UseAfterCloseThrowsClosed) {
+    List l(path_);
+    l.push_back("x");
+    l.close();
+    EXPECT_FALSE(l.is_open());
+    EXPECT_TRUE(throws_error([&] { l.size(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.get(0); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.get_value(0); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.push_back("y"); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.set(0, std::string_view("y")); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.insert(0, Value::none()); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.erase(0); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.pop_back(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.clear(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.reorder({}); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.splice(0, 0, {}); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.verify(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.stats(); }, ErrorCode::kClosed));
+    EXPECT_TRUE(throws_error([&] { l.compact(); }, ErrorCode::kClosed));
+    EXPECT_NO_THROW(l.close());
+}
+
+TEST_F(ListTest, OpeningADictFileAsListThrowsWrongKind) {
+    const std::string dict_path = dir_.file("d.mms");
+    { mmstore::Dict d(dict_path); d.set("k", "v"); }
+    EXPECT_TRUE(throws_format_error([&] { List l(dict_path); }, {ErrorCode::kWrongKind}));
+    mmstore::Dict d(dict_path);
+    EXPECT_EQ(d.get("k"), "v");
+}
+
+TEST_F(ListTest, CompactShrinksTheFileAndKeepsContent) {
+    List l(path_);
+    for (int i = 0; i < 20'000; ++i) l.push_back(std::string(200, static_cast<char>('a' + i % 26)) + std::to_string(i));
+    std::vector<std::uint64_t> keep;
+    std::vector<std::string> model;
+    for (std::uint64_t i = 0; i < 20'000; i += 20) {
+        keep.push_back(i);
+        model.push_back(std::string(200, static_cast<char>('a' + i % 26)) + std::to_string(i));
+    }
+    l.reorder(keep);
+    const auto before = l.stats().file_bytes;
+    l.compact();
+    const auto after = l.stats().file_bytes;
+    EXPECT_LT(after, before / 4) << "before " << before << " after " << after;
+    EXPECT_EQ(mmstore_test::file_size(path_), after);
+    expect_same(l, model);
+    EXPECT_NO_THROW(l.verify());
+    l.push_back("still writable");
+    l.close();
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);  // no temporary left
+    List again(path_);
+    EXPECT_EQ(again.get(again.size() - 1), "still writable");
+}
+
+TEST_F(ListTest, AbandonedListReopensWithEveryElement) {
+    std::vector<std::string> model;
+    {
+        List l(path_);
+        for (int i = 0; i < 2'000; ++i) {
+            model.push_back(std::string(static_cast<std::size_t>(i % 30), 'q'));
+            l.push_back(model.back());
+        }
+        l.erase(10);
+        model.erase(model.begin() + 10);
+        l.abandon();
+    }
+    List l(path_);
+    EXPECT_NO_THROW(l.verify());
+    expect_same(l, model);
+    l.push_back("more");  // the rebuilt arena is usable
+    EXPECT_NO_THROW(l.verify());
+}
+
+TEST_F(ListTest, RecordElementViewSurvivesAppends) {
+    List l(path_);
+    l.push_back(std::string(50, 'R'));
+    const std::string_view view = l.get(0);
+    for (int i = 0; i < 2'000; ++i) l.push_back(std::string(120, 'x'));
+    EXPECT_EQ(view, std::string(50, 'R'));
+}
+
+// BUG (reported): an element of <= 7 encoded bytes is an inline word in the sequence block, and get()
+// views it in place. An append that grows the block copies the words to a new block and frees the old
+// one, so the view dangles -- although list.hpp promises "Appends do not invalidate views of other
+// elements". Enable once fixed.
+TEST_F(ListTest, DISABLED_InlineElementViewSurvivesAppends) {
+    List l(path_);
+    for (int i = 0; i < 8; ++i) l.push_back("e" + std::to_string(i));  // fills capacity 8
+    const std::string_view view = l.get(0);
+    ASSERT_EQ(view, std::string_view("e0"));
+    l.push_back(std::string(110, 'Y'));  // grows to 16, freeing the 128-byte block of capacity 8
+    l.push_back(std::string(110, 'Z'));  // its 123-byte record reuses that block
+    EXPECT_EQ(l.get(0), "e0");
+    EXPECT_EQ(view, std::string_view("e0"));
+}
+
+}  // namespace
