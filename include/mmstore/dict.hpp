@@ -11,8 +11,10 @@
 //              read and write what Python stores.
 //   * encoded: *_encoded() take and return canonical codec encodings.
 //
-// Lifetimes: a returned std::string_view points into the mapping and stays valid until that key is
-// overwritten or erased, clear()/compact()/close() is called, or the Dict is destroyed.
+// Lifetimes (as LMDB's "valid until a subsequent update"): a returned std::string_view points into the
+// mapping and stays valid until the next call that modifies the Dict (set, erase, clear, compact), or
+// close(). Short values live inside the table's own slots, which move when the table grows, so any write
+// may move them; copy what you keep.
 // Errors: Error(kClosed) after close(); FormatError on a damaged file; Error(kDiskFull) when the file
 // cannot grow (the operation then had no effect). Iteration order is insertion order.
 // Thread safety: none -- use one Dict from one thread at a time. Process safety: one writer per file

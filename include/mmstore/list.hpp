@@ -5,9 +5,9 @@
 // bytes inline, larger ones as records in the arena.
 //
 // Levels of API as in dict.hpp: bytes (push_back(std::string_view) stores a codec `bytes` value), typed
-// (codec::Value) and encoded (*_encoded). Lifetimes: a returned std::string_view stays valid until that
-// element is overwritten or removed, the List is reordered, cleared or closed. Appends do not invalidate
-// views of other elements (records never move; only the word array is reallocated).
+// (codec::Value) and encoded (*_encoded). Lifetimes: a returned std::string_view stays valid until the
+// next call that modifies the List (appends included: short values live in the word array, which moves
+// when it grows), or close().
 // Errors: std::out_of_range for a bad index; otherwise as in dict.hpp.
 // Thread safety: none. Process safety: one writer per file, as Dict.
 #pragma once

@@ -87,11 +87,21 @@ std::uint64_t Arena::take_from_top(std::uint64_t size) {
     ArenaState& s = state();
     const std::uint64_t off = s.top;
     if (off + size > region_->size()) region_->grow(off + size);
+    else region_->reserve_blocks(off, size);  // space below the file end may have been punched when freed
     s.top = off + size;  // publish
     // Fresh pages are about to be written whole (tables, chunks): pre-fault them in one call, which costs a
     // fraction of one page fault per page.
     if (size >= kChunkSize) os::advise_populate_write(region_->at<std::uint8_t>(off), size);
     return off;
+}
+
+bool Arena::link_ok(std::uint64_t off) const noexcept {
+    return off == 0 || (off >= kDataStart && off % 16 == 0 && off <= state().top && state().top - off >= 16);
+}
+
+void Arena::bad_link(std::uint64_t off) const {
+    throw_format(ErrorCode::kCorrupt, region_->path(),
+                 "corrupt: free-list link to offset " + std::to_string(off) + " lies outside the arena (run verify())");
 }
 
 std::uint64_t Arena::take_large(std::uint64_t size) {
@@ -102,8 +112,10 @@ std::uint64_t Arena::take_large(std::uint64_t size) {
         int scanned = 0;
         while (*link != 0 && scanned++ < 64) {
             const std::uint64_t off = *link;
+            if (!link_ok(off) || off % kPageSize != 0) bad_link(off);
             auto* b = region_->at<FreeBlock>(off);
             const std::uint64_t have = b->size;
+            if (have < kPageSize || have % kPageSize != 0 || have > s.top - off || !link_ok(b->next)) bad_link(off);
             if (have >= size) {
                 region_->reserve_blocks(off, size);  // may have been punched; a full disk throws here
                 *link = b->next;                     // unlink: one 8-byte store
@@ -137,6 +149,7 @@ std::uint64_t Arena::allocate(std::uint64_t bytes) {
     const int cls = class_of(size);
     if (const std::uint64_t off = s.heads[cls]; off != 0) {
         auto* b = region_->at<FreeBlock>(off);
+        if (!link_ok(off) || !link_ok(b->next)) bad_link(off);
         s.heads[cls] = b->next;
         s.free_bytes -= size;
         return off;
@@ -145,6 +158,37 @@ std::uint64_t Arena::allocate(std::uint64_t bytes) {
     const std::uint64_t off = s.chunk_cur;
     s.chunk_cur = off + size;
     return off;
+}
+
+void Arena::coalesce(std::uint64_t& offset, std::uint64_t& size) noexcept {
+    // Large free blocks have no boundary tags, so neighbours are found by scanning the large lists, at most
+    // kCoalesceScan nodes per free. Without merging, mixed-size large values fragmented the file without
+    // bound (tests/cpp/dict_test.cpp, OverwritingLargeValuesReusesDiskSpace).
+    constexpr int kCoalesceScan = 1024;
+    ArenaState& s = state();
+    int budget = kCoalesceScan;
+    bool merged = true;
+    while (merged && budget > 0) {
+        merged = false;
+        for (int cls = kSmallClasses + kMediumClasses; cls < kNumClasses && !merged && budget > 0; ++cls) {
+            std::uint64_t* link = &s.heads[cls];
+            while (*link != 0 && budget-- > 0) {
+                const std::uint64_t off = *link;
+                if (!link_ok(off)) return;  // damaged list: stop merging; verify() reports it
+                const auto* b = region_->at<const FreeBlock>(off);
+                if (b->size > s.top - off || !link_ok(b->next)) return;
+                if (off + b->size == offset || offset + size == off) {
+                    *link = b->next;  // unlink the neighbour: one store (a kill here leaks it until rebuild)
+                    s.free_bytes -= b->size;
+                    offset = std::min(offset, off);
+                    size += b->size;
+                    merged = true;
+                    break;
+                }
+                link = &region_->at<FreeBlock>(off)->next;
+            }
+        }
+    }
 }
 
 std::uint64_t Arena::trim() noexcept {
@@ -159,8 +203,15 @@ std::uint64_t Arena::trim() noexcept {
 }
 
 void Arena::free(std::uint64_t offset, std::uint64_t bytes) noexcept {
-    const std::uint64_t size = block_size(bytes);
+    std::uint64_t size = block_size(bytes);
     if (size >= kPageSize) {
+        coalesce(offset, size);
+        ArenaState& s = state();
+        if (offset + size == s.top && s.chunk_end != s.top) {
+            s.top = offset;  // the block ends the arena: give it back to the bump area
+            if (size >= kPunchThreshold) region_->punch_hole(offset, size);
+            return;
+        }
         if (size >= kPunchThreshold) region_->punch_hole(offset + kPageSize, size - kPageSize);
         push(large_class(size), offset, size);
     } else {

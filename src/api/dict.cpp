@@ -6,11 +6,24 @@ namespace mmstore {
 
 namespace {
 
-// Encodes a byte string as a codec `bytes` value into `buf` (stack for short keys).
+// Encodes a byte string as a codec `bytes` value into `buf` (no Value, no allocation for short input:
+// the buffer is reused by the caller).
 std::string_view as_bytes_value(std::string_view raw, std::string& buf) {
     buf.clear();
-    codec::encode(Value::bytes(raw), buf);
+    if (raw.size() <= codec::tag::kShortMax) {
+        buf.push_back(static_cast<char>(codec::tag::kShortBytes + raw.size()));
+    } else {
+        buf.push_back(static_cast<char>(codec::tag::kBytes));
+        codec::append_u32(static_cast<std::uint32_t>(raw.size()), buf);
+    }
+    buf.append(raw);
     return buf;
+}
+
+// Per-thread scratch so that the bytes-level calls do not allocate.
+std::string& scratch(int i) {
+    thread_local std::string bufs[2];
+    return bufs[i];
 }
 
 std::string_view payload(std::string_view enc, const std::string& path) {
@@ -91,29 +104,21 @@ bool Dict::erase_encoded(std::string_view key) {
 
 std::optional<std::string_view> Dict::get(std::string_view key) const {
     check();
-    std::string buf;
-    const std::uint64_t pos = table_->find(as_bytes_value(key, buf));
+    const std::uint64_t pos = table_->find(as_bytes_value(key, scratch(0)));
     if (pos == containers::kNotFound) return std::nullopt;
     return bytes_payload(*table_, pos, path());
 }
 
 bool Dict::contains(std::string_view key) const {
     check();
-    std::string buf;
-    return table_->find(as_bytes_value(key, buf)) != containers::kNotFound;
+    return table_->find(as_bytes_value(key, scratch(0))) != containers::kNotFound;
 }
 
 bool Dict::set(std::string_view key, std::string_view value) {
-    std::string kb, vb;
-    as_bytes_value(key, kb);
-    as_bytes_value(value, vb);
-    return set_encoded(kb, vb);
+    return set_encoded(as_bytes_value(key, scratch(0)), as_bytes_value(value, scratch(1)));
 }
 
-bool Dict::erase(std::string_view key) {
-    std::string buf;
-    return erase_encoded(as_bytes_value(key, buf));
-}
+bool Dict::erase(std::string_view key) { return erase_encoded(as_bytes_value(key, scratch(0))); }
 
 void Dict::get_many(std::span<const std::string_view> keys, std::span<std::optional<std::string_view>> out) const {
     check();
@@ -122,8 +127,9 @@ void Dict::get_many(std::span<const std::string_view> keys, std::span<std::optio
     std::string buf;
     std::vector<std::size_t> ends;
     ends.reserve(keys.size());
+    std::string one;
     for (auto k : keys) {
-        codec::encode(Value::bytes(k), buf);
+        buf += as_bytes_value(k, one);
         ends.push_back(buf.size());
     }
     std::vector<std::string_view> enc(keys.size());

@@ -166,8 +166,9 @@ void List::reorder(const std::vector<std::uint64_t>& order) {
 void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std::string>& encs) {
     check_write();
     const std::uint64_t n = seq_->size();
-    stop = std::min(stop, n);
-    start = std::min(start, stop);
+    // Python semantics: a[3:1] = x inserts at 3.
+    start = std::min(start, n);
+    stop = std::max(start, std::min(stop, n));
     std::vector<std::uint64_t> fresh;
     fresh.reserve(encs.size());
     try {

@@ -20,8 +20,9 @@
 
 namespace mmstore::os {
 
-namespace {
 std::atomic<std::uint64_t> g_fork_generation{0};
+
+namespace {
 void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
 const bool g_atfork_registered = [] {
     pthread_atfork(nullptr, nullptr, on_fork_child);
@@ -29,10 +30,8 @@ const bool g_atfork_registered = [] {
 }();
 }  // namespace
 
-std::uint64_t fork_generation() noexcept {
-    (void)g_atfork_registered;
-    return g_fork_generation.load(std::memory_order_relaxed);
-}
+// Keeps the registration above from being discarded.
+[[maybe_unused]] static const bool* const g_keep_atfork = &g_atfork_registered;
 
 int current_pid() noexcept { return static_cast<int>(::getpid()); }
 

@@ -11,7 +11,10 @@
 //     any block of a larger class, splitting the remainder off. Freed large blocks of >= 1 MiB have their
 //     pages (all but the first, which holds the list link) returned to the filesystem with PUNCH_HOLE and
 //     are re-reserved (fallocate) before reuse so that a full disk raises instead of SIGBUS.
+//   * a freed large block is merged with free large neighbours found by a bounded scan of the large lists,
+//     and a block that ends at `top` lowers `top` instead of entering a list.
 //   * `top` is the end of the used part; the file grows when top passes its end.
+// Free-list links read from the file are bounds-checked before they are followed (FormatError otherwise).
 // A free block holds {next offset, size} in its first 16 bytes.
 //
 // Crash safety: every state change is a single 8-byte store, so a kill at any instruction leaves lists that
@@ -88,6 +91,9 @@ private:
     void push(int cls, std::uint64_t offset, std::uint64_t size) noexcept;
     void free_range(std::uint64_t offset, std::uint64_t size) noexcept;  // any 16-aligned range
     void refill_chunk();
+    void coalesce(std::uint64_t& offset, std::uint64_t& size) noexcept;
+    bool link_ok(std::uint64_t off) const noexcept;
+    [[noreturn]] void bad_link(std::uint64_t off) const;
 
     storage::Region* region_;
 };

@@ -29,6 +29,7 @@ namespace mmstore::containers {
 
 inline constexpr std::uint64_t kTombWord = ~std::uint64_t{0};
 inline constexpr std::size_t kInlineMax = 7;
+inline constexpr std::uint32_t kReadCheckMax = 4096;  // records up to this size are checksummed on read
 
 // Inline word kinds (bits 6..4 of the top byte; bits 3..0 hold the byte count n <= 7).
 enum class InlineKind : std::uint8_t {

@@ -7,6 +7,7 @@
 // Thread safety: a File may be used from one thread at a time; the free functions are thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -77,7 +78,9 @@ void remove_file(const std::string& path) noexcept;
 void fsync_parent_dir(const std::string& path) noexcept;
 
 int current_pid() noexcept;
-// Incremented in every child after fork(); handles compare it to refuse use across fork.
-std::uint64_t fork_generation() noexcept;
+// Incremented in every child after fork() (pthread_atfork, registered in file.cpp); handles compare it to
+// refuse use across fork. Inline: it is read on every operation.
+extern std::atomic<std::uint64_t> g_fork_generation;
+inline std::uint64_t fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
 
 }  // namespace mmstore::os

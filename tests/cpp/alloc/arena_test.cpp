@@ -188,13 +188,7 @@ TEST_F(ArenaTest, FreedLargeBlocksOfOneSizeAreReusedSoTopStopsGrowing) {
     }
 }
 
-// BUG (reported): large blocks (>= 4 KiB) are split on reuse but never coalesced when freed, so a steady
-// workload of mixed large sizes fragments the free lists into pieces too small for later requests:
-// free_bytes and top grow without bound (here +512 KiB per round, ~8x after 50 rounds) although the live
-// set is empty after every round. Seen from Dict: overwriting 50 keys with 4..200 KiB values grows the
-// file ~1.4 MB per round forever (DictTest.DISABLED_OverwritingLargeValuesReusesDiskSpace). Enable once
-// fixed.
-TEST_F(ArenaTest, DISABLED_FreedLargeBlocksOfMixedSizesAreReusedSoTopStopsGrowing) {
+TEST_F(ArenaTest, FreedLargeBlocksOfMixedSizesAreReusedSoTopStopsGrowing) {
     std::mt19937_64 rng(3);
     std::vector<std::uint64_t> sizes;
     for (int i = 0; i < 40; ++i) sizes.push_back(uniform(rng, 4096, 300'000));
@@ -276,12 +270,7 @@ TEST_F(ArenaTest, VerifyDetectsACorruptFreeListLink) {
     EXPECT_TRUE(throws_format_error([&] { arena_.verify(live_set()); }, {ErrorCode::kCorrupt}));
 }
 
-// BUG (reported): allocate() pops a free-list head and follows its `next` link (src/alloc/arena.cpp,
-// Arena::allocate: `s.heads[cls] = b->next`) without a bounds check, so a corrupt link in a file (which
-// verify() does detect) is handed out -- the next allocate of that class reads and the caller writes at an
-// arbitrary offset: SIGSEGV, or silent damage inside the file. DESIGN.md contract 5 requires every offset
-// read from a file to be bounds-checked. Expected: FormatError(kCorrupt). Enable once fixed.
-TEST_F(ArenaTest, DISABLED_CorruptFreeListLinkIsRejectedNotFollowed) {
+TEST_F(ArenaTest, CorruptFreeListLinkIsRejectedNotFollowed) {
     const std::uint64_t a = alloc(64);
     const std::uint64_t b = alloc(64);
     release(a);
