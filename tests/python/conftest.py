@@ -1,0 +1,111 @@
+"""Shared strategies and helpers for the mmstore Python tests.
+
+* ``canon(value)``: a hashable, type-exact normal form of a decoded value. Floats compare by their bit
+  pattern (so ``nan`` equals a ``nan`` with the same bits and ``-0.0 != 0.0``), ``1``, ``1.0`` and ``True``
+  stay distinct, dicts keep their order. Use it to compare what a store returns with what was stored.
+* ``model_key(key)``: the same normal form for keys. mmstore compares keys by their canonical encoding
+  (type and value), so a model dict keyed by ``model_key`` behaves exactly as the store is specified to.
+* Hypothesis strategies: ``keys``, ``values`` (recursive), ``list_values`` (no nan: list methods compare
+  with ``==``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from hypothesis import strategies as st
+
+# -- normal forms -------------------------------------------------------------------------------------------
+
+
+def canon(v):
+    """Type-exact, hashable normal form of a value made of the natively encoded builtin types."""
+    t = type(v)
+    if v is None or t is bool or t is int or t is str or t is bytes:
+        return (t.__name__, v)
+    if t is float:
+        return ("float", struct.pack("<d", v))
+    if t is tuple:
+        return ("tuple", tuple(canon(x) for x in v))
+    if t is list:
+        return ("list", tuple(canon(x) for x in v))
+    if t is dict:
+        return ("dict", tuple((canon(k), canon(x)) for k, x in v.items()))
+    if t is set or t is frozenset:
+        return (t.__name__, frozenset(canon(x) for x in v))
+    return (t.__module__ + "." + t.__qualname__, repr(v))
+
+
+model_key = canon
+
+
+def has_nan(v) -> bool:
+    t = type(v)
+    if t is float:
+        return math.isnan(v)
+    if t in (tuple, list, set, frozenset):
+        return any(has_nan(x) for x in v)
+    if t is dict:
+        return any(has_nan(k) or has_nan(x) for k, x in v.items())
+    return False
+
+
+def assert_same(actual, expected):
+    """``actual`` equals ``expected`` exactly: same types all the way down, floats bit for bit."""
+    assert canon(actual) == canon(expected), f"{actual!r} != {expected!r}"
+
+
+# -- strategies ----------------------------------------------------------------------------------------------
+
+BIG_INTS = [2**64, -(2**64), 2**64 + 1, 2**100, -(2**100), 2**63, -(2**63) - 1, 10**40]
+EDGE_INTS = [0, 1, -1, 127, 128, 129, -128, -129, 255, 256, 2**31, 2**55 - 1, 2**55, 2**55 + 1, 2**56,
+             2**63 - 1, -(2**63)]
+
+ints = st.one_of(
+    st.integers(-300, 300),
+    st.sampled_from(EDGE_INTS + BIG_INTS),
+    st.integers(-(2**130), 2**130),
+)
+# ≤ 7 UTF-8 bytes fit inline in a slot; longer strings become records. Both halves are drawn on purpose.
+short_text = st.text(max_size=3)
+long_text = st.text(min_size=8, max_size=60)
+texts = st.one_of(short_text, long_text, st.text(alphabet="aé€😀", min_size=1, max_size=12))
+short_bytes = st.binary(max_size=7)
+long_bytes = st.binary(min_size=8, max_size=80)
+byte_strings = st.one_of(short_bytes, long_bytes)
+floats = st.one_of(st.floats(allow_nan=True), st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan]))
+floats_no_nan = st.floats(allow_nan=False)
+
+hashable_leaves = st.one_of(st.none(), st.booleans(), ints, floats, texts, byte_strings)
+
+# Keys: every hashable native type. 1, 1.0 and True are distinct keys in a store; model_key agrees.
+keys = st.one_of(
+    st.integers(-20, 20),  # small pool: many overwrites and deletes hit existing keys
+    st.sampled_from(["a", "b", "k", "key", "x" * 7, "y" * 8, "é" * 3, "é" * 4]),
+    hashable_leaves,
+    st.tuples(st.integers(-5, 5), short_text),
+    st.tuples(),
+    st.tuples(long_text, byte_strings, st.booleans()),
+    st.frozensets(st.integers(-3, 3), max_size=3),
+)
+
+
+def _containers(children):
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        st.dictionaries(hashable_leaves, children, max_size=4),
+        st.sets(hashable_leaves, max_size=4),
+        st.frozensets(hashable_leaves, max_size=4),
+    )
+
+
+values = st.recursive(hashable_leaves, _containers, max_leaves=12)
+
+_list_leaves = st.one_of(st.none(), st.booleans(), ints, floats_no_nan, texts, byte_strings)
+list_values = st.recursive(
+    _list_leaves,
+    lambda c: st.one_of(st.lists(c, max_size=3), st.lists(c, max_size=3).map(tuple)),
+    max_leaves=6,
+)
