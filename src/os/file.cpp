@@ -1,5 +1,6 @@
 #include "mmstore/os/file.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "mmstore/error.hpp"
 
@@ -186,6 +188,18 @@ void rename_file(const std::string& from, const std::string& to) {
 }
 
 void remove_file(const std::string& path) noexcept { (void)::unlink(path.c_str()); }
+
+void remove_with_prefix(const std::string& prefix) noexcept {
+    const auto slash = prefix.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : prefix.substr(0, slash));
+    const std::string stem = slash == std::string::npos ? prefix : prefix.substr(slash + 1);
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return;
+    while (const dirent* e = ::readdir(d)) {
+        if (std::string_view(e->d_name).starts_with(stem)) (void)::unlinkat(::dirfd(d), e->d_name, 0);
+    }
+    ::closedir(d);
+}
 
 void fsync_parent_dir(const std::string& path) noexcept {
     const auto slash = path.rfind('/');

@@ -86,12 +86,34 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
     }
     std::uint64_t file_size = file_.size();
     if (file_size == 0 && writable && options.create != Create::kNever) fresh = true;
+    if (!fresh && file_size > 0 && creation_unfinished(file_size)) {
+        // Killed inside create_layout (the magic is written last): nothing was ever stored here.
+        if (!writable || options.create == Create::kNever)
+            throw_format(ErrorCode::kCorrupt, path, "store creation did not complete (header pages are empty)");
+        fresh = true;
+    }
+    if (writable) remove_stale_compactions();
     if (fresh) {
         create_layout(kind, options);
         file_size = file_.size();
     }
     validate_header(kind, options, file_size);
     created_ = fresh;
+}
+
+bool Region::creation_unfinished(std::uint64_t file_size) const {
+    if (file_size > 16 * kPageSize) return false;  // creation never makes a larger file
+    char page[kDataStart];
+    const std::size_t n = file_.pread(page, std::min<std::uint64_t>(file_size, kDataStart), 0);
+    for (std::size_t i = 0; i < n; ++i)
+        if (page[i] != 0) return false;
+    return true;
+}
+
+void Region::remove_stale_compactions() const {
+    // compact() writes "<path>.compact.<pid>" and renames it over the store while holding the write lock;
+    // holding the lock now means any such file is left over from a compaction that was killed.
+    os::remove_with_prefix(file_.path() + ".compact.");
 }
 
 void Region::create_layout(StoreKind kind, const OpenOptions& options) {

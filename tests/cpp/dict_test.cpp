@@ -935,3 +935,45 @@ TEST_F(DictTest, WriterKilledMidOperationLosesAtMostTheUnacknowledgedKey) {
 }
 
 }  // namespace
+
+namespace {
+
+class DictCreationTest : public ::testing::Test {
+protected:
+    mmstore_test::TempDir dir_;
+    std::string path_ = dir_.file("d.mms");
+};
+
+TEST_F(DictCreationTest, FileLeftEmptyByAKillDuringCreationIsCreatedAgain) {
+    // create_layout sizes the file before writing the header, magic last: a kill in between leaves zeros.
+    { std::ofstream(path_, std::ios::binary) << std::string(64 * 1024, '\0'); }
+    {
+        mmstore::OpenOptions never;
+        never.create = mmstore::OpenOptions::Create::kNever;
+        try {
+            mmstore::Dict d(path_, never);
+            FAIL() << "opened a store whose creation never finished";
+        } catch (const mmstore::FormatError& e) {
+            EXPECT_EQ(e.code(), mmstore::ErrorCode::kCorrupt);
+            EXPECT_NE(std::string(e.what()).find("creation did not complete"), std::string::npos);
+        }
+    }
+    mmstore::Dict d(path_);
+    d.set("k", "v");
+    d.verify();
+    EXPECT_EQ(d.get("k"), std::optional<std::string_view>("v"));
+}
+
+TEST_F(DictCreationTest, OpeningForWritingRemovesFilesOfAKilledCompaction) {
+    { mmstore::Dict d(path_); d.set("k", "v"); }
+    const std::string stale = path_ + ".compact.12345";
+    { std::ofstream(stale, std::ios::binary) << std::string(4096, 'x'); }
+    const std::string unrelated = dir_.file("d.mms.keep");
+    { std::ofstream(unrelated) << "x"; }
+    mmstore::Dict d(path_);
+    EXPECT_FALSE(std::filesystem::exists(stale));
+    EXPECT_TRUE(std::filesystem::exists(unrelated));
+    EXPECT_EQ(d.get("k"), std::optional<std::string_view>("v"));
+}
+
+}  // namespace

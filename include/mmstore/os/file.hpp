@@ -75,6 +75,8 @@ void advise_random(void* addr, std::size_t len) noexcept;
 bool path_exists(const std::string& path) noexcept;
 void rename_file(const std::string& from, const std::string& to);
 void remove_file(const std::string& path) noexcept;
+// Removes every file whose path starts with `prefix` (same directory); errors are ignored.
+void remove_with_prefix(const std::string& prefix) noexcept;
 void fsync_parent_dir(const std::string& path) noexcept;
 
 int current_pid() noexcept;
