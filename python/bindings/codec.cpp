@@ -17,7 +17,34 @@ namespace tag = mmstore::codec::tag;
 
 PyObject* g_encode_ext = nullptr;   // mmstore._codec.encode_ext(obj, key, allow_pickle) -> bytes
 PyObject* g_decode_ext = nullptr;   // mmstore._codec.decode_ext(data: bytes, allow_pickle) -> object
-PyObject* g_error_for_code = nullptr;  // mmstore._errors.error_for_code(code, path, message, pid) -> exception
+PyObject* g_error_for_code = nullptr;  // mmstore._errors.error_for_code(code, path, message, pid, errno)
+PyObject* g_annotate = nullptr;        // mmstore._errors.annotate(exc, path) -> exc
+PyObject* g_decode_failure = nullptr;  // mmstore._errors.decode_failure(exc, path) -> exc
+
+// Replaces the pending exception by fn(exc, path).
+void rewrite_error(PyObject* fn, const std::string* path) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == nullptr) {
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    if (tb != nullptr) PyException_SetTraceback(value, tb);
+    PyObject* p = path ? PyUnicode_FromStringAndSize(path->data(), static_cast<Py_ssize_t>(path->size())) : PyUnicode_FromString("");
+    PyObject* r = p ? PyObject_CallFunctionObjArgs(fn, value, p, nullptr) : nullptr;
+    Py_XDECREF(p);
+    if (r == nullptr) {  // keep the original error if the rewrite itself failed
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    Py_DECREF(value);
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(r)), r);
+    Py_DECREF(r);
+}
 
 constexpr int kMaxDepth = mmstore::codec::kMaxDepth;
 
@@ -319,7 +346,11 @@ PyObject* decode_impl(const char* b, std::size_t n, std::size_t& pos, CodecFlags
 
 }  // namespace
 
-bool encode(PyObject* o, std::string& out, CodecFlags flags, bool key) { return encode_impl(o, out, flags, key, 0); }
+bool encode(PyObject* o, std::string& out, CodecFlags flags, bool key) {
+    if (encode_impl(o, out, flags, key, 0)) return true;
+    if (flags.path != nullptr) rewrite_error(g_annotate, flags.path);
+    return false;
+}
 
 PyObject* decode(const char* p, std::size_t n, CodecFlags flags) {
     try {
@@ -329,9 +360,11 @@ PyObject* decode(const char* p, std::size_t n, CodecFlags flags) {
             Py_DECREF(r);
             corrupt("trailing bytes after value", pos);
         }
+        if (r == nullptr) rewrite_error(g_decode_failure, flags.path);
         return r;
     } catch (...) {
         set_error_from_exception();
+        if (flags.path != nullptr) rewrite_error(g_annotate, flags.path);
         return nullptr;
     }
 }
@@ -345,16 +378,18 @@ bool init_codec() {
     PyObject* errors = PyImport_ImportModule("mmstore._errors");
     if (errors == nullptr) return false;
     g_error_for_code = PyObject_GetAttrString(errors, "error_for_code");
+    g_annotate = PyObject_GetAttrString(errors, "annotate");
+    g_decode_failure = PyObject_GetAttrString(errors, "decode_failure");
     Py_DECREF(errors);
-    return g_encode_ext != nullptr && g_decode_ext != nullptr && g_error_for_code != nullptr;
+    return g_encode_ext && g_decode_ext && g_error_for_code && g_annotate && g_decode_failure;
 }
 
-void raise_error(int code, const std::string& path, const std::string& message_in, int pid) {
+void raise_error(int code, const std::string& path, const std::string& message_in, int pid, int sys_errno) {
     // Messages always name the store: "<path>: <problem>".
     const std::string message =
         (!path.empty() && message_in.rfind(path, 0) != 0) ? path + ": " + message_in : message_in;
-    PyObject* exc = PyObject_CallFunction(g_error_for_code, "is#s#i", code, path.data(), (Py_ssize_t)path.size(),
-                                          message.data(), (Py_ssize_t)message.size(), pid);
+    PyObject* exc = PyObject_CallFunction(g_error_for_code, "is#s#ii", code, path.data(), (Py_ssize_t)path.size(),
+                                          message.data(), (Py_ssize_t)message.size(), pid, sys_errno);
     if (exc == nullptr) return;  // the call's own error stays set
     PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
     Py_DECREF(exc);
@@ -366,7 +401,7 @@ void set_error_from_exception() noexcept {
     } catch (const mmstore::LockedError& e) {
         raise_error(static_cast<int>(e.code()), e.path(), e.what(), e.holder_pid());
     } catch (const mmstore::Error& e) {
-        raise_error(static_cast<int>(e.code()), e.path(), e.what(), 0);
+        raise_error(static_cast<int>(e.code()), e.path(), e.what(), 0, e.sys_errno());
     } catch (const std::out_of_range& e) {
         PyErr_SetString(PyExc_IndexError, e.what());
     } catch (const std::bad_alloc&) {

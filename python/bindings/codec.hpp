@@ -18,6 +18,9 @@ namespace mmstore::py {
 
 struct CodecFlags {
     bool allow_pickle = true;
+    // The store, named in errors raised while encoding or decoding its values (nullptr: none). Points at
+    // a string owned by the handle, which outlives every call.
+    const std::string* path = nullptr;
 };
 
 // Appends the encoding of `o`. `key` refuses unhashable values with TypeError, as dict does.
@@ -31,6 +34,6 @@ bool init_codec();
 // Translates the C++ exception in flight (mmstore::Error and std exceptions) into a Python exception.
 void set_error_from_exception() noexcept;
 // Raises the Python class for an mmstore error code with `message` and `path`.
-void raise_error(int code, const std::string& path, const std::string& message, int pid = 0);
+void raise_error(int code, const std::string& path, const std::string& message, int pid = 0, int sys_errno = 0);
 
 }  // namespace mmstore::py

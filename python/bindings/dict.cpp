@@ -426,7 +426,8 @@ void bind_dict(nb::module_& m) {
             [](DictHandle* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle,
                bool durable, bool readonly) {
                 auto d = std::make_unique<mmstore::Dict>(path, make_options(create, mode, durable, readonly));
-                new (self) DictHandle{std::move(d), CodecFlags{allow_pickle}};
+                auto* h = new (self) DictHandle{std::move(d), CodecFlags{allow_pickle}, path};
+                h->flags.path = &h->path;
             },
             nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
             nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)

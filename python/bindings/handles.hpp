@@ -19,14 +19,17 @@ namespace mmstore::py {
 
 namespace nb = nanobind;
 
+// The handles live inside their Python objects and never move, so flags.path may point at `path`.
 struct DictHandle {
     std::unique_ptr<mmstore::Dict> d;
     CodecFlags flags;
+    std::string path;
 };
 
 struct ListHandle {
     std::unique_ptr<mmstore::List> l;
     CodecFlags flags;
+    std::string path;
 };
 
 // Scratch buffers reused by every call (the GIL serializes them).
@@ -77,7 +80,7 @@ inline PyObject* decode_word(const containers::Store& store, const std::uint64_t
         const std::string_view v = store.view(slot, buf);
         return decode(v.data(), v.size(), flags);
     } catch (...) {
-        set_error_from_exception();
+        set_error_from_exception();  // store errors already name the path
         return nullptr;
     }
 }

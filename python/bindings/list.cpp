@@ -106,10 +106,7 @@ int list_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
     ListHandle* h = open_handle(self);
     if (!h) return -1;
     if (PyLong_CheckExact(key) || (!PySlice_Check(key) && PyIndex_Check(key))) {
-        PyObject* idx = PyNumber_Index(key);
-        if (!idx) return -1;
-        Py_ssize_t i = PyLong_AsSsize_t(idx);
-        Py_DECREF(idx);
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);  // as list: IndexError for huge indices
         if (i == -1 && PyErr_Occurred()) return -1;
         i = norm_index(h, i, "list assignment");
         if (i < 0) return -1;
@@ -265,7 +262,7 @@ PyObject* list_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     Py_ssize_t i = -1;
     if (nargs == 1) {
-        i = PyNumber_AsSsize_t(args[0], PyExc_IndexError);
+        i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);  // as list.pop
         if (i == -1 && PyErr_Occurred()) return nullptr;
     }
     i = norm_index(h, i, "pop");
@@ -359,7 +356,8 @@ void bind_list(nb::module_& m) {
             [](ListHandle* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle,
                bool durable, bool readonly) {
                 auto l = std::make_unique<mmstore::List>(path, make_options(create, mode, durable, readonly));
-                new (self) ListHandle{std::move(l), CodecFlags{allow_pickle}};
+                auto* h = new (self) ListHandle{std::move(l), CodecFlags{allow_pickle}, path};
+                h->flags.path = &h->path;
             },
             nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
             nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)

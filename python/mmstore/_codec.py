@@ -87,7 +87,7 @@ def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
             raise TypeError("unhashable type: 'numpy.ndarray'")
         import numpy as np
 
-        arr = np.ascontiguousarray(obj)
+        arr = obj if obj.flags.c_contiguous else obj.copy(order="C")  # ascontiguousarray makes 0-d 1-d
         dtype = arr.dtype.str.encode("ascii")
         head = bytearray([TAG_NDARRAY, len(dtype)]) + dtype + bytes([arr.ndim])
         for d in arr.shape:
@@ -168,8 +168,11 @@ def decode_ext(data: bytes, allow_pickle: bool):
             if not allow_pickle:
                 raise EncodeError("refusing to unpickle a stored value: this handle has allow_pickle=False")
             (n,) = _U32.unpack_from(data, 1)
-            return _pickle.loads(data[5 : 5 + n])
-    except (ValueError, TypeError, LookupError, _struct.error, UnicodeDecodeError) as exc:
+            try:
+                return _pickle.loads(data[5 : 5 + n])
+            except (_pickle.UnpicklingError, EOFError) as exc:
+                raise CorruptFileError(f"corrupt pickle payload: {exc}") from exc
+    except (ValueError, TypeError, LookupError, ArithmeticError, _struct.error, UnicodeDecodeError) as exc:
         if isinstance(exc, EncodeError):
             raise
         raise CorruptFileError(f"corrupt value encoding (tag 0x{tag:02x}): {exc}") from exc

@@ -104,14 +104,12 @@ class Dict(_core._Dict):
 
     # -- mutation --------------------------------------------------------------------------------------
     def update(self, other=(), /, **kwargs) -> None:
-        if isinstance(other, Mapping) and type(other) is not dict:
-            if isinstance(other, Dict):
-                other = other._iter(_ITEMS)
-            else:
-                other = ((k, other[k]) for k in other.keys())
-        elif hasattr(other, "keys") and type(other) is not dict:
-            other = ((k, other[k]) for k in other.keys())
-        self._update_from(other)
+        src = other
+        if isinstance(other, Dict):
+            src = other._iter(_ITEMS)
+        elif type(other) is not dict and hasattr(other, "keys"):
+            src = ((k, other[k]) for k in other.keys())
+        self._update_from(src)
         if kwargs:
             self._update_from(kwargs)
 

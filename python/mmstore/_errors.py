@@ -116,11 +116,32 @@ _BY_CODE = {
 }
 
 
-def error_for_code(code: int, path: str, message: str, pid: int = 0) -> BaseException:
+def error_for_code(code: int, path: str, message: str, pid: int = 0, errno: int = 0) -> BaseException:
     """Build the exception for a native error code (called by the extension)."""
     cls = _BY_CODE.get(code, Error)
     if cls is ValueError:
         return ValueError(message)
     if cls is StoreLockedError:
         return StoreLockedError(message, path, pid)
-    return cls(message, path)
+    exc = cls(message, path)
+    if isinstance(exc, OSError):
+        exc.errno = errno or None
+        exc.filename = path or None
+    return exc
+
+
+def annotate(exc: BaseException, path: str) -> BaseException:
+    """Name the store in an mmstore error raised below the store level (the codec does not know it)."""
+    if path and isinstance(exc, Error) and not exc.path:
+        exc.path = path
+        exc.args = (f"{path}: {exc.args[0]}",) + exc.args[1:] if exc.args else (path,)
+    return exc
+
+
+def decode_failure(exc: BaseException, path: str) -> BaseException:
+    """A value that fails to decode is a corrupt file, whatever Python error the payload provoked."""
+    if isinstance(exc, UnicodeDecodeError) or (isinstance(exc, TypeError) and not isinstance(exc, Error)):
+        new = CorruptFileError(f"corrupt value encoding: {exc}", path)
+        new.__cause__ = exc
+        exc = new
+    return annotate(exc, path)

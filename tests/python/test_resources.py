@@ -369,11 +369,6 @@ def test_creating_a_store_on_a_full_disk_fails_cleanly_and_works_once_space_is_f
         assert dict(d.items()) == {i: str(i) for i in range(1000)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DiskFullError/StoreIOError (OSError subclasses) reach Python with errno None: raise_error() in "
-    "python/bindings/codec.cpp calls _errors.error_for_code() without the errno mmstore::Error carries",
-)
 def test_disk_full_error_carries_errno_enospc_like_any_oserror(small_fs):
     _fill_filesystem(small_fs)
     with pytest.raises(mmstore.DiskFullError) as info:
