@@ -23,15 +23,13 @@ inline DictHandle* open_handle(PyObject* self) {
     return h;
 }
 
-std::uint64_t lookup(DictHandle* h, PyObject* key, std::uint64_t* hash_out = nullptr) {
-    std::string& kb = scratch_key();
-    kb.clear();
-    if (!encode(key, kb, h->flags, true)) return kFailed;
-    const std::uint64_t hv = hash64(kb.data(), kb.size());
+std::uint64_t lookup(DictHandle* h, PyObject* key, EncBuf& kb, std::uint64_t* hash_out = nullptr) {
+    if (!encode_into(key, kb, h->flags, true)) return kFailed;
+    const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
     if (hash_out) *hash_out = hv;
     try {
         h->d->store().check_open();
-        return h->d->table().find(kb, hv);
+        return h->d->table().find(kb.sv, hv);
     } catch (...) {
         set_error_from_exception();
         return kFailed;
@@ -57,7 +55,8 @@ void set_key_error(PyObject* key) {
 PyObject* dict_subscript(PyObject* self, PyObject* key) {
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    const std::uint64_t pos = lookup(h, key);
+    EncBuf kb;
+    const std::uint64_t pos = lookup(h, key, kb);
     if (pos == kFailed) return nullptr;
     if (pos == kNotFound) {
         set_key_error(key);
@@ -66,14 +65,13 @@ PyObject* dict_subscript(PyObject* self, PyObject* key) {
     return value_at(h, pos);
 }
 
-// Stores an already-encoded key (scratch_key) with `value`.
-int store_value(DictHandle* h, std::uint64_t hash, PyObject* value) {
-    std::string& vb = scratch_value();
-    vb.clear();
-    if (!encode(value, vb, h->flags, false)) return -1;
+// Stores `value` under the already-encoded key `kb`.
+int store_value(DictHandle* h, const EncBuf& kb, std::uint64_t hash, PyObject* value) {
+    EncBuf vb;
+    if (!encode_into(value, vb, h->flags, false)) return -1;
     try {
         h->d->store().check_writable();
-        h->d->table().set(scratch_key(), hash, vb);
+        h->d->table().set(kb.sv, hash, vb.sv);
         h->d->store().after_mutation();
         return 0;
     } catch (...) {
@@ -85,14 +83,13 @@ int store_value(DictHandle* h, std::uint64_t hash, PyObject* value) {
 int dict_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
     DictHandle* h = open_handle(self);
     if (!h) return -1;
-    std::string& kb = scratch_key();
-    kb.clear();
-    if (!encode(key, kb, h->flags, true)) return -1;
-    const std::uint64_t hv = hash64(kb.data(), kb.size());
-    if (value != nullptr) return store_value(h, hv, value);
+    EncBuf kb;
+    if (!encode_into(key, kb, h->flags, true)) return -1;
+    const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
+    if (value != nullptr) return store_value(h, kb, hv, value);
     try {
         h->d->store().check_writable();
-        if (!h->d->table().erase(kb, hv)) {
+        if (!h->d->table().erase(kb.sv, hv)) {
             set_key_error(key);
             return -1;
         }
@@ -107,11 +104,9 @@ int dict_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
 int dict_contains(PyObject* self, PyObject* key) {
     DictHandle* h = open_handle(self);
     if (!h) return -1;
-    const std::uint64_t pos = lookup(h, key);
-    if (pos == kFailed) {
-        // `[] in d` is False for dict too? No: dict raises TypeError for unhashable keys; keep that.
-        return -1;
-    }
+    EncBuf kb;
+    const std::uint64_t pos = lookup(h, key, kb);
+    if (pos == kFailed) return -1;  // as dict: an unhashable key raises TypeError
     return pos != kNotFound;
 }
 
@@ -212,7 +207,8 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    const std::uint64_t pos = lookup(h, args[0]);
+    EncBuf kb;
+    const std::uint64_t pos = lookup(h, args[0], kb);
     if (pos == kFailed) return nullptr;
     if (pos == kNotFound) {
         PyObject* d = nargs == 2 ? args[1] : Py_None;
@@ -230,11 +226,12 @@ PyObject* dict_setdefault(PyObject* self, PyObject* const* args, Py_ssize_t narg
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
     std::uint64_t hv = 0;
-    const std::uint64_t pos = lookup(h, args[0], &hv);
+    EncBuf kb;
+    const std::uint64_t pos = lookup(h, args[0], kb, &hv);
     if (pos == kFailed) return nullptr;
     if (pos != kNotFound) return value_at(h, pos);
     PyObject* d = nargs == 2 ? args[1] : Py_None;
-    if (store_value(h, hv, d) != 0) return nullptr;
+    if (store_value(h, kb, hv, d) != 0) return nullptr;
     Py_INCREF(d);
     return d;
 }
@@ -246,7 +243,8 @@ PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    const std::uint64_t pos = lookup(h, args[0]);
+    EncBuf kb;
+    const std::uint64_t pos = lookup(h, args[0], kb);
     if (pos == kFailed) return nullptr;
     if (pos == kNotFound) {
         if (nargs == 2) {
@@ -316,10 +314,9 @@ PyObject* dict_update_from(PyObject* self, PyObject* src) {
         Py_ssize_t p = 0;
         PyObject *k, *v;
         while (PyDict_Next(src, &p, &k, &v)) {
-            std::string& kb = scratch_key();
-            kb.clear();
-            if (!encode(k, kb, h->flags, true)) return nullptr;
-            if (store_value(h, hash64(kb.data(), kb.size()), v) != 0) return nullptr;
+            EncBuf kb;
+            if (!encode_into(k, kb, h->flags, true)) return nullptr;
+            if (store_value(h, kb, hash64(kb.sv.data(), kb.sv.size()), v) != 0) return nullptr;
         }
         Py_RETURN_NONE;
     }
@@ -338,9 +335,9 @@ PyObject* dict_update_from(PyObject* self, PyObject* src) {
         }
         PyObject* k = PySequence_Fast_GET_ITEM(fast, 0);
         PyObject* v = PySequence_Fast_GET_ITEM(fast, 1);
-        std::string& kb = scratch_key();
-        kb.clear();
-        const bool ok = encode(k, kb, h->flags, true) && store_value(h, hash64(kb.data(), kb.size()), v) == 0;
+        EncBuf kb;
+        const bool ok = encode_into(k, kb, h->flags, true) &&
+                        store_value(h, kb, hash64(kb.sv.data(), kb.sv.size()), v) == 0;
         Py_DECREF(fast);
         if (!ok) {
             Py_DECREF(it);

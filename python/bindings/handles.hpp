@@ -8,6 +8,7 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -32,14 +33,46 @@ struct ListHandle {
     std::string path;
 };
 
-// Scratch buffers reused by every call (the GIL serializes them).
-inline std::string& scratch_key() {
-    static std::string s;
-    return s;
+// An encoding built on the stack for the common small cases (exact int fitting 64 bits, exact ASCII str of
+// up to 31 characters), or in its own string for everything else. Each call owns its buffers: encoding a
+// value can run Python code (pickle) that re-enters mmstore, so shared scratch space would be unsafe.
+struct EncBuf {
+    char small[40];
+    std::string_view sv;
+    std::string big;
+};
+
+// 1: encoded into e.small; 0: not a fast case (no error); -1: error set.
+inline int fast_encode(PyObject* o, EncBuf& e) {
+    if (PyLong_CheckExact(o)) {
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) return 0;
+        if (v == -1 && PyErr_Occurred()) return -1;
+        const auto x = static_cast<unsigned long long>(v ^ (v >> 63));
+        const int n = v == 0 ? 0 : (x == 0 ? 0 : 64 - __builtin_clzll(x)) / 8 + 1;
+        e.small[0] = static_cast<char>(0x05 + n);
+        std::memcpy(e.small + 1, &v, 8);
+        e.sv = std::string_view(e.small, static_cast<std::size_t>(1 + n));
+        return 1;
+    }
+    if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
+        const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+        if (n > 31) return 0;
+        e.small[0] = static_cast<char>(0x20 + n);
+        std::memcpy(e.small + 1, PyUnicode_DATA(o), static_cast<std::size_t>(n));
+        e.sv = std::string_view(e.small, static_cast<std::size_t>(1 + n));
+        return 1;
+    }
+    return 0;
 }
-inline std::string& scratch_value() {
-    static std::string s;
-    return s;
+
+inline bool encode_into(PyObject* o, EncBuf& e, CodecFlags flags, bool key) {
+    const int r = fast_encode(o, e);
+    if (r != 0) return r > 0;
+    if (!encode(o, e.big, flags, key)) return false;
+    e.sv = e.big;
+    return true;
 }
 
 // Returns the handle of `self`, or nullptr with ClosedError set when uninitialized or closed.

@@ -90,11 +90,10 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
 }
 
 int set_at(ListHandle* h, std::uint64_t i, PyObject* value) {
-    std::string& vb = scratch_value();
-    vb.clear();
-    if (!encode(value, vb, h->flags, false)) return -1;
+    EncBuf vb;
+    if (!encode_into(value, vb, h->flags, false)) return -1;
     try {
-        h->l->set_encoded(i, vb);
+        h->l->set_encoded(i, vb.sv);
         return 0;
     } catch (...) {
         set_error_from_exception();
@@ -210,11 +209,10 @@ PyType_Spec list_iter_spec = {"mmstore._core.ListIterator", sizeof(ListIter), 0,
 PyObject* list_append(PyObject* self, PyObject* value) {
     ListHandle* h = open_handle(self);
     if (!h) return nullptr;
-    std::string& vb = scratch_value();
-    vb.clear();
-    if (!encode(value, vb, h->flags, false)) return nullptr;
+    EncBuf vb;
+    if (!encode_into(value, vb, h->flags, false)) return nullptr;
     try {
-        h->l->push_back_encoded(vb);
+        h->l->push_back_encoded(vb.sv);
     } catch (...) {
         set_error_from_exception();
         return nullptr;
@@ -291,11 +289,10 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     const auto n = static_cast<Py_ssize_t>(h->l->sequence().size());
     if (i < 0) i = std::max<Py_ssize_t>(0, i + n);
     if (i > n) i = n;
-    std::string& vb = scratch_value();
-    vb.clear();
-    if (!encode(args[1], vb, h->flags, false)) return nullptr;
+    EncBuf vb;
+    if (!encode_into(args[1], vb, h->flags, false)) return nullptr;
     try {
-        h->l->insert_encoded(static_cast<std::uint64_t>(i), vb);
+        h->l->insert_encoded(static_cast<std::uint64_t>(i), vb.sv);
     } catch (...) {
         set_error_from_exception();
         return nullptr;

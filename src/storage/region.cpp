@@ -102,7 +102,8 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
 }
 
 bool Region::creation_unfinished(std::uint64_t file_size) const {
-    if (file_size > 16 * kPageSize) return false;  // creation never makes a larger file
+    // create_layout first sizes the file to exactly kInitialSize; any other size of zeros is foreign data.
+    if (file_size != kInitialSize) return false;
     char page[kDataStart];
     const std::size_t n = file_.pread(page, std::min<std::uint64_t>(file_size, kDataStart), 0);
     for (std::size_t i = 0; i < n; ++i)
