@@ -372,7 +372,28 @@ PyMethodDef dict_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+// `closed` and `path` are plain getters that also work on an instance whose __init__ failed (repr of a
+// half-built handle in a traceback must not warn or raise).
+PyObject* dict_get_closed(PyObject* self, void*) {
+    if (!nb::inst_ready(self)) Py_RETURN_TRUE;
+    const DictHandle* h = nb::inst_ptr<DictHandle>(self);
+    return PyBool_FromLong(!h->d || !h->d->is_open());
+}
+
+PyObject* dict_get_path(PyObject* self, void*) {
+    if (!nb::inst_ready(self)) return PyUnicode_FromString("");
+    const DictHandle* h = nb::inst_ptr<DictHandle>(self);
+    return PyUnicode_FromStringAndSize(h->path.data(), static_cast<Py_ssize_t>(h->path.size()));
+}
+
+PyGetSetDef dict_getset[] = {
+    {"closed", dict_get_closed, nullptr, "True once close() was called (or the handle never opened).", nullptr},
+    {"path", dict_get_path, nullptr, "The store's file path.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
 PyType_Slot dict_slots[] = {
+    {Py_tp_getset, reinterpret_cast<void*>(dict_getset)},
     {Py_mp_subscript, reinterpret_cast<void*>(dict_subscript)},
     {Py_mp_ass_subscript, reinterpret_cast<void*>(dict_ass_subscript)},
     {Py_mp_length, reinterpret_cast<void*>(dict_length)},
@@ -428,8 +449,6 @@ void bind_dict(nb::module_& m) {
             },
             nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
             nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
-        .def_prop_ro("path", [](DictHandle& h) { return h.d ? h.d->path() : std::string(); })
-        .def_prop_ro("closed", [](DictHandle& h) { return !h.d || !h.d->is_open(); })
         .def_prop_ro("allow_pickle", [](DictHandle& h) { return h.flags.allow_pickle; })
         .def("close", [](DictHandle& h) { if (h.d) h.d->close(); }, "Sync and close; further use raises ClosedError.")
         .def("sync", [](DictHandle& h) { checked(h).d->sync(); }, "Make every change so far durable (msync + fsync).")

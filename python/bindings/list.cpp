@@ -311,7 +311,26 @@ PyMethodDef list_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+PyObject* list_get_closed(PyObject* self, void*) {
+    if (!nb::inst_ready(self)) Py_RETURN_TRUE;
+    const ListHandle* h = nb::inst_ptr<ListHandle>(self);
+    return PyBool_FromLong(!h->l || !h->l->is_open());
+}
+
+PyObject* list_get_path(PyObject* self, void*) {
+    if (!nb::inst_ready(self)) return PyUnicode_FromString("");
+    const ListHandle* h = nb::inst_ptr<ListHandle>(self);
+    return PyUnicode_FromStringAndSize(h->path.data(), static_cast<Py_ssize_t>(h->path.size()));
+}
+
+PyGetSetDef list_getset[] = {
+    {"closed", list_get_closed, nullptr, "True once close() was called (or the handle never opened).", nullptr},
+    {"path", list_get_path, nullptr, "The store's file path.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
 PyType_Slot list_slots[] = {
+    {Py_tp_getset, reinterpret_cast<void*>(list_getset)},
     {Py_mp_subscript, reinterpret_cast<void*>(list_subscript)},
     {Py_mp_ass_subscript, reinterpret_cast<void*>(list_ass_subscript)},
     {Py_mp_length, reinterpret_cast<void*>(list_length)},
@@ -358,8 +377,6 @@ void bind_list(nb::module_& m) {
             },
             nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
             nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
-        .def_prop_ro("path", [](ListHandle& h) { return h.l ? h.l->path() : std::string(); })
-        .def_prop_ro("closed", [](ListHandle& h) { return !h.l || !h.l->is_open(); })
         .def_prop_ro("allow_pickle", [](ListHandle& h) { return h.flags.allow_pickle; })
         .def("close", [](ListHandle& h) { if (h.l) h.l->close(); }, "Sync and close; further use raises ClosedError.")
         .def("sync", [](ListHandle& h) { checked(h).l->sync(); }, "Make every change so far durable (msync + fsync).")

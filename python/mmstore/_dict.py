@@ -154,7 +154,7 @@ class Dict(_core._Dict):
 
     def __repr__(self) -> str:
         if self.closed:
-            return f"<mmstore.Dict {self.path!r} (closed)>"
+            return f"<mmstore.Dict {self.path!r} (closed)>" if self.path else "<mmstore.Dict (not open)>"
         n = len(self)
         parts = []
         for i, (k, v) in enumerate(self._iter(_ITEMS)):

@@ -164,7 +164,7 @@ class List(_core._List):
 
     def __repr__(self) -> str:
         if self.closed:
-            return f"<mmstore.List {self.path!r} (closed)>"
+            return f"<mmstore.List {self.path!r} (closed)>" if self.path else "<mmstore.List (not open)>"
         n = len(self)
         head = [repr(self[i]) for i in range(min(n, _REPR_LIMIT))]
         if n > _REPR_LIMIT:
