@@ -269,8 +269,8 @@ def _run_batches(tmp_path, kind, source, cases, batches=4, timeout=120):
 
 
 def _sample_value(rng, i):
-    # Every native type but Decimal and pickles: their payload decoding has known bugs (the xfail tests
-    # below), which would make these sweeps fail for a reason already reported.
+    # Every native type but Decimal and pickles, whose payload decoding is covered on its own by
+    # test_corrupt_payload_raises_corrupt_file_error below.
     k = i % 11
     if k == 0:
         return i
@@ -449,30 +449,26 @@ def test_decoding_mutated_encodings_never_crashes(tmp_path):
     _decode_fuzz(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a str payload that is not valid UTF-8 raises UnicodeDecodeError, not CorruptFileError "
-    "(about 5% of mutated encodings); see test_corrupt_payload_raises_corrupt_file_error for more cases",
-)
 def test_decoding_mutated_encodings_raises_only_mmstore_errors(tmp_path):
+    # Regression: a str payload that was not valid UTF-8 raised UnicodeDecodeError (~5% of these inputs).
     counts, examples = _decode_fuzz(tmp_path)
     other = {k: (v, examples[k]) for k, v in counts.items() if k.startswith("OTHER")}
     assert not other, f"(count, example input hex) per exception type: {other}"
 
 
+# Corrupt payloads that once escaped as plain Python errors (named in each comment) instead of CorruptFileError.
 CORRUPT_PAYLOADS = {
-    # tag 0x22: 2-byte short str whose bytes are not UTF-8 (raises UnicodeDecodeError today)
+    # tag 0x22: 2-byte short str whose bytes are not UTF-8 (was UnicodeDecodeError)
     "short str, invalid UTF-8": b"\x22\xff\xfe",
     "long str, invalid UTF-8": b"\x10\x02\x00\x00\x00\xff\xfe",
-    # set (0x15) of one element that is an empty list (0x13): unhashable (raises TypeError today)
+    # set (0x15) of one element that is an empty list (0x13): unhashable (was TypeError)
     "set holding a list": b"\x15\x01\x00\x00\x00\x13\x00\x00\x00\x00",
     "dict keyed by a list": b"\x14\x01\x00\x00\x00\x13\x00\x00\x00\x00\x00",
-    # Decimal (0x19) whose text is not a number (raises decimal.InvalidOperation today)
+    # Decimal (0x19) whose text is not a number (was decimal.InvalidOperation)
     "decimal, bad text": b"\x19\x03\x00\x00\x00abc",
-    # pickle (0x1b) payload that is not a pickle (raises pickle.UnpicklingError today)
+    # pickle (0x1b) payload that is not a pickle (was pickle.UnpicklingError)
     "pickle, bad payload": b"\x1b\x02\x00\x00\x00ab",
 }
-
 
 
 @pytest.mark.parametrize("name", sorted(CORRUPT_PAYLOADS))

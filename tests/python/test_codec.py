@@ -309,13 +309,9 @@ def test_numpy_array_round_trips_with_dtype_and_shape(arr, tmp_path):
             assert np.array_equal(got, arr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 0-d arrays come back 1-d: _codec.encode_ext uses np.ascontiguousarray, which returns "
-    "ndim >= 1, so the encoding records ndim 1, shape (1,)",
-)
 @pytest.mark.parametrize("arr", [np.array(42.0), np.array(True), np.array(7, dtype=np.int16)], ids=repr)
 def test_zero_dimensional_array_round_trips_as_zero_dimensional(arr):
+    # Regression: np.ascontiguousarray returns ndim >= 1, so 0-d arrays were encoded with shape (1,).
     got = mmstore.decode(mmstore.encode(arr))
     assert got.dtype == arr.dtype
     assert got.shape == ()
@@ -429,12 +425,8 @@ def test_allow_pickle_false_refuses_to_read_a_stored_pickle(tmp_path):
     assert mmstore.decode(mmstore.encode(Point(1, 1)), True) == Point(1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EncodeError raised by a store operation does not name the store: .path is '' and the "
-    "message has no path (errors come from _codec.encode_ext/decode_ext, which do not know the store)",
-)
 def test_encode_error_from_a_store_names_its_path(tmp_path):
+    # Regression: errors raised by _codec.encode_ext/decode_ext had path '' and no path in the message.
     path = tmp_path / "d.mms"
     with mmstore.Dict(path) as d:
         d["p"] = Point(1, 2)

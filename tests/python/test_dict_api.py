@@ -159,11 +159,8 @@ class _KeysOnly:
         return k * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Dict.update(m) for a mapping that is not a plain dict or mmstore.Dict rebinds `other` to "
-    "the generator that reads other[k] (_dict.py update), raising \"'generator' object is not subscriptable\"",
-)
+# Regression: update() rebound `other` to the generator that reads other[k], so every mapping that was not
+# a plain dict or an mmstore.Dict failed with "'generator' object is not subscriptable".
 @pytest.mark.parametrize(
     "source",
     [
