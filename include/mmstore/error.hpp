@@ -30,6 +30,7 @@ enum class ErrorCode : int {
     kExists = 13,       // create=true and the store exists
     kInvalidArgument = 14,
     kForked = 15,       // a handle opened before fork() used in the child
+    kReadOnly = 16,     // a write through a handle opened read-only
 };
 
 // Base of every mmstore exception. what() is "<path>: <message>" (path omitted when empty).

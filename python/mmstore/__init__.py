@@ -21,6 +21,7 @@ from ._errors import (
     Error,
     ForeignFileError,
     ForkedHandleError,
+    ReadOnlyError,
     StoreExistsError,
     StoreIOError,
     StoreLockedError,
@@ -61,4 +62,5 @@ __all__ = [
     "StoreNotFoundError",
     "StoreExistsError",
     "ForkedHandleError",
+    "ReadOnlyError",
 ]

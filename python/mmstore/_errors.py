@@ -26,6 +26,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreExistsError",
     "ForkedHandleError",
+    "ReadOnlyError",
 ]
 
 
@@ -97,6 +98,10 @@ class ForkedHandleError(Error):
     """A handle opened before ``fork()`` was used in the child; open the store again there."""
 
 
+class ReadOnlyError(Error, ValueError):
+    """A write through a handle opened with ``readonly=True``."""
+
+
 _BY_CODE = {
     1: StoreIOError,
     2: DiskFullError,
@@ -113,6 +118,7 @@ _BY_CODE = {
     13: StoreExistsError,
     14: ValueError,
     15: ForkedHandleError,
+    16: ReadOnlyError,
 }
 
 

@@ -81,6 +81,8 @@ void Store::throw_closed() const { throw_error(ErrorCode::kClosed, closed_path_,
 void Store::throw_forked() const {
     throw_error(ErrorCode::kForked, closed_path_, "handle was opened before fork(); open the store again in this process");
 }
-void Store::throw_readonly() const { throw_error(ErrorCode::kInvalidArgument, path(), "store is open read-only"); }
+void Store::throw_readonly() const {
+    throw_error(ErrorCode::kReadOnly, path(), "store is open read-only; open it without readonly=True to write");
+}
 
 }  // namespace mmstore::containers

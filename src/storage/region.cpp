@@ -186,8 +186,8 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         const auto found = static_cast<StoreKind>(h.kind);
         const bool known = h.kind >= 1 && h.kind <= 3;
         throw_format(ErrorCode::kWrongKind, path,
-                     std::string("is a ") + (known ? kind_name(found) : "store of unknown kind") + " store, not a " +
-                         kind_name(kind));
+                     known ? std::string("is a ") + kind_name(found) + " store, not a " + kind_name(kind)
+                           : "is an mmstore store of unknown kind " + std::to_string(h.kind) + ", not a " + kind_name(kind));
     }
     if (h.elem_size != options.elem_size || h.elem_tag != options.elem_tag)
         throw_format(ErrorCode::kWrongKind, path,

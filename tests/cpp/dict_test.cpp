@@ -492,7 +492,7 @@ TEST_F(DictTest, ReadOnlyOpenersShareTheFileAndCannotWrite) {
     Dict b(path_, ro);
     EXPECT_EQ(a.get("k"), "v");
     EXPECT_EQ(b.get("k"), "v");
-    EXPECT_TRUE(throws_error([&] { a.set("k", "w"); }, ErrorCode::kInvalidArgument));
+    EXPECT_TRUE(throws_error([&] { a.set("k", "w"); }, ErrorCode::kReadOnly));
     EXPECT_TRUE(throws_error([&] { Dict writer(path_); }, ErrorCode::kLocked));
 }
 

@@ -450,7 +450,7 @@ def test_readonly_handles_coexist_and_refuse_writes(tmp_path):
             lambda r: r.compact(),
         ]
         for w in writes:
-            with pytest.raises(ValueError) as info:
+            with pytest.raises(mmstore.ReadOnlyError) as info:
                 w(r1)
             assert str(path) in str(info.value)
         assert r1.copy() == {"a": 1, "b": 2}
