@@ -100,7 +100,14 @@ inline PyObject* decode_word(const containers::Store& store, const std::uint64_t
                 }
                 break;
             case containers::InlineKind::kStr:
-                if (n <= 7) return PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n), "strict");
+                if (n <= 7) {
+                    if ((w & 0x0080808080808080ull) == 0) {  // ASCII: build the str directly, no UTF-8 decoder
+                        PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+                        if (s != nullptr) std::memcpy(PyUnicode_DATA(s), slot, n);
+                        return s;
+                    }
+                    return PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n), "strict");
+                }
                 break;
             case containers::InlineKind::kBytes:
                 if (n <= 7) return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n));
