@@ -51,16 +51,25 @@ inline int fast_encode(PyObject* o, EncBuf& e) {
         if (v == -1 && PyErr_Occurred()) return -1;
         const auto x = static_cast<unsigned long long>(v ^ (v >> 63));
         const int n = v == 0 ? 0 : (x == 0 ? 0 : 64 - __builtin_clzll(x)) / 8 + 1;
-        e.small[0] = static_cast<char>(0x05 + n);
-        std::memcpy(e.small + 1, &v, 8);
+        // Whole-word stores only: the hash then reads the bytes back through store forwarding.
+        const std::uint64_t lo = (static_cast<std::uint64_t>(v) << 8) | static_cast<std::uint64_t>(0x05 + n);
+        const std::uint64_t hi = static_cast<std::uint64_t>(v) >> 56;
+        std::memcpy(e.small, &lo, 8);
+        std::memcpy(e.small + 8, &hi, 8);
         e.sv = std::string_view(e.small, static_cast<std::size_t>(1 + n));
         return 1;
     }
     if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
         const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
         if (n > 31) return 0;
-        e.small[0] = static_cast<char>(0x20 + n);
-        std::memcpy(e.small + 1, PyUnicode_DATA(o), static_cast<std::size_t>(n));
+        const auto* data = static_cast<const unsigned char*>(PyUnicode_DATA(o));
+        if (n <= 7) {
+            const std::uint64_t lo = (containers::pack7(data, static_cast<std::size_t>(n)) << 8) | (0x20u + n);
+            std::memcpy(e.small, &lo, 8);
+        } else {
+            e.small[0] = static_cast<char>(0x20 + n);
+            std::memcpy(e.small + 1, data, static_cast<std::size_t>(n));
+        }
         e.sv = std::string_view(e.small, static_cast<std::size_t>(1 + n));
         return 1;
     }
