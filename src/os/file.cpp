@@ -152,9 +152,19 @@ void File::close() noexcept {
 }
 
 void* reserve_address_space(std::size_t len) {
-    void* p = ::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    // Aligned to 2 MiB so that file offsets and addresses agree modulo the huge-page size: the kernel can
+    // then map ext4's large page-cache folios with PMD entries (one TLB entry per 2 MiB). Measured in
+    // bench/bench_dict.py A/B runs: random gets ~10% faster. (Adding MADV_HUGEPAGE made inserts 2x slower:
+    // every first touch then faults a whole 2 MiB folio.)
+    constexpr std::size_t kAlign = std::size_t{2} << 20;
+    void* p = ::mmap(nullptr, len + kAlign, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw_errno("", "cannot reserve " + std::to_string(len) + " bytes of address space", errno);
-    return p;
+    const auto start = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t aligned = (start + kAlign - 1) & ~(kAlign - 1);
+    if (aligned > start) ::munmap(p, aligned - start);
+    const std::uintptr_t end = start + len + kAlign;
+    if (end > aligned + len) ::munmap(reinterpret_cast<void*>(aligned + len), end - (aligned + len));
+    return reinterpret_cast<void*>(aligned);
 }
 
 void map_file_fixed(void* addr, std::size_t len, const File& file, std::uint64_t offset, bool writable) {
