@@ -48,6 +48,13 @@ struct Stats {
     std::uint64_t capacity = 0;         // index slots (Dict) or element capacity (List/Vector)
 };
 
+namespace detail {
+inline Stats make_stats(const containers::Store& store, std::uint64_t entries, std::uint64_t capacity) {
+    const containers::StoreStats s = store.stats();
+    return Stats{entries, s.file_bytes, s.allocated_bytes, s.arena_top, s.free_bytes, capacity};
+}
+}  // namespace detail
+
 class Dict {
 public:
     Dict() = default;

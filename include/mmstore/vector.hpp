@@ -39,15 +39,9 @@ public:
         store_ = std::make_unique<containers::Store>();
         store_->open(path, storage::StoreKind::kVector, options);
         seq_ = std::make_unique<containers::Sequence>(store_.get(), sizeof(T));
-        if (store_->region().created() || (store_->root() == 0 && store_->region().writable())) {
-            store_->arena().format();
-            seq_->format();
-            store_->region().sync();
-            return;
-        }
-        seq_->check_root();
-        if (store_->region().was_dirty() && store_->region().writable())
-            store_->arena().rebuild([this](const alloc::Arena::Visit& v) { v(store_->root(), seq_->root_bytes()); });
+        containers::attach_root(
+            *store_, [&] { seq_->format(); }, [&] { seq_->check_root(); },
+            [&] { store_->arena().rebuild([this](const alloc::Arena::Visit& v) { v(store_->root(), seq_->root_bytes()); }); });
     }
     Vector(Vector&&) noexcept = default;
     Vector& operator=(Vector&&) noexcept = default;
@@ -111,15 +105,7 @@ public:
     }
     Stats stats() const {
         check();
-        const auto s = store_->stats();
-        Stats out;
-        out.entries = seq_->size();
-        out.file_bytes = s.file_bytes;
-        out.allocated_bytes = s.allocated_bytes;
-        out.arena_top = s.arena_top;
-        out.free_bytes = s.free_bytes;
-        out.capacity = seq_->capacity();
-        return out;
+        return detail::make_stats(*store_, seq_->size(), seq_->capacity());
     }
 
 private:

@@ -16,8 +16,8 @@ constexpr std::uint64_t kFailed = ~std::uint64_t{0} - 1;
 inline DictHandle* open_handle(PyObject* self) {
     DictHandle* h = handle_of<DictHandle>(self);
     if (h == nullptr) return nullptr;
-    if (!h->d || !h->d->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->d ? h->d->path() : "", "operation on a closed Dict");
+    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed Dict");
         return nullptr;
     }
     return h;
@@ -28,8 +28,8 @@ std::uint64_t lookup(DictHandle* h, PyObject* key, EncBuf& kb, std::uint64_t* ha
     const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
     if (hash_out) *hash_out = hv;
     try {
-        h->d->store().check_open();
-        return h->d->table().find(kb.sv, hv);
+        h->obj->store().check_open();
+        return h->obj->table().find(kb.sv, hv);
     } catch (...) {
         set_error_from_exception();
         return kFailed;
@@ -37,11 +37,11 @@ std::uint64_t lookup(DictHandle* h, PyObject* key, EncBuf& kb, std::uint64_t* ha
 }
 
 PyObject* value_at(DictHandle* h, std::uint64_t pos) {
-    return decode_word(h->d->store(), h->d->table().value_word_ptr(pos), h->flags);
+    return decode_word(h->obj->store(), h->obj->table().value_word_ptr(pos), h->flags);
 }
 
 PyObject* key_at(DictHandle* h, std::uint64_t pos) {
-    return decode_word(h->d->store(), h->d->table().key_word_ptr(pos), h->flags);
+    return decode_word(h->obj->store(), h->obj->table().key_word_ptr(pos), h->flags);
 }
 
 void set_key_error(PyObject* key) {
@@ -70,9 +70,9 @@ int store_value(DictHandle* h, const EncBuf& kb, std::uint64_t hash, PyObject* v
     EncBuf vb;
     if (!encode_into(value, vb, h->flags, false)) return -1;
     try {
-        h->d->store().check_writable();
-        h->d->table().set(kb.sv, hash, vb.sv);
-        h->d->store().after_mutation();
+        h->obj->store().check_writable();
+        h->obj->table().set(kb.sv, hash, vb.sv);
+        h->obj->store().after_mutation();
         return 0;
     } catch (...) {
         set_error_from_exception();
@@ -88,12 +88,12 @@ int dict_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
     const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
     if (value != nullptr) return store_value(h, kb, hv, value);
     try {
-        h->d->store().check_writable();
-        if (!h->d->table().erase(kb.sv, hv)) {
+        h->obj->store().check_writable();
+        if (!h->obj->table().erase(kb.sv, hv)) {
             set_key_error(key);
             return -1;
         }
-        h->d->store().after_mutation();
+        h->obj->store().after_mutation();
         return 0;
     } catch (...) {
         set_error_from_exception();
@@ -113,7 +113,7 @@ int dict_contains(PyObject* self, PyObject* key) {
 Py_ssize_t dict_length(PyObject* self) {
     DictHandle* h = open_handle(self);
     if (!h) return -1;
-    return static_cast<Py_ssize_t>(h->d->table().size());
+    return static_cast<Py_ssize_t>(h->obj->table().size());
 }
 
 // ---- iteration ---------------------------------------------------------------------------------------
@@ -143,8 +143,8 @@ PyObject* dict_iter_next(PyObject* self) {
     if (it->owner == nullptr) return nullptr;
     DictHandle* h = open_handle(it->owner);
     if (!h) return nullptr;
-    auto& table = h->d->table();
-    if (h->d->store().mutations() != it->mutations) {
+    auto& table = h->obj->table();
+    if (h->obj->store().mutations() != it->mutations) {
         PyErr_SetString(PyExc_RuntimeError, "mmstore.Dict changed size during iteration");
         return nullptr;
     }
@@ -183,7 +183,7 @@ PyObject* make_iter(PyObject* self, IterKind kind) {
     Py_INCREF(self);
     it->owner = self;
     it->pos = 0;
-    it->mutations = h->d->store().mutations();
+    it->mutations = h->obj->store().mutations();
     it->kind = static_cast<int>(kind);
     return reinterpret_cast<PyObject*>(it);
 }
@@ -200,11 +200,27 @@ PyType_Spec dict_iter_spec = {"mmstore._core.DictIterator", sizeof(DictIter), 0,
 
 // ---- methods with raw calling conventions (hot) --------------------------------------------------------
 
-PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get expected 1 or 2 arguments");
-        return nullptr;
+bool one_or_two_args(const char* name, Py_ssize_t nargs) {
+    if (nargs >= 1 && nargs <= 2) return true;
+    PyErr_Format(PyExc_TypeError, "%s expected 1 or 2 arguments, got %zd", name, nargs);
+    return false;
+}
+
+// Erases the entry at `pos`; false with an error set on failure.
+bool erase_entry(DictHandle* h, std::uint64_t pos) {
+    try {
+        h->obj->store().check_writable();
+        h->obj->table().erase_at(pos);
+        h->obj->store().after_mutation();
+        return true;
+    } catch (...) {
+        set_error_from_exception();
+        return false;
     }
+}
+
+PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (!one_or_two_args("get", nargs)) return nullptr;
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
     EncBuf kb;
@@ -219,10 +235,7 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyObject* dict_setdefault(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "setdefault expected 1 or 2 arguments");
-        return nullptr;
-    }
+    if (!one_or_two_args("setdefault", nargs)) return nullptr;
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
     std::uint64_t hv = 0;
@@ -237,10 +250,7 @@ PyObject* dict_setdefault(PyObject* self, PyObject* const* args, Py_ssize_t narg
 }
 
 PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "pop expected 1 or 2 arguments");
-        return nullptr;
-    }
+    if (!one_or_two_args("pop", nargs)) return nullptr;
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
     EncBuf kb;
@@ -256,13 +266,8 @@ PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     PyObject* v = value_at(h, pos);
     if (!v) return nullptr;
-    try {
-        h->d->store().check_writable();
-        h->d->table().erase_at(pos);
-        h->d->store().after_mutation();
-    } catch (...) {
+    if (!erase_entry(h, pos)) {
         Py_DECREF(v);
-        set_error_from_exception();
         return nullptr;
     }
     return v;
@@ -271,7 +276,7 @@ PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* dict_popitem(PyObject* self, PyObject*) {
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    const std::uint64_t pos = h->d->table().last();
+    const std::uint64_t pos = h->obj->table().last();
     if (pos == kNotFound) {
         PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
         return nullptr;
@@ -283,14 +288,9 @@ PyObject* dict_popitem(PyObject* self, PyObject*) {
         Py_DECREF(k);
         return nullptr;
     }
-    try {
-        h->d->store().check_writable();
-        h->d->table().erase_at(pos);
-        h->d->store().after_mutation();
-    } catch (...) {
+    if (!erase_entry(h, pos)) {
         Py_DECREF(k);
         Py_DECREF(v);
-        set_error_from_exception();
         return nullptr;
     }
     PyObject* t = PyTuple_New(2);
@@ -305,8 +305,8 @@ PyObject* dict_update_from(PyObject* self, PyObject* src) {
     if (!h) return nullptr;
     if (PyDict_CheckExact(src)) {
         try {
-            h->d->store().check_writable();
-            h->d->table().reserve(h->d->table().size() + static_cast<std::uint64_t>(PyDict_GET_SIZE(src)));
+            h->obj->store().check_writable();
+            h->obj->table().reserve(h->obj->table().size() + static_cast<std::uint64_t>(PyDict_GET_SIZE(src)));
         } catch (...) {
             set_error_from_exception();
             return nullptr;
@@ -372,28 +372,8 @@ PyMethodDef dict_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-// `closed` and `path` are plain getters that also work on an instance whose __init__ failed (repr of a
-// half-built handle in a traceback must not warn or raise).
-PyObject* dict_get_closed(PyObject* self, void*) {
-    if (!nb::inst_ready(self)) Py_RETURN_TRUE;
-    const DictHandle* h = nb::inst_ptr<DictHandle>(self);
-    return PyBool_FromLong(!h->d || !h->d->is_open());
-}
-
-PyObject* dict_get_path(PyObject* self, void*) {
-    if (!nb::inst_ready(self)) return PyUnicode_FromString("");
-    const DictHandle* h = nb::inst_ptr<DictHandle>(self);
-    return PyUnicode_FromStringAndSize(h->path.data(), static_cast<Py_ssize_t>(h->path.size()));
-}
-
-PyGetSetDef dict_getset[] = {
-    {"closed", dict_get_closed, nullptr, "True once close() was called (or the handle never opened).", nullptr},
-    {"path", dict_get_path, nullptr, "The store's file path.", nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr},
-};
-
 PyType_Slot dict_slots[] = {
-    {Py_tp_getset, reinterpret_cast<void*>(dict_getset)},
+    {Py_tp_getset, reinterpret_cast<void*>(handle_getset<DictHandle>)},
     {Py_mp_subscript, reinterpret_cast<void*>(dict_subscript)},
     {Py_mp_ass_subscript, reinterpret_cast<void*>(dict_ass_subscript)},
     {Py_mp_length, reinterpret_cast<void*>(dict_length)},
@@ -402,23 +382,6 @@ PyType_Slot dict_slots[] = {
     {Py_tp_methods, reinterpret_cast<void*>(dict_methods)},
     {0, nullptr},
 };
-
-nb::dict stats_dict(const mmstore::Stats& s) {
-    nb::dict d;
-    d["entries"] = s.entries;
-    d["file_bytes"] = s.file_bytes;
-    d["allocated_bytes"] = s.allocated_bytes;
-    d["arena_top"] = s.arena_top;
-    d["free_bytes"] = s.free_bytes;
-    d["capacity"] = s.capacity;
-    return d;
-}
-
-DictHandle& checked(DictHandle& h) {
-    if (!h.d || !h.d->is_open())
-        throw mmstore::Error(ErrorCode::kClosed, h.d ? h.d->path() : "", "operation on a closed Dict");
-    return h;
-}
 
 }  // namespace
 
@@ -438,28 +401,20 @@ void bind_dict(nb::module_& m) {
     if (!g_dict_iter_type) throw nb::python_error();
     m.attr("DictIterator") = nb::handle(reinterpret_cast<PyObject*>(g_dict_iter_type));
 
-    nb::class_<DictHandle>(m, "_Dict", nb::type_slots(dict_slots), nb::is_weak_referenceable())
-        .def(
-            "__init__",
-            [](DictHandle* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle,
-               bool durable, bool readonly) {
-                auto d = std::make_unique<mmstore::Dict>(path, make_options(create, mode, durable, readonly));
-                auto* h = new (self) DictHandle{std::move(d), CodecFlags{allow_pickle}, path};
-                h->flags.path = &h->path;
-            },
-            nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
-            nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
-        .def_prop_ro("allow_pickle", [](DictHandle& h) { return h.flags.allow_pickle; })
-        .def("close", [](DictHandle& h) { if (h.d) h.d->close(); }, "Sync and close; further use raises ClosedError.")
-        .def("sync", [](DictHandle& h) { checked(h).d->sync(); }, "Make every change so far durable (msync + fsync).")
-        .def("verify", [](DictHandle& h) { checked(h).d->verify(); },
-             "Check every invariant of the file; raises CorruptFileError naming the first problem.")
-        .def("compact", [](DictHandle& h) { checked(h).d->compact(); },
-             "Rewrite the store at its minimal size and replace the file atomically.")
-        .def("_stats", [](DictHandle& h) { return stats_dict(checked(h).d->stats()); })
-        .def("_mutations", [](DictHandle& h) { return checked(h).d->store().mutations(); })
-        .def("_abandon", [](DictHandle& h) { if (h.d) h.d->abandon(); }, "Drop the mapping without a clean close (tests).")
-        .def("clear", [](DictHandle& h) { checked(h).d->clear(); }, "Remove every key.");
+    nb::class_<DictHandle> cls(m, "_Dict", nb::type_slots(dict_slots), nb::is_weak_referenceable());
+    bind_handle_common(cls);
+    cls.def("_mutations", [](DictHandle& h) { return checked(h).obj->store().mutations(); });
+}
+
+nb::dict stats_dict(const mmstore::Stats& s) {
+    nb::dict d;
+    d["entries"] = s.entries;
+    d["file_bytes"] = s.file_bytes;
+    d["allocated_bytes"] = s.allocated_bytes;
+    d["arena_top"] = s.arena_top;
+    d["free_bytes"] = s.free_bytes;
+    d["capacity"] = s.capacity;
+    return d;
 }
 
 }  // namespace mmstore::py

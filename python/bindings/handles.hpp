@@ -20,18 +20,16 @@ namespace mmstore::py {
 
 namespace nb = nanobind;
 
-// The handles live inside their Python objects and never move, so flags.path may point at `path`.
-struct DictHandle {
-    std::unique_ptr<mmstore::Dict> d;
+// The state of a Python handle of a store `Obj` (mmstore::Dict or mmstore::List). Handles live inside their
+// Python objects and never move, so flags.path may point at `path`.
+template <class Obj>
+struct Handle {
+    std::unique_ptr<Obj> obj;
     CodecFlags flags;
     std::string path;
 };
-
-struct ListHandle {
-    std::unique_ptr<mmstore::List> l;
-    CodecFlags flags;
-    std::string path;
-};
+using DictHandle = Handle<mmstore::Dict>;
+using ListHandle = Handle<mmstore::List>;
 
 // An encoding built on the stack for the common small cases (exact int fitting 64 bits, exact ASCII str of
 // up to 31 characters), or in its own string for everything else. Each call owns its buffers: encoding a
@@ -135,6 +133,64 @@ inline PyObject* decode_word(const containers::Store& store, const std::uint64_t
 }
 
 mmstore::OpenOptions make_options(nb::handle create, unsigned mode, bool durable, bool readonly);
+
+// `closed` and `path` as plain getters that also work on an instance whose __init__ failed (the repr of a
+// half-built handle in a traceback must not warn or raise).
+template <class H>
+PyObject* get_closed(PyObject* self, void*) {
+    if (!nb::inst_ready(self)) Py_RETURN_TRUE;
+    const H* h = nb::inst_ptr<H>(self);
+    return PyBool_FromLong(!h->obj || !h->obj->is_open());
+}
+
+template <class H>
+PyObject* get_path(PyObject* self, void*) {
+    if (!nb::inst_ready(self)) return PyUnicode_FromString("");
+    const H* h = nb::inst_ptr<H>(self);
+    return PyUnicode_FromStringAndSize(h->path.data(), static_cast<Py_ssize_t>(h->path.size()));
+}
+
+template <class H>
+inline PyGetSetDef handle_getset[] = {
+    {"closed", get_closed<H>, nullptr, "True once close() was called (or the handle never opened).", nullptr},
+    {"path", get_path<H>, nullptr, "The store's file path.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+nb::dict stats_dict(const mmstore::Stats& s);
+
+// The handle's store, or Error(kClosed).
+template <class H>
+H& checked(H& h) {
+    if (!h.obj || !h.obj->is_open()) throw mmstore::Error(ErrorCode::kClosed, h.path, "operation on a closed store");
+    return h;
+}
+
+// Binds what Dict and List handles share: construction and the store-level methods.
+template <class H>
+void bind_handle_common(nb::class_<H>& cls) {
+    using Obj = typename decltype(H::obj)::element_type;
+    cls.def(
+           "__init__",
+           [](H* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle, bool durable,
+              bool readonly) {
+               auto obj = std::make_unique<Obj>(path, make_options(create, mode, durable, readonly));
+               auto* h = new (self) H{std::move(obj), CodecFlags{allow_pickle}, path};
+               h->flags.path = &h->path;
+           },
+           nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
+           nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
+        .def_prop_ro("allow_pickle", [](H& h) { return h.flags.allow_pickle; })
+        .def("close", [](H& h) { if (h.obj) h.obj->close(); }, "Sync and close; further use raises ClosedError.")
+        .def("sync", [](H& h) { checked(h).obj->sync(); }, "Make every change so far durable (msync + fsync).")
+        .def("verify", [](H& h) { checked(h).obj->verify(); },
+             "Check every invariant of the file; raises CorruptFileError naming the first problem.")
+        .def("compact", [](H& h) { checked(h).obj->compact(); },
+             "Rewrite the store at its minimal size and replace the file atomically.")
+        .def("_stats", [](H& h) { return stats_dict(checked(h).obj->stats()); })
+        .def("_abandon", [](H& h) { if (h.obj) h.obj->abandon(); }, "Drop the mapping without a clean close (tests).")
+        .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.");
+}
 
 void bind_dict(nb::module_& m);
 void bind_list(nb::module_& m);

@@ -11,26 +11,26 @@ namespace {
 inline ListHandle* open_handle(PyObject* self) {
     ListHandle* h = handle_of<ListHandle>(self);
     if (!h) return nullptr;
-    if (!h->l || !h->l->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->l ? h->l->path() : "", "operation on a closed List");
+    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed List");
         return nullptr;
     }
     return h;
 }
 
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
-    return decode_word(h->l->store(), h->l->word_ptr(i), h->flags);
+    return decode_word(h->obj->store(), h->obj->word_ptr(i), h->flags);
 }
 
 Py_ssize_t list_length(PyObject* self) {
     ListHandle* h = open_handle(self);
     if (!h) return -1;
-    return static_cast<Py_ssize_t>(h->l->sequence().size());
+    return static_cast<Py_ssize_t>(h->obj->sequence().size());
 }
 
 // Normalizes a Python index (negative allowed); -1 with IndexError set when out of range.
 Py_ssize_t norm_index(ListHandle* h, Py_ssize_t i, const char* what) {
-    const auto n = static_cast<Py_ssize_t>(h->l->sequence().size());
+    const auto n = static_cast<Py_ssize_t>(h->obj->sequence().size());
     if (i < 0) i += n;
     if (i < 0 || i >= n) {
         PyErr_Format(PyExc_IndexError, "%s index out of range", what);
@@ -42,7 +42,7 @@ Py_ssize_t norm_index(ListHandle* h, Py_ssize_t i, const char* what) {
 PyObject* list_item(PyObject* self, Py_ssize_t i) {
     ListHandle* h = open_handle(self);
     if (!h) return nullptr;
-    if (i < 0 || i >= static_cast<Py_ssize_t>(h->l->sequence().size())) {
+    if (i < 0 || i >= static_cast<Py_ssize_t>(h->obj->sequence().size())) {
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return nullptr;
     }
@@ -65,7 +65,7 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
     if (PySlice_Check(key)) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
-        const Py_ssize_t n = PySlice_AdjustIndices(static_cast<Py_ssize_t>(h->l->sequence().size()), &start, &stop, step);
+        const Py_ssize_t n = PySlice_AdjustIndices(static_cast<Py_ssize_t>(h->obj->sequence().size()), &start, &stop, step);
         PyObject* out = PyList_New(n);
         if (!out) return nullptr;
         for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
@@ -93,7 +93,7 @@ int set_at(ListHandle* h, std::uint64_t i, PyObject* value) {
     EncBuf vb;
     if (!encode_into(value, vb, h->flags, false)) return -1;
     try {
-        h->l->set_encoded(i, vb.sv);
+        h->obj->set_encoded(i, vb.sv);
         return 0;
     } catch (...) {
         set_error_from_exception();
@@ -111,7 +111,7 @@ int list_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
         if (i < 0) return -1;
         if (value != nullptr) return set_at(h, static_cast<std::uint64_t>(i), value);
         try {
-            h->l->erase(static_cast<std::uint64_t>(i));
+            h->obj->erase(static_cast<std::uint64_t>(i));
             return 0;
         } catch (...) {
             set_error_from_exception();
@@ -133,7 +133,7 @@ int list_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
 int list_contains(PyObject* self, PyObject* needle) {
     ListHandle* h = open_handle(self);
     if (!h) return -1;
-    for (std::uint64_t i = 0; i < h->l->sequence().size(); ++i) {
+    for (std::uint64_t i = 0; i < h->obj->sequence().size(); ++i) {
         PyObject* x = item_at(h, i);
         if (!x) return -1;
         const int eq = PyObject_RichCompareBool(x, needle, Py_EQ);
@@ -167,7 +167,7 @@ PyObject* list_iter_next(PyObject* self) {
     if (!it->owner) return nullptr;
     ListHandle* h = open_handle(it->owner);
     if (!h) return nullptr;
-    const std::uint64_t n = h->l->sequence().size();
+    const std::uint64_t n = h->obj->sequence().size();
     if (it->reverse) {
         // pos counts elements left to yield from the end, like list_reverseiterator.
         if (it->pos == 0 || it->pos > n) {
@@ -190,7 +190,7 @@ PyObject* make_list_iter(PyObject* self, bool reverse) {
     if (!it) return nullptr;
     Py_INCREF(self);
     it->owner = self;
-    it->pos = reverse ? h->l->sequence().size() : 0;
+    it->pos = reverse ? h->obj->sequence().size() : 0;
     it->reverse = reverse;
     return reinterpret_cast<PyObject*>(it);
 }
@@ -212,7 +212,7 @@ PyObject* list_append(PyObject* self, PyObject* value) {
     EncBuf vb;
     if (!encode_into(value, vb, h->flags, false)) return nullptr;
     try {
-        h->l->push_back_encoded(vb.sv);
+        h->obj->push_back_encoded(vb.sv);
     } catch (...) {
         set_error_from_exception();
         return nullptr;
@@ -254,7 +254,7 @@ PyObject* list_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "pop expected at most 1 argument");
         return nullptr;
     }
-    if (h->l->sequence().size() == 0) {
+    if (h->obj->sequence().size() == 0) {
         PyErr_SetString(PyExc_IndexError, "pop from empty list");
         return nullptr;
     }
@@ -268,7 +268,7 @@ PyObject* list_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
     if (!x) return nullptr;
     try {
-        h->l->erase(static_cast<std::uint64_t>(i));
+        h->obj->erase(static_cast<std::uint64_t>(i));
     } catch (...) {
         Py_DECREF(x);
         set_error_from_exception();
@@ -286,13 +286,13 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     Py_ssize_t i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
     if (i == -1 && PyErr_Occurred()) return nullptr;
-    const auto n = static_cast<Py_ssize_t>(h->l->sequence().size());
+    const auto n = static_cast<Py_ssize_t>(h->obj->sequence().size());
     if (i < 0) i = std::max<Py_ssize_t>(0, i + n);
     if (i > n) i = n;
     EncBuf vb;
     if (!encode_into(args[1], vb, h->flags, false)) return nullptr;
     try {
-        h->l->insert_encoded(static_cast<std::uint64_t>(i), vb.sv);
+        h->obj->insert_encoded(static_cast<std::uint64_t>(i), vb.sv);
     } catch (...) {
         set_error_from_exception();
         return nullptr;
@@ -311,26 +311,8 @@ PyMethodDef list_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-PyObject* list_get_closed(PyObject* self, void*) {
-    if (!nb::inst_ready(self)) Py_RETURN_TRUE;
-    const ListHandle* h = nb::inst_ptr<ListHandle>(self);
-    return PyBool_FromLong(!h->l || !h->l->is_open());
-}
-
-PyObject* list_get_path(PyObject* self, void*) {
-    if (!nb::inst_ready(self)) return PyUnicode_FromString("");
-    const ListHandle* h = nb::inst_ptr<ListHandle>(self);
-    return PyUnicode_FromStringAndSize(h->path.data(), static_cast<Py_ssize_t>(h->path.size()));
-}
-
-PyGetSetDef list_getset[] = {
-    {"closed", list_get_closed, nullptr, "True once close() was called (or the handle never opened).", nullptr},
-    {"path", list_get_path, nullptr, "The store's file path.", nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr},
-};
-
 PyType_Slot list_slots[] = {
-    {Py_tp_getset, reinterpret_cast<void*>(list_getset)},
+    {Py_tp_getset, reinterpret_cast<void*>(handle_getset<ListHandle>)},
     {Py_mp_subscript, reinterpret_cast<void*>(list_subscript)},
     {Py_mp_ass_subscript, reinterpret_cast<void*>(list_ass_subscript)},
     {Py_mp_length, reinterpret_cast<void*>(list_length)},
@@ -342,23 +324,6 @@ PyType_Slot list_slots[] = {
     {0, nullptr},
 };
 
-ListHandle& checked(ListHandle& h) {
-    if (!h.l || !h.l->is_open())
-        throw mmstore::Error(ErrorCode::kClosed, h.l ? h.l->path() : "", "operation on a closed List");
-    return h;
-}
-
-nb::dict stats_dict(const mmstore::Stats& s) {
-    nb::dict d;
-    d["entries"] = s.entries;
-    d["file_bytes"] = s.file_bytes;
-    d["allocated_bytes"] = s.allocated_bytes;
-    d["arena_top"] = s.arena_top;
-    d["free_bytes"] = s.free_bytes;
-    d["capacity"] = s.capacity;
-    return d;
-}
-
 }  // namespace
 
 void bind_list(nb::module_& m) {
@@ -366,42 +331,21 @@ void bind_list(nb::module_& m) {
     if (!g_list_iter_type) throw nb::python_error();
     m.attr("ListIterator") = nb::handle(reinterpret_cast<PyObject*>(g_list_iter_type));
 
-    nb::class_<ListHandle>(m, "_List", nb::type_slots(list_slots), nb::is_weak_referenceable())
-        .def(
-            "__init__",
-            [](ListHandle* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle,
-               bool durable, bool readonly) {
-                auto l = std::make_unique<mmstore::List>(path, make_options(create, mode, durable, readonly));
-                auto* h = new (self) ListHandle{std::move(l), CodecFlags{allow_pickle}, path};
-                h->flags.path = &h->path;
-            },
-            nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
-            nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
-        .def_prop_ro("allow_pickle", [](ListHandle& h) { return h.flags.allow_pickle; })
-        .def("close", [](ListHandle& h) { if (h.l) h.l->close(); }, "Sync and close; further use raises ClosedError.")
-        .def("sync", [](ListHandle& h) { checked(h).l->sync(); }, "Make every change so far durable (msync + fsync).")
-        .def("verify", [](ListHandle& h) { checked(h).l->verify(); },
-             "Check every invariant of the file; raises CorruptFileError naming the first problem.")
-        .def("compact", [](ListHandle& h) { checked(h).l->compact(); },
-             "Rewrite the store at its minimal size and replace the file atomically.")
-        .def("_stats", [](ListHandle& h) { return stats_dict(checked(h).l->stats()); })
-        .def("_abandon", [](ListHandle& h) { if (h.l) h.l->abandon(); }, "Drop the mapping without a clean close (tests).")
-        .def("clear", [](ListHandle& h) { checked(h).l->clear(); }, "Remove every element.")
-        .def("_reorder", [](ListHandle& h, const std::vector<std::uint64_t>& order) { checked(h).l->reorder(order); },
+    nb::class_<ListHandle> cls(m, "_List", nb::type_slots(list_slots), nb::is_weak_referenceable());
+    bind_handle_common(cls);
+    cls.def("_reorder", [](ListHandle& h, const std::vector<std::uint64_t>& order) { checked(h).obj->reorder(order); },
              "Rebuild as [old[i] for i in order]; positions not listed are removed.")
         .def(
             "_splice",
             [](ListHandle& h, std::uint64_t start, std::uint64_t stop, nb::handle values) {
                 checked(h);
                 std::vector<std::string> encs;
-                nb::iterator it = nb::iter(values);
                 for (nb::handle v : values) {
                     std::string e;
                     if (!encode(v.ptr(), e, h.flags, false)) throw nb::python_error();
                     encs.push_back(std::move(e));
                 }
-                (void)it;
-                h.l->splice(start, stop, encs);
+                h.obj->splice(start, stop, encs);
             },
             "Replace elements [start, stop) with values.");
 }

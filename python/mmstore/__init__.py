@@ -12,24 +12,8 @@ Both open instantly (nothing is loaded), hold far more than RAM, keep anonymous 
 
 from __future__ import annotations
 
-from ._errors import (
-    CapacityError,
-    ClosedError,
-    CorruptFileError,
-    DiskFullError,
-    EncodeError,
-    Error,
-    ForeignFileError,
-    ForkedHandleError,
-    ReadOnlyError,
-    StoreExistsError,
-    StoreIOError,
-    StoreLockedError,
-    StoreNotFoundError,
-    TruncatedFileError,
-    UnsupportedVersionError,
-    WrongKindError,
-)
+from . import _errors
+from ._errors import *  # noqa: F401,F403  (the exception hierarchy, listed in _errors.__all__)
 from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
@@ -47,20 +31,5 @@ __all__ = [
     "encode",
     "decode",
     "FORMAT_VERSION",
-    "Error",
-    "CorruptFileError",
-    "TruncatedFileError",
-    "ForeignFileError",
-    "WrongKindError",
-    "UnsupportedVersionError",
-    "StoreLockedError",
-    "ClosedError",
-    "EncodeError",
-    "StoreIOError",
-    "DiskFullError",
-    "CapacityError",
-    "StoreNotFoundError",
-    "StoreExistsError",
-    "ForkedHandleError",
-    "ReadOnlyError",
+    *_errors.__all__,
 ]

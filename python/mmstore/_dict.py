@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
 from typing import Any, Iterator
 
 from . import _core
+from ._handle import StoreHandle
 
 _KEYS, _VALUES, _ITEMS = 0, 1, 2
 _MISSING = object()
@@ -49,7 +49,7 @@ class DictItems(ItemsView):
         return f"mmstore.DictItems({list(self)!r})"
 
 
-class Dict(_core._Dict):
+class Dict(StoreHandle, _core._Dict):
     """A dict that lives in a file: ``mmstore.Dict(path, *, create=None, mode=0o600, allow_pickle=True,
     durable=False, readonly=False)``.
 
@@ -70,20 +70,6 @@ class Dict(_core._Dict):
     """
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        create: bool | None = None,
-        mode: int = 0o600,
-        allow_pickle: bool = True,
-        durable: bool = False,
-        readonly: bool = False,
-    ) -> None:
-        super().__init__(
-            os.fspath(path), create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly
-        )
 
     # -- views and copies ------------------------------------------------------------------------------
     def keys(self) -> DictKeys:
@@ -163,28 +149,6 @@ class Dict(_core._Dict):
                 break
             parts.append(f"{k!r}: {v!r}")
         return f"mmstore.Dict({self.path!r}, {{{', '.join(parts)}}})"
-
-    # -- lifecycle ---------------------------------------------------------------------------------------
-    def __enter__(self) -> "Dict":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def stats(self) -> dict:
-        """Entries, file and disk bytes, free bytes on the arena's free lists, index capacity."""
-        return self._stats()
-
-    def __reduce__(self):
-        # A handle pickles as "reopen this path with these options" in the receiving process.
-        return (_reopen_dict, (type(self), self.path, self.allow_pickle))
-
-    def __class_getitem__(cls, item):  # Dict[str, int] in annotations
-        return cls
-
-
-def _reopen_dict(cls, path: str, allow_pickle: bool) -> Dict:
-    return cls(path, create=False, allow_pickle=allow_pickle)
 
 
 MutableMapping.register(Dict)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, MutableSequence, Sequence
 from typing import Any, Callable, Iterator
 
 from . import _core
+from ._handle import StoreHandle
 
 _REPR_LIMIT = 50
 
 
-class List(_core._List):
+class List(StoreHandle, _core._List):
     """A list that lives in a file: ``mmstore.List(path, *, create=None, mode=0o600, allow_pickle=True,
     durable=False, readonly=False)`` (options as for :class:`mmstore.Dict`).
 
@@ -25,20 +25,6 @@ class List(_core._List):
     """
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        create: bool | None = None,
-        mode: int = 0o600,
-        allow_pickle: bool = True,
-        durable: bool = False,
-        readonly: bool = False,
-    ) -> None:
-        super().__init__(
-            os.fspath(path), create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly
-        )
 
     # -- slices (called by the native mp_ass_subscript) ---------------------------------------------------
     def _setslice(self, key: slice, value: Iterable[Any]) -> None:
@@ -170,27 +156,6 @@ class List(_core._List):
         if n > _REPR_LIMIT:
             head.append(f"... ({n - _REPR_LIMIT} more)")
         return f"mmstore.List({self.path!r}, [{', '.join(head)}])"
-
-    # -- lifecycle -------------------------------------------------------------------------------------------
-    def __enter__(self) -> "List":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def stats(self) -> dict:
-        """Entries, file and disk bytes, free bytes on the arena's free lists, element capacity."""
-        return self._stats()
-
-    def __reduce__(self):
-        return (_reopen_list, (type(self), self.path, self.allow_pickle))
-
-    def __class_getitem__(cls, item):
-        return cls
-
-
-def _reopen_list(cls, path: str, allow_pickle: bool) -> List:
-    return cls(path, create=False, allow_pickle=allow_pickle)
 
 
 MutableSequence.register(List)

@@ -1,5 +1,7 @@
 #include "mmstore/dict.hpp"
 
+#include "compact.hpp"
+
 #include <unistd.h>
 
 #include <cstring>
@@ -73,17 +75,8 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kDict, options);
     table_ = std::make_unique<containers::HashTable>(store_.get());
-    if (store_->region().created() || (store_->root() == 0 && store_->region().writable())) {
-        store_->arena().format();
-        table_->format();
-        store_->region().sync();
-        return;
-    }
-    table_->check_root();
-    if (store_->region().was_dirty() && store_->region().writable()) {
-        table_->repair();
-        store_->region().sync();
-    }
+    containers::attach_root(
+        *store_, [&] { table_->format(); }, [&] { table_->check_root(); }, [&] { table_->repair(); });
 }
 
 std::optional<std::string> Dict::get_encoded(std::string_view key) const {
@@ -220,24 +213,14 @@ void Dict::verify() const {
 void Dict::compact() {
     check_write();
     const std::string path = store_->path();
-    const std::string tmp = path + ".compact." + std::to_string(::getpid());
-    os::remove_file(tmp);
-    {
-        OpenOptions o = options_;
-        o.create = OpenOptions::Create::kAlways;
-        o.durable = false;
-        Dict out(tmp, o);
+    detail::rewrite_compacted<Dict>(path, options_, [this](Dict& out) {
         out.table_->reserve(table_->size());
-        for (std::uint64_t i = 0; i < table_->end(); ++i)
-            if (table_->occupied(i)) {
-                containers::WordBuf kb, vb;
-                out.table_->set(table_->key_at(i, kb), table_->value_at(i, vb));
-            }
-        out.store_->region().shrink(out.store_->arena().trim());
-        out.close();  // synced
-    }
-    os::rename_file(tmp, path);
-    os::fsync_parent_dir(path);
+        for (std::uint64_t i = 0; i < table_->end(); ++i) {
+            if (!table_->occupied(i)) continue;
+            containers::WordBuf kb, vb;
+            out.table_->set(table_->key_at(i, kb), table_->value_at(i, vb));
+        }
+    });
     store_->close();
     OpenOptions o = options_;
     o.create = OpenOptions::Create::kNever;
@@ -246,15 +229,7 @@ void Dict::compact() {
 
 Stats Dict::stats() const {
     check();
-    const auto s = store_->stats();
-    Stats out;
-    out.entries = table_->size();
-    out.file_bytes = s.file_bytes;
-    out.allocated_bytes = s.allocated_bytes;
-    out.arena_top = s.arena_top;
-    out.free_bytes = s.free_bytes;
-    out.capacity = table_->capacity();
-    return out;
+    return detail::make_stats(*store_, table_->size(), table_->capacity());
 }
 
 }  // namespace mmstore

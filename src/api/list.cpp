@@ -1,5 +1,7 @@
 #include "mmstore/list.hpp"
 
+#include "compact.hpp"
+
 #include <unistd.h>
 
 #include <stdexcept>
@@ -26,17 +28,7 @@ void List::open(const std::string& path, const OpenOptions& options) {
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kList, options);
     seq_ = std::make_unique<Sequence>(store_.get(), 8);
-    if (store_->region().created() || (store_->root() == 0 && store_->region().writable())) {
-        store_->arena().format();
-        seq_->format();
-        store_->region().sync();
-        return;
-    }
-    seq_->check_root();
-    if (store_->region().was_dirty() && store_->region().writable()) {
-        repair();
-        store_->region().sync();
-    }
+    containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
 }
 
 void List::check_index(std::uint64_t i) const {
@@ -271,13 +263,7 @@ void List::repair() {
 void List::compact() {
     check_write();
     const std::string path = store_->path();
-    const std::string tmp = path + ".compact." + std::to_string(::getpid());
-    os::remove_file(tmp);
-    {
-        OpenOptions o = options_;
-        o.create = OpenOptions::Create::kAlways;
-        o.durable = false;
-        List out(tmp, o);
+    detail::rewrite_compacted<List>(path, options_, [this](List& out) {
         const std::uint64_t n = seq_->size();
         out.seq_->reserve(n);
         for (std::uint64_t i = 0; i < n; ++i) {
@@ -285,11 +271,7 @@ void List::compact() {
             const std::uint64_t w = out.store_->put(store_->view(word_ptr(i), buf));
             out.seq_->push_back(&w);
         }
-        out.store_->region().shrink(out.store_->arena().trim());
-        out.close();
-    }
-    os::rename_file(tmp, path);
-    os::fsync_parent_dir(path);
+    });
     store_->close();
     OpenOptions o = options_;
     o.create = OpenOptions::Create::kNever;
@@ -298,15 +280,7 @@ void List::compact() {
 
 Stats List::stats() const {
     check();
-    const auto s = store_->stats();
-    Stats out;
-    out.entries = seq_->size();
-    out.file_bytes = s.file_bytes;
-    out.allocated_bytes = s.allocated_bytes;
-    out.arena_top = s.arena_top;
-    out.free_bytes = s.free_bytes;
-    out.capacity = seq_->capacity();
-    return out;
+    return detail::make_stats(*store_, seq_->size(), seq_->capacity());
 }
 
 }  // namespace mmstore

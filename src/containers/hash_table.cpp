@@ -57,17 +57,18 @@ std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
     return sizeof(TableHeader) + capacity / 16 * sizeof(Group) + 16 * (capacity * 7 / 8);
 }
 
-void HashTable::format() {
-    const std::uint64_t cap = kMinCapacity;
-    const std::uint64_t off = store_->arena().allocate(table_bytes(cap));
+std::uint64_t HashTable::build(std::uint64_t capacity) {
+    const std::uint64_t off = store_->arena().allocate(table_bytes(capacity));
     auto* h = store_->region().at<TableHeader>(off);
     std::memset(h, 0, sizeof *h);
-    h->capacity = cap;
-    h->entries_cap = cap * 7 / 8;
+    h->capacity = capacity;
+    h->entries_cap = capacity * 7 / 8;
     h->checksum = header_checksum(h);
-    init_groups(reinterpret_cast<Group*>(h + 1), cap);
-    store_->publish_root(off);
+    init_groups(reinterpret_cast<Group*>(h + 1), capacity);
+    return off;
 }
+
+void HashTable::format() { store_->publish_root(build(kMinCapacity)); }
 
 void HashTable::check_root() const {
     const std::uint64_t off = store_->root();
@@ -157,16 +158,11 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
         cap = kMinCapacity;
         while (cap * 7 / 8 < min_live) cap *= 2;
     }
-    const std::uint64_t off = store_->arena().allocate(table_bytes(cap));  // may grow the file: re-read pointers
+    const std::uint64_t off = build(cap);  // may grow the file: re-read pointers
     old = header();
     auto* h = store_->region().at<TableHeader>(off);
-    std::memset(h, 0, sizeof *h);
-    h->capacity = cap;
-    h->entries_cap = cap * 7 / 8;
-    h->checksum = header_checksum(h);
     auto* grp = reinterpret_cast<Group*>(h + 1);
     auto* ent = reinterpret_cast<EntrySlot*>(grp + cap / kGroup);
-    init_groups(grp, cap);
     const EntrySlot* src = entries();
     const std::uint64_t mask = cap / kGroup - 1;
     // Batches of 16: hash and prefetch every target group first, then insert, so the cache misses of
@@ -281,14 +277,7 @@ void HashTable::clear() {
     const std::uint64_t old_used = old->used;
     const std::uint64_t old_cap = old->capacity;
     // Build an empty table aside and switch; then free the records of the old one.
-    const std::uint64_t off = store_->arena().allocate(table_bytes(kMinCapacity));
-    auto* h = store_->region().at<TableHeader>(off);
-    std::memset(h, 0, sizeof *h);
-    h->capacity = kMinCapacity;
-    h->entries_cap = kMinCapacity * 7 / 8;
-    h->checksum = header_checksum(h);
-    init_groups(reinterpret_cast<Group*>(h + 1), kMinCapacity);
-    store_->publish_root(off);
+    store_->publish_root(build(kMinCapacity));
     store_->bump_mutations();
     const auto* ent = reinterpret_cast<const EntrySlot*>(store_->region().at<std::uint8_t>(old_off) + sizeof(TableHeader) +
                                                          old_cap / kGroup * sizeof(Group));

@@ -126,6 +126,8 @@ private:
     std::uint64_t find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept;
     bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
     void rehash(std::uint64_t min_live, bool exact = false);
+    // Allocates and initializes an empty, unpublished table block of `capacity` slots.
+    std::uint64_t build(std::uint64_t capacity);
     // Appends a key known to be absent.
     std::uint64_t insert_new(std::string_view key, std::uint64_t hash, std::string_view value);
     std::uint64_t hash_word(const std::uint64_t* slot) const;

@@ -182,4 +182,21 @@ private:
     std::string closed_path_;
 };
 
+// Connects a container to its store after open: formats a new store (or one whose creation was cut short
+// before its root was published), else validates the root and, after an unclean shutdown, repairs.
+template <class Format, class Check, class Repair>
+void attach_root(Store& store, Format&& format, Check&& check, Repair&& repair) {
+    if (store.region().created() || (store.root() == 0 && store.region().writable())) {
+        store.arena().format();
+        format();
+        store.region().sync();
+        return;
+    }
+    check();
+    if (store.region().was_dirty() && store.region().writable()) {
+        repair();
+        store.region().sync();
+    }
+}
+
 }  // namespace mmstore::containers

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from .._dict import Dict
+from .._handle import _reopen
 from .._list import List
 
 __all__ = ["EMDict", "EMList"]
@@ -29,7 +30,16 @@ def _file_in(dirname: str | os.PathLike[str], name: str) -> str:
     return os.path.join(dirname, name)
 
 
-class EMDict(Dict):
+class _InDirectory:
+    """Pickles as "reopen this directory", pyrsistence's unit of storage."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (_reopen, (type(self), os.path.dirname(self.path), self.allow_pickle))
+
+
+class EMDict(_InDirectory, Dict):
     """External-memory dict stored in directory ``dirname`` (pyrsistence's ``EMDict``)."""
 
     __slots__ = ()
@@ -37,21 +47,11 @@ class EMDict(Dict):
     def __init__(self, dirname: str | os.PathLike[str], **options) -> None:
         super().__init__(_file_in(dirname, _DICT_FILE), **options)
 
-    def __reduce__(self):
-        return (_reopen, (type(self), os.path.dirname(self.path), self.allow_pickle))
 
-
-class EMList(List):
+class EMList(_InDirectory, List):
     """External-memory list stored in directory ``dirname`` (pyrsistence's ``EMList``)."""
 
     __slots__ = ()
 
     def __init__(self, dirname: str | os.PathLike[str], **options) -> None:
         super().__init__(_file_in(dirname, _LIST_FILE), **options)
-
-    def __reduce__(self):
-        return (_reopen, (type(self), os.path.dirname(self.path), self.allow_pickle))
-
-
-def _reopen(cls, dirname: str, allow_pickle: bool):
-    return cls(dirname, create=False, allow_pickle=allow_pickle)

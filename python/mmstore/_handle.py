@@ -1,0 +1,46 @@
+"""What every store handle shares: opening options, context manager, stats, pickling as "reopen by path"."""
+
+from __future__ import annotations
+
+import os
+
+
+class StoreHandle:
+    """Mixin placed before a native handle type (``_core._Dict``, ``_core._List``) in the bases."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool | None = None,
+        mode: int = 0o600,
+        allow_pickle: bool = True,
+        durable: bool = False,
+        readonly: bool = False,
+    ) -> None:
+        super().__init__(
+            os.fspath(path), create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stats(self) -> dict:
+        """Entries, file and disk bytes, free bytes on the arena's free lists, capacity."""
+        return self._stats()
+
+    def __reduce__(self):
+        # A handle pickles as "reopen this path with these options" in the receiving process.
+        return (_reopen, (type(self), self.path, self.allow_pickle))
+
+    def __class_getitem__(cls, item):  # Dict[str, int] in annotations
+        return cls
+
+
+def _reopen(cls, path: str, allow_pickle: bool):
+    return cls(path, create=False, allow_pickle=allow_pickle)
