@@ -147,7 +147,8 @@ int list_contains(PyObject* self, PyObject* needle) {
 
 struct ListIter {
     PyObject_HEAD
-    PyObject* owner;
+    PyObject* owner;  // keeps the handle alive: `h` stays valid while owner is set
+    ListHandle* h;
     std::uint64_t pos;
     int reverse;
 };
@@ -165,8 +166,15 @@ void list_iter_dealloc(PyObject* self) {
 PyObject* list_iter_next(PyObject* self) {
     auto* it = reinterpret_cast<ListIter*>(self);
     if (!it->owner) return nullptr;
-    ListHandle* h = open_handle(it->owner);
-    if (!h) return nullptr;
+    ListHandle* h = it->h;
+    if (!h->obj->store().usable()) [[unlikely]] {
+        try {
+            h->obj->store().check_open();  // throws the precise error: closed, or used across fork
+        } catch (...) {
+            set_error_from_exception();
+        }
+        return nullptr;
+    }
     const std::uint64_t n = h->obj->sequence().size();
     if (it->reverse) {
         // pos counts elements left to yield from the end, like list_reverseiterator.
@@ -190,6 +198,7 @@ PyObject* make_list_iter(PyObject* self, bool reverse) {
     if (!it) return nullptr;
     Py_INCREF(self);
     it->owner = self;
+    it->h = h;
     it->pos = reverse ? h->obj->sequence().size() : 0;
     it->reverse = reverse;
     return reinterpret_cast<PyObject*>(it);

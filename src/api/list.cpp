@@ -52,7 +52,7 @@ void List::push_back_encoded(std::string_view enc) {
     check_write();
     const std::uint64_t w = store_->put(enc);
     try {
-        seq_->push_back(&w);
+        seq_->push_back_word(w);
     } catch (...) {
         store_->release(w);
         throw;

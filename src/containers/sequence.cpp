@@ -49,10 +49,12 @@ void Sequence::reserve(std::uint64_t n) {
     store_->arena().free(old_off, old_bytes);
 }
 
+void Sequence::grow_for_push() { reserve(std::max(kMinCapacity, header()->capacity * 2)); }
+
 void Sequence::push_back(const void* elem) {
     SequenceHeader* h = header();
     if (h->count == h->capacity) {
-        reserve(std::max(kMinCapacity, h->capacity * 2));
+        grow_for_push();
         h = header();
     }
     std::memcpy(data() + h->count * elem_size_, elem, elem_size_);

@@ -44,6 +44,16 @@ public:
 
     // Appends one element (copied from `elem`).
     void push_back(const void* elem);
+    // push_back for 8-byte elements (List words), inline: the hot path of appends.
+    void push_back_word(std::uint64_t w) {
+        SequenceHeader* h = header();
+        if (h->count == h->capacity) [[unlikely]] {
+            grow_for_push();
+            h = header();
+        }
+        reinterpret_cast<std::uint64_t*>(h + 1)[h->count] = w;
+        __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
+    }
     void pop_back() noexcept;
     // Grows or shrinks to `n` elements; new ones are zero-filled.
     void resize(std::uint64_t n);
@@ -56,6 +66,7 @@ public:
 private:
     SequenceHeader* header() const noexcept { return store_->region().at<SequenceHeader>(store_->root()); }
     std::uint64_t build(std::uint64_t capacity);  // allocates and initializes an empty block
+    void grow_for_push();                          // doubles the capacity
 
     Store* store_;
     std::uint64_t elem_size_;

@@ -104,6 +104,8 @@ public:
         if (!region_.is_open()) [[unlikely]] throw_closed();
         if (fork_gen_ != os::fork_generation()) [[unlikely]] throw_forked();
     }
+    // check_open() without exceptions, for per-element loops that raise through their own slow path.
+    bool usable() const noexcept { return region_.is_open() && fork_gen_ == os::fork_generation(); }
     void check_writable() const {
         check_open();
         if (!region_.writable()) [[unlikely]] throw_readonly();
