@@ -113,9 +113,8 @@ inline PyObject* decode_word(const containers::Store& store, const std::uint64_t
                         if (s != nullptr) std::memcpy(PyUnicode_DATA(s), slot, n);
                         return s;
                     }
-                    return PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n), "strict");
                 }
-                break;
+                break;  // non-ASCII: the generic decoder validates the UTF-8 and reports damage as corruption
             case containers::InlineKind::kBytes:
                 if (n <= 7) return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n));
                 break;

@@ -17,9 +17,13 @@ constexpr std::uint64_t kMinCapacity = 16;
 
 std::uint64_t header_checksum(const TableHeader* h) { return hash64(h, 16); }
 
+constexpr std::uint32_t kLaneMask = (1u << kLanes) - 1;
+
+// Compares the 12 ctrl bytes of a group (the 16-byte load also reads index[0]; its lanes are masked off).
 inline std::uint32_t match_byte(const std::uint8_t* group, std::uint8_t b) noexcept {
     const __m128i g = _mm_load_si128(reinterpret_cast<const __m128i*>(group));
-    return static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(g, _mm_set1_epi8(static_cast<char>(b)))));
+    return static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(g, _mm_set1_epi8(static_cast<char>(b))))) &
+           kLaneMask;
 }
 
 inline std::uint32_t match_empty(const std::uint8_t* group) noexcept { return match_byte(group, kCtrlEmpty); }
@@ -27,18 +31,34 @@ inline std::uint32_t match_empty(const std::uint8_t* group) noexcept { return ma
 // Empty or deleted: the high bit is set (0x80 and 0xFE); full slots hold 0..127.
 inline std::uint32_t match_free(const std::uint8_t* group) noexcept {
     const __m128i g = _mm_load_si128(reinterpret_cast<const __m128i*>(group));
-    return static_cast<std::uint32_t>(_mm_movemask_epi8(g));
+    return static_cast<std::uint32_t>(_mm_movemask_epi8(g)) & kLaneMask;
 }
 
 std::uint64_t capacity_for(std::uint64_t live) noexcept {
     // Room for about twice the live keys, so a table that fills with live keys doubles.
     std::uint64_t cap = kMinCapacity;
-    while (cap * 7 / 8 < live + 1 || cap * 7 / 8 < 2 * live - live / 64) cap *= 2;
+    while (entries_cap_of(cap) < live + 1 || entries_cap_of(cap) < 2 * live - live / 64) cap *= 2;
     return cap;
 }
 
+// Rotate-xor fold of the group's first 60 bytes: any single damaged byte changes it.
+inline std::uint32_t group_check(const Group& g) noexcept {
+    std::uint64_t w[8];
+    std::memcpy(w, &g, sizeof w);
+    w[7] &= 0x00000000FFFFFFFFull;  // exclude the check itself
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 8; ++i) x ^= (w[i] << (7 * i + 1)) | (w[i] >> (63 - 7 * i));
+    return static_cast<std::uint32_t>(x ^ (x >> 32));
+}
+
+inline void seal(Group& g) noexcept { __atomic_store_n(&g.check, group_check(g), __ATOMIC_RELEASE); }
+
 void init_groups(Group* g, std::uint64_t capacity) noexcept {
-    for (std::uint64_t i = 0; i < capacity / kGroup; ++i) std::memset(g[i].ctrl, kCtrlEmpty, kGroup);
+    for (std::uint64_t i = 0; i < capacity / kGroup; ++i) {
+        std::memset(g[i].ctrl, kCtrlEmpty, kLanes);
+        std::memset(g[i].index, 0, sizeof g[i].index);
+        seal(g[i]);
+    }
 }
 
 // First empty-or-deleted slot on the probe path of `hash`.
@@ -54,7 +74,7 @@ std::uint64_t free_slot(Group* grp, std::uint64_t mask, std::uint64_t hash) noex
 }  // namespace
 
 std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
-    return sizeof(TableHeader) + capacity / 16 * sizeof(Group) + 16 * (capacity * 7 / 8);
+    return sizeof(TableHeader) + capacity / 16 * sizeof(Group) + 16 * entries_cap_of(capacity);
 }
 
 std::uint64_t HashTable::build(std::uint64_t capacity) {
@@ -62,7 +82,7 @@ std::uint64_t HashTable::build(std::uint64_t capacity) {
     auto* h = store_->region().at<TableHeader>(off);
     std::memset(h, 0, sizeof *h);
     h->capacity = capacity;
-    h->entries_cap = capacity * 7 / 8;
+    h->entries_cap = entries_cap_of(capacity);
     h->checksum = header_checksum(h);
     init_groups(reinterpret_cast<Group*>(h + 1), capacity);
     return off;
@@ -77,7 +97,7 @@ void HashTable::check_root() const {
         store_->throw_corrupt("dict root offset " + std::to_string(off) + " is out of bounds");
     const auto* h = header();
     if (h->checksum != header_checksum(h) || h->capacity < kMinCapacity || (h->capacity & (h->capacity - 1)) != 0 ||
-        h->capacity > (std::uint64_t{1} << 36) || h->entries_cap != h->capacity * 7 / 8)
+        h->capacity > (std::uint64_t{1} << 36) || h->entries_cap != entries_cap_of(h->capacity))
         store_->throw_corrupt("dict table header at offset " + std::to_string(off) + " fails its checksum");
     if (!r.in_bounds(off, table_bytes(h->capacity)))
         store_->throw_corrupt("dict table at offset " + std::to_string(off) + " extends past the end of the file");
@@ -119,11 +139,25 @@ std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std
     return kNotFound;
 }
 
-std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const noexcept {
-    return find_slot(key, hash, nullptr);
+std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const {
+    const std::uint64_t pos = find_slot(key, hash, nullptr);
+    if (pos == kNotFound) [[unlikely]] verify_probe(hash);
+    return pos;
 }
 
-void HashTable::find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const noexcept {
+void HashTable::verify_probe(std::uint64_t hash) const {
+    const Group* grps = groups();
+    const std::uint64_t mask = header()->capacity / kGroup - 1;
+    std::uint64_t g = (hash >> 7) & mask;
+    for (std::uint64_t step = 1; step <= mask + 1; ++step) {
+        if (grps[g].check != group_check(grps[g]))
+            store_->throw_corrupt("index group " + std::to_string(g) + " fails its check (run verify(); reopen repairs after a crash)");
+        if (match_empty(grps[g].ctrl) != 0) return;
+        g = (g + step) & mask;
+    }
+}
+
+void HashTable::find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const {
     constexpr std::size_t kBatch = 16;
     const std::uint64_t groups_mask = header()->capacity / kGroup - 1;
     const Group* grps = groups();
@@ -156,7 +190,7 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
     std::uint64_t cap = capacity_for(min_live);
     if (exact) {
         cap = kMinCapacity;
-        while (cap * 7 / 8 < min_live) cap *= 2;
+        while (entries_cap_of(cap) < min_live) cap *= 2;
     }
     const std::uint64_t off = build(cap);  // may grow the file: re-read pointers
     old = header();
@@ -188,6 +222,7 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
             ++n;
         }
     }
+    for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->used = n;
     h->live = n;
     store_->publish_root(off);  // the switch: one 8-byte store
@@ -195,7 +230,7 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
 }
 
 std::pair<std::uint64_t, bool> HashTable::insert(std::string_view key, std::uint64_t hash, std::string_view value) {
-    const std::uint64_t found = find_slot(key, hash, nullptr);
+    const std::uint64_t found = find(key, hash);
     if (found != kNotFound) return {found, false};
     return {insert_new(key, hash, value), true};
 }
@@ -221,6 +256,7 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(pos);
     __atomic_store_n(&grp[slot / kGroup].ctrl[slot % kGroup], static_cast<std::uint8_t>(hash & 0x7F),
                      __ATOMIC_RELEASE);  // visible to lookups
+    seal(grp[slot / kGroup]);
     h->live += 1;
     store_->bump_mutations();
     return pos;
@@ -235,6 +271,8 @@ void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
 }
 
 bool HashTable::set(std::string_view key, std::uint64_t hash, std::string_view value) {
+    // Unchecked on purpose: verifying the probed groups on every new key cost ~8% of insert time. A damaged
+    // index can then add a second entry for a key; verify() reports it and repair() drops it.
     const std::uint64_t found = find_slot(key, hash, nullptr);
     if (found != kNotFound) {
         assign_at(found, value);
@@ -254,6 +292,7 @@ void HashTable::erase_at(std::uint64_t pos) {
     if (found != pos) store_->throw_corrupt("entry " + std::to_string(pos) + " is not in the index");
     TableHeader* h = header();
     __atomic_store_n(&groups()[slot / kGroup].ctrl[slot % kGroup], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished
+    seal(groups()[slot / kGroup]);
     EntrySlot* e = entries() + pos;
     const EntrySlot old = *e;
     __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);          // unpublished from iteration
@@ -265,7 +304,7 @@ void HashTable::erase_at(std::uint64_t pos) {
 }
 
 bool HashTable::erase(std::string_view key, std::uint64_t hash) {
-    const std::uint64_t pos = find_slot(key, hash, nullptr);
+    const std::uint64_t pos = find(key, hash);
     if (pos == kNotFound) return false;
     erase_at(pos);
     return true;
@@ -314,7 +353,10 @@ void HashTable::verify() const {
     const Group* grp = groups();
     const EntrySlot* ent = entries();
     std::uint64_t full = 0;
+    for (std::uint64_t g = 0; g < h->capacity / kGroup; ++g)
+        if (grp[g].check != group_check(grp[g])) store_->throw_corrupt("index group " + std::to_string(g) + " fails its check");
     for (std::uint64_t s = 0; s < h->capacity; ++s) {
+        if (s % kGroup >= kLanes) continue;
         const std::uint8_t b = grp[s / kGroup].ctrl[s % kGroup];
         const std::uint32_t ix = grp[s / kGroup].index[s % kGroup];
         if (b == kCtrlEmpty || b == kCtrlDeleted) continue;
@@ -382,6 +424,7 @@ void HashTable::repair() {
         grp[slot / kGroup].ctrl[slot % kGroup] = static_cast<std::uint8_t>(hv & 0x7F);
         ++live;
     }
+    for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->live = live;
     store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }

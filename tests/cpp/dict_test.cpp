@@ -711,6 +711,8 @@ TEST_F(DictTest, RandomDamageSeenByAReaderRaisesFormatErrorNeverACrash) {
             const std::size_t lo = rng() % 4 ? mmstore::storage::kDataStart : 0;
             bytes[lo + rng() % (bytes.size() - lo)] ^= static_cast<char>(1 + rng() % 255);
         }
+        // Every tenth trial also hits the checksummed FileHeader, so the refusal path is always exercised.
+        if (trial % 10 == 0) bytes[rng() % sizeof(mmstore::storage::FileHeader)] ^= static_cast<char>(1 + rng() % 255);
         mmstore_test::write_file(copy, bytes);
         const int status = mmstore_test::run_in_child([&] {
             OpenOptions ro;

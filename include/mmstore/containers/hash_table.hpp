@@ -7,9 +7,10 @@
 // Layout of the block (docs/format.md, "Dict"):
 //
 //   TableHeader   64 B   capacity, entries_cap (immutable, checksummed), used, live (counters)
-//   groups        capacity/16 x Group {16 ctrl bytes, 16 x u32 index} (80 B each)
+//   groups        capacity/16 x Group {12 ctrl bytes, 12 x u32 index, 4 B pad}: one 64-byte cache line
 //                 ctrl: 0x80 empty, 0xFE deleted, 0..127 = the low 7 bits of the key's hash (H2)
 //                 index: position of the entry a full ctrl byte belongs to
+//                 (slot ids are group * 16 + lane, lane < 12, so `capacity` stays a power of two)
 //   entries       entries_cap x {key word, value word} in insertion order (kTombWord key = erased)
 //
 // This is CPython's compact-dict shape (a sparse index over dense entries) with Swiss-table control bytes:
@@ -18,13 +19,19 @@
 // 8-byte compare with no record access. Probing walks 16-slot groups in triangular order from group
 // (hash >> 7) & (groups - 1), which visits every group because the group count is a power of two.
 //
-// The ctrl bytes and indices of a group are interleaved so that a probe touches one cache line pair
-// (the adjacent-line prefetcher brings the second): with separate ctrl and index arrays, a random lookup in
-// a 1M-key table paid one more cache miss and measured ~25% slower (bench/bench_dict.py).
+// The ctrl bytes and indices of a group share one cache line, so a probe costs one miss before the entry.
+// Tried before: separate ctrl and index arrays (one more miss per lookup, ~25% slower random gets), then
+// 16-lane groups of 80 bytes (ctrl and the matching index often in different lines).
 //
-// Why these numbers: entries_cap = 7/8 of capacity bounds the index load at 87.5% (abseil's maximum); a
+// Why these numbers: entries_cap = 7/8 of the usable slots (capacity * 12/16 * 7/8 = capacity * 21/32)
+// bounds the index load at 87.5% (abseil's maximum); a
 // table is rebuilt when its entries fill up, at twice the live count, so growth doubles and a churn of
 // deletes compacts instead of growing. A u32 index caps a table at 2^32 - 1 entries.
+//
+// Integrity: each group's last 4 bytes hold a check (a rotate-xor fold) of its ctrl bytes and indices. Writers
+// update it after every change of the group; lookups verify it only on the miss path (a hit is proven by
+// the key comparison), which costs nothing on hits and catches a flipped index byte that would otherwise
+// make a stored key silently unfindable.
 //
 // Crash safety: an insert writes the entry, publishes it to iteration (used += 1), then to lookups (index,
 // then ctrl byte); an erase unpublishes the ctrl byte first, then tombstones the entry. A kill between two
@@ -32,6 +39,7 @@
 // rebuilds the index from the entries. Growth builds a new block and switches the root with one store.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -42,8 +50,8 @@
 namespace mmstore::containers {
 
 struct TableHeader {
-    std::uint64_t capacity;     // index slots, a power of two >= 16; immutable
-    std::uint64_t entries_cap;  // capacity * 7 / 8; immutable
+    std::uint64_t capacity;     // slot ids (16 per group, 12 usable), a power of two >= 16; immutable
+    std::uint64_t entries_cap;  // capacity * 21 / 32; immutable
     std::uint64_t used;         // entries [0, used) have been written (some may be tombstones)
     std::uint64_t live;         // number of keys
     std::uint64_t reserved[3];
@@ -51,11 +59,17 @@ struct TableHeader {
 };
 static_assert(sizeof(TableHeader) == 64);
 
+inline constexpr unsigned kLanes = 12;  // usable slots per group
+
 struct Group {
-    std::uint8_t ctrl[16];
-    std::uint32_t index[16];
+    std::uint8_t ctrl[kLanes];
+    std::uint32_t index[kLanes];
+    std::uint32_t check;  // group_check() of the 60 bytes above; verified when a lookup misses
 };
-static_assert(sizeof(Group) == 80);
+static_assert(sizeof(Group) == 64);
+static_assert(offsetof(Group, index) == 12);
+
+inline constexpr std::uint64_t entries_cap_of(std::uint64_t capacity) noexcept { return capacity * 21 / 32; }
 
 struct EntrySlot {
     std::uint64_t key;
@@ -77,11 +91,13 @@ public:
     void check_root() const;
 
     std::uint64_t size() const noexcept { return header()->live; }
-    // Position of the entry for `key` (an encoding), or kNotFound.
-    std::uint64_t find(std::string_view key, std::uint64_t hash) const noexcept;
-    std::uint64_t find(std::string_view key) const noexcept { return find(key, hash64(key.data(), key.size())); }
+    // Position of the entry for `key` (an encoding), or kNotFound. A hit is proven by comparing the key; a
+    // miss is trusted only after the check words of the groups it probed verify, so a damaged index raises
+    // FormatError instead of hiding a key.
+    std::uint64_t find(std::string_view key, std::uint64_t hash) const;
+    std::uint64_t find(std::string_view key) const { return find(key, hash64(key.data(), key.size())); }
     // Batched lookups: computes every hash, prefetches every first group, then probes. out[i] = position.
-    void find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const noexcept;
+    void find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const;
 
     // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
     std::uint64_t end() const noexcept { return header()->used; }
@@ -124,6 +140,7 @@ private:
         return reinterpret_cast<EntrySlot*>(groups() + header()->capacity / 16);
     }
     std::uint64_t find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept;
+    void verify_probe(std::uint64_t hash) const;  // throws FormatError when a probed group fails its check
     bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
     void rehash(std::uint64_t min_live, bool exact = false);
     // Allocates and initializes an empty, unpublished table block of `capacity` slots.
