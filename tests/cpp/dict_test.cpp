@@ -979,3 +979,45 @@ TEST_F(DictCreationTest, OpeningForWritingRemovesFilesOfAKilledCompaction) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(DictCreationTest, DamagedIndexRaisesOnTheMissInsteadOfHidingAKey) {
+    {
+        Dict d(path_);
+        for (int i = 0; i < 1000; ++i) d.set(Value::integer(i), Value::integer(i * 2));
+    }
+    std::string bytes = mmstore_test::read_file(path_);
+    std::uint64_t root = 0;
+    std::memcpy(&root, bytes.data() + mmstore::storage::kLiveHeaderOffset + offsetof(mmstore::storage::LiveHeader, root), 8);
+    // Change the H2 byte of every full slot in the first group: those keys no longer match their slot.
+    const std::size_t group0 = root + sizeof(mmstore::containers::TableHeader);
+    int damaged = 0;
+    for (unsigned lane = 0; lane < mmstore::containers::kLanes; ++lane) {
+        auto& c = reinterpret_cast<unsigned char&>(bytes[group0 + lane]);
+        if (c < 0x80) {
+            c ^= 0x01;
+            ++damaged;
+        }
+    }
+    ASSERT_GT(damaged, 0);
+    mmstore_test::write_file(path_, bytes);
+    OpenOptions ro;
+    ro.readonly = true;
+    Dict d(path_, ro);
+    int raised = 0;
+    for (int i = 0; i < 1000; ++i) {
+        try {
+            const auto v = d.get(Value::integer(i));
+            ASSERT_TRUE(v.has_value()) << "key " << i << " silently missing";
+            EXPECT_EQ(v->i, i * 2);
+        } catch (const mmstore::FormatError& e) {
+            EXPECT_EQ(e.code(), mmstore::ErrorCode::kCorrupt);
+            ++raised;
+        }
+    }
+    EXPECT_GE(raised, 1);
+    EXPECT_THROW(d.verify(), mmstore::FormatError);
+}
+
+}  // namespace
