@@ -45,7 +45,7 @@ struct Stats {
     std::uint64_t allocated_bytes = 0;  // disk blocks in use (holes from freed space excluded)
     std::uint64_t arena_top = 0;
     std::uint64_t free_bytes = 0;       // reusable bytes on the arena's free lists
-    std::uint64_t capacity = 0;         // index slots (Dict) or element capacity (List/Vector)
+    std::uint64_t capacity = 0;         // entries before the next rebuild (Dict) or element capacity (List/Vector)
 };
 
 namespace detail {

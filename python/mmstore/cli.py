@@ -19,7 +19,8 @@ t0 = time.perf_counter()
 d = mmstore.Dict(sys.argv[1], create=False)
 opened = time.perf_counter() - t0
 t0 = time.perf_counter()
-sample = {k: d[k] for k in ("k0", "k12345", "k99999")}
+n = int(sys.argv[2])
+sample = {k: d[k] for k in (f"k0", f"k{n // 2}", f"k{n - 1}")}
 first = time.perf_counter() - t0
 d.verify()
 print(json.dumps({"pid": __import__("os").getpid(), "open_ms": opened * 1e3, "three_lookups_us": first * 1e6,
@@ -36,6 +37,7 @@ def _open_any(path: str, readonly: bool = True):
 
 
 def demo(n: int) -> int:
+    n = max(n, 1)
     with tempfile.TemporaryDirectory(prefix="mmstore-demo-") as tmp:
         path = os.path.join(tmp, "demo.mms")
         print(f"1. persistent Dict: writing {n:,} entries to {path}")
@@ -45,14 +47,17 @@ def demo(n: int) -> int:
             d["meta"] = {"created_by": os.getpid(), "when": time.time()}
         print(f"   wrote and closed in {time.perf_counter() - t0:.2f} s")
         print("2. reopening in a new process (no load step: the file is mapped in place)")
-        out = subprocess.run([sys.executable, "-c", _REOPEN_CHECK, path], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", _REOPEN_CHECK, path, str(n)], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stderr, file=sys.stderr)
+            return 1
         info = json.loads(out.stdout)
         print(f"   pid {info['pid']} opened {info['entries']:,} entries in {info['open_ms']:.2f} ms; "
               f"3 lookups took {info['three_lookups_us']:.0f} us")
         print(f"   sample: {info['sample']}")
         st = info["stats"]
         print(f"   stats: file {st['file_bytes'] / 2**20:.1f} MiB, on disk {st['allocated_bytes'] / 2**20:.1f} MiB, "
-              f"{st['allocated_bytes'] / max(1, st['entries']):.0f} B/entry, index capacity {st['capacity']:,}")
+              f"{st['allocated_bytes'] / max(1, st['entries']):.0f} B/entry, capacity {st['capacity']:,} entries before the next rebuild")
         lpath = os.path.join(tmp, "demo.mml")
         print(f"3. persistent List: appending {n:,} values to {lpath}")
         with List(lpath) as lst:

@@ -229,7 +229,7 @@ void Dict::compact() {
 
 Stats Dict::stats() const {
     check();
-    return detail::make_stats(*store_, table_->size(), table_->capacity());
+    return detail::make_stats(*store_, table_->size(), table_->entries_capacity());
 }
 
 }  // namespace mmstore

@@ -132,6 +132,8 @@ public:
     // Reachable blocks: the table block and every record.
     void enumerate(const alloc::Arena::Visit& visit) const;
     std::uint64_t capacity() const noexcept { return header()->capacity; }
+    // Entries the table holds before it is rebuilt (what stats() reports as capacity).
+    std::uint64_t entries_capacity() const noexcept { return header()->entries_cap; }
 
 private:
     TableHeader* header() const noexcept { return store_->region().at<TableHeader>(store_->root()); }
