@@ -36,11 +36,25 @@ std::uint64_t lookup(DictHandle* h, PyObject* key, EncBuf& kb, std::uint64_t* ha
     }
 }
 
+// Decoding can run Python code (and switch threads), so every table access first re-checks that the store
+// is still open: a decode in progress may have let another thread close it.
+bool still_open(DictHandle* h) {
+    if (h->obj->store().usable()) [[likely]] return true;
+    try {
+        h->obj->store().check_open();
+    } catch (...) {
+        set_error_from_exception();
+    }
+    return false;
+}
+
 PyObject* value_at(DictHandle* h, std::uint64_t pos) {
+    if (!still_open(h)) return nullptr;
     return decode_word(h->obj->store(), h->obj->table().value_word_ptr(pos), h->flags);
 }
 
 PyObject* key_at(DictHandle* h, std::uint64_t pos) {
+    if (!still_open(h)) return nullptr;
     return decode_word(h->obj->store(), h->obj->table().key_word_ptr(pos), h->flags);
 }
 
@@ -161,6 +175,11 @@ PyObject* dict_iter_next(PyObject* self) {
         case IterKind::kItems: {
             PyObject* k = key_at(h, p);
             if (!k) return nullptr;
+            if (!still_open(h) || h->obj->store().mutations() != it->mutations) {  // changed while k decoded
+                Py_DECREF(k);
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "mmstore.Dict changed size during iteration");
+                return nullptr;
+            }
             PyObject* v = value_at(h, p);
             if (!v) {
                 Py_DECREF(k);
@@ -253,50 +272,71 @@ PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     if (!one_or_two_args("pop", nargs)) return nullptr;
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    EncBuf kb;
-    const std::uint64_t pos = lookup(h, args[0], kb);
-    if (pos == kFailed) return nullptr;
-    if (pos == kNotFound) {
-        if (nargs == 2) {
-            Py_INCREF(args[1]);
-            return args[1];
+    for (;;) {
+        EncBuf kb;
+        const std::uint64_t pos = lookup(h, args[0], kb);
+        if (pos == kFailed) return nullptr;
+        if (pos == kNotFound) {
+            if (nargs == 2) {
+                Py_INCREF(args[1]);
+                return args[1];
+            }
+            set_key_error(args[0]);
+            return nullptr;
         }
-        set_key_error(args[0]);
-        return nullptr;
+        const std::uint64_t mutations = h->obj->store().mutations();
+        PyObject* v = value_at(h, pos);
+        if (!v) return nullptr;
+        if (!still_open(h)) {
+            Py_DECREF(v);
+            return nullptr;
+        }
+        if (h->obj->store().mutations() != mutations) {  // another thread changed the keys mid-decode
+            Py_DECREF(v);
+            continue;
+        }
+        if (!erase_entry(h, pos)) {
+            Py_DECREF(v);
+            return nullptr;
+        }
+        return v;
     }
-    PyObject* v = value_at(h, pos);
-    if (!v) return nullptr;
-    if (!erase_entry(h, pos)) {
-        Py_DECREF(v);
-        return nullptr;
-    }
-    return v;
 }
 
 PyObject* dict_popitem(PyObject* self, PyObject*) {
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    const std::uint64_t pos = h->obj->table().last();
-    if (pos == kNotFound) {
-        PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
-        return nullptr;
+    for (;;) {
+        if (!still_open(h)) return nullptr;
+        const std::uint64_t pos = h->obj->table().last();
+        if (pos == kNotFound) {
+            PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
+            return nullptr;
+        }
+        const std::uint64_t mutations = h->obj->store().mutations();
+        PyObject* k = key_at(h, pos);
+        if (!k) return nullptr;
+        PyObject* v = value_at(h, pos);
+        if (!v) {
+            Py_DECREF(k);
+            return nullptr;
+        }
+        if (!still_open(h) || h->obj->store().mutations() != mutations) {
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (PyErr_Occurred()) return nullptr;
+            continue;  // another thread changed the keys mid-decode: pick the last item again
+        }
+        if (!erase_entry(h, pos)) {
+            Py_DECREF(k);
+            Py_DECREF(v);
+            return nullptr;
+        }
+        PyObject* t = PyTuple_New(2);
+        PyTuple_SET_ITEM(t, 0, k);
+        PyTuple_SET_ITEM(t, 1, v);
+        return t;
     }
-    PyObject* k = key_at(h, pos);
-    if (!k) return nullptr;
-    PyObject* v = value_at(h, pos);
-    if (!v) {
-        Py_DECREF(k);
-        return nullptr;
-    }
-    if (!erase_entry(h, pos)) {
-        Py_DECREF(k);
-        Py_DECREF(v);
-        return nullptr;
-    }
-    PyObject* t = PyTuple_New(2);
-    PyTuple_SET_ITEM(t, 0, k);
-    PyTuple_SET_ITEM(t, 1, v);
-    return t;
 }
 
 // _update_from(iterable_of_pairs_or_dict): the loop of update() in C.

@@ -124,7 +124,17 @@ inline PyObject* decode_word(const containers::Store& store, const std::uint64_t
     try {
         containers::WordBuf buf;
         const std::string_view v = store.view(slot, buf);
-        return decode(v.data(), v.size(), flags);
+        // Decode from a private copy: decoding dates, Decimals, arrays and pickles runs Python code, which
+        // can release the GIL; another thread could then overwrite the record or close (unmap) the store
+        // under a decoder still reading the mapping.
+        if (v.data() == buf.bytes) return decode(v.data(), v.size(), flags);
+        char small[256];
+        if (v.size() <= sizeof small) {
+            std::memcpy(small, v.data(), v.size());
+            return decode(small, v.size(), flags);
+        }
+        const std::string copy(v);
+        return decode(copy.data(), copy.size(), flags);
     } catch (...) {
         set_error_from_exception();  // store errors already name the path
         return nullptr;

@@ -18,7 +18,21 @@ inline ListHandle* open_handle(PyObject* self) {
     return h;
 }
 
+// Decoding can run Python code (and switch threads): re-check that the store is open and `i` still in range
+// before every element access, since another thread may have closed or shortened the list meanwhile.
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
+    if (!h->obj->store().usable()) [[unlikely]] {
+        try {
+            h->obj->store().check_open();
+        } catch (...) {
+            set_error_from_exception();
+        }
+        return nullptr;
+    }
+    if (i >= h->obj->sequence().size()) [[unlikely]] {
+        PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
+        return nullptr;
+    }
     return decode_word(h->obj->store(), h->obj->word_ptr(i), h->flags);
 }
 
@@ -263,27 +277,34 @@ PyObject* list_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "pop expected at most 1 argument");
         return nullptr;
     }
-    if (h->obj->sequence().size() == 0) {
-        PyErr_SetString(PyExc_IndexError, "pop from empty list");
-        return nullptr;
-    }
-    Py_ssize_t i = -1;
+    Py_ssize_t index = -1;
     if (nargs == 1) {
-        i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);  // as list.pop
-        if (i == -1 && PyErr_Occurred()) return nullptr;
+        index = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);  // as list.pop
+        if (index == -1 && PyErr_Occurred()) return nullptr;
     }
-    i = norm_index(h, i, "pop");
-    if (i < 0) return nullptr;
-    PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
-    if (!x) return nullptr;
-    try {
-        h->obj->erase(static_cast<std::uint64_t>(i));
-    } catch (...) {
-        Py_DECREF(x);
-        set_error_from_exception();
-        return nullptr;
+    for (;;) {
+        if (h->obj->sequence().size() == 0) {
+            PyErr_SetString(PyExc_IndexError, "pop from empty list");
+            return nullptr;
+        }
+        const Py_ssize_t i = norm_index(h, index, "pop");
+        if (i < 0) return nullptr;
+        const std::uint64_t mutations = h->obj->store().mutations();
+        PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
+        if (!x) return nullptr;
+        if (h->obj->store().usable() && h->obj->store().mutations() != mutations) {
+            Py_DECREF(x);  // another thread changed the list while the value decoded: start over
+            continue;
+        }
+        try {
+            h->obj->erase(static_cast<std::uint64_t>(i));
+        } catch (...) {
+            Py_DECREF(x);
+            set_error_from_exception();
+            return nullptr;
+        }
+        return x;
     }
-    return x;
 }
 
 PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
