@@ -41,24 +41,43 @@ std::uint64_t capacity_for(std::uint64_t live) noexcept {
     return cap;
 }
 
-// Rotate-xor fold of the group's first 60 bytes: any single damaged byte changes it.
+// Rotate-xor fold of the group's first 60 bytes: any single damaged byte changes it. The fold is XOR-linear
+// in the group's words, so writers update it from the bytes they change (update_check) instead of
+// re-reading the group, whose just-stored bytes would miss store forwarding.
+constexpr std::uint64_t rotl(std::uint64_t w, unsigned r) noexcept { return (w << r) | (w >> (64 - r)); }
+constexpr std::uint32_t fold32(std::uint64_t x) noexcept { return static_cast<std::uint32_t>(x ^ (x >> 32)); }
+
 inline std::uint32_t group_check(const Group& g) noexcept {
     std::uint64_t w[8];
     std::memcpy(w, &g, sizeof w);
     w[7] &= 0x00000000FFFFFFFFull;  // exclude the check itself
     std::uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < 8; ++i) x ^= (w[i] << (7 * i + 1)) | (w[i] >> (63 - 7 * i));
-    return static_cast<std::uint32_t>(x ^ (x >> 32));
+    for (unsigned i = 0; i < 8; ++i) x ^= rotl(w[i], 7 * i + 1);
+    return fold32(x);
+}
+
+// The change of group_check when the bytes [offset, offset + width) (within one word) change by `delta`.
+inline std::uint32_t check_delta(unsigned offset, std::uint64_t delta) noexcept {
+    return fold32(rotl(delta << (8 * (offset % 8)), 7 * (offset / 8) + 1));
+}
+
+// Records in the check that lane `lane` went from (old_ctrl, old_index) to (new_ctrl, new_index).
+inline void update_check(Group& g, unsigned lane, std::uint8_t old_ctrl, std::uint8_t new_ctrl, std::uint32_t old_index,
+                         std::uint32_t new_index) noexcept {
+    const std::uint32_t c = g.check ^ check_delta(lane, std::uint64_t{old_ctrl} ^ new_ctrl) ^
+                            check_delta(12 + 4 * lane, std::uint64_t{old_index} ^ new_index);
+    __atomic_store_n(&g.check, c, __ATOMIC_RELEASE);
 }
 
 inline void seal(Group& g) noexcept { __atomic_store_n(&g.check, group_check(g), __ATOMIC_RELEASE); }
 
 void init_groups(Group* g, std::uint64_t capacity) noexcept {
-    for (std::uint64_t i = 0; i < capacity / kGroup; ++i) {
-        std::memset(g[i].ctrl, kCtrlEmpty, kLanes);
-        std::memset(g[i].index, 0, sizeof g[i].index);
-        seal(g[i]);
-    }
+    Group empty;
+    std::memset(empty.ctrl, kCtrlEmpty, kLanes);
+    std::memset(empty.index, 0, sizeof empty.index);
+    empty.check = 0;
+    seal(empty);
+    for (std::uint64_t i = 0; i < capacity / kGroup; ++i) std::memcpy(&g[i], &empty, sizeof empty);
 }
 
 // First empty-or-deleted slot on the probe path of `hash`.
@@ -253,10 +272,13 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     e->key = kw;
     e->value = vw;
     h->used = pos + 1;                              // visible to iteration
-    grp[slot / kGroup].index[slot % kGroup] = static_cast<std::uint32_t>(pos);
-    __atomic_store_n(&grp[slot / kGroup].ctrl[slot % kGroup], static_cast<std::uint8_t>(hash & 0x7F),
-                     __ATOMIC_RELEASE);  // visible to lookups
-    seal(grp[slot / kGroup]);
+    Group& g = grp[slot / kGroup];
+    const unsigned lane = static_cast<unsigned>(slot % kGroup);
+    const std::uint8_t old_ctrl = g.ctrl[lane];
+    const std::uint32_t old_index = g.index[lane];
+    g.index[lane] = static_cast<std::uint32_t>(pos);
+    __atomic_store_n(&g.ctrl[lane], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);  // visible to lookups
+    update_check(g, lane, old_ctrl, static_cast<std::uint8_t>(hash & 0x7F), old_index, static_cast<std::uint32_t>(pos));
     h->live += 1;
     store_->bump_mutations();
     return pos;
@@ -291,8 +313,11 @@ void HashTable::erase_at(std::uint64_t pos) {
     const std::uint64_t found = find_slot(key, hash64(key.data(), key.size()), &slot);
     if (found != pos) store_->throw_corrupt("entry " + std::to_string(pos) + " is not in the index");
     TableHeader* h = header();
-    __atomic_store_n(&groups()[slot / kGroup].ctrl[slot % kGroup], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished
-    seal(groups()[slot / kGroup]);
+    Group& g = groups()[slot / kGroup];
+    const unsigned lane = static_cast<unsigned>(slot % kGroup);
+    const std::uint8_t old_ctrl = g.ctrl[lane];
+    __atomic_store_n(&g.ctrl[lane], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished from lookups
+    update_check(g, lane, old_ctrl, kCtrlDeleted, 0, 0);
     EntrySlot* e = entries() + pos;
     const EntrySlot old = *e;
     __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);          // unpublished from iteration
