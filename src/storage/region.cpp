@@ -118,8 +118,9 @@ void Region::remove_stale_compactions() const {
 }
 
 void Region::create_layout(StoreKind kind, const OpenOptions& options) {
-    // Built with pwrite-equivalent mapping after sizing; a crash here leaves a file without a valid header,
-    // which the next open reports as foreign/truncated rather than trusting.
+    // Sizes the file, then writes the header pages through a temporary mapping with the magic last: a kill
+    // before the magic lands leaves an all-zero file of kInitialSize, which the next writer re-creates
+    // (creation_unfinished) and a reader refuses; it is never trusted as a store.
     file_.resize(kInitialSize);
     std::string page(kDataStart, '\0');
     FileHeader h{};
@@ -143,7 +144,7 @@ void Region::create_layout(StoreKind kind, const OpenOptions& options) {
     std::memcpy(page.data() + kLiveHeaderOffset, &live, sizeof live);
     // The magic goes last so that a torn creation never looks like a valid store.
     std::memcpy(page.data(), &h, sizeof h);
-    // Write via a temporary mapping-free path: map, copy, sync.
+    // The region is not mapped yet: write through a temporary mapping of the header pages, then sync it.
     void* tmp = os::reserve_address_space(kDataStart);
     try {
         os::map_file_fixed(tmp, kDataStart, file_, 0, true);
