@@ -130,9 +130,11 @@ def error_for_code(code: int, path: str, message: str, pid: int = 0, errno: int 
     if cls is StoreLockedError:
         return StoreLockedError(message, path, pid)
     exc = cls(message, path)
-    if isinstance(exc, OSError):
-        exc.errno = errno or None
-        exc.filename = path or None
+    if isinstance(exc, OSError) and errno:
+        # errno + strerror make str() read "[Errno N] <path>: <problem>"; filename stays unset because the
+        # message already names the path.
+        exc.errno = errno
+        exc.strerror = message
     return exc
 
 

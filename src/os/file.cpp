@@ -69,7 +69,8 @@ File File::open(const std::string& path, bool writable, bool create, bool exclus
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         const int e = errno;
-        if (e == ENOENT) throw_error(ErrorCode::kNotFound, path, "no such store", e);
+        if (e == ENOENT)
+            throw_error(ErrorCode::kNotFound, path, create ? "cannot create: the directory does not exist" : "no such store", e);
         if (e == EEXIST) throw_error(ErrorCode::kExists, path, "store already exists", e);
         throw_errno(path, "cannot open", e);
     }

@@ -624,3 +624,16 @@ def test_pickled_handle_reopens_in_a_spawned_process(tmp_path):
     assert items == sorted((f"k{i}", [i, str(i)]) for i in range(100))
     with mmstore.Dict(path) as d:  # the child closed it
         assert len(d) == 100
+
+
+def test_os_level_errors_keep_their_message_path_and_errno(tmp_path):
+    import errno as errno_mod
+
+    missing_dir = tmp_path / "no" / "such" / "dir" / "d.mms"
+    with pytest.raises(mmstore.StoreNotFoundError) as info:
+        mmstore.Dict(missing_dir)
+    assert info.value.errno == errno_mod.ENOENT
+    assert str(missing_dir) in str(info.value) and "directory does not exist" in str(info.value)
+    with pytest.raises(mmstore.StoreNotFoundError) as info:
+        mmstore.Dict(tmp_path / "absent.mms", create=False)
+    assert "no such store" in str(info.value) and isinstance(info.value, FileNotFoundError)
