@@ -29,7 +29,6 @@ targets are those of the issue. Results, with every run's figures, also go to be
 from __future__ import annotations
 
 import argparse
-import dbm
 import gc
 import json
 import os

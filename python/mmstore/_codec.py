@@ -85,8 +85,6 @@ def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
     elif _is_ndarray(obj) and not obj.dtype.hasobject and obj.dtype.fields is None:
         if key:
             raise TypeError("unhashable type: 'numpy.ndarray'")
-        import numpy as np
-
         arr = obj if obj.flags.c_contiguous else obj.copy(order="C")  # ascontiguousarray makes 0-d 1-d
         dtype = arr.dtype.str.encode("ascii")
         head = bytearray([TAG_NDARRAY, len(dtype)]) + dtype + bytes([arr.ndim])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableSequence, Sequence
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from . import _core
 from ._handle import StoreHandle

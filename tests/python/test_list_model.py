@@ -193,7 +193,7 @@ class ListMachine(RuleBasedStateMachine):
         if self.model and data.draw(st.booleans()):
             other = self.model[: data.draw(st.integers(0, len(self.model)))] + other
         for op in ("__lt__", "__le__", "__gt__", "__ge__"):
-            self.both(lambda x: getattr(x, op)(other))
+            self.both(lambda x, op=op: getattr(x, op)(other))
         self.both(lambda x: x < other)
         self.both(lambda x: x >= other)
 

@@ -51,7 +51,7 @@ def test_readers_and_writers_in_threads_interleave_without_corruption(tmp_path):
 
     def writer():
         try:
-            for round_ in range(20):
+            for _ in range(20):
                 for i in range(200):
                     d[i] = values[i]  # same value, new record: the old one is freed and reused
         except Exception as exc:  # noqa: BLE001
