@@ -13,15 +13,7 @@ using containers::kNotFound;
 // Looks `key` up; returns the entry position or kNotFound; -2 (as uint64) with an error set on failure.
 constexpr std::uint64_t kFailed = ~std::uint64_t{0} - 1;
 
-inline DictHandle* open_handle(PyObject* self) {
-    DictHandle* h = handle_of<DictHandle>(self);
-    if (h == nullptr) return nullptr;
-    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed Dict");
-        return nullptr;
-    }
-    return h;
-}
+inline DictHandle* open_handle(PyObject* self) { return mmstore::py::open_handle<DictHandle>(self, "Dict"); }
 
 std::uint64_t lookup(DictHandle* h, PyObject* key, EncBuf& kb, std::uint64_t* hash_out = nullptr) {
     if (!encode_into(key, kb, h->flags, true)) return kFailed;
@@ -34,18 +26,6 @@ std::uint64_t lookup(DictHandle* h, PyObject* key, EncBuf& kb, std::uint64_t* ha
         set_error_from_exception();
         return kFailed;
     }
-}
-
-// Decoding can run Python code (and switch threads), so every table access first re-checks that the store
-// is still open: a decode in progress may have let another thread close it.
-bool still_open(DictHandle* h) {
-    if (h->obj->store().usable()) [[likely]] return true;
-    try {
-        h->obj->store().check_open();
-    } catch (...) {
-        set_error_from_exception();
-    }
-    return false;
 }
 
 PyObject* value_at(DictHandle* h, std::uint64_t pos) {
@@ -144,14 +124,6 @@ struct DictIter {
 
 PyTypeObject* g_dict_iter_type = nullptr;
 
-void dict_iter_dealloc(PyObject* self) {
-    auto* it = reinterpret_cast<DictIter*>(self);
-    PyTypeObject* tp = Py_TYPE(self);
-    Py_XDECREF(it->owner);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
 PyObject* dict_iter_next(PyObject* self) {
     auto* it = reinterpret_cast<DictIter*>(self);
     if (it->owner == nullptr) return nullptr;
@@ -185,10 +157,7 @@ PyObject* dict_iter_next(PyObject* self) {
                 Py_DECREF(k);
                 return nullptr;
             }
-            PyObject* t = PyTuple_New(2);
-            PyTuple_SET_ITEM(t, 0, k);
-            PyTuple_SET_ITEM(t, 1, v);
-            return t;
+            return steal_pair(k, v);
         }
     }
     return nullptr;
@@ -210,7 +179,7 @@ PyObject* make_iter(PyObject* self, IterKind kind) {
 PyObject* dict_iter(PyObject* self) { return make_iter(self, IterKind::kKeys); }
 
 PyType_Slot dict_iter_slots[] = {
-    {Py_tp_dealloc, reinterpret_cast<void*>(dict_iter_dealloc)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc<DictIter>)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
     {Py_tp_iternext, reinterpret_cast<void*>(dict_iter_next)},
     {0, nullptr},
@@ -332,10 +301,7 @@ PyObject* dict_popitem(PyObject* self, PyObject*) {
             Py_DECREF(v);
             return nullptr;
         }
-        PyObject* t = PyTuple_New(2);
-        PyTuple_SET_ITEM(t, 0, k);
-        PyTuple_SET_ITEM(t, 1, v);
-        return t;
+        return steal_pair(k, v);
     }
 }
 

@@ -143,6 +143,54 @@ inline PyObject* decode_word(const containers::Store& store, const std::uint64_t
 
 mmstore::OpenOptions make_options(nb::handle create, unsigned mode, bool durable, bool readonly);
 
+// The handle of `self` if it is initialized and open; otherwise nullptr with ClosedError set. `kind` names
+// the type in the message ("Dict", "List").
+template <class H>
+H* open_handle(PyObject* self, const char* kind) {
+    H* h = handle_of<H>(self);
+    if (h == nullptr) return nullptr;
+    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, std::string("operation on a closed ") + kind);
+        return nullptr;
+    }
+    return h;
+}
+
+// Decoding can run Python code (and switch threads), so table accesses that follow a decode re-check that
+// the store is still usable: another thread may have closed it meanwhile. False with the error set.
+template <class H>
+bool still_open(H* h) {
+    if (h->obj->store().usable()) [[likely]] return true;
+    try {
+        h->obj->store().check_open();  // throws the precise error: closed, or used across fork
+    } catch (...) {
+        set_error_from_exception();
+    }
+    return false;
+}
+
+// A (k, v) tuple that steals both references; nullptr (both released) when allocation fails.
+inline PyObject* steal_pair(PyObject* k, PyObject* v) {
+    PyObject* t = PyTuple_New(2);
+    if (t == nullptr) {
+        Py_DECREF(k);
+        Py_DECREF(v);
+        return nullptr;
+    }
+    PyTuple_SET_ITEM(t, 0, k);
+    PyTuple_SET_ITEM(t, 1, v);
+    return t;
+}
+
+// tp_dealloc of the iterator types, which hold a strong reference to their handle in `owner`.
+template <class Iter>
+void iter_dealloc(PyObject* self) {
+    PyTypeObject* tp = Py_TYPE(self);
+    Py_XDECREF(reinterpret_cast<Iter*>(self)->owner);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
 // `closed` and `path` as plain getters that also work on an instance whose __init__ failed (the repr of a
 // half-built handle in a traceback must not warn or raise).
 template <class H>

@@ -8,27 +8,12 @@ namespace mmstore::py {
 
 namespace {
 
-inline ListHandle* open_handle(PyObject* self) {
-    ListHandle* h = handle_of<ListHandle>(self);
-    if (!h) return nullptr;
-    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed List");
-        return nullptr;
-    }
-    return h;
-}
+inline ListHandle* open_handle(PyObject* self) { return mmstore::py::open_handle<ListHandle>(self, "List"); }
 
 // Decoding can run Python code (and switch threads): re-check that the store is open and `i` still in range
 // before every element access, since another thread may have closed or shortened the list meanwhile.
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
-    if (!h->obj->store().usable()) [[unlikely]] {
-        try {
-            h->obj->store().check_open();
-        } catch (...) {
-            set_error_from_exception();
-        }
-        return nullptr;
-    }
+    if (!still_open(h)) return nullptr;
     if (i >= h->obj->sequence().size()) [[unlikely]] {
         PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
         return nullptr;
@@ -169,26 +154,11 @@ struct ListIter {
 
 PyTypeObject* g_list_iter_type = nullptr;
 
-void list_iter_dealloc(PyObject* self) {
-    auto* it = reinterpret_cast<ListIter*>(self);
-    PyTypeObject* tp = Py_TYPE(self);
-    Py_XDECREF(it->owner);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
 PyObject* list_iter_next(PyObject* self) {
     auto* it = reinterpret_cast<ListIter*>(self);
     if (!it->owner) return nullptr;
     ListHandle* h = it->h;
-    if (!h->obj->store().usable()) [[unlikely]] {
-        try {
-            h->obj->store().check_open();  // throws the precise error: closed, or used across fork
-        } catch (...) {
-            set_error_from_exception();
-        }
-        return nullptr;
-    }
+    if (!still_open(h)) return nullptr;
     const std::uint64_t n = h->obj->sequence().size();
     if (it->reverse) {
         // pos counts elements left to yield from the end, like list_reverseiterator.
@@ -222,7 +192,7 @@ PyObject* list_iter(PyObject* self) { return make_list_iter(self, false); }
 PyObject* list_reversed(PyObject* self, PyObject*) { return make_list_iter(self, true); }
 
 PyType_Slot list_iter_slots[] = {
-    {Py_tp_dealloc, reinterpret_cast<void*>(list_iter_dealloc)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc<ListIter>)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
     {Py_tp_iternext, reinterpret_cast<void*>(list_iter_next)},
     {0, nullptr},
