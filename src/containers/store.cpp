@@ -10,6 +10,92 @@ void Store::open(const std::string& path, storage::StoreKind kind, const storage
     if (region_.created()) arena_.format();
 }
 
+void Store::check_open_slow() const {
+    if (!region_.is_open()) throw_closed();
+    if (fork_gen_ != os::fork_generation()) {
+        if (!reattach_) throw_forked();
+        reattach_();  // reopens this Store in place (SharedDict)
+    }
+}
+
+void Store::lock_write() {
+    sync::ProcessMutex m(region_.lock_slot());
+    if (m.lock() == sync::Acquired::kOwnerDied) {
+        try {
+            region_.refresh();
+            if (recover_) recover_();
+        } catch (...) {
+            m.mark_consistent();  // usable again; the error (a damaged store) reaches the caller
+            m.unlock();
+            throw;
+        }
+        m.mark_consistent();
+    }
+    region_.refresh();
+}
+
+bool Store::try_lock_write(std::int64_t timeout_ns) {
+    sync::ProcessMutex m(region_.lock_slot());
+    const sync::Acquired a = m.lock_for(timeout_ns);
+    if (a == sync::Acquired::kBusy) return false;
+    if (a == sync::Acquired::kOwnerDied) {
+        try {
+            region_.refresh();
+            if (recover_) recover_();
+        } catch (...) {
+            m.mark_consistent();
+            m.unlock();
+            throw;
+        }
+        m.mark_consistent();
+    }
+    region_.refresh();
+    return true;
+}
+
+void Store::unlock_write() noexcept { sync::ProcessMutex(region_.lock_slot()).unlock(); }
+
+bool Store::wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const {
+    storage::LockSlot* slot = region_.lock_slot();
+    const std::int64_t deadline = timeout_ns < 0 ? -1 : os::monotonic_ns() + timeout_ns;
+    __atomic_fetch_add(&slot->waiters, 1u, __ATOMIC_SEQ_CST);
+    bool changed = false;
+    for (;;) {
+        if (__atomic_load_n(&slot->change, __ATOMIC_SEQ_CST) != seen) {
+            changed = true;
+            break;
+        }
+        std::int64_t left = -1;
+        if (deadline >= 0) {
+            left = deadline - os::monotonic_ns();
+            if (left <= 0) break;
+        }
+        os::futex_wait(&slot->change, seen, left);
+    }
+    __atomic_fetch_sub(&slot->waiters, 1u, __ATOMIC_SEQ_CST);
+    return changed;
+}
+
+void Store::close() {
+    if (!region_.is_open()) return;
+    if (fork_gen_ != os::fork_generation()) {
+        region_.abandon();
+        return;
+    }
+    if (region_.writable()) {
+        lock_write();
+        try {
+            region_.close_prepare();
+        } catch (...) {
+            unlock_write();
+            region_.abandon();
+            throw;
+        }
+        unlock_write();
+    }
+    region_.close();
+}
+
 std::uint64_t Store::put_record(std::string_view bytes) {
     if (bytes.size() > 0xFFFFFFF0u)
         throw_error(ErrorCode::kCapacity, path(), "value of " + std::to_string(bytes.size()) + " bytes exceeds the 4 GiB record limit");
