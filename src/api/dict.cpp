@@ -76,6 +76,7 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kDict, options);
     table_ = std::make_unique<containers::HashTable>(store_.get());
+    store_->set_on_reattach([this] { table_->check_root(); });
     store_->set_recovery([this] {
         table_->recover();
         store_->arena().rebuild([this](const alloc::Arena::Visit& v) { table_->enumerate(v); });

@@ -191,6 +191,16 @@ bool File::range_lock(std::uint64_t at, LockMode mode, bool wait) {
     }
 }
 
+bool File::range_locked_elsewhere(std::uint64_t at) const {
+    struct flock fl{};
+    fl.l_type = F_WRLCK;  // conflicts with any lock
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(at);
+    fl.l_len = 1;
+    if (::fcntl(fd_, F_OFD_GETLK, &fl) != 0) throw_errno(path_, "cannot query the store's record locks", errno);
+    return fl.l_type != F_UNLCK;
+}
+
 void File::range_unlock(std::uint64_t at) noexcept {
     struct flock fl{};
     fl.l_type = F_UNLCK;

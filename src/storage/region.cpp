@@ -86,8 +86,15 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
     for (;;) {
         file_.range_lock(kGateByte, writable ? os::LockMode::kExclusive : os::LockMode::kShared, true);
         if (same_file_as_path()) break;
-        file_ = os::File::open(path, writable, false, false, 0);
         fresh = false;
+        try {
+            file_ = os::File::open(path, writable, false, false, 0);
+        } catch (const Error& e) {
+            // The last handle of a SharedDict removed it while we waited: create it anew if allowed.
+            if (e.code() != ErrorCode::kNotFound || !writable || options.create == Create::kNever) throw;
+            file_ = os::File::open(path, true, true, false, options.mode);
+            fresh = true;
+        }
     }
     gate_ = true;
     try {
@@ -125,8 +132,14 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
 
 bool Region::same_file_as_path() const {
     struct stat a {}, b {};
-    if (::fstat(file_.fd(), &a) != 0 || ::stat(file_.path().c_str(), &b) != 0) return true;  // let later calls report
+    if (::fstat(file_.fd(), &a) != 0) return true;  // let later calls report
+    if (::stat(file_.path().c_str(), &b) != 0) return false;  // removed while we waited (last close unlinked it)
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+bool Region::in_use(const std::string& path) {
+    os::File f = os::File::open(path, false, false, false, 0);
+    return f.range_locked_elsewhere(kPresenceByte) || f.range_locked_elsewhere(kGateByte);
 }
 
 void Region::release_gate() noexcept {
@@ -300,6 +313,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         std::memcpy(&this->live(), &live, sizeof live);
         sync::ProcessMutex::initialize(lock_slot());
         lock_slot()->waiters = 0;  // waiters killed while waiting left their count behind
+        this->live().batch &= ~std::uint64_t{1};  // a batch cut short by a crash is over
         this->live().boot_id = os::boot_id();
         this->live().dirty = 1;
         write_commit_slot(false);
@@ -402,6 +416,8 @@ void Region::close_prepare() {
         live().dirty = 0;
         if (!volatile_) os::sync_range(path(), base_, kPageSize);
         write_commit_slot(true);
+        // Still holding the gate: an opener waiting for it finds the name gone and starts afresh.
+        if (live().unlink_on_last_close != 0) os::remove_file(path());
     }
 }
 

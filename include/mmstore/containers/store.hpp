@@ -31,6 +31,7 @@
 #include "mmstore/storage/region.hpp"
 #include "mmstore/sync/process_mutex.hpp"
 
+#include <atomic>
 #include <functional>
 
 namespace mmstore::containers {
@@ -130,8 +131,16 @@ public:
     void publish_root(std::uint64_t off) noexcept { __atomic_store_n(&region_.live().root, off, __ATOMIC_RELEASE); }
     // The file offset of LiveHeader::root, the root cell of a store's main container.
     static constexpr std::uint64_t kRootCell = storage::kLiveHeaderOffset + offsetof(storage::LiveHeader, root);
-    void bump_mutations() noexcept { ++region_.live().mutations; }
+    void bump_mutations() noexcept {
+        ++region_.live().mutations;
+        ++local_mutations_;
+    }
     std::uint64_t mutations() const noexcept { return region_.live().mutations; }
+    // Key-set / length changes made through this handle only: Python iterators raise on these (as dict and
+    // list do) and ride out other processes' changes.
+    std::uint64_t local_mutations() const noexcept { return local_mutations_; }
+    // Nesting depth of the write lock taken through this handle.
+    int lock_depth() const noexcept { return local_depth_; }
 
     // Writes `bytes` as a word (inline when <= 7 bytes, else a new record). Not yet reachable.
     std::uint64_t put(std::string_view bytes) {
@@ -177,6 +186,7 @@ public:
     void unlock_write() noexcept;
     int lock_holder_pid() const noexcept { return sync::ProcessMutex(region_.lock_slot()).holder_pid(); }
     bool writer_active() const noexcept { return lock_holder_pid() != 0; }
+    bool lock_held_by_me() const noexcept { return sync::ProcessMutex(region_.lock_slot()).held_by_me(); }
     // Set by the container: rebuilds what a writer killed mid-operation may have left half done, without
     // disturbing lock-free readers.
     void set_recovery(std::function<void()> recover) { recover_ = std::move(recover); }
@@ -209,6 +219,7 @@ public:
     auto read(F&& f) const -> decltype(f()) {
         for (;;) {
             check_open();
+            if (batch_active()) [[unlikely]] wait_batch();
             const std::uint64_t snap = read_begin();
             try {
                 auto result = f();
@@ -218,6 +229,19 @@ public:
             }
         }
     }
+    // Multi-key updates that readers see whole (update_many): begin/end under the write lock.
+    void begin_batch() noexcept {
+        region_.bump_reclaims();  // reads that started before the batch retry, then wait
+        __atomic_store_n(&region_.live().batch, region_.live().batch | 1, __ATOMIC_SEQ_CST);
+    }
+    void end_batch() noexcept {
+        __atomic_store_n(&region_.live().batch, (region_.live().batch | 1) + 1, __ATOMIC_SEQ_CST);
+        region_.bump_reclaims();
+    }
+    bool batch_active() const noexcept { return (__atomic_load_n(&region_.live().batch, __ATOMIC_ACQUIRE) & 1) != 0; }
+    // Waits until no batch is being applied: by taking the lock the batch's writer holds (a killed writer's
+    // batch ends when the next holder recovers), or, for a read-only mapping that cannot lock, by polling.
+    void wait_batch() const;
     bool grown_since(std::uint64_t) const noexcept {
         return __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
     }
@@ -235,6 +259,8 @@ public:
         if (durable_) region_.sync();
     }
     void sync() {
+        check_open();
+        if (!region_.writable()) return;  // a read-only handle has nothing to write
         WriteGuard g(*this);
         region_.sync();
     }
@@ -245,8 +271,18 @@ public:
 
     [[noreturn]] void throw_corrupt(const std::string& what) const;
 
-    // SharedDict: after fork, the child's handle reopens the segment by name instead of refusing use.
-    void set_reattach_after_fork(std::function<void()> reattach) { reattach_ = std::move(reattach); }
+    // Called around every wait for the write lock that may block (set once by the Python module to release
+    // and re-take the GIL, so a thread waiting here never stalls the thread that holds the lock).
+    struct BlockingHooks {
+        void* (*before)();
+        void (*after)(void*);
+    };
+    static void set_blocking_hooks(BlockingHooks hooks) noexcept { hooks_ = hooks; }
+
+    // Called after this Store reopened its segment in a child process (OpenOptions::reattach_after_fork),
+    // still holding the open gate: the container checks its root there.
+    void set_on_reattach(std::function<void()> f) { on_reattach_ = std::move(f); }
+    const storage::OpenOptions& options() const noexcept { return options_; }
 
 private:
     void check_open_slow() const;
@@ -259,8 +295,19 @@ private:
     std::uint64_t fork_gen_ = 0;
     bool durable_ = false;
     std::string closed_path_;
+    void reattach();
+
     std::function<void()> recover_;
-    std::function<void()> reattach_;
+    std::function<void()> on_reattach_;
+    storage::StoreKind kind_ = storage::StoreKind::kDict;
+    storage::OpenOptions options_;
+    // Threads of this process blocked in lock_write(); close() refuses to unmap the lock under them.
+    mutable std::atomic<int> waiting_{0};
+    std::uint64_t local_mutations_ = 0;
+    int local_depth_ = 0;
+    static inline BlockingHooks hooks_{nullptr, nullptr};
+    sync::Acquired acquire(std::int64_t timeout_ns);
+    void after_acquire(sync::Acquired a);
 };
 
 // Connects a container to its store after open: formats a new store (or one whose creation was cut short

@@ -55,6 +55,8 @@ public:
     // held elsewhere. Converting a held lock to the other mode replaces it in one call.
     bool range_lock(std::uint64_t at, LockMode mode, bool wait);
     void range_unlock(std::uint64_t at) noexcept;
+    // True when another open file description holds any record lock on the byte at `at` (F_OFD_GETLK).
+    bool range_locked_elsewhere(std::uint64_t at) const;
     void close() noexcept;
 
 private:

@@ -75,7 +75,13 @@ struct LiveHeader {
     std::uint64_t reclaims;
     std::uint64_t boot_id;     // hash of /proc/sys/kernel/random/boot_id when `mutex` was initialized
     std::uint64_t next_id;     // SharedDict: source of unique ids for nested tables
-    std::uint64_t reserved[9];
+    // Odd while a writer applies a multi-key update (update_many) that lock-free readers must see whole:
+    // readers that find it odd wait for the writer's lock instead of reading a half-applied batch.
+    std::uint64_t batch;
+    // SharedDict: 1 once a handle that closed asked for auto_unlink; the last handle to close then removes
+    // the segment's name (docs/design.md, "Segment lifetime").
+    std::uint64_t unlink_on_last_close;
+    std::uint64_t reserved[7];
     std::uint8_t arena[640];   // alloc::ArenaState, opaque to this layer
 };
 static_assert(sizeof(LiveHeader) == 768);

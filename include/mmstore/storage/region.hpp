@@ -33,6 +33,8 @@ struct OpenOptions {
     bool durable = false;  // sync() after every mutation
     // Shared-memory segments (SharedDict): nothing to make durable, so close() and sync() skip msync/fsync.
     bool volatile_memory = false;
+    // SharedDict: a handle used in a child after fork() reopens the segment there instead of refusing.
+    bool reattach_after_fork = false;
     // Address space reserved for growth: the file can grow to this size (or 4x its size at open, if larger)
     // without its base moving. 256 GiB costs no memory and leaves room for ~500 open stores in the 128 TiB
     // of a 47-bit address space; when the kernel refuses a reservation it is halved down to 2x the file.
@@ -104,6 +106,9 @@ public:
     // and, for the last handle open, marks the store clean; close() releases the mapping and the file.
     void close_prepare();
     void close();
+    // For listings (mmstore.shared_dicts()): whether any handle has the store at `path` open, without
+    // opening it as a store.
+    static bool in_use(const std::string& path);
     // Unclean close (used by tests and after fork): unmaps without syncing or clearing the dirty flag.
     void abandon() noexcept;
     void punch_hole(std::uint64_t offset, std::uint64_t len) noexcept { file_.punch_hole(offset, len); }
