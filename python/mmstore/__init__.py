@@ -4,6 +4,9 @@ This release provides the storage engine and its first face:
 
 * :class:`Dict` -- a ``dict`` that lives in a file (``MutableMapping``);
 * :class:`List` -- a ``list`` that lives in a file (``MutableSequence``);
+* :class:`SharedDict` -- a ``dict`` in shared memory, attached by name from any process, with a robust
+  process-shared lock (``.lock``), atomic ``increment``/``compare_and_set``/``update_many`` and
+  ``wait_for_change``; :func:`shared_dicts` lists the segments on this machine;
 * :func:`encode` / :func:`decode` -- the canonical value codec shared with C++ (docs/format.md).
 
 Both open instantly (nothing is loaded), hold far more than RAM, keep anonymous memory flat, survive
@@ -18,6 +21,9 @@ from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
+from ._shared import SharedDict, SharedDictInfo, shared_dicts
+
+StoreLock = _core.StoreLock
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 __version__ = "0.1.0"
@@ -25,6 +31,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Dict",
     "List",
+    "SharedDict",
+    "SharedDictInfo",
+    "shared_dicts",
+    "StoreLock",
     "DictKeys",
     "DictValues",
     "DictItems",
