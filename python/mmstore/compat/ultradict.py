@@ -163,13 +163,15 @@ class SharedLock:
         return False
 
     def status(self) -> dict:
-        return {"locked": self._lock.locked(), "pid": os.getpid()}
+        """UltraDict's lock status: whether it is held, by this thread, and the holder's pid (0 if free)."""
+        return {"has_lock": self._lock.owned(), "locked": self._lock.locked(), "pid": os.getpid(),
+                "pid_remote": self._lock.holder_pid()}
 
     def print_status(self, status: dict | None = None) -> None:
         pprint.pprint(status or self.status())
 
     def __repr__(self) -> str:
-        return f"<mmstore.compat.ultradict.SharedLock locked={self._lock.locked()}>"
+        return f"<mmstore.compat.ultradict.SharedLock holder_pid={self._lock.holder_pid()} pid={os.getpid()}>"
 
 
 class UltraDict(SharedDict):
@@ -187,7 +189,7 @@ class UltraDict(SharedDict):
         if len(args) > 1:
             raise TypeError(f"UltraDict expected at most 1 positional argument, got {len(args)}")
         super().__init__(name, create=create, auto_unlink=auto_unlink, recurse=bool(recurse))
-        self._ultra_lock = SharedLock(SharedDict.lock.__get__(self))
+        self._ultra_lock = SharedLock(super().lock)
         if args or kwargs:
             src = args[0] if args else ()
             pairs = list(src.items() if hasattr(src, "items") else src)
