@@ -189,7 +189,6 @@ class UltraDict(SharedDict):
         if len(args) > 1:
             raise TypeError(f"UltraDict expected at most 1 positional argument, got {len(args)}")
         super().__init__(name, create=create, auto_unlink=auto_unlink, recurse=bool(recurse))
-        self._ultra_lock = SharedLock(super().lock)
         if args or kwargs:
             src = args[0] if args else ()
             pairs = list(src.items() if hasattr(src, "items") else src)
@@ -199,7 +198,9 @@ class UltraDict(SharedDict):
     # -- UltraDict's attributes ----------------------------------------------------------------------------------
     @property
     def lock(self) -> SharedLock:
-        return self._ultra_lock
+        # A new wrapper per access, never stored on the instance: the native lock refers to its dict, and a
+        # dict -> wrapper -> lock -> dict cycle through a native object is one the GC cannot collect.
+        return SharedLock(super().lock)
 
     @property
     def data(self) -> UltraDict:
@@ -267,7 +268,7 @@ class UltraDict(SharedDict):
 
     # -- introspection ----------------------------------------------------------------------------------------------
     def status(self) -> dict:
-        st = {"name": self.name, "len": len(self), "closed": self.closed, "lock": self._ultra_lock.status()}
+        st = {"name": self.name, "len": len(self), "closed": self.closed, "lock": self.lock.status()}
         st.update(self.stats())
         return st
 
