@@ -6,6 +6,7 @@
 // increment, compare_and_set).
 #include <nanobind/stl/string.h>
 
+#include <optional>
 #include <vector>
 
 #include "handles.hpp"
@@ -30,20 +31,55 @@ void set_key_error(PyObject* key) {
 
 std::uint64_t load_word(const std::uint64_t* p) noexcept { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
-// Looks up the encoded key and decodes its value without taking the lock. kOk with *out == nullptr: the key
-// is absent.
-Got read_value(DictHandle* h, std::string_view key, std::uint64_t hv, PyObject** out) {
+// ---- nested tables (SharedDict recurse=True; containers/hash_table.hpp, "nested tables") --------------
+//
+// A nested table is addressed by (cell, id): cell 0 is the handle's own table; otherwise the child whose
+// cell still carries `id`. Python sees a child as mmstore.NestedDict(owner, cell, id), a live view.
+
+PyObject* g_nested_type = nullptr;  // mmstore._shared.NestedDict, registered by _set_nested_type
+
+// The id stored in a child's cell, or 0 when the offset cannot hold a cell.
+std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) noexcept {
+    if (cell % 16 != 0 || !store.region().in_bounds(cell, sizeof(containers::CellRecord))) return 0;
+    return __atomic_load_n(&store.region().at<containers::CellRecord>(cell)->id, __ATOMIC_ACQUIRE);
+}
+
+PyObject* make_nested(PyObject* owner, std::uint64_t cell, std::uint64_t id) {
+    if (g_nested_type == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "mmstore.NestedDict is not registered");
+        return nullptr;
+    }
+    return PyObject_CallFunction(g_nested_type, "OKK", owner, static_cast<unsigned long long>(cell),
+                                 static_cast<unsigned long long>(id));
+}
+
+void set_gone_error() {
+    PyErr_SetString(PyExc_KeyError, "this nested dict no longer exists: its entry was replaced or deleted");
+}
+
+// Looks up the encoded key in the table (cell, id) and decodes its value without taking the lock. kOk with
+// *out == nullptr: the key is absent. A nested table value comes back as a NestedDict view.
+Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,
+               std::uint64_t hv, PyObject** out) {
     auto& store = h->obj->store();
-    auto& table = h->obj->table();
     for (;;) {
         std::uint64_t snap = 0;
         bool started = false;
         std::uint64_t pos;
+        containers::HashTable table = cell == 0 ? h->obj->table() : containers::HashTable(&store, cell);
         try {
             store.check_open();
             if (store.batch_active()) [[unlikely]] store.wait_batch();
             snap = store.read_begin();
             started = true;
+            if (cell != 0) {
+                if (cell_id(store, cell) != id) {
+                    if (!store.read_valid(snap)) continue;
+                    set_gone_error();
+                    return Got::kError;
+                }
+                table.check_root();
+            }
             pos = table.find(key, hv);
         } catch (const FormatError&) {
             // Damage seen by a read that raced a writer (or growth not mapped yet) is read again.
@@ -57,7 +93,15 @@ Got read_value(DictHandle* h, std::string_view key, std::uint64_t hv, PyObject**
             *out = nullptr;
             return Got::kOk;
         }
-        const Got g = decode_snapshot(store, load_word(table.value_word_ptr(pos)), h->flags, snap, out);
+        const std::uint64_t w = load_word(table.value_word_ptr(pos));
+        if (containers::is_table_ref(w)) [[unlikely]] {
+            const std::uint64_t child = containers::table_ref_cell(w);
+            const std::uint64_t child_id = cell_id(store, child);
+            if (!store.read_valid(snap)) continue;
+            *out = make_nested(owner, child, child_id);
+            return *out ? Got::kOk : Got::kError;
+        }
+        const Got g = decode_snapshot(store, w, h->flags, snap, out);
         if (g != Got::kRetry) return g;
     }
 }
@@ -68,9 +112,113 @@ PyObject* dict_subscript(PyObject* self, PyObject* key) {
     EncBuf kb;
     if (!encode_into(key, kb, h->flags, true)) return nullptr;
     PyObject* v;
-    if (read_value(h, kb.sv, hash64(kb.sv.data(), kb.sv.size()), &v) == Got::kError) return nullptr;
+    if (read_value(h, self, 0, 0, kb.sv, hash64(kb.sv.data(), kb.sv.size()), &v) == Got::kError) return nullptr;
     if (v == nullptr) set_key_error(key);
     return v;
+}
+
+bool is_nested_source(DictHandle* h, PyObject* value) {
+    return h->recurse && (PyDict_Check(value) || (g_nested_type && PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(g_nested_type))));
+}
+
+// Lock held: builds a child table holding the items of `src` (a dict or a NestedDict; dict values nest
+// further) and returns the encoding of a reference to it. On failure nothing stays allocated.
+bool build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, std::string& ref, int depth) {
+    if (depth > containers::kMaxNesting) {
+        PyErr_SetString(PyExc_RecursionError, "nested dicts deeper than 64 levels");
+        return false;
+    }
+    PyObject* items = PyDict_Check(src) ? PyDict_Items(src) : PyMapping_Items(src);
+    if (!items) return false;
+    std::string enc;
+    try {
+        enc = parent.create_child();
+    } catch (...) {
+        Py_DECREF(items);
+        set_error_from_exception();
+        return false;
+    }
+    containers::HashTable child = parent.child(containers::inline_word(enc));
+    bool ok = true;
+    for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(items); ++i) {
+        PyObject* k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        PyObject* v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        EncBuf kb, vb;
+        std::string sub;
+        if (!encode_into(k, kb, h->flags, true)) {
+            ok = false;
+        } else if (is_nested_source(h, v)) {
+            ok = build_nested(h, child, v, sub, depth + 1);
+            if (ok) {
+                try {
+                    child.set(kb.sv, sub);
+                } catch (...) {
+                    set_error_from_exception();
+                    ok = false;
+                }
+            }
+        } else if (!encode_into(v, vb, h->flags, false)) {
+            ok = false;
+        } else {
+            try {
+                child.set(kb.sv, vb.sv);
+            } catch (...) {
+                set_error_from_exception();
+                ok = false;
+            }
+        }
+    }
+    Py_DECREF(items);
+    if (!ok) {
+        child.destroy();
+        h->obj->store().arena().free(child.cell(), sizeof(containers::CellRecord));
+        return false;
+    }
+    ref = std::move(enc);
+    return true;
+}
+
+// Lock held: a value as a plain Python object; a nested table is copied out as a dict (used when the
+// entry is about to go away, as in pop()).
+PyObject* materialize(DictHandle* h, const containers::HashTable& table, std::uint64_t w, int depth) {
+    if (!containers::is_table_ref(w)) {
+        try {
+            containers::WordBuf buf;
+            std::uint64_t copy = w;
+            const std::string enc(h->obj->store().view(&copy, buf));
+            return decode(enc.data(), enc.size(), h->flags);
+        } catch (...) {
+            set_error_from_exception();
+            return nullptr;
+        }
+    }
+    if (depth > containers::kMaxNesting) {
+        PyErr_SetString(PyExc_RecursionError, "nested dicts deeper than 64 levels");
+        return nullptr;
+    }
+    PyObject* d = PyDict_New();
+    if (!d) return nullptr;
+    try {
+        const containers::HashTable c = table.child(w);
+        c.check_root();
+        for (std::uint64_t i = 0; i < c.end(); ++i) {
+            if (!c.occupied(i)) continue;
+            PyObject* k = materialize(h, c, *c.key_word_ptr(i), depth + 1);
+            PyObject* v = k ? materialize(h, c, *c.value_word_ptr(i), depth + 1) : nullptr;
+            const int rc = v ? PyDict_SetItem(d, k, v) : -1;
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            if (rc != 0) {
+                Py_DECREF(d);
+                return nullptr;
+            }
+        }
+    } catch (...) {
+        Py_DECREF(d);
+        set_error_from_exception();
+        return nullptr;
+    }
+    return d;
 }
 
 // Stores the encoded value under the encoded key, holding the lock. 0, or -1 with an error set.
@@ -87,10 +235,40 @@ int store_encoded(DictHandle* h, std::string_view key, std::uint64_t hash, std::
     }
 }
 
-int store_value(DictHandle* h, const EncBuf& kb, std::uint64_t hash, PyObject* value) {
+// Stores `value` under the encoded key in the table (cell, id), nesting dict values when the handle
+// recurses. 0, or -1 with an error set.
+int store_in(DictHandle* h, std::uint64_t cell, std::uint64_t id, std::string_view key, std::uint64_t hash, PyObject* value) {
+    const bool nested = is_nested_source(h, value);
     EncBuf vb;
-    if (!encode_into(value, vb, h->flags, false)) return -1;
-    return store_encoded(h, kb.sv, hash, vb.sv);
+    if (!nested && !encode_into(value, vb, h->flags, false)) return -1;
+    if (!nested && cell == 0) return store_encoded(h, key, hash, vb.sv);
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return -1;
+    auto& store = h->obj->store();
+    containers::HashTable table = cell == 0 ? h->obj->table() : containers::HashTable(&store, cell);
+    if (cell != 0 && cell_id(store, cell) != id) {
+        set_gone_error();
+        return -1;
+    }
+    std::string ref;
+    if (nested && !build_nested(h, table, value, ref, 0)) return -1;
+    try {
+        table.set(key, hash, nested ? std::string_view(ref) : vb.sv);
+        store.after_mutation();
+        return 0;
+    } catch (...) {
+        if (nested) {  // the child was never published: free it
+            containers::HashTable c = table.child(containers::inline_word(ref));
+            c.destroy();
+            store.arena().free(c.cell(), sizeof(containers::CellRecord));
+        }
+        set_error_from_exception();
+        return -1;
+    }
+}
+
+int store_value(DictHandle* h, const EncBuf& kb, std::uint64_t hash, PyObject* value) {
+    return store_in(h, 0, 0, kb.sv, hash, value);
 }
 
 int dict_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
@@ -140,9 +318,14 @@ Py_ssize_t dict_length(PyObject* self) {
     }
 }
 
-// Under the lock: the value at `pos` decoded (nullptr with an error set on failure). Nothing else can
-// change the entry while the lock is held, so no validation is needed.
-PyObject* decode_locked(DictHandle* h, const std::uint64_t* slot) {
+// Under the lock: the value at `pos` decoded (nullptr with an error set on failure); a nested table as a
+// live NestedDict view of `owner`. Nothing else can change the entry while the lock is held, so no
+// validation is needed.
+PyObject* decode_locked(DictHandle* h, PyObject* owner, const std::uint64_t* slot) {
+    if (containers::is_table_ref(*slot)) {
+        const std::uint64_t cell = containers::table_ref_cell(*slot);
+        return make_nested(owner, cell, cell_id(h->obj->store(), cell));
+    }
     try {
         containers::WordBuf buf;
         const std::string enc(h->obj->store().view(slot, buf));  // a copy: decoding may run Python code
@@ -242,7 +425,14 @@ PyObject* dict_iter_next(PyObject* self) {
         Got g = Got::kOk;
         if (kind != IterKind::kValues) g = decode_snapshot(store, kw, h->flags, snap, &k);
         if (g == Got::kOk && kind != IterKind::kKeys) {
-            g = decode_snapshot(store, vw, h->flags, snap, &v);
+            if (containers::is_table_ref(vw)) {
+                const std::uint64_t child = containers::table_ref_cell(vw);
+                const std::uint64_t child_id = cell_id(store, child);
+                if (!store.read_valid(snap)) g = Got::kRetry;
+                else if (!(v = make_nested(it->owner, child, child_id))) g = Got::kError;
+            } else {
+                g = decode_snapshot(store, vw, h->flags, snap, &v);
+            }
             if (g != Got::kOk) Py_CLEAR(k);
         }
         if (g == Got::kRetry) continue;
@@ -297,7 +487,7 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     EncBuf kb;
     if (!encode_into(args[0], kb, h->flags, true)) return nullptr;
     PyObject* v;
-    if (read_value(h, kb.sv, hash64(kb.sv.data(), kb.sv.size()), &v) == Got::kError) return nullptr;
+    if (read_value(h, self, 0, 0, kb.sv, hash64(kb.sv.data(), kb.sv.size()), &v) == Got::kError) return nullptr;
     if (v == nullptr) {
         v = nargs == 2 ? args[1] : Py_None;
         Py_INCREF(v);
@@ -318,7 +508,7 @@ PyObject* dict_setdefault(PyObject* self, PyObject* const* args, Py_ssize_t narg
     if (!lock.ok()) return nullptr;
     try {
         const std::uint64_t pos = h->obj->table().find(kb.sv, hv);
-        if (pos != kNotFound) return decode_locked(h, h->obj->table().value_word_ptr(pos));
+        if (pos != kNotFound) return decode_locked(h, self, h->obj->table().value_word_ptr(pos));
         h->obj->table().set(kb.sv, hv, vb.sv);
         h->obj->store().after_mutation();
     } catch (...) {
@@ -364,8 +554,9 @@ PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         set_key_error(args[0]);
         return nullptr;
     }
-    PyObject* v = decode_locked(h, h->obj->table().value_word_ptr(pos));  // first: a value that cannot be
-    if (!v) return nullptr;                                              // decoded is not removed
+    // Decoded first: a value that cannot be decoded is not removed. A nested table is copied out.
+    PyObject* v = materialize(h, h->obj->table(), *h->obj->table().value_word_ptr(pos), 0);
+    if (!v) return nullptr;
     if (!erase_entry(h, pos)) {
         Py_DECREF(v);
         return nullptr;
@@ -383,9 +574,9 @@ PyObject* dict_popitem(PyObject* self, PyObject*) {
         PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
         return nullptr;
     }
-    PyObject* k = decode_locked(h, h->obj->table().key_word_ptr(pos));
+    PyObject* k = materialize(h, h->obj->table(), *h->obj->table().key_word_ptr(pos), 0);
     if (!k) return nullptr;
-    PyObject* v = decode_locked(h, h->obj->table().value_word_ptr(pos));
+    PyObject* v = materialize(h, h->obj->table(), *h->obj->table().value_word_ptr(pos), 0);
     if (!v) {
         Py_DECREF(k);
         return nullptr;
@@ -572,7 +763,7 @@ PyObject* dict_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs
         }
         PyObject* old;
         if (pos != kNotFound) {
-            old = decode_locked(h, table.value_word_ptr(pos));
+            old = decode_locked(h, self, table.value_word_ptr(pos));
             if (!old) return nullptr;
         } else {
             old = dflt ? dflt : PyLong_FromLong(0);
@@ -617,7 +808,7 @@ PyObject* dict_compare_and_set(PyObject* self, PyObject* const* args, Py_ssize_t
     try {
         const std::uint64_t pos = table.find(kb.sv, hash64(kb.sv.data(), kb.sv.size()));
         if (pos == kNotFound) Py_RETURN_FALSE;
-        PyObject* cur = decode_locked(h, table.value_word_ptr(pos));
+        PyObject* cur = materialize(h, table, *table.value_word_ptr(pos), 0);
         if (!cur) return nullptr;
         const int eq = PyObject_RichCompareBool(cur, args[1], Py_EQ);
         Py_DECREF(cur);
@@ -631,6 +822,207 @@ PyObject* dict_compare_and_set(PyObject* self, PyObject* const* args, Py_ssize_t
         set_error_from_exception();
         return nullptr;
     }
+}
+
+// ---- nested-table methods: _n_*(cell, id, ...) back mmstore.NestedDict -------------------------------
+
+bool parse_target(PyObject* const* args, Py_ssize_t nargs, Py_ssize_t want_min, Py_ssize_t want_max, const char* sig,
+                  std::uint64_t& cell, std::uint64_t& id) {
+    if (nargs < want_min || nargs > want_max) {
+        PyErr_Format(PyExc_TypeError, "%s", sig);
+        return false;
+    }
+    cell = PyLong_AsUnsignedLongLong(args[0]);
+    id = PyLong_AsUnsignedLongLong(args[1]);
+    return !PyErr_Occurred();
+}
+
+// Lock held: the table (cell, id), or nullopt with KeyError set when that child is gone.
+std::optional<containers::HashTable> locked_target(DictHandle* h, std::uint64_t cell, std::uint64_t id) {
+    auto& store = h->obj->store();
+    if (cell == 0) return h->obj->table();
+    if (cell_id(store, cell) != id) {
+        set_gone_error();
+        return std::nullopt;
+    }
+    containers::HashTable t(&store, cell);
+    try {
+        t.check_root();
+    } catch (...) {
+        set_error_from_exception();
+        return std::nullopt;
+    }
+    return t;
+}
+
+PyObject* n_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 3, 4, "_n_get(cell, id, key, default=<unset>)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    EncBuf kb;
+    if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
+    PyObject* v;
+    if (read_value(h, self, cell, id, kb.sv, hash64(kb.sv.data(), kb.sv.size()), &v) == Got::kError) return nullptr;
+    if (v == nullptr) {
+        if (nargs == 4) {
+            Py_INCREF(args[3]);
+            return args[3];
+        }
+        set_key_error(args[2]);
+    }
+    return v;
+}
+
+PyObject* n_set(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 4, 4, "_n_set(cell, id, key, value)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    EncBuf kb;
+    if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
+    if (store_in(h, cell, id, kb.sv, hash64(kb.sv.data(), kb.sv.size()), args[3]) != 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* n_del(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 3, 3, "_n_del(cell, id, key)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    EncBuf kb;
+    if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return nullptr;
+    auto t = locked_target(h, cell, id);
+    if (!t) return nullptr;
+    try {
+        if (!t->erase(kb.sv, hash64(kb.sv.data(), kb.sv.size()))) {
+            set_key_error(args[2]);
+            return nullptr;
+        }
+        h->obj->store().after_mutation();
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* n_len(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 2, 2, "_n_len(cell, id)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    auto& store = h->obj->store();
+    try {
+        const auto n = store.read([&]() -> std::optional<std::uint64_t> {
+            if (cell == 0) return h->obj->table().size();
+            if (cell_id(store, cell) != id) return std::nullopt;
+            containers::HashTable t(&store, cell);
+            t.check_root();
+            return t.size();
+        });
+        if (!n) {
+            set_gone_error();
+            return nullptr;
+        }
+        return PyLong_FromUnsignedLongLong(*n);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
+// (key, value) pairs of the table (cell, id) in insertion order, taken under the lock (a consistent copy).
+PyObject* n_items(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 2, 2, "_n_items(cell, id)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return nullptr;
+    auto t = locked_target(h, cell, id);
+    if (!t) return nullptr;
+    PyObject* out = PyList_New(0);
+    if (!out) return nullptr;
+    for (std::uint64_t i = 0; i < t->end(); ++i) {
+        if (!t->occupied(i)) continue;
+        PyObject* k = materialize(h, *t, *t->key_word_ptr(i), 0);
+        PyObject* v = k ? decode_locked(h, self, t->value_word_ptr(i)) : nullptr;
+        PyObject* pair = v ? steal_pair(k, v) : nullptr;
+        if (!v) Py_XDECREF(k);
+        if (!pair || PyList_Append(out, pair) != 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(out);
+            return nullptr;
+        }
+        Py_DECREF(pair);
+    }
+    return out;
+}
+
+PyObject* n_clear(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 2, 2, "_n_clear(cell, id)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return nullptr;
+    auto t = locked_target(h, cell, id);
+    if (!t) return nullptr;
+    try {
+        t->clear();
+        h->obj->store().after_mutation();
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+// _n_increment(cell, id, key, delta, default): as increment() on a nested table.
+PyObject* n_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, 5, 5, "_n_increment(cell, id, key, delta, default)", cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    EncBuf kb;
+    if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
+    const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return nullptr;
+    auto t = locked_target(h, cell, id);
+    if (!t) return nullptr;
+    try {
+        const std::uint64_t pos = t->find(kb.sv, hv);
+        PyObject* old = pos != kNotFound ? decode_locked(h, self, t->value_word_ptr(pos)) : (Py_INCREF(args[4]), args[4]);
+        if (!old) return nullptr;
+        PyObject* r = PyNumber_Add(old, args[3]);
+        Py_DECREF(old);
+        if (!r) return nullptr;
+        EncBuf vb;
+        if (!encode_into(r, vb, h->flags, false)) {
+            Py_DECREF(r);
+            return nullptr;
+        }
+        if (pos != kNotFound) t->assign_at(pos, vb.sv);
+        else t->set(kb.sv, hv, vb.sv);
+        h->obj->store().after_mutation();
+        return r;
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
+PyObject* set_recurse(PyObject* self, PyObject* arg) {
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    const int on = PyObject_IsTrue(arg);
+    if (on < 0) return nullptr;
+    h->recurse = on != 0;
+    Py_RETURN_NONE;
 }
 
 PyObject* dict_iter_kind(PyObject* self, PyObject* arg) {
@@ -657,6 +1049,16 @@ PyMethodDef dict_methods[] = {
     {"_update_from", dict_update_from, METH_O, "Insert from a dict or an iterable of pairs (update()'s loop)."},
     {"_update_many", dict_update_many, METH_O, "Insert every pair as one atomic step."},
     {"_iter", dict_iter_kind, METH_O, "Iterator over keys (0), values (1) or items (2) in insertion order."},
+    {"_set_recurse", set_recurse, METH_O, "Store dict values as nested tables (SharedDict recurse=True)."},
+#define MMSTORE_FASTCALL(name, fn, doc) {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(fn)), METH_FASTCALL, doc}
+    MMSTORE_FASTCALL("_n_get", n_get, "Nested table: get."),
+    MMSTORE_FASTCALL("_n_set", n_set, "Nested table: set."),
+    MMSTORE_FASTCALL("_n_del", n_del, "Nested table: delete."),
+    MMSTORE_FASTCALL("_n_len", n_len, "Nested table: length."),
+    MMSTORE_FASTCALL("_n_items", n_items, "Nested table: list of items."),
+    MMSTORE_FASTCALL("_n_clear", n_clear, "Nested table: clear."),
+    MMSTORE_FASTCALL("_n_increment", n_increment, "Nested table: increment."),
+#undef MMSTORE_FASTCALL
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -692,6 +1094,12 @@ void bind_dict(nb::module_& m) {
     nb::class_<DictHandle> cls(m, "_Dict", nb::type_slots(dict_slots), nb::is_weak_referenceable());
     bind_handle_common(cls);
     cls.def("_mutations", [](DictHandle& h) { return checked(h).obj->store().mutations(); });
+    m.def(
+        "_set_nested_type", [](nb::handle cls) {
+            Py_XDECREF(g_nested_type);
+            g_nested_type = cls.inc_ref().ptr();
+        },
+        "Register mmstore.NestedDict, the view type of nested tables.");
     cls.def(
         "reserve",
         [](DictHandle& h, std::uint64_t n) {

@@ -27,6 +27,7 @@ struct Handle {
     std::unique_ptr<Obj> obj;
     CodecFlags flags;
     std::string path;
+    bool recurse = false;  // SharedDict(recurse=True): dict values become nested tables (dict.cpp)
 };
 using DictHandle = Handle<mmstore::Dict>;
 using ListHandle = Handle<mmstore::List>;
@@ -333,8 +334,9 @@ void bind_handle_common(nb::class_<H>& cls) {
         .def("_request_unlink_on_last_close",
              [](H& h) {
                  auto& store = checked(h).obj->store();
-                 containers::Store::WriteGuard g(store);
-                 store.region().live().unlink_on_last_close = 1;
+                 store.check_writable();
+                 // One 8-byte store: no lock needed (a close must never wait for a lock holder).
+                 __atomic_store_n(&store.region().live().unlink_on_last_close, 1, __ATOMIC_RELEASE);
              })
         .def("_abandon", [](H& h) { if (h.obj) h.obj->abandon(); }, "Drop the mapping without a clean close (tests).")
         .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.")

@@ -21,7 +21,7 @@ from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
-from ._shared import SharedDict, SharedDictInfo, shared_dicts
+from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 
 StoreLock = _core.StoreLock
 
@@ -33,6 +33,7 @@ __all__ = [
     "List",
     "SharedDict",
     "SharedDictInfo",
+    "NestedDict",
     "shared_dicts",
     "StoreLock",
     "DictKeys",

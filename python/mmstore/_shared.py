@@ -9,13 +9,14 @@ from __future__ import annotations
 import atexit
 import secrets
 import weakref
-from typing import Any, NamedTuple
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Iterator, NamedTuple
 
 from . import _core
 from ._dict import Dict
 from ._errors import StoreNotFoundError
 
-__all__ = ["SharedDict", "SharedDictInfo", "shared_dicts"]
+__all__ = ["SharedDict", "SharedDictInfo", "NestedDict", "shared_dicts"]
 
 # Open handles by id (SharedDict is unhashable, like dict), closed at interpreter exit.
 _OPEN: "weakref.WeakValueDictionary[int, SharedDict]" = weakref.WeakValueDictionary()
@@ -36,6 +37,82 @@ def shared_dicts() -> list[SharedDictInfo]:
     Segments of processes that were killed (never closed) stay until unlinked: clean up with
     ``for s in mmstore.shared_dicts(): if not s.in_use: mmstore.SharedDict.unlink_by_name(s.name)``."""
     return sorted(SharedDictInfo(*t) for t in _core.shared_segments())
+
+
+_MISSING = object()
+
+
+class NestedDict(MutableMapping):
+    """A live view of a dict stored inside a :class:`SharedDict` opened with ``recurse=True``.
+
+    It reads and writes the nested table in shared memory: ``d["a"]["b"] += 1`` in one process is seen by
+    every other. Each operation is atomic on its own; group several with the owning dict's ``lock``.
+    When the entry holding it is replaced or deleted, the view raises ``KeyError`` on use.
+    ``copy()`` returns a plain ``dict`` (nested views become dicts too)."""
+
+    __slots__ = ("_owner", "_cell", "_id")
+
+    def __init__(self, owner: "SharedDict", cell: int, id: int) -> None:
+        self._owner = owner
+        self._cell = cell
+        self._id = id
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._owner._n_get(self._cell, self._id, key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._owner._n_get(self._cell, self._id, key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._owner._n_set(self._cell, self._id, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._owner._n_del(self._cell, self._id, key)
+
+    def __len__(self) -> int:
+        return self._owner._n_len(self._cell, self._id)
+
+    def __contains__(self, key: object) -> bool:
+        return self._owner._n_get(self._cell, self._id, key, _MISSING) is not _MISSING
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([k for k, _ in self._owner._n_items(self._cell, self._id)])
+
+    def items(self):
+        return self._owner._n_items(self._cell, self._id)
+
+    def values(self):
+        return [v for _, v in self._owner._n_items(self._cell, self._id)]
+
+    def clear(self) -> None:
+        self._owner._n_clear(self._cell, self._id)
+
+    def increment(self, key: Any, delta: Any = 1, default: Any = 0) -> Any:
+        """Atomically ``self[key] = self.get(key, default) + delta``; returns the new value."""
+        return self._owner._n_increment(self._cell, self._id, key, delta, default)
+
+    @property
+    def lock(self):
+        return self._owner.lock
+
+    def copy(self) -> dict:
+        return {k: (v.copy() if isinstance(v, NestedDict) else v) for k, v in self.items()}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.copy() == (other.copy() if isinstance(other, NestedDict) else dict(other.items()))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (dict, (self.copy(),))  # a view pickles as its content
+
+    def __repr__(self) -> str:
+        return f"mmstore.NestedDict({self.copy()!r})"
+
+
+_core._set_nested_type(NestedDict)
 
 
 class SharedDict(Dict):
@@ -81,6 +158,8 @@ class SharedDict(Dict):
         _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, _segment=True)
         self._name = name
         self._recurse = bool(recurse)
+        if self._recurse:
+            self._set_recurse(True)
         self._auto_unlink = self._created if auto_unlink is None else bool(auto_unlink)
         if size_hint and self._created:
             self.reserve(int(size_hint))
@@ -118,6 +197,10 @@ class SharedDict(Dict):
     def unlink_by_name(name: str) -> None:
         """Remove segment ``name`` (:class:`mmstore.NotFound` if there is none)."""
         _core.unlink_shared(name)
+
+    def copy(self) -> dict:
+        """A plain ``dict`` with every entry; nested views become dicts too."""
+        return {k: (v.copy() if isinstance(v, NestedDict) else v) for k, v in self.items()}
 
     def __reduce__(self):
         return (_attach, (self._name, self.allow_pickle, self._recurse))

@@ -128,10 +128,8 @@ void SharedDict::unlink() {
 
 void SharedDict::close() {
     if (!is_open()) return;
-    if (auto_unlink_ && store().usable() && store().region().writable()) {
-        containers::Store::WriteGuard g(store());
-        store().region().live().unlink_on_last_close = 1;
-    }
+    if (auto_unlink_ && store().usable() && store().region().writable())
+        __atomic_store_n(&store().region().live().unlink_on_last_close, 1, __ATOMIC_RELEASE);  // no lock needed
     Dict::close();
 }
 

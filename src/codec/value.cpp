@@ -144,6 +144,10 @@ void encode_impl(const Value& v, std::string& out, int depth) {
             append_u32(static_cast<std::uint32_t>(v.data.size()), out);
             out += v.data;
             return;
+        case T::kTableRef:
+            out.push_back(static_cast<char>(tag::kTableRef));
+            out.append(reinterpret_cast<const char*>(&v.i), 6);
+            return;
     }
     throw_error(ErrorCode::kEncode, "", "unknown Value type");
 }
@@ -257,6 +261,15 @@ Value decode_at(std::string_view b, std::size_t& pos, int depth) {
             pos = need(b, pos, pad);
             end = need(b, pos, nbytes);
             v.data.assign(b.data() + pos, nbytes);
+            pos = end;
+            return v;
+        }
+        case tag::kTableRef: {
+            v.type = T::kTableRef;
+            const std::size_t end = need(b, pos, 6);
+            std::uint64_t off = 0;
+            std::memcpy(&off, b.data() + pos, 6);
+            v.i = static_cast<std::int64_t>(off);
             pos = end;
             return v;
         }

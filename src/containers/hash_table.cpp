@@ -301,7 +301,7 @@ void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
     EntrySlot* e = entries() + pos;
     const std::uint64_t old = e->value;
     __atomic_store_n(&e->value, vw, __ATOMIC_RELEASE);
-    store_->release(old);
+    release_value(old);
 }
 
 bool HashTable::set(std::string_view key, std::uint64_t hash, std::string_view value) {
@@ -337,7 +337,7 @@ void HashTable::erase_at(std::uint64_t pos) {
     while (h->used > 0 && entries()[h->used - 1].key == kTombWord) h->used -= 1;
     store_->bump_mutations();
     store_->release(old.key);
-    store_->release(old.value);
+    release_value(old.value);
 }
 
 bool HashTable::erase(std::string_view key, std::uint64_t hash) {
@@ -360,7 +360,7 @@ void HashTable::clear() {
     for (std::uint64_t i = 0; i < old_used; ++i) {
         if (ent[i].key == kTombWord) continue;
         store_->release(ent[i].key);
-        store_->release(ent[i].value);
+        release_value(ent[i].value);
     }
     store_->arena().free(old_off, table_bytes(old_cap));
 }
@@ -372,7 +372,9 @@ std::uint64_t HashTable::last() const noexcept {
     return kNotFound;
 }
 
-void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
+void HashTable::enumerate_at(const alloc::Arena::Visit& visit, int depth) const {
+    if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
+    if (depth > 0) check_root();
     const TableHeader* h = header();
     visit(root(), table_bytes(h->capacity));
     const EntrySlot* ent = entries();
@@ -380,11 +382,58 @@ void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
         if (ent[i].key == kTombWord) continue;
         std::uint64_t off, bytes;
         if (store_->word_block(ent[i].key, off, bytes)) visit(off, bytes);
-        if (store_->word_block(ent[i].value, off, bytes)) visit(off, bytes);
+        if (is_table_ref(ent[i].value)) {
+            const HashTable c = child(ent[i].value);
+            visit(c.cell(), sizeof(CellRecord));
+            c.enumerate_at(visit, depth + 1);
+        } else if (store_->word_block(ent[i].value, off, bytes)) {
+            visit(off, bytes);
+        }
     }
 }
 
+HashTable HashTable::child(std::uint64_t value_word) const {
+    const std::uint64_t cell = table_ref_cell(value_word);
+    if (cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord)))
+        store_->throw_corrupt("nested table reference to offset " + std::to_string(cell) + " is out of bounds");
+    return HashTable(store_, cell);
+}
+
+std::string HashTable::create_child() {
+    const std::uint64_t cell = store_->arena().allocate(sizeof(CellRecord));
+    auto* c = store_->region().at<CellRecord>(cell);
+    c->table = 0;
+    c->id = ++store_->region().live().next_id;
+    try {
+        HashTable(store_, cell).format();
+    } catch (...) {
+        store_->arena().free(cell, sizeof(CellRecord));
+        throw;
+    }
+    std::string enc(7, '\0');
+    enc[0] = static_cast<char>(codec::tag::kTableRef);
+    std::memcpy(enc.data() + 1, &cell, 6);
+    return enc;
+}
+
+void HashTable::release_value(std::uint64_t w) noexcept {
+    if (!is_table_ref(w)) {
+        store_->release(w);
+        return;
+    }
+    const std::uint64_t cell = table_ref_cell(w);
+    if (cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord))) return;  // damaged: leak it
+    HashTable(store_, cell).destroy_at(1);
+    store_->arena().free(cell, sizeof(CellRecord));
+}
+
 void HashTable::verify() const {
+    verify_at(0);
+    store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+void HashTable::verify_at(int depth) const {
+    if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
     check_root();
     const TableHeader* h = header();
     const Group* grp = groups();
@@ -408,6 +457,7 @@ void HashTable::verify() const {
         ++live;
         if (!store_->word_ok(ent[i].key) || !store_->word_ok(ent[i].value))
             store_->throw_corrupt("entry " + std::to_string(i) + " has a damaged key or value record");
+        if (is_table_ref(ent[i].value)) child(ent[i].value).verify_at(depth + 1);
         WordBuf kb, vb;
         const std::string_view k = store_->view(&ent[i].key, kb);
         const std::string_view v = store_->view(&ent[i].value, vb);
@@ -425,18 +475,31 @@ void HashTable::verify() const {
     if (live != h->live || full != h->live)
         store_->throw_corrupt("live count " + std::to_string(h->live) + " disagrees with entries (" + std::to_string(live) +
                               ") or index (" + std::to_string(full) + ")");
-    store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }
 
-void HashTable::recover() {
+void HashTable::recover() { recover_at(0); }
+
+void HashTable::recover_at(int depth) {
+    if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
     check_root();
     // rehash() copies every non-tombstone entry and recounts: a half-inserted entry (written, not yet in
     // the index) is kept, a half-erased one (out of the index, not yet a tombstone) comes back.
     rehash(header()->used, true);
+    const EntrySlot* ent = entries();
+    for (std::uint64_t i = 0; i < header()->used; ++i)
+        if (ent[i].key != kTombWord && is_table_ref(ent[i].value)) child(ent[i].value).recover_at(depth + 1);
 }
 
-void HashTable::destroy() {
+void HashTable::destroy() { destroy_at(0); }
+
+void HashTable::destroy_at(int depth) noexcept {
+    if (depth > kMaxNesting) return;  // a cycle from damage: leak rather than loop
     const std::uint64_t off = root();
+    try {
+        check_root();
+    } catch (...) {
+        return;  // damaged: leak it (verify() reports it)
+    }
     const TableHeader* h = header();
     const std::uint64_t cap = h->capacity;
     const std::uint64_t used = h->used;
@@ -444,12 +507,26 @@ void HashTable::destroy() {
     for (std::uint64_t i = 0; i < used; ++i) {
         if (ent[i].key == kTombWord) continue;
         store_->release(ent[i].key);
-        store_->release(ent[i].value);
+        if (is_table_ref(ent[i].value)) {
+            const std::uint64_t cell = table_ref_cell(ent[i].value);
+            if (cell % 16 == 0 && store_->region().in_bounds(cell, sizeof(CellRecord))) {
+                HashTable(store_, cell).destroy_at(depth + 1);
+                store_->arena().free(cell, sizeof(CellRecord));
+            }
+        } else {
+            store_->release(ent[i].value);
+        }
     }
     store_->arena().free(off, table_bytes(cap));
 }
 
 void HashTable::repair() {
+    repair_at(0);
+    store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+void HashTable::repair_at(int depth) {
+    if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
     check_root();
     TableHeader* h = header();
     Group* grp = groups();
@@ -484,7 +561,15 @@ void HashTable::repair() {
     }
     for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->live = live;
-    store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
+    for (std::uint64_t i = 0; i < h->used; ++i) {
+        if (ent[i].key == kTombWord || !is_table_ref(ent[i].value)) continue;
+        try {
+            child(ent[i].value).repair_at(depth + 1);
+        } catch (const FormatError&) {
+            ent[i].key = kTombWord;  // an unrepairable child is dropped with its entry (reclaimed below)
+            h->live -= 1;
+        }
+    }
 }
 
 }  // namespace mmstore::containers

@@ -136,24 +136,37 @@ void Store::close() {
     }
     if (local_depth_ > 0)
         throw_error(ErrorCode::kInvalidArgument, path(), "close() while this handle holds the store's lock; release it first");
-    if (region_.writable()) {
-        lock_write();
-        if (waiting_.load() != 0) {
-            unlock_write();
-            throw_error(ErrorCode::kInvalidArgument, path(),
-                        "close() while another thread of this process waits for the store's lock; close after it is done");
+    if (waiting_.load() != 0)
+        throw_error(ErrorCode::kInvalidArgument, path(),
+                    "close() while another thread of this process waits on the store; close after it is done");
+    try {
+        if (region_.close_prepare()) {
+            // Last handle open: mark the store clean if no writer can be mid-operation. The mutex can only
+            // be held by a dead process now (recovered here) or by another handle of this process (then
+            // the store stays dirty and its next first opener checks it).
+            sync::ProcessMutex m(region_.lock_slot());
+            const sync::Acquired a = m.try_lock();
+            if (a != sync::Acquired::kBusy) {
+                bool ok = true;
+                if (a == sync::Acquired::kOwnerDied) {
+                    try {
+                        if (recover_) recover_();
+                    } catch (...) {
+                        ok = false;  // left dirty: the next opener repairs or reports it
+                    }
+                    m.mark_consistent();
+                }
+                if (ok) region_.mark_clean();
+                m.unlock();
+            }
         }
-        try {
-            region_.close_prepare();
-        } catch (...) {
-            unlock_write();
-            region_.abandon();
-            throw;
-        }
-        unlock_write();
+    } catch (...) {
+        region_.abandon();
+        throw;
     }
     region_.close();
 }
+
 
 std::uint64_t Store::put_record(std::string_view bytes) {
     if (bytes.size() > 0xFFFFFFF0u)

@@ -399,35 +399,39 @@ void Region::sync() {
     write_commit_slot(false);
 }
 
-void Region::close_prepare() {
-    if (base_ == nullptr || closing_prepared_) return;
+bool Region::close_prepare() {
+    if (base_ == nullptr || closing_prepared_) return last_;
     closing_prepared_ = true;
-    if (!file_.writable()) return;
+    last_ = false;
+    if (!file_.writable()) return false;
     refresh();
     // The gate keeps openers out while we decide whether we are the last handle open.
     file_.range_lock(kGateByte, os::LockMode::kExclusive, true);
     gate_ = true;
-    const bool last = file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false);
+    last_ = file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false);
     if (!volatile_) {
         os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
         file_.fsync();
     }
-    if (last) {
-        live().dirty = 0;
-        if (!volatile_) os::sync_range(path(), base_, kPageSize);
-        write_commit_slot(true);
-        // Still holding the gate: an opener waiting for it finds the name gone and starts afresh.
-        if (live().unlink_on_last_close != 0) os::remove_file(path());
-    }
+    return last_;
+}
+
+void Region::mark_clean() {
+    live().dirty = 0;
+    if (!volatile_) os::sync_range(path(), base_, kPageSize);
+    write_commit_slot(true);
 }
 
 void Region::close() {
     if (base_ == nullptr) return;
     close_prepare();
+    // Still holding the gate: an opener waiting for it finds the name gone and starts afresh.
+    if (last_ && live().unlink_on_last_close != 0) os::remove_file(path());
     os::release_address_space(base_, reserved_);
     base_ = nullptr;
     mapped_ = 0;
     closing_prepared_ = false;
+    last_ = false;
     gate_ = false;
     file_.close();  // releases the gate and presence locks
 }
@@ -437,6 +441,7 @@ void Region::abandon() noexcept {
     base_ = nullptr;
     mapped_ = 0;
     closing_prepared_ = false;
+    last_ = false;
     gate_ = false;
     file_.close();
 }

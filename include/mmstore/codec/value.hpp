@@ -40,6 +40,7 @@ inline constexpr std::uint8_t kDateTime = 0x18;   // see docs/format.md
 inline constexpr std::uint8_t kDecimal = 0x19;    // u32 len, ASCII str(Decimal)
 inline constexpr std::uint8_t kNdArray = 0x1A;    // see docs/format.md
 inline constexpr std::uint8_t kPickle = 0x1B;     // u32 len, pickle (protocol 5) payload
+inline constexpr std::uint8_t kTableRef = 0x1C;   // 6 bytes LE: offset of a nested table's cell (SharedDict)
 inline constexpr std::uint8_t kShortStr = 0x20;   // 0x20 + len (0..31), UTF-8
 inline constexpr std::uint8_t kShortBytes = 0x40; // 0x40 + len (0..31), raw
 inline constexpr std::uint32_t kShortMax = 31;
@@ -52,7 +53,7 @@ enum class TzKind : std::uint8_t { kNaive = 0, kFixed = 1, kUtc = 2, kZone = 3 }
 struct Value {
     enum class Type : std::uint8_t {
         kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kList, kDict, kSet, kFrozenSet,
-        kDate, kDateTime, kDecimal, kNdArray, kPickle
+        kDate, kDateTime, kDecimal, kNdArray, kPickle, kTableRef
     };
     Type type = Type::kNone;
     bool b = false;

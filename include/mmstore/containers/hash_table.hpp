@@ -77,6 +77,21 @@ struct EntrySlot {
 };
 static_assert(sizeof(EntrySlot) == 16);
 
+// SharedDict's nested tables (recurse=True). A value may be a reference to a child table in the same store:
+// the 7-byte encoding {codec::tag::kTableRef, 6-byte LE offset of the child's cell}, always an inline raw
+// word. The cell is a 16-byte arena block holding the child's current table offset (its root cell, as
+// LiveHeader::root is the main table's) and a unique id, so a stale reference to a replaced child is
+// recognized instead of followed. A child is owned by the entry that references it: overwriting or erasing
+// that value destroys the child and everything under it.
+struct CellRecord {
+    std::uint64_t table;  // offset of the child's table block (published like a root)
+    std::uint64_t id;     // from LiveHeader::next_id at creation; never reused
+};
+static_assert(sizeof(CellRecord) == 16);
+inline bool is_table_ref(std::uint64_t w) noexcept { return (w >> 56) == 0x87 && (w & 0xFF) == 0x1C; }
+inline std::uint64_t table_ref_cell(std::uint64_t w) noexcept { return (w >> 8) & 0xFFFFFFFFFFFFull; }
+inline constexpr int kMaxNesting = 64;  // deeper is treated as damage (a reference cycle would recurse forever)
+
 inline constexpr std::uint8_t kCtrlEmpty = 0x80;
 inline constexpr std::uint8_t kCtrlDeleted = 0xFE;
 inline constexpr std::uint64_t kNotFound = ~std::uint64_t{0};
@@ -124,7 +139,7 @@ public:
     // Position of the last live entry, or kNotFound.
     std::uint64_t last() const noexcept;
 
-    // Full check of every invariant; throws FormatError naming what failed.
+    // Full check of every invariant (child tables included); throws FormatError naming what failed.
     void verify() const;
     // Rebuilds the index from the entries, dropping entries that fail validation, then the arena's free
     // lists. Run after an unclean shutdown, with no other process attached.
@@ -134,14 +149,19 @@ public:
     // with one store, so concurrent lock-free readers never see a half-built index. Does not rebuild the
     // arena (the caller does, once for the whole store).
     void recover();
-    // Frees the table block and every record it references (a nested table being dropped).
+    // Frees the table block, every record it references and every child table below it.
     void destroy();
+    // Creates an empty child table (cell + block) and returns the encoding of a reference to it, to be
+    // stored as a value of this (or any) table of the store. Nothing is published yet.
+    std::string create_child();
+    // The child table behind a table-reference value word, after bounds checks (FormatError otherwise).
+    HashTable child(std::uint64_t value_word) const;
     // Rewrites the table at its minimal capacity (entries compacted, tombstones dropped).
     void shrink_to_fit() { rehash(header()->live, true); }
     // Ensures room for `n` keys without further rebuilds.
     void reserve(std::uint64_t n);
-    // Reachable blocks: the table block and every record.
-    void enumerate(const alloc::Arena::Visit& visit) const;
+    // Reachable blocks: the table block, every record, and child tables with their cells.
+    void enumerate(const alloc::Arena::Visit& visit) const { enumerate_at(visit, 0); }
     std::uint64_t capacity() const noexcept { return header()->capacity; }
     // Entries the table holds before it is rebuilt (what stats() reports as capacity).
     std::uint64_t entries_capacity() const noexcept { return header()->entries_cap; }
@@ -162,6 +182,13 @@ private:
     // Appends a key known to be absent.
     std::uint64_t insert_new(std::string_view key, std::uint64_t hash, std::string_view value);
     std::uint64_t hash_word(const std::uint64_t* slot) const;
+    // Frees what a value word owns: a record, or a child table with everything below it.
+    void release_value(std::uint64_t w) noexcept;
+    void enumerate_at(const alloc::Arena::Visit& visit, int depth) const;
+    void verify_at(int depth) const;
+    void repair_at(int depth);
+    void recover_at(int depth);
+    void destroy_at(int depth) noexcept;
 
     Store* store_;
     std::uint64_t cell_;

@@ -102,9 +102,13 @@ public:
     void shrink(std::uint64_t new_size);
     // msync data, fsync the file, then write and sync the next commit slot. Caller holds the mutex.
     void sync();
-    // Close in two steps so the caller can hold the store's mutex across the first: close_prepare() syncs
-    // and, for the last handle open, marks the store clean; close() releases the mapping and the file.
-    void close_prepare();
+    // Close in steps, so that only the last handle open needs the store's mutex (a closing process never
+    // waits for a lock holder, even a stopped one): close_prepare() syncs this handle's writes, takes the
+    // gate and returns whether this is the last handle open; the caller, if so and if it can take the
+    // mutex, calls mark_clean(); close() removes a segment marked for unlinking (when last) and releases
+    // the mapping, the file and its locks.
+    bool close_prepare();
+    void mark_clean();
     void close();
     // For listings (mmstore.shared_dicts()): whether any handle has the store at `path` open, without
     // opening it as a store.
@@ -137,6 +141,7 @@ private:
     bool gate_ = false;
     bool volatile_ = false;
     bool closing_prepared_ = false;
+    bool last_ = false;
 };
 
 }  // namespace mmstore::storage
