@@ -18,6 +18,7 @@ from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
+from ._pool import Pool, Ref, is_mapped, load
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 __version__ = "0.1.0"
@@ -30,6 +31,10 @@ __all__ = [
     "DictItems",
     "encode",
     "decode",
+    "Pool",
+    "Ref",
+    "load",
+    "is_mapped",
     "FORMAT_VERSION",
     *_errors.__all__,
 ]

@@ -94,6 +94,8 @@ public:
 
     const std::string& path() const noexcept { return path_; }
     std::uint64_t size() const noexcept { return size_; }
+    // The whole mapped file; buffer(i) lies inside it.
+    std::span<const std::byte> mapping() const noexcept { return {static_cast<const std::byte*>(base_), size_}; }
     std::string_view meta() const noexcept { return meta_; }
     std::size_t buffer_count() const noexcept { return buffers_.size(); }
     std::span<const std::byte> buffer(std::size_t i) const noexcept { return buffers_[i]; }
