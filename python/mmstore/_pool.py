@@ -374,8 +374,16 @@ class Pool:
             id = self._next
             e = _Entry(obj, sz)
             if sz > self._max:
-                self._write(id, e)  # too large to cache: straight to disk
-                e.obj = _MISSING
+                try:
+                    self._write(id, e)  # too large to cache: straight to disk
+                    e.obj = _MISSING
+                except (EncodeError, OSError):
+                    if strict:
+                        raise
+                    logger.error("mmstore pool %s: cannot spill a value larger than max_memory; keeping it in "
+                                 "memory", self._id, exc_info=True)
+                    self._order[id] = None
+                    self._ram += sz
             else:
                 try:
                     self._make_room(sz)
@@ -395,6 +403,8 @@ class Pool:
         ``KeyError`` for an unknown (or deleted) ref. A ref of another pool is read from its shared or
         spilled copy, as :meth:`Ref.get` does.
         """
+        if type(ref) is not Ref:
+            raise TypeError(f"expected an mmstore.Ref, got {type(ref).__name__}")
         if ref.pool_id != self._id:
             return _read_shared(ref)
         with self._lock:
