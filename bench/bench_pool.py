@@ -209,14 +209,19 @@ def mixed_child(peer: str, d: str, total: int, limit: int, seed: int) -> dict:
             "objects": len(keys)}
 
 
-def run_mixed(peer: str, d: Path, total: int, limit: int, seed: int) -> dict:
+# Two process environments: glibc's defaults, and the one Dask's nanny gives its workers
+# (distributed.nanny.pre-spawn-environ: MALLOC_TRIM_THRESHOLD_=65536 returns freed heap memory promptly).
+ENVS = {"default": {}, "dask": {"MALLOC_TRIM_THRESHOLD_": "65536"}}
+
+
+def run_mixed(peer: str, d: Path, total: int, limit: int, seed: int, extra_env: dict) -> dict:
     sub = d / f"mixed-{peer}"
     sub.mkdir()
     try:
         out = subprocess.run(
             [sys.executable, __file__, "--child", peer, "--dir", str(sub), "--mixed-mib", str(total // MiB),
              "--limit-mib", str(limit // MiB), "--seed", str(seed)],
-            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), **extra_env),
         )
         if out.returncode != 0:
             raise RuntimeError(f"{peer} failed:\n{out.stderr}")
@@ -260,11 +265,12 @@ def main() -> None:
         for run in range(args.runs):
             r = throughput_run(base, args.size_mib * MiB)
             r.update(get_scaling_run(base, args.big_mib * MiB, MiB, reps=21))
-            for peer in PEERS:
-                m = run_mixed(peer, base, args.mixed_mib * MiB, args.limit_mib * MiB, args.seed)
-                for k, v in m.items():
-                    r[f"{peer}_{k}"] = v
-            checks = {r[f"{p}_check"] for p in PEERS}
+            for env_name, env in ENVS.items():
+                for peer in PEERS:
+                    m = run_mixed(peer, base, args.mixed_mib * MiB, args.limit_mib * MiB, args.seed, env)
+                    for k, v in m.items():
+                        r[f"{env_name}_{peer}_{k}"] = v
+            checks = {r[f"{e}_{p}_check"] for e in ENVS for p in PEERS}
             assert len(checks) == 1, f"peers read back different data: {checks}"
             runs.append(r)
             print(f"  run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
@@ -298,15 +304,19 @@ def main() -> None:
     print(f"| {med(runs, 'get_small') * 1e6:.0f} µs | {med(runs, 'get_big') * 1e6:.0f} µs | {q:.2f} | "
           f"{'PASS' if q <= 3 else 'FAIL'} (<= 3) |")
 
-    print(f"\n## 3. Mixed workload: {args.mixed_mib} MiB of arrays and dicts, limit {args.limit_mib} MiB "
-          f"({runs[0]['mmstore_objects']} objects)\n")
-    print("| peer | spill s | restore s | peak RSS MiB | RSS above start MiB | spill vs mmstore | restore vs mmstore |")
-    print("|---|---|---|---|---|---|---|")
-    for p in PEERS:
-        print(f"| {p} | {med(runs, p + '_spill_s'):.3f} | {med(runs, p + '_restore_s'):.3f} | "
-              f"{med(runs, p + '_peak_rss') / MiB:.0f} | "
-              f"{statistics.median((x[p + '_peak_rss'] - x[p + '_base_rss']) for x in runs) / MiB:.0f} | "
-              f"{ratio(p + '_spill_s', 'mmstore_spill_s'):.2f}x | {ratio(p + '_restore_s', 'mmstore_restore_s'):.2f}x |")
+    for env_name, env in ENVS.items():
+        print(f"\n## 3{'ab'[list(ENVS).index(env_name)]}. Mixed workload: {args.mixed_mib} MiB of arrays and dicts, "
+              f"limit {args.limit_mib} MiB ({runs[0]['default_mmstore_objects']} objects), environment: "
+              f"{' '.join(f'{k}={v}' for k, v in env.items()) or 'glibc defaults'}\n")
+        print("| peer | spill s | restore s | peak RSS MiB | RSS above start MiB | spill vs mmstore | restore vs mmstore |")
+        print("|---|---|---|---|---|---|---|")
+        for p in PEERS:
+            k = f"{env_name}_{p}"
+            m = f"{env_name}_mmstore"
+            print(f"| {p} | {med(runs, k + '_spill_s'):.3f} | {med(runs, k + '_restore_s'):.3f} | "
+                  f"{med(runs, k + '_peak_rss') / MiB:.0f} | "
+                  f"{statistics.median((x[k + '_peak_rss'] - x[k + '_base_rss']) for x in runs) / MiB:.0f} | "
+                  f"{ratio(k + '_spill_s', m + '_spill_s'):.2f}x | {ratio(k + '_restore_s', m + '_restore_s'):.2f}x |")
     print("\n(ratios > 1: the peer takes longer than mmstore)")
 
     if args.json and not args.quick:

@@ -6,6 +6,7 @@
 //                                       through the buffer protocol, so memoryview slices of it (and numpy
 //                                       arrays over those) keep the mapping alive however long they live
 //   _SpillDir(parent)                   a pool's private locked directory; _remove_orphans(parent)
+//   _trim_heap()                        returns freed heap memory to the OS (os::trim_heap)
 //   _inject_write_failures(errno, n)    test hook: the next n file writes fail with errno
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/pair.h>
@@ -112,6 +113,10 @@ void bind_pool(nb::module_& m) {
         .def_prop_ro("closed", [](const SpillDir& d) { return !d.is_open(); })
         .def("close", &SpillDir::close);
     m.def("_remove_orphans", &SpillDir::remove_orphans, nb::arg("parent"));
+    m.def("_trim_heap", [] {
+        nb::gil_scoped_release unlocked;
+        os::trim_heap();
+    });
     m.def("_inject_write_failures", &os::inject_write_failures, nb::arg("errno"), nb::arg("count") = 1);
 }
 

@@ -284,6 +284,7 @@ def _read_shared(ref: Ref):
 # ---------------------------------------------------------------------------------------------- pool
 
 _MISSING = object()
+_TRIM_AFTER = 4 << 20  # trim the heap once this many bytes were released by spills
 
 
 class _Entry:
@@ -323,6 +324,7 @@ class Pool:
         self._entries: dict[int, _Entry] = {}
         self._order: OrderedDict[int, None] = OrderedDict()  # cached ids, least recently used first
         self._ram = 0
+        self._released = 0  # bytes released since the last heap trim
         self._next = 1
         self._hits = self._misses = self._spills = self._restores = 0
         self._closed = False
@@ -446,6 +448,7 @@ class Pool:
             if e.obj is not _MISSING:
                 self._write(ref.id, e)
                 self._drop(ref.id, e)
+                self._trim()
 
     def copy_to_disk(self, ref: Ref) -> None:
         """Write the object to its spill file (if not there yet) and keep it in RAM."""
@@ -556,6 +559,14 @@ class Pool:
             e.obj = _MISSING
             del self._order[id]
             self._ram -= e.size
+            self._released += e.size
+
+    def _trim(self) -> None:
+        # Give the heap blocks of released objects back to the OS (os::trim_heap explains why); batched so
+        # that pools of small objects do not pay one call per eviction.
+        if self._released >= _TRIM_AFTER:
+            self._released = 0
+            _core._trim_heap()
 
     def _victims(self):
         order = self._order if self._lru else reversed(self._order)
@@ -564,16 +575,20 @@ class Pool:
     def _make_room(self, need: int) -> None:
         if self._ram + need <= self._max:
             return
-        for id in self._victims():
-            e = self._entries[id]
-            try:
-                self._write(id, e)
-            except EncodeError as exc:
-                logger.warning("mmstore pool %s: object %d cannot be spilled and stays in RAM: %s", self._id, id, exc)
-                continue
-            self._drop(id, e)
-            if self._ram + need <= self._max:
-                return
+        try:
+            for id in self._victims():
+                e = self._entries[id]
+                try:
+                    self._write(id, e)
+                except EncodeError as exc:
+                    logger.warning("mmstore pool %s: object %d cannot be spilled and stays in RAM: %s", self._id, id,
+                                   exc)
+                    continue
+                self._drop(id, e)
+                if self._ram + need <= self._max:
+                    return
+        finally:
+            self._trim()
 
     def _evict_one(self) -> int:
         """Spill the next victim; its size, or -1 when nothing could be spilled (for mmstore.dask)."""
@@ -589,6 +604,7 @@ class Pool:
                     logger.error("mmstore pool %s: spill failed, data kept in memory: %s", self._id, exc)
                     return -1
                 self._drop(id, e)
+                self._trim()
                 return e.size
             return -1
 

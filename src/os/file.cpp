@@ -2,6 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -226,6 +229,12 @@ const void* map_file_readonly(const File& file, std::size_t len) {
 
 void unmap(const void* addr, std::size_t len) noexcept {
     if (addr != nullptr && len != 0) (void)::munmap(const_cast<void*>(addr), len);
+}
+
+void trim_heap() noexcept {
+#if defined(__GLIBC__)
+    (void)::malloc_trim(0);
+#endif
 }
 
 bool make_dir(const std::string& path, unsigned mode) {

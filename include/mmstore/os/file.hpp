@@ -79,6 +79,11 @@ void advise_random(void* addr, std::size_t len) noexcept;
 const void* map_file_readonly(const File& file, std::size_t len);
 void unmap(const void* addr, std::size_t len) noexcept;
 
+// Returns free heap memory to the OS (glibc malloc_trim(0); a no-op elsewhere). The pools call it after
+// releasing spilled objects: glibc keeps freed multi-megabyte blocks below its (adaptive) mmap threshold in
+// the heap, so without it a process's RSS stays at its high-water mark after spilling.
+void trim_heap() noexcept;
+
 bool path_exists(const std::string& path) noexcept;
 // mkdir(2) with `mode`; false (no error) when it already exists.
 bool make_dir(const std::string& path, unsigned mode);
