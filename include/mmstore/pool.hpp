@@ -161,7 +161,10 @@ private:
     void write(std::uint64_t id, Entry& e);  // ensures a spill file
     void drop_ram(Entry& e);
     void make_room(std::uint64_t need);
+    void trim() noexcept;
     void check_open() const;
+
+    static constexpr std::uint64_t kTrimAfter = std::uint64_t{4} << 20;  // bytes released between heap trims
 
     PoolOptions opt_;
     containers::SpillDir dir_;
@@ -169,6 +172,7 @@ private:
     std::unordered_map<std::uint64_t, Entry> entries_;
     std::list<std::uint64_t> order_;  // RAM-cached ids, least recently used first
     std::uint64_t next_id_ = 1;
+    std::uint64_t released_ = 0;  // bytes released since the last os::trim_heap
     PoolStats stats_;
     bool closed_ = false;
 };

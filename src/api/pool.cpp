@@ -121,15 +121,30 @@ void Pool::drop_ram(Entry& e) {
     e.ram.reset();
     order_.erase(e.pos);
     stats_.ram_bytes -= e.size;
+    released_ += e.size;
+}
+
+void Pool::trim() noexcept {
+    // os::trim_heap explains why; batched so that pools of small objects do not pay a call per eviction.
+    if (released_ >= kTrimAfter) {
+        released_ = 0;
+        os::trim_heap();
+    }
 }
 
 void Pool::make_room(std::uint64_t need) {
     while (stats_.ram_bytes + need > opt_.max_memory && !order_.empty()) {
         const std::uint64_t victim = opt_.policy == PoolPolicy::kLru ? order_.front() : order_.back();
         Entry& e = entries_.at(victim);
-        write(victim, e);  // throws kDiskFull with the victim still cached
+        try {
+            write(victim, e);  // throws kDiskFull with the victim still cached
+        } catch (...) {
+            trim();
+            throw;
+        }
         drop_ram(e);
     }
+    trim();
 }
 
 PoolRef Pool::put_object(std::shared_ptr<const PoolObject> obj) {
@@ -202,6 +217,7 @@ void Pool::move_to_disk(PoolRef ref) {
     Entry& e = entry(ref, "move_to_disk");
     if (e.ram) write(ref.id, e);
     drop_ram(e);
+    trim();
 }
 
 void Pool::copy_to_disk(PoolRef ref) {
