@@ -314,8 +314,9 @@ class Pool:
         if policy not in ("lru", "mru"):
             raise ValueError(f"policy must be 'lru' or 'mru', not {policy!r}")
         self._lru = policy == "lru"
-        parent = os.fspath(spill_dir) if spill_dir is not None else tempfile.gettempdir()
-        self._dir = _core._SpillDir(os.path.abspath(parent))
+        parent = os.path.abspath(os.fspath(spill_dir) if spill_dir is not None else tempfile.gettempdir())
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        self._dir = _core._SpillDir(parent)
         shm = _shm_parent()
         self._shm_dir = _core._SpillDir(shm) if shm else None
         self._id = os.path.basename(self._dir.path)
@@ -421,8 +422,8 @@ class Pool:
             if e.size <= self._max:
                 try:
                     self._make_room(e.size)
-                except DiskFullError:
-                    return obj  # served mapped, uncached: nothing else could be spilled
+                except OSError:
+                    return obj  # served mapped, uncached: the disk refused the spills that would make room
                 e.obj = obj
                 self._order[ref.id] = None
                 self._ram += e.size
@@ -440,6 +441,7 @@ class Pool:
                     except FileNotFoundError:
                         pass
             del self._entries[ref.id]
+            self._trim()
 
     def move_to_disk(self, ref: Ref) -> None:
         """Write the object to its spill file (if not there yet) and release its RAM."""

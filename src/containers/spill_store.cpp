@@ -169,6 +169,7 @@ SpillDir SpillDir::create(const std::string& parent) {
             SpillDir d;
             d.path_ = final_path;
             d.lock_ = std::move(lock);
+            d.owner_pid_ = os::current_pid();
             return d;
         } catch (const Error& e) {
             if (attempt >= 20 || (e.code() != ErrorCode::kNotFound && e.code() != ErrorCode::kLocked &&
@@ -180,7 +181,7 @@ SpillDir SpillDir::create(const std::string& parent) {
 
 void SpillDir::close() noexcept {
     if (!lock_.is_open()) return;
-    os::remove_flat_dir(path_);
+    if (os::current_pid() == owner_pid_) os::remove_flat_dir(path_);
     lock_.close();
 }
 

@@ -366,3 +366,19 @@ def test_threads_share_a_pool(tmp_path):
             t.join()
         assert not errors
         assert p.stats()["ram_bytes"] <= 20_000
+
+
+def test_a_forked_child_closing_its_copy_keeps_the_parents_files(tmp_path):
+    with mmstore.Pool(max_memory=10, spill_dir=tmp_path) as p:
+        ref = p.put(b"x" * 100)  # on disk
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            p.close()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert p.get(ref) == b"x" * 100
+
+
+def test_spill_dir_is_created_when_missing(tmp_path):
+    with mmstore.Pool(spill_dir=tmp_path / "a" / "b") as p:
+        assert p.directory.startswith(str(tmp_path / "a" / "b"))

@@ -112,7 +112,8 @@ private:
 };
 
 // A pool's private directory (see above). Movable; close() or the destructor removes the directory and
-// everything in it.
+// everything in it -- in the creating process only: a forked child that inherited it just drops its copy
+// of the lock descriptor, so a child exiting never deletes its parent's spill files.
 class SpillDir {
 public:
     SpillDir() = default;
@@ -125,6 +126,7 @@ public:
             close();
             path_ = std::move(other.path_);
             lock_ = std::move(other.lock_);
+            owner_pid_ = other.owner_pid_;
         }
         return *this;
     }
@@ -140,6 +142,7 @@ public:
 private:
     std::string path_;
     os::File lock_;
+    int owner_pid_ = 0;
 };
 
 }  // namespace mmstore::containers

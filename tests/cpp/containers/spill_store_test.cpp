@@ -150,3 +150,15 @@ TEST(SpillDir, DirectoryOfAKilledProcessIsRemovedByTheNextPool) {
     ASSERT_EQ(names.size(), 1u);
     EXPECT_EQ(names[0], d.path());
 }
+
+TEST(SpillDir, ForkedChildClosingItsCopyKeepsTheDirectory) {
+    TempDir t;
+    SpillDir d = SpillDir::create(t.path());
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        d.close();
+        ::_exit(0);
+    }
+    ::waitpid(pid, nullptr, 0);
+    EXPECT_TRUE(std::filesystem::is_directory(d.path()));
+}
