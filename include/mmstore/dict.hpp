@@ -17,8 +17,11 @@
 // may move them; copy what you keep.
 // Errors: Error(kClosed) after close(); FormatError on a damaged file; Error(kDiskFull) when the file
 // cannot grow (the operation then had no effect). Iteration order is insertion order.
-// Thread safety: none -- use one Dict from one thread at a time. Process safety: one writer per file
-// (a second opener gets LockedError naming the writer's pid); read-only openers may share.
+// Thread safety: none -- use one Dict from one thread at a time. Process safety: any number of processes
+// may open the file, read-write or read-only. Each write takes the store's process-shared robust mutex
+// for its duration (lock()/unlock() group several); reads take no lock and retry when a concurrent writer
+// freed what they read, so a returned copy is always a value the key really had. A string_view returned
+// by get() can be overwritten by another process's write at any time: hold lock() while using it.
 #pragma once
 
 #include <cstdint>
@@ -90,6 +93,13 @@ public:
     // call only; f must not modify the Dict.
     void for_each(const std::function<void(std::string_view, std::string_view)>& f) const;
 
+    // The store's write lock: process-shared, robust (a dead holder is recovered by the next acquirer),
+    // recursive per thread. Every write takes it on its own; hold it to group several atomically.
+    void lock();
+    // Waits at most timeout_ns (0: try once; < 0: forever); false when another holder kept it.
+    bool try_lock(std::int64_t timeout_ns);
+    void unlock();
+
     const std::string& path() const;
     bool is_open() const noexcept { return store_ && store_->is_open(); }
     void sync();
@@ -97,6 +107,7 @@ public:
     // Checks every invariant of the file (header, index, records, encodings, free lists); throws FormatError.
     void verify() const;
     // Rewrites the store into a fresh file at its minimal size and atomically replaces the original.
+    // Throws LockedError while other handles have the store open.
     void compact();
     Stats stats() const;
 

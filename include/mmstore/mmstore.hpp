@@ -5,4 +5,5 @@
 #include "mmstore/error.hpp"
 #include "mmstore/list.hpp"
 #include "mmstore/pool.hpp"
+#include "mmstore/shared_dict.hpp"
 #include "mmstore/vector.hpp"

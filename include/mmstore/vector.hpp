@@ -8,7 +8,8 @@
 // call that may reallocate (push_back beyond capacity, resize, reserve, clear) or close() -- as for
 // std::vector. Crash safety: push_back publishes with one 8-byte store of the count; growth builds aside.
 // An element wider than 8 bytes written in place through a reference can be torn by a kill mid-write.
-// Thread safety: none. Process safety: one writer per file, as Dict.
+// Thread safety: none. Process safety: many processes may open it read-write at once, as Dict (each write
+// holds the store's process-shared lock; reads are lock-free and retried when they raced a writer).
 #pragma once
 
 #include <cstdint>
@@ -39,9 +40,11 @@ public:
         store_ = std::make_unique<containers::Store>();
         store_->open(path, storage::StoreKind::kVector, options);
         seq_ = std::make_unique<containers::Sequence>(store_.get(), sizeof(T));
-        containers::attach_root(
-            *store_, [&] { seq_->format(); }, [&] { seq_->check_root(); },
-            [&] { store_->arena().rebuild([this](const alloc::Arena::Visit& v) { v(store_->root(), seq_->root_bytes()); }); });
+        auto rebuild = [this] {
+            store_->arena().rebuild([this](const alloc::Arena::Visit& v) { v(store_->root(), seq_->root_bytes()); });
+        };
+        store_->set_recovery(rebuild);
+        containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, rebuild);
     }
     Vector(Vector&&) noexcept = default;
     Vector& operator=(Vector&&) noexcept = default;
@@ -74,25 +77,30 @@ public:
     const_iterator end() const { return data() + size(); }
 
     void push_back(const T& v) {
-        store_->check_writable();
+        containers::Store::WriteGuard g(*store_);
         seq_->push_back(&v);
         store_->after_mutation();
     }
     void pop_back() {
-        store_->check_writable();
+        containers::Store::WriteGuard g(*store_);
         if (seq_->size() == 0) throw std::out_of_range("pop_back on an empty Vector");
         seq_->pop_back();
     }
     void resize(std::size_t n) {
-        store_->check_writable();
+        containers::Store::WriteGuard g(*store_);
         seq_->resize(n);
         store_->after_mutation();
     }
     void reserve(std::size_t n) {
-        store_->check_writable();
+        containers::Store::WriteGuard g(*store_);
         seq_->reserve(n);
     }
     void clear() { resize(0); }
+
+    // The store's write lock (see Dict::lock). Element writes through data()/operator[] are plain stores:
+    // processes that share a Vector and write elements hold lock() around them.
+    void lock() { store_->check_writable(); store_->lock_write(); }
+    void unlock() { store_->unlock_write(); }
 
     const std::string& path() const { return store_->path(); }
     bool is_open() const noexcept { return store_ && store_->is_open(); }

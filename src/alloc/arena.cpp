@@ -203,6 +203,7 @@ std::uint64_t Arena::trim() noexcept {
 }
 
 void Arena::free(std::uint64_t offset, std::uint64_t bytes) noexcept {
+    region_->bump_reclaims();  // before the block's first byte changes: lock-free readers retry
     std::uint64_t size = block_size(bytes);
     if (size >= kPageSize) {
         coalesce(offset, size);
@@ -245,6 +246,7 @@ private:
 }  // namespace
 
 void Arena::rebuild(const Enumerate& reachable) {
+    region_->bump_reclaims();
     const std::uint64_t end = region_->size();
     GranuleMap map(end);
     std::uint64_t top = kDataStart;

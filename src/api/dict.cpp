@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 
 namespace mmstore {
 
@@ -75,16 +76,22 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kDict, options);
     table_ = std::make_unique<containers::HashTable>(store_.get());
+    store_->set_on_reattach([this] { table_->check_root(); });
+    store_->set_recovery([this] {
+        table_->recover();
+        store_->arena().rebuild([this](const alloc::Arena::Visit& v) { table_->enumerate(v); });
+    });
     containers::attach_root(
         *store_, [&] { table_->format(); }, [&] { table_->check_root(); }, [&] { table_->repair(); });
 }
 
 std::optional<std::string> Dict::get_encoded(std::string_view key) const {
-    check();
-    const std::uint64_t pos = table_->find(key);
-    if (pos == containers::kNotFound) return std::nullopt;
-    containers::WordBuf buf;
-    return std::string(table_->value_at(pos, buf));
+    return store_->read([&]() -> std::optional<std::string> {
+        const std::uint64_t pos = table_->find(key);
+        if (pos == containers::kNotFound) return std::nullopt;
+        containers::WordBuf buf;
+        return std::string(table_->value_at(pos, buf));
+    });
 }
 
 namespace {
@@ -102,30 +109,36 @@ std::string_view bytes_payload(const containers::HashTable& t, std::uint64_t pos
 }  // namespace
 
 bool Dict::set_encoded(std::string_view key, std::string_view value) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const bool added = table_->set(key, value);
     store_->after_mutation();
     return added;
 }
 
 bool Dict::erase_encoded(std::string_view key) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const bool erased = table_->erase(key, hash64(key.data(), key.size()));
     if (erased) store_->after_mutation();
     return erased;
 }
 
 std::optional<std::string_view> Dict::get(std::string_view key) const {
-    check();
-    const std::uint64_t pos = table_->find(BytesValue(key).sv);
-    if (pos == containers::kNotFound) return std::nullopt;
-    return bytes_payload(*table_, pos, path());
+    const BytesValue k(key);
+    return store_->read([&]() -> std::optional<std::string_view> {
+        const std::uint64_t pos = table_->find(k.sv);
+        if (pos == containers::kNotFound) return std::nullopt;
+        return bytes_payload(*table_, pos, path());
+    });
 }
 
 bool Dict::contains(std::string_view key) const {
-    check();
-    return table_->find(BytesValue(key).sv) != containers::kNotFound;
+    const BytesValue k(key);
+    return store_->read([&] { return table_->find(k.sv) != containers::kNotFound; });
 }
+
+void Dict::lock() { check_write(); store_->lock_write(); }
+bool Dict::try_lock(std::int64_t timeout_ns) { check_write(); return store_->try_lock_write(timeout_ns); }
+void Dict::unlock() { store_->unlock_write(); }
 
 bool Dict::set(std::string_view key, std::string_view value) {
     return set_encoded(BytesValue(key).sv, BytesValue(value).sv);
@@ -134,7 +147,7 @@ bool Dict::set(std::string_view key, std::string_view value) {
 bool Dict::erase(std::string_view key) { return erase_encoded(BytesValue(key).sv); }
 
 void Dict::get_many(std::span<const std::string_view> keys, std::span<std::optional<std::string_view>> out) const {
-    check();
+    check();  // lock-free readers of a store other processes write should hold lock() around get_many
     if (out.size() < keys.size()) throw_error(ErrorCode::kInvalidArgument, path(), "get_many: output span too small");
     // Encode all keys into one buffer, then probe in prefetching batches.
     std::string buf;
@@ -159,8 +172,8 @@ std::optional<Value> Dict::get(const Value& key) const {
 }
 
 bool Dict::contains(const Value& key) const {
-    check();
-    return table_->find(codec::encode(key)) != containers::kNotFound;
+    const std::string k = codec::encode(key);
+    return store_->read([&] { return table_->find(k) != containers::kNotFound; });
 }
 
 bool Dict::set(const Value& key, const Value& value) { return set_encoded(codec::encode(key), codec::encode(value)); }
@@ -173,13 +186,17 @@ std::uint64_t Dict::size() const {
 }
 
 void Dict::clear() {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     table_->clear();
     store_->after_mutation();
 }
 
 void Dict::for_each(const std::function<void(std::string_view, std::string_view)>& f) const {
     check();
+    // A writable handle holds the lock for a consistent pass; a read-only one cannot take it (its mapping
+    // is read-only) and sees other processes' concurrent changes as they happen.
+    std::optional<containers::Store::WriteGuard> g;
+    if (store_->region().writable()) g.emplace(*store_);
     for (std::uint64_t i = 0; i < table_->end(); ++i)
         if (table_->occupied(i)) {
             containers::WordBuf kb, vb;
@@ -207,20 +224,30 @@ void Dict::abandon() noexcept {
 
 void Dict::verify() const {
     check();
+    std::optional<containers::Store::WriteGuard> g;  // a consistent picture: no writer mid-operation
+    if (store_->region().writable()) g.emplace(*store_);
     table_->verify();
 }
 
 void Dict::compact() {
     check_write();
     const std::string path = store_->path();
-    detail::rewrite_compacted<Dict>(path, options_, [this](Dict& out) {
-        out.table_->reserve(table_->size());
-        for (std::uint64_t i = 0; i < table_->end(); ++i) {
-            if (!table_->occupied(i)) continue;
-            containers::WordBuf kb, vb;
-            out.table_->set(table_->key_at(i, kb), table_->value_at(i, vb));
-        }
-    });
+    if (!store_->region().claim_exclusive())
+        throw LockedError(path, "compact() replaces the file, so it needs the store to itself; other handles have it open",
+                          store_->lock_holder_pid());
+    try {
+        detail::rewrite_compacted<Dict>(path, options_, [this](Dict& out) {
+            out.table_->reserve(table_->size());
+            for (std::uint64_t i = 0; i < table_->end(); ++i) {
+                if (!table_->occupied(i)) continue;
+                containers::WordBuf kb, vb;
+                out.table_->set(table_->key_at(i, kb), table_->value_at(i, vb));
+            }
+        });
+    } catch (...) {
+        store_->region().release_gate();
+        throw;
+    }
     store_->close();
     OpenOptions o = options_;
     o.create = OpenOptions::Create::kNever;

@@ -1,5 +1,7 @@
 #include "mmstore/list.hpp"
 
+#include <optional>
+
 #include "compact.hpp"
 
 #include <unistd.h>
@@ -28,6 +30,8 @@ void List::open(const std::string& path, const OpenOptions& options) {
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kList, options);
     seq_ = std::make_unique<Sequence>(store_.get(), 8);
+    // List mutations build aside and switch, so the open-time repair (an arena rebuild) is reader-safe.
+    store_->set_recovery([this] { repair(); });
     containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
 }
 
@@ -42,14 +46,15 @@ std::uint64_t List::size() const {
 }
 
 std::string List::get_encoded(std::uint64_t i) const {
-    check();
-    check_index(i);
-    containers::WordBuf buf;
-    return std::string(store_->view(word_ptr(i), buf));
+    return store_->read([&] {
+        check_index(i);
+        containers::WordBuf buf;
+        return std::string(store_->view(word_ptr(i), buf));
+    });
 }
 
 void List::push_back_encoded(std::string_view enc) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const std::uint64_t w = store_->put(enc);
     try {
         seq_->push_back_word(w);
@@ -62,7 +67,7 @@ void List::push_back_encoded(std::string_view enc) {
 }
 
 void List::set_encoded(std::uint64_t i, std::string_view enc) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     check_index(i);
     const std::uint64_t w = store_->put(enc);
     auto* slot = reinterpret_cast<std::uint64_t*>(seq_->at(i));
@@ -73,7 +78,7 @@ void List::set_encoded(std::uint64_t i, std::string_view enc) {
 }
 
 void List::insert_encoded(std::uint64_t i, std::string_view enc) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const std::uint64_t n = seq_->size();
     if (i >= n) {
         push_back_encoded(enc);
@@ -97,7 +102,7 @@ void List::insert_encoded(std::uint64_t i, std::string_view enc) {
 }
 
 void List::erase(std::uint64_t i) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     check_index(i);
     const std::uint64_t n = seq_->size();
     const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
@@ -117,13 +122,13 @@ void List::erase(std::uint64_t i) {
 }
 
 void List::pop_back() {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     if (seq_->size() == 0) throw std::out_of_range("pop from empty list");
     erase(seq_->size() - 1);
 }
 
 void List::clear() {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const std::uint64_t n = seq_->size();
     std::vector<std::uint64_t> old(reinterpret_cast<const std::uint64_t*>(seq_->data()),
                                    reinterpret_cast<const std::uint64_t*>(seq_->data()) + n);
@@ -134,7 +139,7 @@ void List::clear() {
 }
 
 void List::reorder(const std::vector<std::uint64_t>& order) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const std::uint64_t n = seq_->size();
     const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
     std::vector<std::uint8_t> kept(n, 0);
@@ -156,7 +161,7 @@ void List::reorder(const std::vector<std::uint64_t>& order) {
 }
 
 void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std::string>& encs) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     const std::uint64_t n = seq_->size();
     // Python semantics: a[3:1] = x inserts at 3.
     start = std::min(start, n);
@@ -184,7 +189,7 @@ void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std
 }
 
 void List::reserve(std::uint64_t n) {
-    check_write();
+    containers::Store::WriteGuard g(*store_);
     seq_->reserve(n);
 }
 
@@ -238,6 +243,8 @@ void List::enumerate(const alloc::Arena::Visit& v) const {
 
 void List::verify() const {
     check();
+    std::optional<containers::Store::WriteGuard> g;  // a consistent picture: no writer mid-operation
+    if (store_->region().writable()) g.emplace(*store_);
     seq_->check_root();
     const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
     for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
@@ -263,15 +270,23 @@ void List::repair() {
 void List::compact() {
     check_write();
     const std::string path = store_->path();
-    detail::rewrite_compacted<List>(path, options_, [this](List& out) {
-        const std::uint64_t n = seq_->size();
-        out.seq_->reserve(n);
-        for (std::uint64_t i = 0; i < n; ++i) {
-            containers::WordBuf buf;
-            const std::uint64_t w = out.store_->put(store_->view(word_ptr(i), buf));
-            out.seq_->push_back(&w);
-        }
-    });
+    if (!store_->region().claim_exclusive())
+        throw LockedError(path, "compact() replaces the file, so it needs the store to itself; other handles have it open",
+                          store_->lock_holder_pid());
+    try {
+        detail::rewrite_compacted<List>(path, options_, [this](List& out) {
+            const std::uint64_t n = seq_->size();
+            out.seq_->reserve(n);
+            for (std::uint64_t i = 0; i < n; ++i) {
+                containers::WordBuf buf;
+                const std::uint64_t w = out.store_->put(store_->view(word_ptr(i), buf));
+                out.seq_->push_back(&w);
+            }
+        });
+    } catch (...) {
+        store_->region().release_gate();
+        throw;
+    }
     store_->close();
     OpenOptions o = options_;
     o.create = OpenOptions::Create::kNever;

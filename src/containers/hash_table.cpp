@@ -107,10 +107,10 @@ std::uint64_t HashTable::build(std::uint64_t capacity) {
     return off;
 }
 
-void HashTable::format() { store_->publish_root(build(kMinCapacity)); }
+void HashTable::format() { publish(build(kMinCapacity)); }
 
 void HashTable::check_root() const {
-    const std::uint64_t off = store_->root();
+    const std::uint64_t off = root();
     const auto& r = store_->region();
     if (off == 0 || off % 16 != 0 || !r.in_bounds(off, sizeof(TableHeader)))
         store_->throw_corrupt("dict root offset " + std::to_string(off) + " is out of bounds");
@@ -141,7 +141,11 @@ std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std
     std::uint64_t g = (hash >> 7) & groups_mask;
     for (std::uint64_t step = 1; step <= groups_mask + 1; ++step) {
         const std::uint8_t* grp = grps[g].ctrl;
-        for (std::uint32_t m = match_byte(grp, h2); m != 0; m &= m - 1) {
+        std::uint32_t m = match_byte(grp, h2);
+        // Writers store the index before the ctrl byte; read them in the opposite order (x86 keeps loads
+        // in order, this keeps the compiler from reordering them).
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        for (; m != 0; m &= m - 1) {
             const unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
             const std::uint64_t slot = g * kGroup + lane;
             const std::uint32_t e = grps[g].index[lane];
@@ -169,8 +173,15 @@ void HashTable::verify_probe(std::uint64_t hash) const {
     const std::uint64_t mask = header()->capacity / kGroup - 1;
     std::uint64_t g = (hash >> 7) & mask;
     for (std::uint64_t step = 1; step <= mask + 1; ++step) {
-        if (grps[g].check != group_check(grps[g]))
-            store_->throw_corrupt("index group " + std::to_string(g) + " fails its check (run verify(); reopen repairs after a crash)");
+        if (grps[g].check != group_check(grps[g])) {
+            // A writer in another process may be between a ctrl/index store and the check update: a miss
+            // read mid-update is a miss from before the update. With no writer, a second look decides.
+            if (store_->writer_active()) return;
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (grps[g].check != group_check(grps[g]))
+                store_->throw_corrupt("index group " + std::to_string(g) +
+                                      " fails its check (run verify(); reopen repairs after a crash)");
+        }
         if (match_empty(grps[g].ctrl) != 0) return;
         g = (g + step) & mask;
     }
@@ -204,7 +215,7 @@ void HashTable::reserve(std::uint64_t n) {
 
 void HashTable::rehash(std::uint64_t min_live, bool exact) {
     const TableHeader* old = header();
-    const std::uint64_t old_off = store_->root();
+    const std::uint64_t old_off = root();
     std::uint64_t cap = capacity_for(min_live);
     if (exact) {
         cap = kMinCapacity;
@@ -243,7 +254,7 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
     for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->used = n;
     h->live = n;
-    store_->publish_root(off);  // the switch: one 8-byte store
+    publish(off);  // the switch: one 8-byte store
     store_->arena().free(old_off, table_bytes(old->capacity));
 }
 
@@ -268,9 +279,11 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     const std::uint64_t slot = free_slot(grp, h->capacity / kGroup - 1, hash);
     const std::uint64_t pos = h->used;
     EntrySlot* e = entries() + pos;
-    e->key = kw;
-    e->value = vw;
-    h->used = pos + 1;                              // visible to iteration
+    // The slot may hold a trimmed tombstone a slow iterator can still read: value first, then the key
+    // that makes the entry live.
+    __atomic_store_n(&e->value, vw, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->key, kw, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->used, pos + 1, __ATOMIC_RELEASE);  // visible to iteration
     Group& g = grp[slot / kGroup];
     const unsigned lane = static_cast<unsigned>(slot % kGroup);
     const std::uint8_t old_ctrl = g.ctrl[lane];
@@ -335,12 +348,12 @@ bool HashTable::erase(std::string_view key, std::uint64_t hash) {
 }
 
 void HashTable::clear() {
-    const std::uint64_t old_off = store_->root();
+    const std::uint64_t old_off = root();
     const TableHeader* old = header();
     const std::uint64_t old_used = old->used;
     const std::uint64_t old_cap = old->capacity;
     // Build an empty table aside and switch; then free the records of the old one.
-    store_->publish_root(build(kMinCapacity));
+    publish(build(kMinCapacity));
     store_->bump_mutations();
     const auto* ent = reinterpret_cast<const EntrySlot*>(store_->region().at<std::uint8_t>(old_off) + sizeof(TableHeader) +
                                                          old_cap / kGroup * sizeof(Group));
@@ -361,7 +374,7 @@ std::uint64_t HashTable::last() const noexcept {
 
 void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
     const TableHeader* h = header();
-    visit(store_->root(), table_bytes(h->capacity));
+    visit(root(), table_bytes(h->capacity));
     const EntrySlot* ent = entries();
     for (std::uint64_t i = 0; i < h->used; ++i) {
         if (ent[i].key == kTombWord) continue;
@@ -413,6 +426,27 @@ void HashTable::verify() const {
         store_->throw_corrupt("live count " + std::to_string(h->live) + " disagrees with entries (" + std::to_string(live) +
                               ") or index (" + std::to_string(full) + ")");
     store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
+}
+
+void HashTable::recover() {
+    check_root();
+    // rehash() copies every non-tombstone entry and recounts: a half-inserted entry (written, not yet in
+    // the index) is kept, a half-erased one (out of the index, not yet a tombstone) comes back.
+    rehash(header()->used, true);
+}
+
+void HashTable::destroy() {
+    const std::uint64_t off = root();
+    const TableHeader* h = header();
+    const std::uint64_t cap = h->capacity;
+    const std::uint64_t used = h->used;
+    const EntrySlot* ent = entries();
+    for (std::uint64_t i = 0; i < used; ++i) {
+        if (ent[i].key == kTombWord) continue;
+        store_->release(ent[i].key);
+        store_->release(ent[i].value);
+    }
+    store_->arena().free(off, table_bytes(cap));
 }
 
 void HashTable::repair() {

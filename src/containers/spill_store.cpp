@@ -162,7 +162,7 @@ SpillDir SpillDir::create(const std::string& parent) {
         try {
             os::make_dir(tmp, 0700);
             os::File lock = os::File::open(tmp + "/" + std::string(kLockName), true, true, true, 0600);
-            if (!lock.try_lock(os::LockMode::kExclusive)) throw_error(ErrorCode::kLocked, tmp, "lost a race");
+            if (!lock.range_lock(0, os::LockMode::kExclusive, false)) throw_error(ErrorCode::kLocked, tmp, "lost a race");
             const std::string pid = std::to_string(os::current_pid()) + "\n";
             lock.pwrite_all(pid.data(), pid.size(), 0);
             os::rename_file(tmp, final_path);
@@ -193,8 +193,8 @@ std::size_t SpillDir::remove_orphans(const std::string& parent) noexcept {
         const std::string dir = parent + "/" + name;
         os::File lock;  // held until the directory is gone
         try {
-            lock = os::File::open(dir + "/" + std::string(kLockName), false, false, false, 0);
-            if (!lock.try_lock(os::LockMode::kExclusive)) continue;  // a live pool
+            lock = os::File::open(dir + "/" + std::string(kLockName), true, false, false, 0);
+            if (!lock.range_lock(0, os::LockMode::kExclusive, false)) continue;  // a live pool
         } catch (const Error&) {
             // No lock file: a final-named directory whose removal was interrupted, or a hidden one whose
             // creator died before locking (a live creator retries if we take it away).

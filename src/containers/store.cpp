@@ -1,13 +1,158 @@
 #include "mmstore/containers/store.hpp"
 
+#include <unistd.h>
+
 namespace mmstore::containers {
 
 void Store::open(const std::string& path, storage::StoreKind kind, const storage::OpenOptions& options) {
     region_.open(path, kind, options);
+    kind_ = kind;
+    options_ = options;
     closed_path_ = path;
     fork_gen_ = os::fork_generation();
     durable_ = options.durable;
     if (region_.created()) arena_.format();
+}
+
+void Store::check_open_slow() const {
+    if (!region_.is_open()) throw_closed();
+    if (fork_gen_ != os::fork_generation()) {
+        if (!options_.reattach_after_fork) throw_forked();
+        const_cast<Store*>(this)->reattach();
+    }
+}
+
+void Store::reattach() {
+    // The inherited mapping is the parent's view: drop it (the parent's locks stay with the parent's
+    // descriptor) and open the segment again as this process.
+    region_.abandon();
+    local_depth_ = 0;
+    waiting_.store(0);
+    storage::OpenOptions o = options_;
+    o.create = storage::OpenOptions::Create::kNever;
+    region_.open(closed_path_, kind_, o);
+    fork_gen_ = os::fork_generation();
+    try {
+        if (on_reattach_) on_reattach_();
+    } catch (...) {
+        region_.abandon();
+        throw;
+    }
+    region_.release_gate();
+}
+
+sync::Acquired Store::acquire(std::int64_t timeout_ns) {
+    sync::ProcessMutex m(region_.lock_slot());
+    sync::Acquired a = m.try_lock();
+    if (a != sync::Acquired::kBusy || timeout_ns == 0) return a;
+    waiting_.fetch_add(1);
+    void* token = hooks_.before ? hooks_.before() : nullptr;
+    try {
+        a = m.lock_for(timeout_ns);
+    } catch (...) {
+        if (hooks_.after) hooks_.after(token);
+        waiting_.fetch_sub(1);
+        throw;
+    }
+    if (hooks_.after) hooks_.after(token);
+    waiting_.fetch_sub(1);
+    return a;
+}
+
+void Store::after_acquire(sync::Acquired a) {
+    sync::ProcessMutex m(region_.lock_slot());
+    if (a == sync::Acquired::kOwnerDied) {
+        try {
+            region_.refresh();
+            if (recover_) recover_();
+            if (batch_active()) end_batch();  // the dead writer's half batch is now what readers see
+        } catch (...) {
+            m.mark_consistent();  // usable again; the error (a damaged store) reaches the caller
+            m.unlock();
+            throw;
+        }
+        m.mark_consistent();
+    }
+    ++local_depth_;
+    region_.refresh();
+}
+
+void Store::lock_write() { after_acquire(acquire(-1)); }
+
+bool Store::try_lock_write(std::int64_t timeout_ns) {
+    const sync::Acquired a = acquire(timeout_ns);
+    if (a == sync::Acquired::kBusy) return false;
+    after_acquire(a);
+    return true;
+}
+
+void Store::wait_batch() const {
+    auto* self = const_cast<Store*>(this);
+    if (region_.writable()) {
+        self->lock_write();
+        self->unlock_write();
+        return;
+    }
+    while (batch_active()) {
+        void* token = hooks_.before ? hooks_.before() : nullptr;
+        ::usleep(50);
+        if (hooks_.after) hooks_.after(token);
+    }
+}
+
+void Store::unlock_write() noexcept {
+    if (local_depth_ > 0) --local_depth_;
+    sync::ProcessMutex(region_.lock_slot()).unlock();
+}
+
+bool Store::wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const {
+    storage::LockSlot* slot = region_.lock_slot();
+    const std::int64_t deadline = timeout_ns < 0 ? -1 : os::monotonic_ns() + timeout_ns;
+    waiting_.fetch_add(1);  // close() from another thread must not unmap the word we sleep on
+    __atomic_fetch_add(&slot->waiters, 1u, __ATOMIC_SEQ_CST);
+    bool changed = false;
+    for (;;) {
+        if (__atomic_load_n(&slot->change, __ATOMIC_SEQ_CST) != seen) {
+            changed = true;
+            break;
+        }
+        std::int64_t left = -1;
+        if (deadline >= 0) {
+            left = deadline - os::monotonic_ns();
+            if (left <= 0) break;
+        }
+        os::futex_wait(&slot->change, seen, left);
+    }
+    __atomic_fetch_sub(&slot->waiters, 1u, __ATOMIC_SEQ_CST);
+    waiting_.fetch_sub(1);
+    return changed;
+}
+
+void Store::close() {
+    if (!region_.is_open()) return;
+    if (fork_gen_ != os::fork_generation()) {
+        region_.abandon();
+        return;
+    }
+    if (local_depth_ > 0)
+        throw_error(ErrorCode::kInvalidArgument, path(), "close() while this handle holds the store's lock; release it first");
+    if (region_.writable()) {
+        lock_write();
+        if (waiting_.load() != 0) {
+            unlock_write();
+            throw_error(ErrorCode::kInvalidArgument, path(),
+                        "close() while another thread of this process waits for the store's lock; close after it is done");
+        }
+        try {
+            region_.close_prepare();
+        } catch (...) {
+            unlock_write();
+            region_.abandon();
+            throw;
+        }
+        unlock_write();
+    }
+    region_.close();
 }
 
 std::uint64_t Store::put_record(std::string_view bytes) {

@@ -5,7 +5,11 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -40,6 +44,43 @@ const bool g_atfork_registered = [] {
 [[maybe_unused]] static const bool* const g_keep_atfork = &g_atfork_registered;
 
 int current_pid() noexcept { return static_cast<int>(::getpid()); }
+int current_tid() noexcept { return static_cast<int>(::gettid()); }
+
+bool process_alive(int pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
+
+std::uint64_t boot_id() noexcept {
+    static const std::uint64_t id = [] {
+        std::uint64_t h = 0;
+        if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+            int c;
+            while ((c = std::fgetc(f)) != EOF) h = (h ^ static_cast<std::uint64_t>(c)) * 0x100000001B3ull;  // FNV-1a
+            std::fclose(f);
+        }
+        return h;
+    }();
+    return id;
+}
+
+std::int64_t monotonic_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+bool futex_wait(std::uint32_t* word, std::uint32_t expected, std::int64_t timeout_ns) noexcept {
+    timespec ts{};
+    timespec* tp = nullptr;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = static_cast<time_t>(timeout_ns / 1000000000);
+        ts.tv_nsec = static_cast<long>(timeout_ns % 1000000000);
+        tp = &ts;
+    }
+    // Not FUTEX_PRIVATE_FLAG: the word is in a shared mapping and the waker is another process.
+    const long rc = ::syscall(SYS_futex, word, FUTEX_WAIT, expected, tp, nullptr, 0);
+    return !(rc != 0 && errno == ETIMEDOUT);
+}
+
+void futex_wake_all(std::uint32_t* word) noexcept { ::syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0); }
 
 std::size_t os_page_size() noexcept {
     static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -168,13 +209,37 @@ void File::pwrite_all(const void* buf, std::size_t len, std::uint64_t offset) {
     }
 }
 
-bool File::try_lock(LockMode mode) noexcept {
-    const int op = (mode == LockMode::kExclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
-    int rc;
-    do {
-        rc = ::flock(fd_, op);
-    } while (rc != 0 && errno == EINTR);
-    return rc == 0;
+bool File::range_lock(std::uint64_t at, LockMode mode, bool wait) {
+    struct flock fl{};
+    fl.l_type = static_cast<short>(mode == LockMode::kExclusive ? F_WRLCK : F_RDLCK);
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(at);
+    fl.l_len = 1;
+    for (;;) {
+        if (::fcntl(fd_, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0) return true;
+        if (errno == EINTR) continue;
+        if (!wait && (errno == EAGAIN || errno == EACCES)) return false;
+        throw_errno(path_, "cannot lock the store's open gate", errno);
+    }
+}
+
+bool File::range_locked_elsewhere(std::uint64_t at) const {
+    struct flock fl{};
+    fl.l_type = F_WRLCK;  // conflicts with any lock
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(at);
+    fl.l_len = 1;
+    if (::fcntl(fd_, F_OFD_GETLK, &fl) != 0) throw_errno(path_, "cannot query the store's record locks", errno);
+    return fl.l_type != F_UNLCK;
+}
+
+void File::range_unlock(std::uint64_t at) noexcept {
+    struct flock fl{};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(at);
+    fl.l_len = 1;
+    ::fcntl(fd_, F_OFD_SETLK, &fl);
 }
 
 void File::close() noexcept {

@@ -7,6 +7,9 @@
 
 #include "mmstore/error.hpp"
 #include "mmstore/storage/checksum.hpp"
+#include "mmstore/sync/process_mutex.hpp"
+
+#include <sys/stat.h>
 
 namespace mmstore::storage {
 
@@ -15,6 +18,9 @@ namespace {
 constexpr std::uint64_t kInitialSize = 16 * kPageSize;  // header pages + 52 KiB of arena
 constexpr std::uint64_t kGrowQuantum = 64 * 1024;
 constexpr std::uint64_t kMaxGrowStep = std::uint64_t{1} << 30;
+// The two lock bytes (os::File::range_lock) lie far past any data, so they never conflict with I/O.
+constexpr std::uint64_t kGateByte = std::uint64_t{1} << 62;
+constexpr std::uint64_t kPresenceByte = kGateByte + 1;
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
 
@@ -73,32 +79,82 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
             }
         }
     }
-    if (!file_.try_lock(writable ? os::LockMode::kExclusive : os::LockMode::kShared)) {
-        LockSlot slot{};
-        const bool got = file_.pread(&slot, sizeof slot, sizeof(FileHeader)) == sizeof slot;
-        const int pid = got ? static_cast<int>(slot.writer_pid) : 0;
-        std::string msg = writable ? "store is already open in another process or handle"
-                                   : "store is open for writing in another process or handle";
-        if (pid != 0) msg += " (writer pid " + std::to_string(pid) + ")";
-        if (fresh) os::remove_file(path);
-        file_.close();
-        throw LockedError(path, msg + "; close it first (multi-process writers come with SharedDict)", pid);
+    volatile_ = options.volatile_memory;
+    // The gate: exclusive for writable openers (they may create, repair or initialize the lock), shared for
+    // read-only ones (a read-only descriptor cannot hold an exclusive record lock; they never change
+    // anything). A file renamed over while we waited (compaction) is reopened.
+    for (;;) {
+        file_.range_lock(kGateByte, writable ? os::LockMode::kExclusive : os::LockMode::kShared, true);
+        if (same_file_as_path()) break;
+        fresh = false;
+        try {
+            file_ = os::File::open(path, writable, false, false, 0);
+        } catch (const Error& e) {
+            // The last handle of a SharedDict removed it while we waited: create it anew if allowed.
+            if (e.code() != ErrorCode::kNotFound || !writable || options.create == Create::kNever) throw;
+            file_ = os::File::open(path, true, true, false, options.mode);
+            fresh = true;
+        }
     }
-    std::uint64_t file_size = file_.size();
-    if (file_size == 0 && writable && options.create != Create::kNever) fresh = true;
-    if (!fresh && file_size > 0 && creation_unfinished(file_size)) {
-        // Killed inside create_layout (the magic is written last): nothing was ever stored here.
-        if (!writable || options.create == Create::kNever)
+    gate_ = true;
+    try {
+        alone_ = writable && file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false);
+        std::uint64_t file_size = file_.size();
+        if (alone_) {
+            if (file_size == 0 && options.create != Create::kNever) fresh = true;
+            if (!fresh && file_size > 0 && creation_unfinished(file_size)) {
+                // Killed inside create_layout (the magic is written last): nothing was ever stored here.
+                if (options.create == Create::kNever)
+                    throw_format(ErrorCode::kCorrupt, path, "store creation did not complete (header pages are empty)");
+                fresh = true;
+            }
+            remove_stale_compactions();
+        } else if (!writable && file_size > 0 && creation_unfinished(file_size)) {
             throw_format(ErrorCode::kCorrupt, path, "store creation did not complete (header pages are empty)");
-        fresh = true;
+        } else {
+            fresh = false;  // someone else has it open: it exists, whatever it holds
+        }
+        if (fresh) {
+            create_layout(kind, options);
+            file_size = file_.size();
+        }
+        validate_header(kind, options, file_size);
+        file_.range_lock(kPresenceByte, os::LockMode::kShared, false);  // from exclusive: one call, atomic
+    } catch (...) {
+        if (base_ != nullptr) os::release_address_space(base_, reserved_);
+        base_ = nullptr;
+        file_.close();  // releases both record locks
+        gate_ = false;
+        throw;
     }
-    if (writable) remove_stale_compactions();
-    if (fresh) {
-        create_layout(kind, options);
-        file_size = file_.size();
-    }
-    validate_header(kind, options, file_size);
     created_ = fresh;
+}
+
+bool Region::same_file_as_path() const {
+    struct stat a {}, b {};
+    if (::fstat(file_.fd(), &a) != 0) return true;  // let later calls report
+    if (::stat(file_.path().c_str(), &b) != 0) return false;  // removed while we waited (last close unlinked it)
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+bool Region::in_use(const std::string& path) {
+    os::File f = os::File::open(path, false, false, false, 0);
+    return f.range_locked_elsewhere(kPresenceByte) || f.range_locked_elsewhere(kGateByte);
+}
+
+void Region::release_gate() noexcept {
+    if (gate_ && file_.is_open()) file_.range_unlock(kGateByte);
+    gate_ = false;
+}
+
+bool Region::claim_exclusive() {
+    file_.range_lock(kGateByte, os::LockMode::kExclusive, true);
+    if (file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false)) {
+        gate_ = true;
+        return true;
+    }
+    file_.range_unlock(kGateByte);
+    return false;
 }
 
 bool Region::creation_unfinished(std::uint64_t file_size) const {
@@ -133,6 +189,7 @@ void Region::create_layout(StoreKind kind, const OpenOptions& options) {
     h.elem_size = options.elem_size;
     h.elem_tag = options.elem_tag;
     h.created_unix_ns = now_ns();
+    h.creator_pid = static_cast<std::uint32_t>(os::current_pid());
     h.checksum = header_checksum(h);
     LiveHeader live{};
     live.file_size = kInitialSize;
@@ -216,6 +273,9 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
     bool dirty = live.dirty != 0 || slots[best].state.dirty != 0;
     // A clean slot must match the live state byte for byte; any difference is damage, repaired like a crash.
     if (!dirty && std::memcmp(&live, &slots[best].state, sizeof live) != 0) dirty = true;
+    if (!alone_) dirty = false;  // others have it open: it is dirty by design, and theirs to repair
+    if (!size_ok(live.file_size) && !alone_)
+        throw_format(ErrorCode::kCorrupt, path, "corrupt header: invalid store size");
     if (!size_ok(live.file_size)) {
         if (!size_ok(slots[best].state.file_size))
             throw_format(ErrorCode::kCorrupt, path, "corrupt header: invalid store size");
@@ -247,21 +307,40 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         throw;
     }
     mapped_ = live.file_size;
-    if (file_.writable()) {
+    if (alone_) {
+        // Nobody else maps the store: take over the live state (possibly the committed fallback), and
+        // (re)create the mutex, whose previous state belongs to processes that are gone.
         std::memcpy(&this->live(), &live, sizeof live);
-        auto* lock = reinterpret_cast<LockSlot*>(base_ + sizeof(FileHeader));
-        lock->writer_pid = static_cast<std::uint32_t>(os::current_pid());
-        lock->writer_since_unix_ns = now_ns();
+        sync::ProcessMutex::initialize(lock_slot());
+        lock_slot()->waiters = 0;  // waiters killed while waiting left their count behind
+        this->live().batch &= ~std::uint64_t{1};  // a batch cut short by a crash is over
+        this->live().boot_id = os::boot_id();
         this->live().dirty = 1;
         write_commit_slot(false);
+    } else if (file_.writable() && this->live().boot_id != os::boot_id()) {
+        // Everyone else present opened it read-only, so nobody initialized the lock in this boot.
+        sync::ProcessMutex::initialize(lock_slot());
+        this->live().boot_id = os::boot_id();
     }
 }
 
-void Region::map_range(std::uint64_t from, std::uint64_t to) {
+void Region::refresh_slow() const {
+    const std::uint64_t size = __atomic_load_n(&live().file_size, __ATOMIC_ACQUIRE);
+    if (size <= mapped_) return;  // only growth is published while others have the store open
+    if (size > reserved_)
+        throw_error(ErrorCode::kCapacity, path(),
+                    "another process grew the store to " + std::to_string(size) + " bytes, past this handle's address "
+                    "reservation of " + std::to_string(reserved_) + "; reopen it");
+    map_range(mapped_, size);
+    mapped_ = size;
+}
+
+void Region::map_range(std::uint64_t from, std::uint64_t to) const {
     if (to > from) os::map_file_fixed(base_ + from, to - from, file_, from, file_.writable());
 }
 
 void Region::grow(std::uint64_t min_size) {
+    refresh();  // another writer may have grown it already
     if (min_size <= mapped_) return;
     // Grow by 1/8 (at least 1 MiB, at most 1 GiB): blocks are reserved with fallocate as the file grows,
     // so the step bounds the disk held beyond the data (a doubling step held up to 2x, measured 95 B per
@@ -278,7 +357,7 @@ void Region::grow(std::uint64_t min_size) {
     file_.resize(target);  // reserves blocks first: a full disk throws here, nothing changed
     map_range(mapped_, target);
     mapped_ = target;
-    live().file_size = target;  // publish: one 8-byte store
+    __atomic_store_n(&live().file_size, target, __ATOMIC_RELEASE);  // publish: one 8-byte store
 }
 
 void Region::shrink(std::uint64_t new_size) {
@@ -291,6 +370,12 @@ void Region::shrink(std::uint64_t new_size) {
 }
 
 void Region::write_commit_slot(bool clean) {
+    // Several processes write commit slots (each under the mutex), so the next generation comes from the
+    // slots themselves, not from what this handle wrote last.
+    const auto* a = reinterpret_cast<const CommitSlot*>(base_ + kCommitSlotOffset[0]);
+    const auto* b = reinterpret_cast<const CommitSlot*>(base_ + kCommitSlotOffset[1]);
+    generation_ = std::max({generation_, a->checksum == slot_checksum(*a) ? a->generation : 0,
+                            b->checksum == slot_checksum(*b) ? b->generation : 0});
     const int idx = static_cast<int>(generation_ % 2);  // alternate: the other slot keeps the previous state
     auto* slot = reinterpret_cast<CommitSlot*>(base_ + kCommitSlotOffset[idx]);
     CommitSlot next{};
@@ -299,38 +384,60 @@ void Region::write_commit_slot(bool clean) {
     next.state.dirty = clean ? 0 : 1;
     next.checksum = slot_checksum(next);
     std::memcpy(slot, &next, sizeof next);
-    os::sync_range(path(), base_ + kCommitSlotOffset[idx], kPageSize);
+    if (!volatile_) os::sync_range(path(), base_ + kCommitSlotOffset[idx], kPageSize);
     generation_ = next.generation;
 }
 
 void Region::sync() {
     if (!file_.writable()) return;
-    os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
-    os::sync_range(path(), base_, kPageSize);
-    file_.fsync();
+    refresh();
+    if (!volatile_) {
+        os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
+        os::sync_range(path(), base_, kPageSize);
+        file_.fsync();
+    }
     write_commit_slot(false);
+}
+
+void Region::close_prepare() {
+    if (base_ == nullptr || closing_prepared_) return;
+    closing_prepared_ = true;
+    if (!file_.writable()) return;
+    refresh();
+    // The gate keeps openers out while we decide whether we are the last handle open.
+    file_.range_lock(kGateByte, os::LockMode::kExclusive, true);
+    gate_ = true;
+    const bool last = file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false);
+    if (!volatile_) {
+        os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
+        file_.fsync();
+    }
+    if (last) {
+        live().dirty = 0;
+        if (!volatile_) os::sync_range(path(), base_, kPageSize);
+        write_commit_slot(true);
+        // Still holding the gate: an opener waiting for it finds the name gone and starts afresh.
+        if (live().unlink_on_last_close != 0) os::remove_file(path());
+    }
 }
 
 void Region::close() {
     if (base_ == nullptr) return;
-    if (file_.writable()) {
-        os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
-        file_.fsync();
-        live().dirty = 0;
-        reinterpret_cast<LockSlot*>(base_ + sizeof(FileHeader))->writer_pid = 0;
-        os::sync_range(path(), base_, kPageSize);
-        write_commit_slot(true);
-    }
+    close_prepare();
     os::release_address_space(base_, reserved_);
     base_ = nullptr;
     mapped_ = 0;
-    file_.close();
+    closing_prepared_ = false;
+    gate_ = false;
+    file_.close();  // releases the gate and presence locks
 }
 
 void Region::abandon() noexcept {
     if (base_ != nullptr) os::release_address_space(base_, reserved_);
     base_ = nullptr;
     mapped_ = 0;
+    closing_prepared_ = false;
+    gate_ = false;
     file_.close();
 }
 

@@ -83,9 +83,13 @@ inline constexpr std::uint64_t kNotFound = ~std::uint64_t{0};
 
 class HashTable {
 public:
-    explicit HashTable(Store* store) noexcept : store_(store) {}
+    // A table whose current block offset lives in the 8-byte cell at file offset `cell`: the store's root
+    // (Store::kRootCell) or, for SharedDict's nested tables, a cell block in the arena.
+    explicit HashTable(Store* store, std::uint64_t cell = Store::kRootCell) noexcept : store_(store), cell_(cell) {}
+    std::uint64_t cell() const noexcept { return cell_; }
+    std::uint64_t root() const noexcept { return __atomic_load_n(store_->region().at<std::uint64_t>(cell_), __ATOMIC_ACQUIRE); }
 
-    // Creates an empty table and publishes it as the store's root.
+    // Creates an empty table and publishes it in the cell.
     void format();
     // Validates the root table header (cheap); throws FormatError.
     void check_root() const;
@@ -123,8 +127,15 @@ public:
     // Full check of every invariant; throws FormatError naming what failed.
     void verify() const;
     // Rebuilds the index from the entries, dropping entries that fail validation, then the arena's free
-    // lists. Run after an unclean shutdown.
+    // lists. Run after an unclean shutdown, with no other process attached.
     void repair();
+    // After a writer died holding the lock, with readers possibly attached: rebuilds the table aside from
+    // its entries (an entry the dead writer had half inserted or half erased is kept) and switches to it
+    // with one store, so concurrent lock-free readers never see a half-built index. Does not rebuild the
+    // arena (the caller does, once for the whole store).
+    void recover();
+    // Frees the table block and every record it references (a nested table being dropped).
+    void destroy();
     // Rewrites the table at its minimal capacity (entries compacted, tombstones dropped).
     void shrink_to_fit() { rehash(header()->live, true); }
     // Ensures room for `n` keys without further rebuilds.
@@ -136,7 +147,8 @@ public:
     std::uint64_t entries_capacity() const noexcept { return header()->entries_cap; }
 
 private:
-    TableHeader* header() const noexcept { return store_->region().at<TableHeader>(store_->root()); }
+    TableHeader* header() const noexcept { return store_->region().at<TableHeader>(root()); }
+    void publish(std::uint64_t off) noexcept { __atomic_store_n(store_->region().at<std::uint64_t>(cell_), off, __ATOMIC_RELEASE); }
     Group* groups() const noexcept { return reinterpret_cast<Group*>(header() + 1); }
     EntrySlot* entries() const noexcept {
         return reinterpret_cast<EntrySlot*>(groups() + header()->capacity / 16);
@@ -152,6 +164,7 @@ private:
     std::uint64_t hash_word(const std::uint64_t* slot) const;
 
     Store* store_;
+    std::uint64_t cell_;
 };
 
 // Bytes of a table block of `capacity` slots.

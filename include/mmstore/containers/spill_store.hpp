@@ -16,8 +16,9 @@
 // which readers verify when asked: Pool::save uses it for standalone files; spill files skip it because
 // they live only as long as their pool (durable power-loss safety is not needed for them).
 //
-// SpillDir gives each pool a private directory `<parent>/mmstore-pool-<pid>-<random>` holding an flock'ed
-// `lock` file. Creating one first removes every sibling whose lock is not held -- the directories of pools
+// SpillDir gives each pool a private directory `<parent>/mmstore-pool-<pid>-<random>` holding a `lock` file
+// with an open-file-description record lock on byte 0 (os::File::range_lock; released by the kernel when
+// the owner dies). Creating one first removes every sibling whose lock is not held -- the directories of pools
 // whose process died -- so a crash leaves no orphan after the next pool starts in the same parent.
 //
 // Thread and process safety: write_spill_file and SpillFile are safe to use from any thread; a SpillFile

@@ -10,8 +10,13 @@
 //   kTombWord     all ones: an erased entry.
 //
 // Views returned by view() point into the mapping and stay valid until the word's slot is overwritten or
-// erased, or the store is closed. Thread safety: none (callers hold the store's write lock; reads of
-// published words are safe for any number of readers).
+// erased, or the store is closed -- by any process: with other processes writing, hold the write lock
+// while a view is in use, or copy.
+//
+// Many processes (DESIGN.md contract 4): writers take the store's ProcessMutex (lock_write(), WriteGuard)
+// around every mutation; readers take nothing and use the optimistic protocol of read(): snapshot the
+// reclaim counter, read and copy, re-check the counter, retry when a writer freed something meanwhile.
+// Thread safety: one thread at a time per Store object (the Python bindings run under the GIL).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +29,10 @@
 #include "mmstore/os/file.hpp"
 #include "mmstore/storage/checksum.hpp"
 #include "mmstore/storage/region.hpp"
+#include "mmstore/sync/process_mutex.hpp"
+
+#include <atomic>
+#include <functional>
 
 namespace mmstore::containers {
 
@@ -97,12 +106,15 @@ public:
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
+    // Opens the region; the caller attaches its container and then calls finish_open() (Region::open).
     void open(const std::string& path, storage::StoreKind kind, const storage::OpenOptions& options);
+    void finish_open() noexcept { region_.release_gate(); }
     bool is_open() const noexcept { return region_.is_open(); }
-    // Throws kClosed after close(), kForked when used in a child of the opening process.
+    // Throws kClosed after close(), kForked when used in a child of the opening process (unless the store
+    // reattaches after fork: SharedDict). Maps growth made by other processes.
     void check_open() const {
-        if (!region_.is_open()) [[unlikely]] throw_closed();
-        if (fork_gen_ != os::fork_generation()) [[unlikely]] throw_forked();
+        if (!region_.is_open() || fork_gen_ != os::fork_generation()) [[unlikely]] check_open_slow();
+        region_.refresh();
     }
     // check_open() without exceptions, for per-element loops that raise through their own slow path.
     bool usable() const noexcept { return region_.is_open() && fork_gen_ == os::fork_generation(); }
@@ -115,10 +127,20 @@ public:
     alloc::Arena& arena() noexcept { return arena_; }
     const std::string& path() const noexcept { return region_.path(); }
     bool durable() const noexcept { return durable_; }
-    std::uint64_t root() const noexcept { return region_.live().root; }
-    void publish_root(std::uint64_t off) noexcept { region_.live().root = off; }
-    void bump_mutations() noexcept { ++region_.live().mutations; }
+    std::uint64_t root() const noexcept { return __atomic_load_n(&region_.live().root, __ATOMIC_ACQUIRE); }
+    void publish_root(std::uint64_t off) noexcept { __atomic_store_n(&region_.live().root, off, __ATOMIC_RELEASE); }
+    // The file offset of LiveHeader::root, the root cell of a store's main container.
+    static constexpr std::uint64_t kRootCell = storage::kLiveHeaderOffset + offsetof(storage::LiveHeader, root);
+    void bump_mutations() noexcept {
+        ++region_.live().mutations;
+        ++local_mutations_;
+    }
     std::uint64_t mutations() const noexcept { return region_.live().mutations; }
+    // Key-set / length changes made through this handle only: Python iterators raise on these (as dict and
+    // list do) and ride out other processes' changes.
+    std::uint64_t local_mutations() const noexcept { return local_mutations_; }
+    // Nesting depth of the write lock taken through this handle.
+    int lock_depth() const noexcept { return local_depth_; }
 
     // Writes `bytes` as a word (inline when <= 7 bytes, else a new record). Not yet reachable.
     std::uint64_t put(std::string_view bytes) {
@@ -155,24 +177,115 @@ public:
     // Arena block (offset, bytes) behind a record word, for reachability; false for inline words.
     bool word_block(std::uint64_t word, std::uint64_t& off, std::uint64_t& bytes) const noexcept;
 
+    // --- the write lock (sync::ProcessMutex in the LockSlot), recursive per thread
+    // Blocks until held. If the previous holder died holding it, runs the recovery hook (the container's
+    // reader-safe repair) before returning.
+    void lock_write();
+    // Waits at most timeout_ns (0: don't wait; < 0: forever); false when not acquired.
+    bool try_lock_write(std::int64_t timeout_ns);
+    void unlock_write() noexcept;
+    int lock_holder_pid() const noexcept { return sync::ProcessMutex(region_.lock_slot()).holder_pid(); }
+    bool writer_active() const noexcept { return lock_holder_pid() != 0; }
+    bool lock_held_by_me() const noexcept { return sync::ProcessMutex(region_.lock_slot()).held_by_me(); }
+    // Set by the container: rebuilds what a writer killed mid-operation may have left half done, without
+    // disturbing lock-free readers.
+    void set_recovery(std::function<void()> recover) { recover_ = std::move(recover); }
+
+    // RAII write lock; checks the store is open and writable first.
+    class WriteGuard {
+    public:
+        explicit WriteGuard(Store& s) : s_(&s) {
+            s.check_writable();
+            s.lock_write();
+        }
+        ~WriteGuard() { s_->unlock_write(); }
+        WriteGuard(const WriteGuard&) = delete;
+        WriteGuard& operator=(const WriteGuard&) = delete;
+
+    private:
+        Store* s_;
+    };
+
+    // --- lock-free reads
+    std::uint64_t read_begin() const noexcept { return region_.reclaims(); }
+    // True when nothing read since read_begin() returned `snap` can have been freed or overwritten.
+    bool read_valid(std::uint64_t snap) const noexcept {
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        return region_.reclaims() == snap;
+    }
+    // Runs `f` (which reads and copies) until it ran without interference. A FormatError raised from a read
+    // that raced with a writer is a false alarm and retried; one raised from an undisturbed read is real.
+    template <class F>
+    auto read(F&& f) const -> decltype(f()) {
+        for (;;) {
+            check_open();
+            if (batch_active()) [[unlikely]] wait_batch();
+            const std::uint64_t snap = read_begin();
+            try {
+                auto result = f();
+                if (read_valid(snap)) return result;
+            } catch (const FormatError&) {
+                if (read_valid(snap) && !grown_since(snap)) throw;
+            }
+        }
+    }
+    // Multi-key updates that readers see whole (update_many): begin/end under the write lock.
+    void begin_batch() noexcept {
+        region_.bump_reclaims();  // reads that started before the batch retry, then wait
+        __atomic_store_n(&region_.live().batch, region_.live().batch | 1, __ATOMIC_SEQ_CST);
+    }
+    void end_batch() noexcept {
+        __atomic_store_n(&region_.live().batch, (region_.live().batch | 1) + 1, __ATOMIC_SEQ_CST);
+        region_.bump_reclaims();
+    }
+    bool batch_active() const noexcept { return (__atomic_load_n(&region_.live().batch, __ATOMIC_ACQUIRE) & 1) != 0; }
+    // Waits until no batch is being applied: by taking the lock the batch's writer holds (a killed writer's
+    // batch ends when the next holder recovers), or, for a read-only mapping that cannot lock, by polling.
+    void wait_batch() const;
+    bool grown_since(std::uint64_t) const noexcept {
+        return __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
+    }
+
+    // --- change notification (LockSlot::change, a futex word)
+    std::uint32_t change_count() const noexcept { return __atomic_load_n(&region_.lock_slot()->change, __ATOMIC_ACQUIRE); }
+    // Blocks until change_count() != seen or timeout_ns passes (< 0: forever); true when it changed.
+    bool wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const;
+
+    // After every mutation, still holding the write lock: wakes change waiters, syncs when durable.
     void after_mutation() {
+        storage::LockSlot* slot = region_.lock_slot();
+        __atomic_fetch_add(&slot->change, 1u, __ATOMIC_SEQ_CST);  // a full barrier before reading `waiters`
+        if (__atomic_load_n(&slot->waiters, __ATOMIC_RELAXED) != 0) [[unlikely]] os::futex_wake_all(&slot->change);
         if (durable_) region_.sync();
     }
     void sync() {
         check_open();
+        if (!region_.writable()) return;  // a read-only handle has nothing to write
+        WriteGuard g(*this);
         region_.sync();
     }
     // A handle inherited through fork() must not touch the parent's store: the child only unmaps.
-    void close() {
-        if (fork_gen_ != os::fork_generation()) region_.abandon();
-        else region_.close();
-    }
+    void close();
     void abandon() noexcept { region_.abandon(); }
     StoreStats stats() const;
 
     [[noreturn]] void throw_corrupt(const std::string& what) const;
 
+    // Called around every wait for the write lock that may block (set once by the Python module to release
+    // and re-take the GIL, so a thread waiting here never stalls the thread that holds the lock).
+    struct BlockingHooks {
+        void* (*before)();
+        void (*after)(void*);
+    };
+    static void set_blocking_hooks(BlockingHooks hooks) noexcept { hooks_ = hooks; }
+
+    // Called after this Store reopened its segment in a child process (OpenOptions::reattach_after_fork),
+    // still holding the open gate: the container checks its root there.
+    void set_on_reattach(std::function<void()> f) { on_reattach_ = std::move(f); }
+    const storage::OpenOptions& options() const noexcept { return options_; }
+
 private:
+    void check_open_slow() const;
     [[noreturn]] void throw_closed() const;
     [[noreturn]] void throw_forked() const;
     [[noreturn]] void throw_readonly() const;
@@ -182,23 +295,44 @@ private:
     std::uint64_t fork_gen_ = 0;
     bool durable_ = false;
     std::string closed_path_;
+    void reattach();
+
+    std::function<void()> recover_;
+    std::function<void()> on_reattach_;
+    storage::StoreKind kind_ = storage::StoreKind::kDict;
+    storage::OpenOptions options_;
+    // Threads of this process blocked in lock_write(); close() refuses to unmap the lock under them.
+    mutable std::atomic<int> waiting_{0};
+    std::uint64_t local_mutations_ = 0;
+    int local_depth_ = 0;
+    static inline BlockingHooks hooks_{nullptr, nullptr};
+    sync::Acquired acquire(std::int64_t timeout_ns);
+    void after_acquire(sync::Acquired a);
 };
 
 // Connects a container to its store after open: formats a new store (or one whose creation was cut short
 // before its root was published), else validates the root and, after an unclean shutdown, repairs.
+// Runs while the open gate is held (no other process can join), then releases it. Only the first opener
+// (alone) formats or repairs; later openers find the container in shape.
 template <class Format, class Check, class Repair>
 void attach_root(Store& store, Format&& format, Check&& check, Repair&& repair) {
-    if (store.region().created() || (store.root() == 0 && store.region().writable())) {
-        store.arena().format();
-        format();
-        store.region().sync();
-        return;
+    if (store.region().alone()) {
+        if (store.region().created() || store.root() == 0) {
+            store.arena().format();
+            format();
+            store.region().sync();
+            store.finish_open();
+            return;
+        }
+        check();
+        if (store.region().was_dirty()) {
+            repair();
+            store.region().sync();
+        }
+    } else {
+        check();
     }
-    check();
-    if (store.region().was_dirty() && store.region().writable()) {
-        repair();
-        store.region().sync();
-    }
+    store.finish_open();
 }
 
 }  // namespace mmstore::containers

@@ -52,8 +52,14 @@ public:
     // Writes all of [buf, buf+len) at `offset` (retrying short writes and EINTR); kDiskFull on ENOSPC.
     void pwrite_all(const void* buf, std::size_t len, std::uint64_t offset);
 
-    // flock(2) without blocking; false when another open file description holds a conflicting lock.
-    bool try_lock(LockMode mode) noexcept;
+    // Open-file-description record locks (fcntl F_OFD_SETLK[W]) on the single byte at `at`, which may lie
+    // past the end of the file. Independent per open file description (so two handles in one process
+    // conflict like two processes), released on close. Without `wait`, false when a conflicting lock is
+    // held elsewhere. Converting a held lock to the other mode replaces it in one call.
+    bool range_lock(std::uint64_t at, LockMode mode, bool wait);
+    void range_unlock(std::uint64_t at) noexcept;
+    // True when another open file description holds any record lock on the byte at `at` (F_OFD_GETLK).
+    bool range_locked_elsewhere(std::uint64_t at) const;
     void close() noexcept;
 
 private:
@@ -102,6 +108,19 @@ void remove_with_prefix(const std::string& prefix) noexcept;
 void fsync_parent_dir(const std::string& path) noexcept;
 
 int current_pid() noexcept;
+int current_tid() noexcept;
+// False only when no process `pid` exists (kill(pid, 0) fails with ESRCH).
+bool process_alive(int pid) noexcept;
+// A 64-bit hash of this boot's /proc/sys/kernel/random/boot_id (0 where unavailable).
+std::uint64_t boot_id() noexcept;
+
+// Process-shared futex on a 32-bit word in a shared mapping. futex_wait returns false on timeout and true
+// when woken or when *word != expected already (spurious wake-ups are the caller's loop to handle);
+// timeout_ns < 0 waits forever.
+bool futex_wait(std::uint32_t* word, std::uint32_t expected, std::int64_t timeout_ns) noexcept;
+void futex_wake_all(std::uint32_t* word) noexcept;
+// Monotonic clock in nanoseconds (deadlines of timed waits).
+std::int64_t monotonic_ns() noexcept;
 // Incremented in every child after fork() (pthread_atfork, registered in file.cpp); handles compare it to
 // refuse use across fork. Inline: it is read on every operation.
 extern std::atomic<std::uint64_t> g_fork_generation;

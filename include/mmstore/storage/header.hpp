@@ -3,14 +3,16 @@
 // The fixed layout at the start of every mmstore file (docs/format.md, "Header"). Three 4096-byte pages:
 //
 //   page 0  FileHeader (64 B, written once at creation, checksummed)
-//           LockSlot   (64 B, who holds the store for writing; room for a robust futex word later)
+//           LockSlot   (64 B, the store's process-shared robust mutex and change-notification futex)
 //           LiveHeader (bytes 256..1023: the live state, updated in place with single 8-byte stores)
 //   page 1  CommitSlot A   } double-buffered snapshots of the live state written by sync() and close();
 //   page 2  CommitSlot B   } the valid slot with the higher generation wins, a torn one fails its checksum
 //   page 3+ the arena (alloc::Arena) holding every container record
 //
 // All fields are little-endian and fixed-width; the layout does not depend on the word size of the writer.
-// Thread/process safety: only the process holding the store's write lock writes any of these fields.
+// Thread/process safety: only the holder of the store's ProcessMutex (sync/process_mutex.hpp) writes the
+// LiveHeader and the commit slots; LockSlot fields say who writes them. Readers in any process read the
+// LiveHeader without a lock: every field they use is a single aligned 8-byte word.
 #pragma once
 
 #include <cstddef>
@@ -20,7 +22,8 @@ namespace mmstore::storage {
 
 inline constexpr std::uint64_t kPageSize = 4096;  // layout unit; also the alignment of large blocks
 inline constexpr char kMagic[8] = {'M', 'M', 'S', 'T', 'O', 'R', 'E', '\0'};
-inline constexpr std::uint32_t kFormatVersion = 1;
+// 2: LockSlot holds a process-shared mutex and LiveHeader a reclaim counter (many writers per file).
+inline constexpr std::uint32_t kFormatVersion = 2;
 inline constexpr std::uint32_t kByteOrderMark = 0x01020304u;  // reads back as such only on little-endian
 inline constexpr std::uint64_t kCommitSlotOffset[2] = {kPageSize, 2 * kPageSize};
 inline constexpr std::uint64_t kDataStart = 3 * kPageSize;  // first arena byte
@@ -39,18 +42,22 @@ struct FileHeader {
     std::uint32_t elem_size;        // Vector<T>: sizeof(T); 0 for other kinds
     std::uint64_t elem_tag;         // Vector<T>: caller-chosen type tag checked at open; 0 otherwise
     std::uint64_t created_unix_ns;  // creation time, informational
-    std::uint64_t reserved;         // 0
+    std::uint32_t creator_pid;      // pid of the creating process, informational (mmstore.shared_dicts())
+    std::uint32_t reserved;         // 0
     std::uint64_t checksum;         // XXH3-64 of the 56 bytes above
 };
 static_assert(sizeof(FileHeader) == 64);
 
-// Offset 64. Written by the process that takes the write lock (flock on the file is the lock itself; this
-// slot only names the holder for error messages). `futex` is reserved for the process-shared robust mutex.
+// Offset 64. Process-local content: a pthread mutex only means something to processes on the machine that
+// initialized it, so the first writable opener of a store that nobody else has open (or whose `boot_id`
+// is not this boot's) initializes `mutex` afresh (storage::Region::open, under the open gate). Nothing
+// here is part of the portable data; a copied file simply gets a fresh lock.
 struct LockSlot {
-    std::uint32_t futex;        // reserved, 0
-    std::uint32_t writer_pid;   // pid of the current writer, 0 when none
-    std::uint64_t writer_since_unix_ns;
-    std::uint64_t reserved[6];
+    std::uint8_t mutex[48];    // pthread_mutex_t: process-shared, robust, recursive (40 B on x86-64 glibc)
+    std::uint32_t holder_pid;  // pid of the holder (diagnostics: CannotAcquireLock.blocking_pid); 0 = free
+    std::uint32_t depth;       // recursion depth of the holder; written by the holder only
+    std::uint32_t change;      // futex word: +1 after every committed mutation (wait_for_change)
+    std::uint32_t waiters;     // processes blocked in wait_for_change; writers FUTEX_WAKE only when nonzero
 };
 static_assert(sizeof(LockSlot) == 64);
 
@@ -61,7 +68,20 @@ struct LiveHeader {
     std::uint64_t file_size;   // bytes of the file in use; a multiple of kPageSize, <= the file's size
     std::uint64_t root;        // offset of the container's root record (0 = none yet)
     std::uint64_t mutations;   // incremented on every change of the key set / length (iterator checks)
-    std::uint64_t reserved[12];
+    // Incremented (before the first byte changes) whenever memory a reader may be reading is freed or
+    // rewritten in place other than by a single 8-byte store. Lock-free readers copy what they need, then
+    // compare: an unchanged count proves the copy was never overwritten (a seqlock without an odd state, so
+    // a writer stopped at any instruction never stalls readers).
+    std::uint64_t reclaims;
+    std::uint64_t boot_id;     // hash of /proc/sys/kernel/random/boot_id when `mutex` was initialized
+    std::uint64_t next_id;     // SharedDict: source of unique ids for nested tables
+    // Odd while a writer applies a multi-key update (update_many) that lock-free readers must see whole:
+    // readers that find it odd wait for the writer's lock instead of reading a half-applied batch.
+    std::uint64_t batch;
+    // SharedDict: 1 once a handle that closed asked for auto_unlink; the last handle to close then removes
+    // the segment's name (docs/design.md, "Segment lifetime").
+    std::uint64_t unlink_on_last_close;
+    std::uint64_t reserved[7];
     std::uint8_t arena[640];   // alloc::ArenaState, opaque to this layer
 };
 static_assert(sizeof(LiveHeader) == 768);

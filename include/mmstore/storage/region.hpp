@@ -7,8 +7,14 @@
 //
 // Pointers into the region stay valid until close(). Offsets read from the file must be bounds-checked
 // with check_range() before use (DESIGN.md contract 5).
-// Thread safety: none; one thread at a time per Region. Process safety: one writer (flock LOCK_EX) or any
-// number of read-only openers (LOCK_SH); a conflicting opener gets LockedError naming the writer's pid.
+// Thread safety: none; one thread at a time per Region. Process safety: any number of processes may open
+// a store, read-write or read-only. Writers serialize on the LockSlot's ProcessMutex (the caller takes it,
+// see containers::Store); readers take no lock. Two open-file-description locks on bytes past any data
+// coordinate opening and closing (docs/design.md, "Many processes"):
+//   gate      exclusive while a process opens or closes, so "am I alone?" has a stable answer;
+//   presence  shared while a process has the store open; whoever gets it exclusively is alone.
+// The first opener (alone) creates, repairs and initializes the mutex; the last closer marks the store
+// clean. A file grown by one process is mapped by the others at their next operation (refresh()).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +31,10 @@ struct OpenOptions {
     unsigned mode = 0600;
     bool readonly = false;
     bool durable = false;  // sync() after every mutation
+    // Shared-memory segments (SharedDict): nothing to make durable, so close() and sync() skip msync/fsync.
+    bool volatile_memory = false;
+    // SharedDict: a handle used in a child after fork() reopens the segment there instead of refusing.
+    bool reattach_after_fork = false;
     // Address space reserved for growth: the file can grow to this size (or 4x its size at open, if larger)
     // without its base moving. 256 GiB costs no memory and leaves room for ~500 open stores in the 128 TiB
     // of a 47-bit address space; when the kernel refuses a reservation it is halved down to 2x the file.
@@ -41,8 +51,16 @@ public:
     Region& operator=(const Region&) = delete;
 
     // Opens or creates the store at `path` of `kind`. Throws FormatError (kForeign, kTruncated, kCorrupt,
-    // kWrongKind, kVersion), LockedError, or Error (kIo, kNotFound, kExists).
+    // kWrongKind, kVersion) or Error (kIo, kNotFound, kExists). Returns holding the open gate: the caller
+    // attaches its container (formats or repairs it if alone()) and then calls release_gate().
     void open(const std::string& path, StoreKind kind, const OpenOptions& options);
+    void release_gate() noexcept;
+    // True when no other handle had the store open when this one opened (creation, repair and lock
+    // initialization happen only then).
+    bool alone() const noexcept { return alone_; }
+    // Takes the gate and keeps it when this is the only handle open (true); otherwise releases it (false).
+    // Compaction replaces the file, so it needs the store to itself until it closes.
+    bool claim_exclusive();
     bool is_open() const noexcept { return base_ != nullptr; }
     // True when the last opener did not close cleanly (dirty flag set): the caller must check and repair.
     bool was_dirty() const noexcept { return was_dirty_; }
@@ -53,7 +71,22 @@ public:
 
     std::uint8_t* base() const noexcept { return base_; }
     LiveHeader& live() const noexcept { return *reinterpret_cast<LiveHeader*>(base_ + kLiveHeaderOffset); }
+    LockSlot* lock_slot() const noexcept { return reinterpret_cast<LockSlot*>(base_ + sizeof(FileHeader)); }
     std::uint64_t size() const noexcept { return mapped_; }
+    // Maps what other processes added since this handle last looked (the file only grows while shared).
+    // Cheap when nothing changed: one load and a compare. Throws kCapacity if the growth exceeds this
+    // handle's address reservation.
+    void refresh() const {
+        if (__atomic_load_n(&live().file_size, __ATOMIC_ACQUIRE) != mapped_) [[unlikely]] refresh_slow();
+    }
+    // The reclaim counter (LiveHeader::reclaims): readers snapshot it before and compare it after a read.
+    std::uint64_t reclaims() const noexcept { return __atomic_load_n(&live().reclaims, __ATOMIC_ACQUIRE); }
+    // Writers call this before freeing or rewriting in place anything a reader may be reading.
+    void bump_reclaims() noexcept {
+        __atomic_store_n(&live().reclaims, live().reclaims + 1, __ATOMIC_RELEASE);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);  // the bump is visible before the first overwrite
+    }
+    bool is_volatile() const noexcept { return volatile_; }
 
     template <class T>
     T* at(std::uint64_t offset) const noexcept { return reinterpret_cast<T*>(base_ + offset); }
@@ -67,10 +100,15 @@ public:
     void grow(std::uint64_t min_size);
     // Cuts the file (and mapping) down to `new_size` (page multiple, >= kDataStart). Used by compaction.
     void shrink(std::uint64_t new_size);
-    // msync data, fsync the file, then write and sync the next commit slot.
+    // msync data, fsync the file, then write and sync the next commit slot. Caller holds the mutex.
     void sync();
-    // Clean close: sync, clear the dirty flag, release the lock and the mapping.
+    // Close in two steps so the caller can hold the store's mutex across the first: close_prepare() syncs
+    // and, for the last handle open, marks the store clean; close() releases the mapping and the file.
+    void close_prepare();
     void close();
+    // For listings (mmstore.shared_dicts()): whether any handle has the store at `path` open, without
+    // opening it as a store.
+    static bool in_use(const std::string& path);
     // Unclean close (used by tests and after fork): unmaps without syncing or clearing the dirty flag.
     void abandon() noexcept;
     void punch_hole(std::uint64_t offset, std::uint64_t len) noexcept { file_.punch_hole(offset, len); }
@@ -84,15 +122,21 @@ private:
     void remove_stale_compactions() const;
     void validate_header(StoreKind kind, const OpenOptions& options, std::uint64_t file_size);
     void write_commit_slot(bool clean);
-    void map_range(std::uint64_t from, std::uint64_t to);
+    void map_range(std::uint64_t from, std::uint64_t to) const;
+    void refresh_slow() const;
+    bool same_file_as_path() const;
 
     os::File file_;
     std::uint8_t* base_ = nullptr;
     std::uint64_t reserved_ = 0;
-    std::uint64_t mapped_ = 0;
+    mutable std::uint64_t mapped_ = 0;
     std::uint64_t generation_ = 0;
     bool was_dirty_ = false;
     bool created_ = false;
+    bool alone_ = false;
+    bool gate_ = false;
+    bool volatile_ = false;
+    bool closing_prepared_ = false;
 };
 
 }  // namespace mmstore::storage

@@ -1,0 +1,171 @@
+#include "mmstore/shared_dict.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "mmstore/storage/header.hpp"
+
+namespace mmstore {
+
+namespace {
+
+constexpr const char* kShmDir = "/dev/shm/";
+constexpr std::string_view kPrefix = "mmstore.";
+
+std::string random_name() {
+    static const char* digits = "0123456789abcdef";
+    std::random_device rd;
+    std::string n = "sd_";
+    for (int i = 0; i < 16; ++i) n += digits[rd() % 16];
+    return n;
+}
+
+OpenOptions segment_options(const SharedDictOptions& o) {
+    OpenOptions open;
+    open.create = o.create;
+    open.mode = o.mode;
+    open.volatile_memory = true;
+    open.reattach_after_fork = true;
+    // A segment's pages are memory: reserve address space generously (growth never moves the base).
+    return open;
+}
+
+}  // namespace
+
+std::string SharedDict::segment_path(std::string_view name) {
+    bool ok = !name.empty() && name.size() <= 200 && name[0] != '.';
+    for (char c : name)
+        ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+                    c == '.');
+    if (!ok)
+        throw_error(ErrorCode::kInvalidArgument, std::string(name),
+                    "invalid SharedDict name: use 1-200 characters of letters, digits, '_', '-' and '.', not starting with '.'");
+    return std::string(kShmDir) + std::string(kPrefix) + std::string(name);
+}
+
+SharedDict::SharedDict(std::string name, const SharedDictOptions& options)
+    : Dict(segment_path(name.empty() ? (name = random_name()) : name), segment_options(options)), name_(std::move(name)) {
+    created_ = store().region().created();
+    auto_unlink_ = options.auto_unlink.value_or(created_);
+    if (created_ && options.size_hint > 0) {
+        containers::Store::WriteGuard g(store());
+        table().reserve(options.size_hint);
+    }
+}
+
+SharedDict::~SharedDict() {
+    if (is_open()) {
+        try {
+            close();
+        } catch (...) {
+            abandon();
+        }
+    }
+}
+
+std::int64_t SharedDict::increment(const Value& key, std::int64_t delta) {
+    const std::string k = codec::encode(key);
+    containers::Store::WriteGuard g(store());
+    const std::uint64_t pos = table().find(k);
+    std::int64_t now = delta;
+    if (pos != containers::kNotFound) {
+        containers::WordBuf buf;
+        const Value old = codec::decode(table().value_at(pos, buf));
+        if (old.type != Value::Type::kInt)
+            throw_error(ErrorCode::kInvalidArgument, path(), "increment: the stored value is not an integer");
+        if (__builtin_add_overflow(old.i, delta, &now))
+            throw_error(ErrorCode::kInvalidArgument, path(), "increment: the result does not fit 64 bits");
+        table().assign_at(pos, codec::encode(Value::integer(now)));
+    } else {
+        table().set(k, codec::encode(Value::integer(now)));
+    }
+    store().after_mutation();
+    return now;
+}
+
+bool SharedDict::compare_and_set_encoded(std::string_view key, std::string_view expected, std::string_view value) {
+    containers::Store::WriteGuard g(store());
+    const std::uint64_t pos = table().find(key);
+    if (pos == containers::kNotFound) return false;
+    containers::WordBuf buf;
+    if (table().value_at(pos, buf) != expected) return false;
+    table().assign_at(pos, value);
+    store().after_mutation();
+    return true;
+}
+
+void SharedDict::update_many_encoded(const std::vector<std::pair<std::string, std::string>>& pairs) {
+    containers::Store::WriteGuard g(store());
+    std::uint64_t bytes = 0;
+    for (const auto& [k, v] : pairs)
+        bytes += alloc::block_size(sizeof(containers::RecordHeader) + k.size()) +
+                 alloc::block_size(sizeof(containers::RecordHeader) + v.size());
+    table().reserve(table().size() + pairs.size());
+    store().region().grow(store().arena().top() + bytes + alloc::kChunkSize);  // nothing below can run out
+    store().begin_batch();
+    try {
+        for (const auto& [k, v] : pairs) table().set(k, v);
+    } catch (...) {
+        store().end_batch();
+        throw;
+    }
+    store().end_batch();
+    store().after_mutation();
+}
+
+bool SharedDict::wait_for_change(std::int64_t timeout_ns) const {
+    store().check_open();
+    return store().wait_for_change(store().change_count(), timeout_ns);
+}
+
+void SharedDict::unlink() {
+    store().check_open();
+    os::remove_file(path());
+}
+
+void SharedDict::close() {
+    if (!is_open()) return;
+    if (auto_unlink_ && store().usable() && store().region().writable()) {
+        containers::Store::WriteGuard g(store());
+        store().region().live().unlink_on_last_close = 1;
+    }
+    Dict::close();
+}
+
+void SharedDict::unlink_by_name(std::string_view name) {
+    const std::string p = segment_path(name);
+    if (::unlink(p.c_str()) != 0) {
+        if (errno == ENOENT) throw_error(ErrorCode::kNotFound, p, "no SharedDict named '" + std::string(name) + "'", errno);
+        throw_error(ErrorCode::kIo, p, "cannot unlink", errno);
+    }
+}
+
+std::vector<SharedSegmentInfo> SharedDict::list() {
+    std::vector<SharedSegmentInfo> out;
+    DIR* d = ::opendir(kShmDir);
+    if (d == nullptr) return out;
+    while (dirent* e = ::readdir(d)) {
+        const std::string_view n(e->d_name);
+        if (n.substr(0, kPrefix.size()) != kPrefix) continue;
+        SharedSegmentInfo info;
+        info.name = std::string(n.substr(kPrefix.size()));
+        const std::string p = std::string(kShmDir) + std::string(n);
+        try {
+            os::File f = os::File::open(p, false, false, false, 0);
+            info.size = f.size();
+            storage::FileHeader h{};
+            if (f.pread(&h, sizeof h, 0) == sizeof h) info.creator_pid = h.creator_pid;
+            info.in_use = storage::Region::in_use(p);
+        } catch (const Error&) {
+            continue;  // removed meanwhile, or not ours to read
+        }
+        out.push_back(std::move(info));
+    }
+    ::closedir(d);
+    return out;
+}
+
+}  // namespace mmstore

@@ -1,0 +1,186 @@
+// tests/cpp/shared_dict_test.cpp -- mmstore::SharedDict: names, creation, lifetime, atomic updates, change
+// notification and fork, with real processes.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "test_util.hpp"
+#include "mmstore/shared_dict.hpp"
+
+using mmstore::ErrorCode;
+using mmstore::SharedDict;
+using mmstore::SharedDictOptions;
+using mmstore::Value;
+using mmstore_test::throws_error;
+
+namespace {
+
+std::string unique_name(const char* tag) {
+    static int n = 0;
+    return std::string("cxxtest_") + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
+}
+
+// Removes the segment at the end of a test whatever happened.
+struct Cleanup {
+    std::string name;
+    ~Cleanup() { ::unlink(SharedDict::segment_path(name).c_str()); }
+};
+
+pid_t spawn(const std::function<void()>& body) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        int rc = 0;
+        try {
+            body();
+        } catch (...) {
+            rc = 1;
+        }
+        ::_exit(rc);
+    }
+    return pid;
+}
+
+int wait_exit(pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+SharedDictOptions with_create(mmstore::OpenOptions::Create c) {
+    SharedDictOptions o;
+    o.create = c;
+    return o;
+}
+
+}  // namespace
+
+TEST(SharedDictTest, InvalidNamesAreRefused) {
+    for (const char* bad : {"a/b", "../x", ".hidden", "sp ace", "semi;colon", "uni\xc3\xa9"})
+        EXPECT_TRUE(throws_error([&] { SharedDict d(bad); }, ErrorCode::kInvalidArgument)) << bad;
+    EXPECT_TRUE(throws_error([&] { SharedDict d(std::string(201, 'a')); }, ErrorCode::kInvalidArgument));
+}
+
+TEST(SharedDictTest, CreateFlagsAndPrivateModeAndRandomNames) {
+    const std::string name = unique_name("create");
+    Cleanup c{name};
+    EXPECT_TRUE(throws_error([&] { SharedDict d(name, with_create(mmstore::OpenOptions::Create::kNever)); }, ErrorCode::kNotFound));
+    SharedDict d(name, with_create(mmstore::OpenOptions::Create::kAlways));
+    EXPECT_TRUE(d.created());
+    struct stat st {};
+    ASSERT_EQ(::stat(SharedDict::segment_path(name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_TRUE(throws_error([&] { SharedDict e(name, with_create(mmstore::OpenOptions::Create::kAlways)); }, ErrorCode::kExists));
+    SharedDict anon;
+    Cleanup c2{anon.name()};
+    EXPECT_FALSE(anon.name().empty());
+    EXPECT_TRUE(anon.created());
+    SharedDict again(anon.name(), with_create(mmstore::OpenOptions::Create::kNever));
+    EXPECT_FALSE(again.created());
+}
+
+TEST(SharedDictTest, ForkedAndAttachedProcessesIncrementExactly) {
+    const std::string name = unique_name("incr");
+    Cleanup c{name};
+    SharedDict d(name);
+    const Value key = Value::str("n");
+    constexpr int kProcs = 3, kEach = 5000;
+    std::vector<pid_t> kids;
+    for (int p = 0; p < kProcs; ++p)
+        kids.push_back(spawn([&, p] {
+            if (p == 0) {
+                for (int i = 0; i < kEach; ++i) d.increment(key);  // the inherited handle reattaches
+            } else {
+                SharedDict mine(name);  // attached by name
+                for (int i = 0; i < kEach; ++i) mine.increment(key);
+            }
+        }));
+    for (pid_t k : kids) EXPECT_EQ(wait_exit(k), 0);
+    EXPECT_EQ(d.get(key)->i, kProcs * kEach);
+    d.verify();
+}
+
+TEST(SharedDictTest, SegmentOutlivesItsCreatorWhileAnotherHandleIsAttached) {
+    const std::string name = unique_name("life");
+    const std::string path = SharedDict::segment_path(name);
+    Cleanup c{name};
+    auto creator = std::make_unique<SharedDict>(name);  // auto_unlink by default
+    creator->set("k", "v");
+    SharedDict other(name);
+    creator->close();
+    creator.reset();
+    EXPECT_TRUE(std::filesystem::exists(path)) << "vanished while `other` is attached";
+    {
+        SharedDict third(name, with_create(mmstore::OpenOptions::Create::kNever));
+        EXPECT_EQ(third.get("k"), "v");
+    }
+    EXPECT_TRUE(std::filesystem::exists(path));
+    other.close();
+    EXPECT_FALSE(std::filesystem::exists(path)) << "the last handle to close removes an auto_unlink segment";
+}
+
+TEST(SharedDictTest, ListNamesSegmentsWithSizeCreatorAndUse) {
+    const std::string name = unique_name("list");
+    Cleanup c{name};
+    {
+        SharedDictOptions keep;
+        keep.auto_unlink = false;
+        SharedDict d(name, keep);
+        bool seen = false;
+        for (const auto& info : SharedDict::list())
+            if (info.name == name) {
+                seen = true;
+                EXPECT_EQ(info.creator_pid, static_cast<std::uint32_t>(::getpid()));
+                EXPECT_GT(info.size, 0u);
+                EXPECT_TRUE(info.in_use);
+            }
+        EXPECT_TRUE(seen);
+    }
+    bool seen = false;
+    for (const auto& info : SharedDict::list())
+        if (info.name == name) {
+            seen = true;
+            EXPECT_FALSE(info.in_use);  // left behind: what cleanup after a crash looks for
+        }
+    EXPECT_TRUE(seen);
+    SharedDict::unlink_by_name(name);
+    EXPECT_TRUE(throws_error([&] { SharedDict::unlink_by_name(name); }, ErrorCode::kNotFound));
+}
+
+TEST(SharedDictTest, WaitForChangeWakesWhenAnotherProcessWrites) {
+    const std::string name = unique_name("wait");
+    Cleanup c{name};
+    SharedDict d(name);
+    EXPECT_FALSE(d.wait_for_change(10'000'000));  // nothing happens: times out
+    const pid_t child = spawn([&] {
+        SharedDict mine(name);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        mine.set("ping", "1");
+    });
+    EXPECT_TRUE(d.wait_for_change(10'000'000'000));
+    EXPECT_EQ(d.get("ping"), "1");
+    EXPECT_EQ(wait_exit(child), 0);
+}
+
+TEST(SharedDictTest, UpdateManyAndCompareAndSet) {
+    const std::string name = unique_name("batch");
+    Cleanup c{name};
+    SharedDict d(name);
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (int i = 0; i < 1000; ++i)
+        pairs.emplace_back(mmstore::codec::encode(Value::integer(i)), mmstore::codec::encode(Value::str(std::to_string(i))));
+    d.update_many_encoded(pairs);
+    EXPECT_EQ(d.size(), 1000u);
+    EXPECT_EQ(d.get(Value::integer(999))->data, "999");
+    const std::string k = mmstore::codec::encode(Value::integer(7));
+    EXPECT_FALSE(d.compare_and_set_encoded(k, mmstore::codec::encode(Value::str("nope")), mmstore::codec::encode(Value::str("x"))));
+    EXPECT_TRUE(d.compare_and_set_encoded(k, mmstore::codec::encode(Value::str("7")), mmstore::codec::encode(Value::str("x"))));
+    EXPECT_EQ(d.get(Value::integer(7))->data, "x");
+    d.verify();
+}

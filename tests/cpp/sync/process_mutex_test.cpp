@@ -1,0 +1,139 @@
+// tests/cpp/sync/process_mutex_test.cpp -- the store's process-shared robust lock and many-process access
+// to file stores, with real forked processes.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "../test_util.hpp"
+#include "mmstore/dict.hpp"
+#include "mmstore/list.hpp"
+
+using mmstore::Dict;
+using mmstore::OpenOptions;
+
+namespace {
+
+class ProcessMutexTest : public ::testing::Test {
+protected:
+    mmstore_test::TempDir dir_;
+    std::string path_ = dir_.file("d.mms");
+};
+
+int counter(const Dict& d) {
+    const auto v = d.get("n");
+    return v ? std::stoi(std::string(*v)) : 0;
+}
+
+// Runs `body` in a forked child that exits 0 on success (1 on any exception).
+pid_t spawn(const std::function<void()>& body) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        int rc = 0;
+        try {
+            body();
+        } catch (...) {
+            rc = 1;
+        }
+        ::_exit(rc);
+    }
+    return pid;
+}
+
+int wait_exit(pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+TEST_F(ProcessMutexTest, ForkedWritersUnderTheLockLoseNoIncrement) {
+    { Dict d(path_); d.set("n", "0"); }
+    constexpr int kProcs = 3, kEach = 3000;
+    std::vector<pid_t> kids;
+    for (int p = 0; p < kProcs; ++p)
+        kids.push_back(spawn([&] {
+            Dict d(path_);
+            for (int i = 0; i < kEach; ++i) {
+                d.lock();
+                d.set("n", std::to_string(counter(d) + 1));
+                // Growth while others hold stale mappings: one new key per round.
+                d.set("p" + std::to_string(p) + "_" + std::to_string(i), std::string(100, 'v'));
+                d.unlock();
+            }
+        }));
+    for (pid_t k : kids) EXPECT_EQ(wait_exit(k), 0);
+    Dict d(path_);
+    EXPECT_EQ(counter(d), kProcs * kEach);
+    EXPECT_EQ(d.size(), 1u + kProcs * kEach);
+    d.verify();
+}
+
+TEST_F(ProcessMutexTest, TryLockTimesOutWhileAnotherProcessHoldsItAndNamesTheHolder) {
+    Dict d(path_);
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t holder = spawn([&] {
+        Dict mine(path_);
+        mine.lock();
+        char c = 1;
+        (void)!::write(ready[1], &c, 1);
+        ::pause();  // until killed
+    });
+    char c;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1);
+    EXPECT_FALSE(d.try_lock(0));
+    EXPECT_FALSE(d.try_lock(20'000'000));  // 20 ms
+    EXPECT_EQ(d.store().lock_holder_pid(), holder);
+    EXPECT_TRUE(d.get("missing") == std::nullopt);  // reads take no lock
+    ::kill(holder, SIGKILL);
+    wait_exit(holder);
+    EXPECT_TRUE(d.try_lock(-1));  // the dead holder is detected: no hang
+    d.unlock();
+    ::close(ready[0]);
+    ::close(ready[1]);
+}
+
+TEST_F(ProcessMutexTest, AHolderKilledMidWriteIsRecoveredByTheNextAcquirer) {
+    { Dict d(path_); for (int i = 0; i < 1000; ++i) d.set("k" + std::to_string(i), std::string(50, 'a')); }
+    for (int round = 0; round < 5; ++round) {
+        const pid_t child = spawn([&] {
+            Dict d(path_);
+            d.lock();
+            for (int i = 0;; ++i) {  // killed somewhere in here: inserts, overwrites, erases, rehashes
+                d.set("c" + std::to_string(round) + "_" + std::to_string(i), std::string(i % 300, 'b'));
+                d.set("k" + std::to_string(i % 1000), std::string(i % 70, 'c'));
+                if (i % 3 == 0) d.erase("c" + std::to_string(round) + "_" + std::to_string(i / 2));
+            }
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(30 + 17 * round));
+        ::kill(child, SIGKILL);
+        EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
+        Dict d(path_);
+        ASSERT_TRUE(d.try_lock(5'000'000'000));  // 5 s: a hang would fail here, not block the suite
+        d.verify();
+        for (int i = 0; i < 1000; ++i) EXPECT_TRUE(d.contains("k" + std::to_string(i)));
+        d.set("after", "ok");
+        d.unlock();
+        EXPECT_EQ(d.get("after"), "ok");
+    }
+}
+
+TEST_F(ProcessMutexTest, ListFilesAcceptWritersFromSeveralProcesses) {
+    const std::string lp = dir_.file("l.mms");
+    { mmstore::List l(lp); }
+    std::vector<pid_t> kids;
+    for (int p = 0; p < 2; ++p)
+        kids.push_back(spawn([&] {
+            mmstore::List l(lp);
+            for (int i = 0; i < 2000; ++i) l.push_back(std::to_string(p));
+        }));
+    for (pid_t k : kids) EXPECT_EQ(wait_exit(k), 0);
+    mmstore::List l(lp);
+    EXPECT_EQ(l.size(), 4000u);
+    l.verify();
+}
