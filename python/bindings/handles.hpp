@@ -92,54 +92,122 @@ H* handle_of(PyObject* self) {
     return nb::inst_ptr<H>(self);
 }
 
-// Decodes the value held by the word at `*slot` (fast paths for inline ints, strs and bytes, which need
-// no tag reconstruction), or nullptr with a Python error set.
-inline PyObject* decode_word(const containers::Store& store, const std::uint64_t* slot, CodecFlags flags) {
-    const std::uint64_t w = *slot;
+// Outcome of decoding a word read during a lock-free read (containers::Store::read_begin).
+enum class Got { kOk, kRetry, kError };
+
+// Decodes the value held by the word `w`, loaded from the mapping after read_begin() returned `snap`,
+// into a new reference in *out. Inline words decode from the loaded word itself; a record is copied out
+// of the mapping first. Either is trusted only when read_valid(snap) shows no writer freed or rewrote
+// what was read meanwhile (then kRetry: the caller reads again). The decoder runs on the private copy:
+// decoding dates, Decimals, arrays and pickles runs Python code, which may switch threads or re-enter.
+inline Got decode_snapshot(const containers::Store& store, std::uint64_t w, CodecFlags flags, std::uint64_t snap,
+                           PyObject** out) {
+    *out = nullptr;
     if (containers::is_inline(w)) {
         const std::size_t n = containers::inline_len(w);
+        PyObject* v = nullptr;
+        bool fast = false;
         switch (containers::inline_kind(w)) {
             case containers::InlineKind::kInt:
                 if (n <= 7) {
                     const int shift = 64 - 8 * static_cast<int>(n);
-                    const auto v = n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift;
-                    return PyLong_FromLongLong(v);
+                    v = PyLong_FromLongLong(n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift);
+                    fast = true;
                 }
                 break;
             case containers::InlineKind::kStr:
-                if (n <= 7) {
-                    if ((w & 0x0080808080808080ull) == 0) {  // ASCII: build the str directly, no UTF-8 decoder
-                        PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
-                        if (s != nullptr) std::memcpy(PyUnicode_DATA(s), slot, n);
-                        return s;
-                    }
+                if (n <= 7 && (w & 0x0080808080808080ull) == 0) {  // ASCII: build the str directly
+                    v = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+                    if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &w, n);
+                    fast = true;
                 }
                 break;  // non-ASCII: the generic decoder validates the UTF-8 and reports damage as corruption
             case containers::InlineKind::kBytes:
-                if (n <= 7) return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(slot), static_cast<Py_ssize_t>(n));
+                if (n <= 7) {
+                    v = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(&w), static_cast<Py_ssize_t>(n));
+                    fast = true;
+                }
                 break;
             default: break;
         }
-    }
-    try {
-        containers::WordBuf buf;
-        const std::string_view v = store.view(slot, buf);
-        // Decode from a private copy: decoding dates, Decimals, arrays and pickles runs Python code, which
-        // can release the GIL; another thread could then overwrite the record or close (unmap) the store
-        // under a decoder still reading the mapping.
-        if (v.data() == buf.bytes) return decode(v.data(), v.size(), flags);
-        char small[256];
-        if (v.size() <= sizeof small) {
-            std::memcpy(small, v.data(), v.size());
-            return decode(small, v.size(), flags);
+        if (!fast) {
+            std::uint64_t copy = w;
+            containers::WordBuf buf;
+            try {
+                const std::string_view enc = store.view(&copy, buf);
+                v = decode(enc.data(), enc.size(), flags);
+            } catch (const FormatError&) {
+                if (!store.read_valid(snap)) return Got::kRetry;
+                set_error_from_exception();
+                return Got::kError;
+            } catch (...) {
+                set_error_from_exception();
+                return Got::kError;
+            }
         }
-        const std::string copy(v);
-        return decode(copy.data(), copy.size(), flags);
-    } catch (...) {
-        set_error_from_exception();  // store errors already name the path
-        return nullptr;
+        if (!store.read_valid(snap)) {  // the word came from memory a writer reused: read again
+            Py_XDECREF(v);
+            PyErr_Clear();
+            return Got::kRetry;
+        }
+        if (v == nullptr) return Got::kError;
+        *out = v;
+        return Got::kOk;
     }
+    std::string_view rec;
+    try {
+        rec = store.view_record(w);
+    } catch (const FormatError&) {
+        if (!store.read_valid(snap) || store.grown_since(snap)) return Got::kRetry;
+        set_error_from_exception();
+        return Got::kError;
+    }
+    char small[256];
+    std::string big;
+    const char* data = small;
+    if (rec.size() <= sizeof small) {
+        std::memcpy(small, rec.data(), rec.size());
+    } else {
+        if (!store.read_valid(snap)) return Got::kRetry;  // don't copy a length read from reused memory
+        big.assign(rec);
+        data = big.data();
+    }
+    if (!store.read_valid(snap)) return Got::kRetry;
+    PyObject* v = decode(data, rec.size(), flags);
+    if (v == nullptr) return Got::kError;
+    *out = v;
+    return Got::kOk;
 }
+
+// Sets the Python error for a C++ exception raised outside a lock-free read; always Got::kError.
+inline Got got_error() {
+    set_error_from_exception();
+    return Got::kError;
+}
+
+// Holds the store's write lock for the duration of a binding call (blocking waits release the GIL: see
+// the hooks installed in module.cpp). On failure ok() is false and the Python error is set.
+class PyWriteLock {
+public:
+    explicit PyWriteLock(containers::Store& s) {
+        try {
+            s.check_writable();
+            s.lock_write();
+            s_ = &s;
+        } catch (...) {
+            set_error_from_exception();
+        }
+    }
+    ~PyWriteLock() {
+        if (s_) s_->unlock_write();
+    }
+    PyWriteLock(const PyWriteLock&) = delete;
+    PyWriteLock& operator=(const PyWriteLock&) = delete;
+    bool ok() const noexcept { return s_ != nullptr; }
+
+private:
+    containers::Store* s_ = nullptr;
+};
 
 mmstore::OpenOptions make_options(nb::handle create, unsigned mode, bool durable, bool readonly);
 
@@ -207,9 +275,19 @@ PyObject* get_path(PyObject* self, void*) {
     return PyUnicode_FromStringAndSize(h->path.data(), static_cast<Py_ssize_t>(h->path.size()));
 }
 
+// `handle.lock` (lock.cpp): a new StoreLock bound to the handle.
+template <class H>
+PyObject* make_lock(PyObject* owner);
+
+template <class H>
+PyObject* get_lock(PyObject* self, void*) {
+    return make_lock<H>(self);
+}
+
 template <class H>
 inline PyGetSetDef handle_getset[] = {
     {"closed", get_closed<H>, nullptr, "True once close() was called (or the handle never opened).", nullptr},
+    {"lock", get_lock<H>, nullptr, "The store's process-shared, robust, recursive write lock.", nullptr},
     {"path", get_path<H>, nullptr, "The store's file path.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
@@ -230,13 +308,19 @@ void bind_handle_common(nb::class_<H>& cls) {
     cls.def(
            "__init__",
            [](H* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle, bool durable,
-              bool readonly) {
-               auto obj = std::make_unique<Obj>(path, make_options(create, mode, durable, readonly));
+              bool readonly, bool segment) {
+               mmstore::OpenOptions o = make_options(create, mode, durable, readonly);
+               if (segment) {  // SharedDict: memory, not a file; a child after fork reopens it by name
+                   o.volatile_memory = true;
+                   o.reattach_after_fork = true;
+               }
+               auto obj = std::make_unique<Obj>(path, o);
                auto* h = new (self) H{std::move(obj), CodecFlags{allow_pickle}, path};
                h->flags.path = &h->path;
            },
            nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
-           nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false)
+           nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false,
+           nb::arg("_segment") = false)
         .def_prop_ro("allow_pickle", [](H& h) { return h.flags.allow_pickle; })
         .def("close", [](H& h) { if (h.obj) h.obj->close(); }, "Sync and close; further use raises ClosedError.")
         .def("sync", [](H& h) { checked(h).obj->sync(); }, "Make every change so far durable (msync + fsync).")
@@ -245,12 +329,47 @@ void bind_handle_common(nb::class_<H>& cls) {
         .def("compact", [](H& h) { checked(h).obj->compact(); },
              "Rewrite the store at its minimal size and replace the file atomically.")
         .def("_stats", [](H& h) { return stats_dict(checked(h).obj->stats()); })
+        .def_prop_ro("_created", [](H& h) { return checked(h).obj->store().region().created(); })
+        .def("_request_unlink_on_last_close",
+             [](H& h) {
+                 auto& store = checked(h).obj->store();
+                 containers::Store::WriteGuard g(store);
+                 store.region().live().unlink_on_last_close = 1;
+             })
         .def("_abandon", [](H& h) { if (h.obj) h.obj->abandon(); }, "Drop the mapping without a clean close (tests).")
-        .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.");
+        .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.")
+        .def("_change_count", [](H& h) { return checked(h).obj->store().change_count(); })
+        .def(
+            "wait_for_change",
+            [](H& h, nb::handle timeout) {
+                auto& store = checked(h).obj->store();
+                const std::uint32_t seen = store.change_count();
+                double left = timeout.is_none() ? -1.0 : nb::cast<double>(timeout);
+                // Sleep in slices so that Ctrl-C (a pending signal) is handled promptly.
+                for (;;) {
+                    const double slice = left < 0 ? 0.1 : std::min(left, 0.1);
+                    bool changed;
+                    {
+                        nb::gil_scoped_release unlocked;
+                        changed = store.wait_for_change(seen, static_cast<std::int64_t>(slice * 1e9));
+                    }
+                    if (changed) return true;
+                    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+                    if (left >= 0) {
+                        left -= slice;
+                        if (left <= 0) return false;
+                    }
+                    checked(h).obj->store().check_open();
+                }
+            },
+            nb::arg("timeout").none() = nb::none(),
+            "Block until another handle writes to the store (True), or until timeout seconds pass (False).");
 }
 
 void bind_dict(nb::module_& m);
 void bind_list(nb::module_& m);
+void bind_shared(nb::module_& m);
+void bind_lock(nb::module_& m);
 void bind_pool(nb::module_& m);  // pool.cpp
 
 }  // namespace mmstore::py

@@ -10,15 +10,32 @@ namespace {
 
 inline ListHandle* open_handle(PyObject* self) { return mmstore::py::open_handle<ListHandle>(self, "List"); }
 
-// Decoding can run Python code (and switch threads): re-check that the store is open and `i` still in range
-// before every element access, since another thread may have closed or shortened the list meanwhile.
+// Element `i`, read without a lock (decode_snapshot). Decoding can run Python code (and switch threads), and
+// other processes may shorten the list: the open check and the bounds check are repeated on every read.
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
-    if (!still_open(h)) return nullptr;
-    if (i >= h->obj->sequence().size()) [[unlikely]] {
-        PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
-        return nullptr;
+    auto& store = h->obj->store();
+    for (;;) {
+        if (!still_open(h)) return nullptr;
+        std::uint64_t snap, w;
+        try {
+            store.check_open();
+            if (store.batch_active()) [[unlikely]] store.wait_batch();
+            snap = store.read_begin();
+            if (i >= h->obj->sequence().size()) [[unlikely]] {
+                if (!store.read_valid(snap)) continue;
+                PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
+                return nullptr;
+            }
+            w = __atomic_load_n(h->obj->word_ptr(i), __ATOMIC_ACQUIRE);
+        } catch (...) {
+            set_error_from_exception();
+            return nullptr;
+        }
+        PyObject* out;
+        const Got g = decode_snapshot(store, w, h->flags, snap, &out);
+        if (g == Got::kOk) return out;
+        if (g == Got::kError) return nullptr;
     }
-    return decode_word(h->obj->store(), h->obj->word_ptr(i), h->flags);
 }
 
 Py_ssize_t list_length(PyObject* self) {
@@ -252,29 +269,25 @@ PyObject* list_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         index = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);  // as list.pop
         if (index == -1 && PyErr_Occurred()) return nullptr;
     }
-    for (;;) {
-        if (h->obj->sequence().size() == 0) {
-            PyErr_SetString(PyExc_IndexError, "pop from empty list");
-            return nullptr;
-        }
-        const Py_ssize_t i = norm_index(h, index, "pop");
-        if (i < 0) return nullptr;
-        const std::uint64_t mutations = h->obj->store().mutations();
-        PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
-        if (!x) return nullptr;
-        if (h->obj->store().usable() && h->obj->store().mutations() != mutations) {
-            Py_DECREF(x);  // another thread changed the list while the value decoded: start over
-            continue;
-        }
-        try {
-            h->obj->erase(static_cast<std::uint64_t>(i));
-        } catch (...) {
-            Py_DECREF(x);
-            set_error_from_exception();
-            return nullptr;
-        }
-        return x;
+    // The read and the removal under one hold of the lock: no other process can move the element between.
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return nullptr;
+    if (h->obj->sequence().size() == 0) {
+        PyErr_SetString(PyExc_IndexError, "pop from empty list");
+        return nullptr;
     }
+    const Py_ssize_t i = norm_index(h, index, "pop");
+    if (i < 0) return nullptr;
+    PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
+    if (!x) return nullptr;
+    try {
+        h->obj->erase(static_cast<std::uint64_t>(i));
+    } catch (...) {
+        Py_DECREF(x);
+        set_error_from_exception();
+        return nullptr;
+    }
+    return x;
 }
 
 PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {

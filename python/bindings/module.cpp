@@ -62,8 +62,17 @@ NB_MODULE(_core, m) {
         }
     });
     if (PyModule_AddFunctions(m.ptr(), module_methods) != 0) throw nb::python_error();
+    // A thread that must wait for a store's lock lets go of the GIL meanwhile: the holder may be another
+    // thread of this process that needs the GIL to finish (a `with d.lock:` block, a pickle decode).
+    mmstore::containers::Store::set_blocking_hooks(
+        {[]() -> void* { return PyGILState_Check() ? static_cast<void*>(PyEval_SaveThread()) : nullptr; },
+         [](void* t) {
+             if (t != nullptr) PyEval_RestoreThread(static_cast<PyThreadState*>(t));
+         }});
     m.attr("FORMAT_VERSION") = mmstore::storage::kFormatVersion;
     mmstore::py::bind_dict(m);
     mmstore::py::bind_list(m);
+    mmstore::py::bind_shared(m);
+    mmstore::py::bind_lock(m);
     mmstore::py::bind_pool(m);
 }

@@ -4,6 +4,11 @@ This release provides the storage engine and its first face:
 
 * :class:`Dict` -- a ``dict`` that lives in a file (``MutableMapping``);
 * :class:`List` -- a ``list`` that lives in a file (``MutableSequence``);
+* :class:`SharedDict` -- a ``dict`` in shared memory, attached by name from any process, with a robust
+  process-shared lock (``.lock``), atomic ``increment``/``compare_and_set``/``update_many`` and
+  ``wait_for_change``; :func:`shared_dicts` lists the segments on this machine;
+* :class:`Pool` -- a memory-limited object pool that spills least-recently-used objects to disk and maps
+  them back zero-copy (:func:`load` reads its saved files; :mod:`mmstore.dask` plugs it into Dask workers);
 * :func:`encode` / :func:`decode` -- the canonical value codec shared with C++ (docs/format.md).
 
 Both open instantly (nothing is loaded), hold far more than RAM, keep anonymous memory flat, survive
@@ -19,6 +24,9 @@ from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
 from ._pool import Pool, Ref, is_mapped, load
+from ._shared import SharedDict, SharedDictInfo, shared_dicts
+
+StoreLock = _core.StoreLock
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 __version__ = "0.1.0"
@@ -26,6 +34,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Dict",
     "List",
+    "SharedDict",
+    "SharedDictInfo",
+    "shared_dicts",
+    "StoreLock",
     "DictKeys",
     "DictValues",
     "DictItems",

@@ -27,6 +27,10 @@ __all__ = [
     "StoreExistsError",
     "ForkedHandleError",
     "ReadOnlyError",
+    "CannotAcquireLock",
+    "CannotAcquireLockTimeout",
+    "AlreadyExists",
+    "NotFound",
 ]
 
 
@@ -59,7 +63,8 @@ class UnsupportedVersionError(CorruptFileError):
 
 
 class StoreLockedError(Error):
-    """Another process (``pid``) or handle holds the store open for writing."""
+    """The operation needs the store to itself (``compact()``) while other handles have it open; ``pid``
+    names the lock holder when there is one."""
 
     def __init__(self, message: str = "", path: str = "", pid: int = 0) -> None:
         super().__init__(message, path)
@@ -101,6 +106,22 @@ class ForkedHandleError(Error):
 class ReadOnlyError(Error, ValueError):
     """A write through a handle opened with ``readonly=True``."""
 
+
+class CannotAcquireLock(Error):
+    """``lock.acquire(block=False)`` found the store's lock held; ``blocking_pid`` is the holder."""
+
+    def __init__(self, message: str = "", path: str = "", blocking_pid: int = 0) -> None:
+        super().__init__(message, path)
+        self.blocking_pid = blocking_pid
+
+
+class CannotAcquireLockTimeout(CannotAcquireLock):
+    """``lock.acquire(timeout=...)`` did not get the lock in time; ``blocking_pid`` is the holder."""
+
+
+# The names SharedDict's documentation (and UltraDict users) use for the create=True / create=False cases.
+AlreadyExists = StoreExistsError
+NotFound = StoreNotFoundError
 
 _BY_CODE = {
     1: StoreIOError,

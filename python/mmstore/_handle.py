@@ -30,6 +30,14 @@ class StoreHandle:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def update_many(self, items=(), /, **kwargs) -> None:
+        """Store every pair as one atomic step: other writers, and lock-free readers, see all or none."""
+        if kwargs:
+            items = list(items.items() if hasattr(items, "items") else items) + list(kwargs.items())
+        elif hasattr(items, "items") and not isinstance(items, dict):
+            items = list(items.items())
+        self._update_many(items)
+
     def stats(self) -> dict:
         """Entries, file and disk bytes, free bytes on the arena's free lists, capacity."""
         return self._stats()

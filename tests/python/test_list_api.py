@@ -301,12 +301,15 @@ def test_open_options_create_and_mode(tmp_path):
     assert os.stat(tmp_path / "m.mms").st_mode & 0o777 == 0o664
 
 
-def test_second_writer_gets_store_locked_error(tmp_path):
+def test_two_writable_handles_share_a_list(tmp_path):
     path = tmp_path / "l.mms"
-    with mmstore.List(path):
-        with pytest.raises(mmstore.StoreLockedError) as info:
-            mmstore.List(path)
-        assert info.value.pid == os.getpid() and str(path) in str(info.value)
+    with mmstore.List(path) as a, mmstore.List(path) as b:
+        a.extend(range(10_000))
+        b.append("b")
+        assert a[-1] == "b" and len(a) == 10_001
+        assert b.pop(0) == 0 and a[0] == 1
+        with pytest.raises(mmstore.StoreLockedError):
+            a.compact()
 
 
 def test_readonly_lists_coexist_and_refuse_writes(tmp_path):
@@ -370,11 +373,11 @@ def test_pickled_handle_reopens_the_same_list(tmp_path):
     l = mmstore.List(path)
     l.extend([1, "two"])
     blob = pickle.dumps(l)
-    with pytest.raises(mmstore.StoreLockedError):
-        pickle.loads(blob)
-    l.close()
-    with pickle.loads(blob) as l2:
+    with pickle.loads(blob) as l2:  # shares the store with the sender
         assert type(l2) is mmstore.List and l2.copy() == [1, "two"]
+        l2.append(3)
+        assert l[-1] == 3
+    l.close()
 
 
 def _child_sum_list(handle):

@@ -1,0 +1,148 @@
+"""mmstore.SharedDict: a live dict in shared memory, attached by name from any process on the machine.
+
+Same engine and behaviour as :class:`mmstore.Dict` (the segment is an mmstore store in ``/dev/shm``); see
+``docs/design.md`` ("Many processes", "Segment lifetime") for the locking and lifetime rules.
+"""
+
+from __future__ import annotations
+
+import atexit
+import secrets
+import weakref
+from typing import Any, NamedTuple
+
+from . import _core
+from ._dict import Dict
+from ._errors import StoreNotFoundError
+
+__all__ = ["SharedDict", "SharedDictInfo", "shared_dicts"]
+
+# Open handles by id (SharedDict is unhashable, like dict), closed at interpreter exit.
+_OPEN: "weakref.WeakValueDictionary[int, SharedDict]" = weakref.WeakValueDictionary()
+
+
+class SharedDictInfo(NamedTuple):
+    """One entry of :func:`shared_dicts`."""
+
+    name: str
+    size: int  # bytes of the segment
+    creator_pid: int
+    in_use: bool  # some process has it attached now; False for one left behind by a crash
+
+
+def shared_dicts() -> list[SharedDictInfo]:
+    """Every SharedDict segment on this machine, with its size, creator pid and whether it is in use.
+
+    Segments of processes that were killed (never closed) stay until unlinked: clean up with
+    ``for s in mmstore.shared_dicts(): if not s.in_use: mmstore.SharedDict.unlink_by_name(s.name)``."""
+    return sorted(SharedDictInfo(*t) for t in _core.shared_segments())
+
+
+class SharedDict(Dict):
+    """``mmstore.SharedDict(name=None, *, create=None, mode=0o600, recurse=False, auto_unlink=None,
+    allow_pickle=True, size_hint=None)``: a dict shared live by every process that attaches ``name``.
+
+    * ``name``: 1-200 characters of letters, digits, ``_``, ``-`` and ``.`` (not starting with ``.``);
+      ``None`` creates a segment with a random name (``.name``). Invalid names raise ``ValueError``.
+    * ``create``: ``None`` attaches or creates; ``True`` must create (:class:`mmstore.AlreadyExists`);
+      ``False`` must attach (:class:`mmstore.NotFound`).
+    * ``mode``: permission bits of a new segment (private by default).
+    * ``recurse``: store ``dict`` values as nested tables in the same segment, returned as live
+      :class:`NestedDict` views (``d["a"]["b"] += 1`` is seen by every process).
+    * ``auto_unlink``: remove the segment when the last attached handle closes (default: True for the
+      handle that created it). A segment never disappears while any handle is still attached.
+    * ``size_hint``: number of keys to make room for at creation.
+
+    Every single operation is atomic; ``with d.lock:`` groups several. Reads take no lock and never see a
+    torn or stale-then-newer value. ``increment``, ``compare_and_set``, ``setdefault`` and ``update_many``
+    are atomic read-modify-write steps. ``wait_for_change()`` sleeps until another process writes.
+    The handle pickles as "attach to this name", so it can be passed to spawned workers; a handle inherited
+    through ``fork()`` reattaches in the child on first use.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        create: bool | None = None,
+        mode: int = 0o600,
+        recurse: bool = False,
+        auto_unlink: bool | None = None,
+        allow_pickle: bool = True,
+        size_hint: int | None = None,
+    ) -> None:
+        if name is None:
+            if create is False:
+                raise ValueError("create=False needs the name of an existing SharedDict")
+            name, create = "sd_" + secrets.token_hex(8), True
+        if not isinstance(name, str):
+            raise TypeError(f"SharedDict name must be a str, not {type(name).__name__}")
+        path = _core.shared_segment_path(name)  # ValueError for an invalid name
+        _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, _segment=True)
+        self._name = name
+        self._recurse = bool(recurse)
+        self._auto_unlink = self._created if auto_unlink is None else bool(auto_unlink)
+        if size_hint and self._created:
+            self.reserve(int(size_hint))
+        _OPEN[id(self)] = self
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def recurse(self) -> bool:
+        return self._recurse
+
+    @property
+    def auto_unlink(self) -> bool:
+        return self._auto_unlink
+
+    def close(self) -> None:
+        """Detach. With ``auto_unlink``, the last handle to close (in any process) removes the segment."""
+        if self.closed:
+            return
+        if self._auto_unlink:
+            self._request_unlink_on_last_close()
+        _core._Dict.close(self)
+
+    def unlink(self) -> None:
+        """Remove the segment's name now. Attached handles keep working until they close; new attaches
+        by this name create a new segment."""
+        try:
+            _core.unlink_shared(self._name)
+        except StoreNotFoundError:
+            pass
+
+    @staticmethod
+    def unlink_by_name(name: str) -> None:
+        """Remove segment ``name`` (:class:`mmstore.NotFound` if there is none)."""
+        _core.unlink_shared(name)
+
+    def __reduce__(self):
+        return (_attach, (self._name, self.allow_pickle, self._recurse))
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"mmstore.SharedDict({self._name!r}) <closed>"
+        return f"mmstore.SharedDict({self._name!r}, {super().__repr__()})"
+
+
+def _attach(name: str, allow_pickle: bool, recurse: bool) -> SharedDict:
+    return SharedDict(name, create=False, allow_pickle=allow_pickle, recurse=recurse)
+
+
+@atexit.register
+def _close_all() -> None:
+    # Normal interpreter exit closes every handle, so auto_unlink segments of finished programs go away.
+    for d in list(_OPEN.values()):
+        try:
+            d.close()
+        except Exception:
+            pass

@@ -1,0 +1,283 @@
+"""UltraDict compatibility: ``from mmstore.compat.ultradict import UltraDict``.
+
+:class:`UltraDict` is :class:`mmstore.SharedDict` under UltraDict's names -- a name-mapping layer, not a
+second implementation. Every read and write goes to the shared table (reads are always current, there is no
+local copy to refresh), every single operation is atomic, and the lock is mmstore's process-shared,
+recursive, robust lock whichever ``shared_lock`` was asked for.
+
+Constructor: ``UltraDict(*args, name=None, create=None, buffer_size=10_000, serializer=pickle,
+shared_lock=None, full_dump_size=None, auto_unlink=None, recurse=None, recurse_register=None, **kwargs)``.
+
+* ``*args, **kwargs``: initial data, as for ``dict()``; written in one atomic step (``update_many``), also
+  when attaching to an existing dict (as UltraDict does).
+* ``name``, ``create`` (``True``: must create, ``AlreadyExists`` otherwise; ``False``: must exist,
+  ``CannotAttachSharedMemory`` otherwise; ``None``: attach or create), ``auto_unlink`` (default: True for the
+  creator) and ``recurse`` (nested dicts are shared child tables; ``None`` when attaching follows the
+  creator) mean what they mean in UltraDict.
+* ``buffer_size``, ``full_dump_size`` and ``recurse_register`` are accepted and ignored: there is no update
+  stream, no full dump and no register of child segments (nested dicts live in the same segment, and
+  replacing one frees its space).
+* ``serializer``: only ``pickle`` is accepted (``ValueError`` otherwise). Values use mmstore's own codec,
+  readable from C++; pickle is its fallback for other Python objects.
+* ``shared_lock``: accepted, any value; the lock is always shared between processes.
+
+Lock call forms: ``with d.lock:``, ``d.lock.acquire(block=True, sleep_time=..., timeout=None,
+steal_after_timeout=False)``, ``d.lock.release()``, ``with d.lock(block=..., timeout=..., sleep_time=...,
+steal_after_timeout=...):``. ``sleep_time`` is ignored (waiters sleep on a futex, they do not poll);
+``steal`` is accepted as another spelling of ``steal_after_timeout``, as UltraDict's README writes it.
+As in UltraDict, ``block=False`` raises ``CannotAcquireLock`` (with ``blocking_pid``) at once and a
+``timeout`` (seconds; ``None`` or ``0`` wait forever) raises ``CannotAcquireLockTimeout``.
+
+**steal_after_timeout.** mmstore recovers the lock of a *dead* holder by itself: the next acquirer gets it
+at once and the dict is repaired to a consistent state, with no timeout to wait for. Taking the lock from a
+*live* holder -- what UltraDict does once the timeout passes, if its psutil check does not catch the holder
+alive -- would let two processes write at once and break the atomicity the lock exists for. So after the
+timeout a live holder keeps its lock and ``CannotAcquireLockTimeout`` is raised, naming the holder in
+``blocking_pid``, with or without ``steal_after_timeout``.
+
+UltraDict-only members kept because they make sense here: ``name``, ``unlink()``, ``close(unlink=False)``
+and ``cleanup()`` (both return the contents as a ``dict``, as UltraDict's do), ``UltraDict.unlink_by_name(name,
+ignore_errors=False)``, ``status()`` / ``print_status()``, ``has_key``, ``data`` (the dict itself: there is
+no separate local cache, and reading it is as current as reading ``d``), ``get_memory(create=, name=)``
+(a :class:`mmstore.SharedDict` handle on the named segment), and ``apply_update()``, ``load()``, ``dump()``
+as no-ops (there is nothing to apply or dump). ``UltraDict.Exceptions`` maps UltraDict's exception names
+onto mmstore's errors, so ``except UltraDict.Exceptions.CannotAcquireLock`` keeps working.
+
+Differences worth knowing: keys compare by type and value (``1``, ``1.0`` and ``True`` are three keys),
+``isinstance(d, dict)`` is false (it is a ``MutableMapping``), segments are created mode 0600, and names
+are validated (``ValueError`` for ``/`` and other invalid characters).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pprint
+import sys
+from typing import Any
+
+from .. import (
+    AlreadyExists,
+    CannotAcquireLock,
+    CannotAcquireLockTimeout,
+    ClosedError,
+    Error,
+    NotFound,
+    SharedDict,
+)
+
+__all__ = ["Exceptions", "UltraDict"]
+
+
+class ParameterMismatch(Error, ValueError):
+    """An attacher asked for ``recurse`` other than the creator's (UltraDict's name)."""
+
+
+class FullDumpMemoryFull(Error):
+    """UltraDict's name; never raised (mmstore has no full dump memory)."""
+
+
+class MissingDependency(Error, ImportError):
+    """UltraDict's name; never raised (mmstore needs no optional package for its lock)."""
+
+
+class Exceptions:
+    """``UltraDict.Exceptions``: UltraDict's exception names, bound to mmstore's errors."""
+
+    CannotAttachSharedMemory = NotFound
+    CannotAcquireLock = CannotAcquireLock
+    CannotAcquireLockTimeout = CannotAcquireLockTimeout
+    AlreadyExists = AlreadyExists
+    AlreadyClosed = ClosedError
+    ParameterMismatch = ParameterMismatch
+    FullDumpMemoryFull = FullDumpMemoryFull
+    MissingDependency = MissingDependency
+
+
+def _acquire(lock, block, timeout, steal_after_timeout) -> bool:
+    # UltraDict's order: a timeout wins over block=False; timeout None or 0 means wait forever.
+    if timeout:
+        try:
+            return lock.acquire(timeout=timeout)
+        except CannotAcquireLockTimeout as e:
+            if steal_after_timeout and hasattr(e, "add_note"):
+                e.add_note(f"steal_after_timeout: mmstore does not take the lock from a live holder (pid "
+                           f"{e.blocking_pid}); a dead holder's lock is recovered without waiting")
+            raise
+    if not block:
+        return lock.acquire(block=False)
+    return lock.acquire()
+
+
+class _LockCall:
+    """What ``d.lock(timeout=..., ...)`` returns: a context manager acquiring with those parameters."""
+
+    __slots__ = ("_block", "_lock", "_steal", "_timeout")
+
+    def __init__(self, lock, block, timeout, steal) -> None:
+        self._lock, self._block, self._timeout, self._steal = lock, block, timeout, steal
+
+    def __enter__(self):
+        _acquire(self._lock, self._block, self._timeout, self._steal)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._lock.release()
+        return False
+
+
+class SharedLock:
+    """``UltraDict.lock``: mmstore's lock (process-shared, recursive per thread, robust) under UltraDict's
+    call forms. See the module docstring for ``steal_after_timeout``."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock) -> None:
+        self._lock = lock
+
+    def acquire(self, block: bool = True, sleep_time: float | None = None, timeout: float | None = None,
+                steal_after_timeout: bool = False, *, steal: bool | None = None) -> bool:
+        return _acquire(self._lock, block, timeout, steal_after_timeout or bool(steal))
+
+    def release(self, *args) -> bool:
+        """Release one level; ``False`` (as in UltraDict) when this thread does not hold the lock."""
+        try:
+            self._lock.release()
+        except RuntimeError:
+            return False
+        return True
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __call__(self, block: bool = True, timeout: float | None = None, sleep_time: float | None = None,
+                 steal_after_timeout: bool = False, *, steal: bool | None = None) -> _LockCall:
+        return _LockCall(self._lock, block, timeout, steal_after_timeout or bool(steal))
+
+    def __enter__(self):
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._lock.release()
+        return False
+
+    def status(self) -> dict:
+        return {"locked": self._lock.locked(), "pid": os.getpid()}
+
+    def print_status(self, status: dict | None = None) -> None:
+        pprint.pprint(status or self.status())
+
+    def __repr__(self) -> str:
+        return f"<mmstore.compat.ultradict.SharedLock locked={self._lock.locked()}>"
+
+
+class UltraDict(SharedDict):
+    """UltraDict's constructor and names over :class:`mmstore.SharedDict` (see the module docstring)."""
+
+    Exceptions = Exceptions
+
+    def __init__(self, *args, name: str | None = None, create: bool | None = None, buffer_size: int = 10_000,
+                 serializer: Any = pickle, shared_lock: Any = None, full_dump_size: int | None = None,
+                 auto_unlink: bool | None = None, recurse: bool | None = None, recurse_register: Any = None,
+                 **kwargs) -> None:
+        if serializer is not pickle:
+            raise ValueError(f"UltraDict(serializer={serializer!r}): mmstore stores values in its own codec, with "
+                             "pickle as the fallback for other objects; only serializer=pickle is accepted")
+        if len(args) > 1:
+            raise TypeError(f"UltraDict expected at most 1 positional argument, got {len(args)}")
+        super().__init__(name, create=create, auto_unlink=auto_unlink, recurse=bool(recurse))
+        self._ultra_lock = SharedLock(SharedDict.lock.__get__(self))
+        if args or kwargs:
+            src = args[0] if args else ()
+            pairs = list(src.items() if hasattr(src, "items") else src)
+            pairs.extend(kwargs.items())
+            self.update_many(pairs)
+
+    # -- UltraDict's attributes ----------------------------------------------------------------------------------
+    @property
+    def lock(self) -> SharedLock:
+        return self._ultra_lock
+
+    @property
+    def data(self) -> UltraDict:
+        """The dict itself: mmstore keeps no local copy, so there is nothing faster (or staler) to return."""
+        return self
+
+    @property
+    def shared_lock(self) -> bool:
+        return True
+
+    # -- no-ops: there is no update stream to apply and no full dump to load or write --------------------------
+    def apply_update(self) -> None:
+        """Nothing to apply: every read sees the shared table."""
+
+    def load(self, force: bool = False) -> None:
+        """Nothing to load: every read sees the shared table."""
+
+    def dump(self) -> None:
+        """Nothing to dump: every write goes to the shared table."""
+
+    def has_key(self, key) -> bool:
+        return key in self
+
+    # -- lifetime -------------------------------------------------------------------------------------------------
+    def close(self, unlink: bool = False, from_finalizer: bool = False) -> dict | None:
+        """Detach; with ``unlink=True`` also remove the name. Returns the contents as a ``dict`` (UltraDict's
+        return value), or ``None`` when already closed."""
+        if self.closed:
+            return None
+        data = self.copy()
+        if unlink:
+            super().unlink()
+        if not self.closed:
+            super().close()
+        return data
+
+    def unlink(self) -> None:
+        """Remove the name (new processes cannot attach) and close this handle; attached processes go on."""
+        self.close(unlink=True)
+
+    def cleanup(self) -> dict | None:
+        """UltraDict's local clean-up: close this handle and return the contents as a ``dict``."""
+        return self.close()
+
+    def __exit__(self, *exc) -> None:
+        if not self.closed:
+            super().close()
+
+    @staticmethod
+    def unlink_by_name(name: str, ignore_errors: bool = False) -> bool:
+        """Remove a segment by name (e.g. left over after a crash); ``False`` if absent and ``ignore_errors``."""
+        try:
+            SharedDict.unlink_by_name(name)
+        except NotFound:
+            if not ignore_errors:
+                raise
+            return False
+        return True
+
+    @staticmethod
+    def get_memory(*, create: bool | None = True, name: str | None = None, size: int = 0) -> SharedDict:
+        """A :class:`mmstore.SharedDict` on segment ``name`` (UltraDict returns its raw ``SharedMemory``);
+        ``create`` as in the constructor, ``size`` ignored (segments grow)."""
+        return SharedDict(name, create=create)
+
+    # -- introspection ----------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        st = {"name": self.name, "len": len(self), "closed": self.closed, "lock": self._ultra_lock.status()}
+        st.update(self.stats())
+        return st
+
+    def print_status(self, status: dict | None = None, stderr: bool = False) -> None:
+        pprint.pprint(status or self.status(), stream=sys.stderr if stderr else sys.stdout)
+
+    def __repr__(self) -> str:
+        return repr(self.copy())  # UltraDict shows its contents as a dict does
+
+    def __reduce__(self):
+        return (_reattach, (self.name,))
+
+
+def _reattach(name: str) -> UltraDict:
+    return UltraDict(name=name, create=False)
