@@ -145,9 +145,8 @@ def _spill_parts(obj) -> tuple[bytes, list]:
     if t is bytes:
         return encode({"kind": "bytes"}), [obj]
     if t is memoryview:
-        view = obj if obj.c_contiguous else memoryview(obj.tobytes()).cast(obj.format, obj.shape)
-        meta = {"kind": "bytes", "memoryview": True, "format": view.format, "shape": list(view.shape)}
-        return encode(meta), [view.cast("B") if view.ndim != 1 or view.format != "B" else view]
+        meta = {"kind": "bytes", "memoryview": True, "format": obj.format, "shape": list(obj.shape)}
+        return encode(meta), [obj if obj.c_contiguous else obj.tobytes()]
     buffers: list = []
     try:
         payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)

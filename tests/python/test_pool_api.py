@@ -382,3 +382,13 @@ def test_a_forked_child_closing_its_copy_keeps_the_parents_files(tmp_path):
 def test_spill_dir_is_created_when_missing(tmp_path):
     with mmstore.Pool(spill_dir=tmp_path / "a" / "b") as p:
         assert p.directory.startswith(str(tmp_path / "a" / "b"))
+
+
+def test_non_contiguous_and_typed_memoryviews_round_trip(pool):
+    arr = np.arange(24, dtype=">i4").reshape(4, 6)
+    for mv in (memoryview(arr)[::2], memoryview(np.arange(10.0))[::3]):
+        ref = pool.put(mv)
+        pool.move_to_disk(ref)
+        back = pool.get(ref)
+        assert type(back) is memoryview
+        assert back.tobytes() == mv.tobytes()
