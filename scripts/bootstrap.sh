@@ -34,4 +34,5 @@ if [ ! -x build/venv/bin/python ]; then
   python3 -m venv --system-site-packages build/venv
 fi
 build/venv/bin/python -m pip install -q --disable-pip-version-check \
-  "scikit-build-core>=0.10" "nanobind>=2.0" "cmake>=3.24" ninja pytest "hypothesis>=6" numpy
+  "scikit-build-core>=0.10" "nanobind>=2.0" "cmake>=3.24" ninja pytest "hypothesis>=6" numpy \
+  dask distributed zict psutil  # Pool: mmstore.dask, its tests, and the peers of bench/bench_pool.py

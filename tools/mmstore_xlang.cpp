@@ -6,6 +6,8 @@
 //   mmstore_xlang dump-list PATH   the same for a List ("<hex value> <type>")
 //   mmstore_xlang write-dict PATH  writes a fixed sample of every codec type from C++ (see sample())
 //   mmstore_xlang write-list PATH  the same values into a List
+//   mmstore_xlang dump-pool PATH   loads a Pool file (mmstore.load format): "<dtype|bytes> <shape a,b> <hex data>"
+//   mmstore_xlang write-pool PATH  saves an int32 2x3 array from a C++ Pool to PATH and b"pool bytes" to PATH.bytes
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -105,7 +107,7 @@ std::vector<std::pair<Value, Value>> sample() {
 }
 
 int usage() {
-    std::fprintf(stderr, "usage: mmstore_xlang dump-dict|dump-list|write-dict|write-list PATH\n");
+    std::fprintf(stderr, "usage: mmstore_xlang dump-dict|dump-list|write-dict|write-list|dump-pool|write-pool PATH\n");
     return 2;
 }
 
@@ -144,6 +146,20 @@ int main(int argc, char** argv) {
             for (const auto& [k, v] : sample()) l.push_back(v);
             l.push_back(std::string_view("bytes-api-value"));
             l.close();
+        } else if (cmd == "dump-pool") {
+            auto o = mmstore::Pool::load(path);
+            std::string shape;
+            for (auto d : o->shape()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+            const auto b = o->bytes();
+            std::printf("%s %s %s\n", o->dtype().empty() ? "bytes" : o->dtype().c_str(), shape.empty() ? "-" : shape.c_str(),
+                        hex(std::string_view(reinterpret_cast<const char*>(b.data()), b.size())).c_str());
+        } else if (cmd == "write-pool") {
+            const std::string dir = path + ".spill";
+            mmstore::Pool pool(mmstore::PoolOptions{1 << 20, dir.substr(0, dir.rfind('/'))});
+            const std::int32_t data[] = {1, -2, 3, 4, 5, -6};
+            pool.save(pool.put_array<std::int32_t>(data, {2, 3}), path);
+            const std::string_view text = "pool bytes";
+            pool.save(pool.put(std::span(reinterpret_cast<const std::byte*>(text.data()), text.size())), path + ".bytes");
         } else {
             return usage();
         }

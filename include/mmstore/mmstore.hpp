@@ -4,5 +4,6 @@
 #include "mmstore/dict.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/list.hpp"
+#include "mmstore/pool.hpp"
 #include "mmstore/shared_dict.hpp"
 #include "mmstore/vector.hpp"

@@ -372,5 +372,6 @@ void bind_dict(nb::module_& m);
 void bind_list(nb::module_& m);
 void bind_shared(nb::module_& m);
 void bind_lock(nb::module_& m);
+void bind_pool(nb::module_& m);  // pool.cpp
 
 }  // namespace mmstore::py

@@ -74,4 +74,5 @@ NB_MODULE(_core, m) {
     mmstore::py::bind_list(m);
     mmstore::py::bind_shared(m);
     mmstore::py::bind_lock(m);
+    mmstore::py::bind_pool(m);
 }

@@ -7,6 +7,8 @@ This release provides the storage engine and its first face:
 * :class:`SharedDict` -- a ``dict`` in shared memory, attached by name from any process, with a robust
   process-shared lock (``.lock``), atomic ``increment``/``compare_and_set``/``update_many`` and
   ``wait_for_change``; :func:`shared_dicts` lists the segments on this machine;
+* :class:`Pool` -- a memory-limited object pool that spills least-recently-used objects to disk and maps
+  them back zero-copy (:func:`load` reads its saved files; :mod:`mmstore.dask` plugs it into Dask workers);
 * :func:`encode` / :func:`decode` -- the canonical value codec shared with C++ (docs/format.md).
 
 Both open instantly (nothing is loaded), hold far more than RAM, keep anonymous memory flat, survive
@@ -21,6 +23,7 @@ from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
+from ._pool import Pool, Ref, is_mapped, load
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 
 StoreLock = _core.StoreLock
@@ -41,6 +44,10 @@ __all__ = [
     "DictItems",
     "encode",
     "decode",
+    "Pool",
+    "Ref",
+    "load",
+    "is_mapped",
     "FORMAT_VERSION",
     *_errors.__all__,
 ]

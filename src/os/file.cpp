@@ -2,6 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -177,6 +181,34 @@ std::size_t File::pread(void* buf, std::size_t len, std::uint64_t offset) const 
     return done;
 }
 
+namespace {
+std::atomic<int> g_fail_errno{0};
+std::atomic<int> g_fail_count{0};
+}  // namespace
+
+void inject_write_failures(int sys_errno, int count) noexcept {
+    g_fail_errno.store(sys_errno, std::memory_order_relaxed);
+    g_fail_count.store(sys_errno == 0 ? 0 : count, std::memory_order_release);
+}
+
+void File::pwrite_all(const void* buf, std::size_t len, std::uint64_t offset) {
+    if (g_fail_count.load(std::memory_order_acquire) > 0 && g_fail_count.fetch_sub(1) > 0)
+        throw_errno(path_, "write failed (injected)", g_fail_errno.load(std::memory_order_relaxed));
+    // Linux transfers at most 0x7ffff000 bytes per call; larger buffers take several.
+    constexpr std::size_t kMaxChunk = std::size_t{1} << 30;
+    std::size_t done = 0;
+    while (done < len) {
+        const std::size_t n = std::min(len - done, kMaxChunk);
+        const ssize_t w = ::pwrite(fd_, static_cast<const char*>(buf) + done, n, static_cast<off_t>(offset + done));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw_errno(path_, "cannot write " + std::to_string(len) + " bytes", errno);
+        }
+        if (w == 0) throw_errno(path_, "cannot write " + std::to_string(len) + " bytes", ENOSPC);
+        done += static_cast<std::size_t>(w);
+    }
+}
+
 bool File::range_lock(std::uint64_t at, LockMode mode, bool wait) {
     struct flock fl{};
     fl.l_type = static_cast<short>(mode == LockMode::kExclusive ? F_WRLCK : F_RDLCK);
@@ -253,6 +285,47 @@ void sync_range(const std::string& path, void* addr, std::size_t len) {
 void advise_populate_write(void* addr, std::size_t len) noexcept { (void)::madvise(addr, len, MADV_POPULATE_WRITE); }
 
 void advise_random(void* addr, std::size_t len) noexcept { (void)::madvise(addr, len, MADV_RANDOM); }
+
+const void* map_file_readonly(const File& file, std::size_t len) {
+    void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, file.fd(), 0);
+    if (p == MAP_FAILED) throw_errno(file.path(), "cannot map " + std::to_string(len) + " bytes", errno);
+    return p;
+}
+
+void unmap(const void* addr, std::size_t len) noexcept {
+    if (addr != nullptr && len != 0) (void)::munmap(const_cast<void*>(addr), len);
+}
+
+void trim_heap() noexcept {
+#if defined(__GLIBC__)
+    (void)::malloc_trim(0);
+#endif
+}
+
+bool make_dir(const std::string& path, unsigned mode) {
+    if (::mkdir(path.c_str(), static_cast<mode_t>(mode)) == 0) return true;
+    const int e = errno;
+    if (e == EEXIST) return false;
+    if (e == ENOENT) throw_error(ErrorCode::kNotFound, path, "cannot create directory: its parent does not exist", e);
+    throw_errno(path, "cannot create directory", e);
+}
+
+std::vector<std::string> list_dir(const std::string& path) {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) return names;
+    while (const dirent* e = ::readdir(d)) {
+        const std::string_view n(e->d_name);
+        if (n != "." && n != "..") names.emplace_back(n);
+    }
+    ::closedir(d);
+    return names;
+}
+
+void remove_flat_dir(const std::string& path) noexcept {
+    for (const std::string& n : list_dir(path)) (void)::unlink((path + "/" + n).c_str());
+    (void)::rmdir(path.c_str());
+}
 
 bool path_exists(const std::string& path) noexcept {
     struct stat st {};

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mmstore::os {
 
@@ -48,6 +49,8 @@ public:
     // Bytes actually allocated on disk (st_blocks * 512).
     std::uint64_t allocated_bytes() const;
     std::size_t pread(void* buf, std::size_t len, std::uint64_t offset) const;
+    // Writes all of [buf, buf+len) at `offset` (retrying short writes and EINTR); kDiskFull on ENOSPC.
+    void pwrite_all(const void* buf, std::size_t len, std::uint64_t offset);
 
     // Open-file-description record locks (fcntl F_OFD_SETLK[W]) on the single byte at `at`, which may lie
     // past the end of the file. Independent per open file description (so two handles in one process
@@ -78,7 +81,26 @@ void sync_range(const std::string& path, void* addr, std::size_t len);
 void advise_populate_write(void* addr, std::size_t len) noexcept;
 void advise_random(void* addr, std::size_t len) noexcept;
 
+// Maps [0, len) of `file` shared and read-only anywhere; the mapping outlives the descriptor. len > 0.
+const void* map_file_readonly(const File& file, std::size_t len);
+void unmap(const void* addr, std::size_t len) noexcept;
+
+// Returns free heap memory to the OS (glibc malloc_trim(0); a no-op elsewhere). The pools call it after
+// releasing spilled objects: glibc keeps freed multi-megabyte blocks below its (adaptive) mmap threshold in
+// the heap, so without it a process's RSS stays at its high-water mark after spilling.
+void trim_heap() noexcept;
+
 bool path_exists(const std::string& path) noexcept;
+// mkdir(2) with `mode`; false (no error) when it already exists.
+bool make_dir(const std::string& path, unsigned mode);
+// Names in `path` (without "." and ".."); empty when it cannot be read.
+std::vector<std::string> list_dir(const std::string& path);
+// Removes a directory and the files directly inside it (one level: mmstore never nests deeper there).
+// Errors are ignored: a concurrent remover may have taken some entries already.
+void remove_flat_dir(const std::string& path) noexcept;
+// Test hook for fault injection: the next `count` calls of File::pwrite_all fail with `sys_errno`
+// before writing anything (0 disarms). Thread-safe.
+void inject_write_failures(int sys_errno, int count) noexcept;
 void rename_file(const std::string& from, const std::string& to);
 void remove_file(const std::string& path) noexcept;
 // Removes every file whose path starts with `prefix` (same directory); errors are ignored.

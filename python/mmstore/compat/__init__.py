@@ -2,5 +2,7 @@
 
 * :mod:`mmstore.compat.pyrsistence` -- ``EMDict`` / ``EMList``.
 
-The others (ultradict, sharedbuffers, mempool) arrive with the faces they map onto.
+* :mod:`mmstore.compat.mempool` -- MemPool.jl's ``poolset`` / ``poolget`` / ... over :class:`mmstore.Pool`.
+
+The others (ultradict, sharedbuffers) arrive with the faces they map onto.
 """
