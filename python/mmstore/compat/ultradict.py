@@ -50,10 +50,13 @@ are validated (``ValueError`` for ``/`` and other invalid characters).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import pickle
 import pprint
 import sys
+import weakref
 from typing import Any
 
 from .. import (
@@ -189,6 +192,7 @@ class UltraDict(SharedDict):
         if len(args) > 1:
             raise TypeError(f"UltraDict expected at most 1 positional argument, got {len(args)}")
         super().__init__(name, create=create, auto_unlink=auto_unlink, recurse=bool(recurse))
+        _OPEN[id(self)] = self
         if args or kwargs:
             src = args[0] if args else ()
             pairs = list(src.items() if hasattr(src, "items") else src)
@@ -227,8 +231,11 @@ class UltraDict(SharedDict):
     # -- lifetime -------------------------------------------------------------------------------------------------
     def close(self, unlink: bool = False, from_finalizer: bool = False) -> dict | None:
         """Detach; with ``unlink=True`` also remove the name. Returns the contents as a ``dict`` (UltraDict's
-        return value), or ``None`` when already closed."""
+        return value; O(entries)), or ``None`` when already closed or ``from_finalizer``."""
         if self.closed:
+            return None
+        if from_finalizer:
+            SharedDict.close(self)
             return None
         data = self.copy()
         if unlink:
@@ -246,8 +253,11 @@ class UltraDict(SharedDict):
         return self.close()
 
     def __exit__(self, *exc) -> None:
-        if not self.closed:
-            super().close()
+        SharedDict.close(self)  # no copy of the contents nobody asked for
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # never raise from a finalizer
+            SharedDict.close(self)
 
     @staticmethod
     def unlink_by_name(name: str, ignore_errors: bool = False) -> bool:
@@ -284,3 +294,15 @@ class UltraDict(SharedDict):
 
 def _reattach(name: str) -> UltraDict:
     return UltraDict(name=name, create=False)
+
+
+# Open UltraDicts by id. At exit they are closed here, without the copy of the contents that close() returns;
+# this handler is registered after mmstore's own (which calls close()), so it runs first.
+_OPEN: weakref.WeakValueDictionary[int, UltraDict] = weakref.WeakValueDictionary()
+
+
+@atexit.register
+def _close_without_copies() -> None:
+    for d in list(_OPEN.values()):
+        with contextlib.suppress(Exception):  # close the others
+            SharedDict.close(d)
