@@ -398,16 +398,17 @@ PyObject* dict_iter_next(PyObject* self) {
                 }
                 it->root = root;
             }
-            const std::uint64_t end = table.end();
+            const containers::HashTable::Snapshot t = table.checked();  // one table, validated
+            const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
             pos = it->pos;
-            while (pos < end && load_word(table.key_word_ptr(pos)) == kTombWord) ++pos;
-            if (pos >= end) {
+            while (pos < t.used && load_word(&ent[pos].key) == kTombWord) ++pos;
+            if (pos >= t.used) {
                 if (!store.read_valid(snap)) continue;
                 Py_CLEAR(it->owner);
                 return nullptr;
             }
-            kw = load_word(table.key_word_ptr(pos));
-            vw = load_word(table.value_word_ptr(pos));
+            kw = load_word(&ent[pos].key);
+            vw = load_word(&ent[pos].value);
             containers::WordBuf kb;
             std::uint64_t kcopy = kw;
             it->last_key->assign(store.view(&kcopy, kb));

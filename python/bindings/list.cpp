@@ -16,17 +16,24 @@ PyObject* item_at(ListHandle* h, std::uint64_t i) {
     auto& store = h->obj->store();
     for (;;) {
         if (!still_open(h)) return nullptr;
-        std::uint64_t snap, w;
+        std::uint64_t snap = 0, w;
+        bool started = false;
         try {
             store.check_open();
             if (store.batch_active()) [[unlikely]] store.wait_batch();
             snap = store.read_begin();
-            if (i >= h->obj->sequence().size()) [[unlikely]] {
+            started = true;
+            const std::optional<std::uint64_t> got = h->obj->sequence().word_checked(i);
+            if (!got) [[unlikely]] {
                 if (!store.read_valid(snap)) continue;
                 PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
                 return nullptr;
             }
-            w = __atomic_load_n(h->obj->word_ptr(i), __ATOMIC_ACQUIRE);
+            w = *got;
+        } catch (const FormatError&) {
+            if (started && (!store.read_valid(snap) || store.grown_since(snap))) continue;
+            set_error_from_exception();
+            return nullptr;
         } catch (...) {
             set_error_from_exception();
             return nullptr;

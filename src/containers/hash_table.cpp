@@ -131,11 +131,25 @@ bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexc
     return k.size() == key.size() && std::memcmp(k.data(), key.data(), key.size()) == 0;
 }
 
-std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept {
-    const TableHeader* h = header();
-    const Group* grps = groups();
-    const EntrySlot* ent = entries();
-    const std::uint64_t groups_mask = h->capacity / kGroup - 1;
+HashTable::Snapshot HashTable::checked() const {
+    const std::uint64_t off = root();
+    const auto& r = store_->region();
+    if (off % 16 != 0 || !r.in_bounds(off, sizeof(TableHeader))) store_->throw_corrupt("table offset out of bounds");
+    const auto* h = r.at<const TableHeader>(off);
+    const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
+    const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
+    if (cap < kMinCapacity || (cap & (cap - 1)) != 0 || cap > (std::uint64_t{1} << 36) || !r.in_bounds(off, table_bytes(cap)) ||
+        used > entries_cap_of(cap))
+        store_->throw_corrupt("table header at offset " + std::to_string(off) + " is out of range");
+    return {h, cap, used};
+}
+
+std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, std::uint64_t hash,
+                                      std::uint64_t* pos) const noexcept {
+    // Everything from one validated snapshot: re-reading the root or the header could mix two tables.
+    const Group* grps = reinterpret_cast<const Group*>(t.h + 1);
+    const EntrySlot* ent = reinterpret_cast<const EntrySlot*>(grps + t.capacity / kGroup);
+    const std::uint64_t groups_mask = t.capacity / kGroup - 1;
     const auto h2 = static_cast<std::uint8_t>(hash & 0x7F);
     const std::uint64_t inline_key = inline_word(key);  // canonical: an inlinable key is stored inline
     std::uint64_t g = (hash >> 7) & groups_mask;
@@ -149,7 +163,7 @@ std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std
             const unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
             const std::uint64_t slot = g * kGroup + lane;
             const std::uint32_t e = grps[g].index[lane];
-            if (e >= h->used) continue;  // only after damage; verify() reports it
+            if (e >= t.used) continue;  // damage, or an entry published after our snapshot
             const EntrySlot& es = ent[e];
             if (inline_key != 0 ? es.key == inline_key : key_equals(es, key)) {
                 if (pos != nullptr) *pos = slot;
@@ -163,14 +177,15 @@ std::uint64_t HashTable::find_slot(std::string_view key, std::uint64_t hash, std
 }
 
 std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const {
-    const std::uint64_t pos = find_slot(key, hash, nullptr);
-    if (pos == kNotFound) [[unlikely]] verify_probe(hash);
+    const Snapshot t = checked();
+    const std::uint64_t pos = find_slot_in(t, key, hash, nullptr);
+    if (pos == kNotFound) [[unlikely]] verify_probe(t, hash);
     return pos;
 }
 
-void HashTable::verify_probe(std::uint64_t hash) const {
-    const Group* grps = groups();
-    const std::uint64_t mask = header()->capacity / kGroup - 1;
+void HashTable::verify_probe(const Snapshot& t, std::uint64_t hash) const {
+    const Group* grps = reinterpret_cast<const Group*>(t.h + 1);
+    const std::uint64_t mask = t.capacity / kGroup - 1;
     std::uint64_t g = (hash >> 7) & mask;
     for (std::uint64_t step = 1; step <= mask + 1; ++step) {
         if (grps[g].check != group_check(grps[g])) {

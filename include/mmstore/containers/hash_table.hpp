@@ -110,6 +110,15 @@ public:
     void check_root() const;
 
     std::uint64_t size() const noexcept { return header()->live; }
+    // The current table block, loaded once and checked to lie inside the mapping with sane counters: a
+    // lock-free reader may load the offset of a table another process is freeing, whose header memory
+    // is then being reused. Throws FormatError (a reader retries it when its snapshot moved).
+    struct Snapshot {
+        const TableHeader* h;
+        std::uint64_t capacity;  // read once; use these, not h->capacity / h->used again
+        std::uint64_t used;
+    };
+    Snapshot checked() const;
     // Position of the entry for `key` (an encoding), or kNotFound. A hit is proven by comparing the key; a
     // miss is trusted only after the check words of the groups it probed verify, so a damaged index raises
     // FormatError instead of hiding a key.
@@ -120,6 +129,12 @@ public:
 
     // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
     std::uint64_t end() const noexcept { return header()->used; }
+    // end() for lock-free readers: never past the checked table's entry capacity.
+    std::uint64_t end_checked() const { return checked().used; }
+    // The entry array of a snapshot (lock-free readers index it below snapshot.used).
+    static const EntrySlot* entries_of(const Snapshot& t) noexcept {
+        return reinterpret_cast<const EntrySlot*>(reinterpret_cast<const Group*>(t.h + 1) + t.capacity / 16);
+    }
     bool occupied(std::uint64_t pos) const noexcept { return entries()[pos].key != kTombWord; }
     std::string_view key_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].key, buf); }
     const std::uint64_t* value_word_ptr(std::uint64_t pos) const noexcept { return &entries()[pos].value; }
@@ -173,8 +188,13 @@ private:
     EntrySlot* entries() const noexcept {
         return reinterpret_cast<EntrySlot*>(groups() + header()->capacity / 16);
     }
-    std::uint64_t find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept;
-    void verify_probe(std::uint64_t hash) const;  // throws FormatError when a probed group fails its check
+    std::uint64_t find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept {
+        const TableHeader* h = header();
+        return find_slot_in({h, h->capacity, h->used}, key, hash, pos);
+    }
+    std::uint64_t find_slot_in(const Snapshot& t, std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept;
+    // Throws FormatError when a probed group of the table fails its check.
+    void verify_probe(const Snapshot& t, std::uint64_t hash) const;
     bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
     void rehash(std::uint64_t min_live, bool exact = false);
     // Allocates and initializes an empty, unpublished table block of `capacity` slots.

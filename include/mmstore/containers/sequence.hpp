@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -41,6 +42,21 @@ public:
     std::uint64_t capacity() const noexcept { return header()->capacity; }
     std::uint8_t* data() const noexcept { return reinterpret_cast<std::uint8_t*>(header() + 1); }
     std::uint8_t* at(std::uint64_t i) const noexcept { return data() + i * elem_size_; }
+    // For lock-free readers (8-byte elements): element i loaded from one validated snapshot of the block
+    // (root loaded once; capacity, count and bounds checked), or nullopt when i >= count. Throws
+    // FormatError when the block is out of range (a block another process is freeing; readers retry).
+    std::optional<std::uint64_t> word_checked(std::uint64_t i) const {
+        const std::uint64_t off = store_->root();
+        const auto& r = store_->region();
+        if (off % 16 != 0 || !r.in_bounds(off, sizeof(SequenceHeader))) store_->throw_corrupt("list block out of bounds");
+        const auto* h = r.at<const SequenceHeader>(off);
+        const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
+        const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
+        if (count > cap || cap > (std::uint64_t{1} << 40) || !r.in_bounds(off, sizeof(SequenceHeader) + cap * 8))
+            store_->throw_corrupt("list block at offset " + std::to_string(off) + " is out of range");
+        if (i >= count) return std::nullopt;
+        return __atomic_load_n(reinterpret_cast<const std::uint64_t*>(h + 1) + i, __ATOMIC_ACQUIRE);
+    }
 
     // Appends one element (copied from `elem`).
     void push_back(const void* elem);
