@@ -12,7 +12,8 @@
   and keeps working;
 * readers keep going: a lock holder stopped with SIGSTOP in the middle of its writes blocks no reader;
   a live holder's lock is never taken: ``acquire(block=False)`` and ``acquire(timeout=...)`` raise
-  ``CannotAcquireLock`` / ``CannotAcquireLockTimeout`` whose ``blocking_pid`` names it;
+  ``CannotAcquireLock`` / ``CannotAcquireLockTimeout`` whose ``blocking_pid`` names it; a writer stopped,
+  then killed, inside a large ``update_many`` blocks no reader, and no reader sees part of a batch;
 * segments are private (mode 0600 in /dev/shm), listed by ``mmstore.shared_dicts()`` with size and creator
   pid, and invalid names raise ``ValueError``.
 
@@ -433,7 +434,7 @@ def test_lock_holder_killed_mid_write_is_recovered(shm_name):
     try:
         dead = []
         with _Children() as kids:
-            for rnd in range(4):
+            for _ in range(6):
                 holder = kids.start(HOLDER, shm_name)
                 dead.append(holder.pid)
                 start = d.get("progress", -1)
@@ -524,6 +525,65 @@ def test_stopped_lock_holder_does_not_block_readers(shm_name):
                 os.kill(writer.pid, signal.SIGCONT)
                 writer.kill()
                 writer.wait()
+    finally:
+        d.close()
+
+
+# A writer inside a large update_many (it takes most of the writer's time) is stopped, then killed: readers
+# neither wait for it nor see part of a batch, and the next acquirer recovers the store.
+BATCH_WRITER = r"""
+B = int(sys.argv[2])
+i = 0
+while i < 200:  # bounded, as HOLDER
+    d.update_many({f"b{i}_{t}": (i, t) for t in range(B)})
+    d["batches"] = i
+    i += 1
+time.sleep(3600)
+"""
+
+READ_BATCHES = r"""
+B, lock = int(sys.argv[2]), sys.argv[3] == "lock"
+if lock:
+    d.lock.acquire(timeout=30)  # after a SIGKILL: recovers the dead holder's lock
+    d.verify()
+n = len(d)
+whole, rest = divmod(n - 1, B)  # every key but "batches" belongs to a batch
+if rest:
+    sys.exit(f"len {n}: part of an update_many batch of {B} is visible")
+for i in range(whole):
+    for t in (0, B // 2, B - 1):
+        if d.get(f"b{i}_{t}") != (i, t):
+            sys.exit(f"b{i}_{t} = {d.get(f'b{i}_{t}')!r} with {whole} whole batches")
+if f"b{whole}_0" in d or f"b{whole}_{B - 1}" in d:
+    sys.exit(f"batch {whole} partly visible")
+if lock:
+    d["after"] = whole
+    d.lock.release()
+d.close()
+print("batches", whole, flush=True)
+"""
+
+
+def test_writer_stopped_or_killed_inside_update_many_blocks_no_reader(shm_name):
+    batch = 20_000
+    d = SharedDict(shm_name, create=True)
+    try:
+        with _Children() as kids:
+            writer = kids.start(BATCH_WRITER, shm_name, batch)
+            _wait_until(lambda: d.get("batches", -1) >= 1, kids, "the writer's first batches")
+            for _ in range(3):
+                os.kill(writer.pid, signal.SIGSTOP)
+                _wait_until(lambda: _state(writer.pid) == "T", kids, "the writer to stop")
+                out = kids.finish(kids.start(READ_BATCHES, shm_name, batch, "nolock"), timeout=30)
+                assert out.startswith("batches "), out
+                os.kill(writer.pid, signal.SIGCONT)
+                time.sleep(0.03)
+            writer.kill()  # most likely inside update_many, holding the lock
+            writer.wait()
+            assert kids.finish(kids.start(READ_BATCHES, shm_name, batch, "nolock"), timeout=30).startswith("batches")
+            assert kids.finish(kids.start(READ_BATCHES, shm_name, batch, "lock"), timeout=60).startswith("batches")
+        d.verify()
+        assert (len(d) - 2) % batch == 0  # "batches", "after" and whole batches
     finally:
         d.close()
 
