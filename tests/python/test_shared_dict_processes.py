@@ -14,8 +14,11 @@
   a live holder's lock is never taken: ``acquire(block=False)`` and ``acquire(timeout=...)`` raise
   ``CannotAcquireLock`` / ``CannotAcquireLockTimeout`` whose ``blocking_pid`` names it; a writer stopped,
   then killed, inside a large ``update_many`` blocks no reader, and no reader sees part of a batch;
-* segments are private (mode 0600 in /dev/shm), listed by ``mmstore.shared_dicts()`` with size and creator
-  pid, and invalid names raise ``ValueError``.
+* change notification: ``wait_for_change`` in one process wakes on another process's write (and returns
+  False on its timeout when nobody writes);
+* segments are private (mode 0600 in /dev/shm, or ``mode=``), listed by ``mmstore.shared_dicts()`` with size
+  and creator pid (also one left behind by a creator that exited without unlinking it, which
+  ``unlink_by_name`` then removes), and invalid names raise ``ValueError``, in ``unlink_by_name`` too.
 
 Every test uses a unique segment name and unlinks it in a ``finally``; children are killed on the way out.
 Timeouts only guard against hangs; nothing here measures speed.
