@@ -7,7 +7,8 @@
 //   * lock()/try_lock()/unlock(): the store's process-shared, robust, recursive mutex (dict.hpp). A holder
 //     that dies is detected by the next acquirer, which repairs the table before anything else runs.
 //   * increment(), compare_and_set(), update_many(): read-modify-write steps under one hold of the lock.
-//     update_many() is atomic for lock-free readers too: they wait out the batch (Store::begin_batch).
+//     update_many() is atomic for lock-free readers too, without making them wait: it modifies a copy of
+//     the table and switches to it with one store (HashTable::begin_copy), O(size of the dict).
 //   * wait_for_change(): sleeps on a futex until another handle writes.
 //   * reattach after fork(): a handle used in a child reopens the segment there (no ForkedHandleError).
 //

@@ -69,7 +69,6 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
         containers::HashTable table = cell == 0 ? h->obj->table() : containers::HashTable(&store, cell);
         try {
             store.check_open();
-            if (store.batch_active()) [[unlikely]] store.wait_batch();
             snap = store.read_begin();
             started = true;
             if (cell != 0) {
@@ -379,7 +378,6 @@ PyObject* dict_iter_next(PyObject* self) {
         bool started = false;
         try {
             store.check_open();
-            if (store.batch_active()) [[unlikely]] store.wait_batch();
             snap = store.read_begin();
             started = true;
             const std::uint64_t root = table.root();
@@ -590,47 +588,6 @@ PyObject* dict_popitem(PyObject* self, PyObject*) {
     return steal_pair(k, v);
 }
 
-// Encodes (key, value) pairs from a dict or an iterable of pairs into `out` (keys and values alternate).
-bool encode_pairs(DictHandle* h, PyObject* src, std::vector<std::string>& out) {
-    auto add = [&](PyObject* k, PyObject* v) {
-        EncBuf kb, vb;
-        if (!encode_into(k, kb, h->flags, true) || !encode_into(v, vb, h->flags, false)) return false;
-        out.emplace_back(kb.sv);
-        out.emplace_back(vb.sv);
-        return true;
-    };
-    if (PyDict_Check(src)) {
-        Py_ssize_t p = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(src, &p, &k, &v))
-            if (!add(k, v)) return false;
-        return true;
-    }
-    PyObject* it = PyObject_GetIter(src);
-    if (!it) return false;
-    Py_ssize_t index = 0;
-    while (PyObject* item = PyIter_Next(it)) {
-        PyObject* fast = PySequence_Fast(item, "");
-        Py_DECREF(item);
-        if (!fast || PySequence_Fast_GET_SIZE(fast) != 2) {
-            Py_XDECREF(fast);
-            Py_DECREF(it);
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError, "dictionary update sequence element #%zd has length other than 2", index);
-            return false;
-        }
-        const bool ok = add(PySequence_Fast_GET_ITEM(fast, 0), PySequence_Fast_GET_ITEM(fast, 1));
-        Py_DECREF(fast);
-        if (!ok) {
-            Py_DECREF(it);
-            return false;
-        }
-        ++index;
-    }
-    Py_DECREF(it);
-    return !PyErr_Occurred();
-}
-
 // _update_from(iterable_of_pairs_or_dict): update()'s loop in C; each pair is its own atomic write.
 PyObject* dict_update_from(PyObject* self, PyObject* src) {
     DictHandle* h = open_handle(self);
@@ -685,37 +642,79 @@ PyObject* dict_update_from(PyObject* self, PyObject* src) {
     Py_RETURN_NONE;
 }
 
-// update_many(pairs): every pair lands in one hold of the lock, inside a batch that lock-free readers wait
-// out, so no reader sees some of the pairs without the others. Space is reserved first, so a full disk
-// fails before anything changed.
+// update_many(pairs): all pairs or none, for every reader too, and no reader ever waits: the pairs go into
+// a private copy of the table (HashTable::begin_copy) that is switched in with one store. Costs O(len(d)).
+// Values are encoded first; with recurse, dict values are built as nested tables inside the copy.
 PyObject* dict_update_many(PyObject* self, PyObject* src) {
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    std::vector<std::string> enc;
-    if (!encode_pairs(h, src, enc)) return nullptr;
-    PyWriteLock lock(h->obj->store());
-    if (!lock.ok()) return nullptr;
-    auto& store = h->obj->store();
-    auto& table = h->obj->table();
-    try {
-        std::uint64_t bytes = 0;
-        for (const auto& e : enc) bytes += alloc::block_size(sizeof(containers::RecordHeader) + e.size());
-        table.reserve(table.size() + enc.size() / 2);
-        store.region().grow(store.arena().top() + bytes + alloc::kChunkSize);
-        store.begin_batch();
-        try {
-            for (std::size_t i = 0; i < enc.size(); i += 2) table.set(enc[i], enc[i + 1]);
-        } catch (...) {
-            store.end_batch();
-            throw;
+    std::vector<std::string> enc;                  // key, value, key, value, ... ("" value: nested below)
+    std::vector<PyObject*> nested;                 // borrowed from `items`, parallel to the pairs
+    PyObject* items = PyDict_Check(src) ? PyDict_Items(src) : PySequence_List(src);
+    if (!items) return nullptr;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) {
+        PyObject* pair = PySequence_Fast(PyList_GET_ITEM(items, i), "");
+        if (!pair || PySequence_Fast_GET_SIZE(pair) != 2) {
+            Py_XDECREF(pair);
+            Py_DECREF(items);
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "update_many sequence element #%zd has length other than 2", i);
+            return nullptr;
         }
-        store.end_batch();
-        store.after_mutation();
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
+        PyObject* k = PySequence_Fast_GET_ITEM(pair, 0);
+        PyObject* v = PySequence_Fast_GET_ITEM(pair, 1);
+        EncBuf kb, vb;
+        const bool nest = is_nested_source(h, v);
+        const bool ok = encode_into(k, kb, h->flags, true) && (nest || encode_into(v, vb, h->flags, false));
+        if (ok) {
+            enc.emplace_back(kb.sv);
+            enc.emplace_back(nest ? std::string_view() : vb.sv);
+            nested.push_back(nest ? v : nullptr);  // kept alive by `items` (the pair tuple holds it)
+        }
+        Py_DECREF(pair);
+        if (!ok) {
+            Py_DECREF(items);
+            return nullptr;
+        }
     }
-    Py_RETURN_NONE;
+    PyObject* result = nullptr;
+    {
+        PyWriteLock lock(h->obj->store());
+        if (lock.ok()) {
+            auto& table = h->obj->table();
+            std::vector<std::uint64_t> deferred;
+            try {
+                containers::HashTable copy = table.begin_copy(enc.size() / 2, &deferred);
+                bool ok = true;
+                try {
+                    for (std::size_t i = 0; ok && i < enc.size(); i += 2) {
+                        std::string ref;
+                        if (nested[i / 2] != nullptr) {
+                            ok = build_nested(h, copy, nested[i / 2], ref, 0);
+                            if (ok) copy.set(enc[i], ref);
+                        } else {
+                            copy.set(enc[i], enc[i + 1]);
+                        }
+                    }
+                } catch (...) {
+                    table.abandon_copy(copy);  // the published table was never touched
+                    throw;
+                }
+                if (ok) {
+                    table.commit_copy(copy);
+                    h->obj->store().after_mutation();
+                    result = Py_None;
+                    Py_INCREF(result);
+                } else {
+                    table.abandon_copy(copy);
+                }
+            } catch (...) {
+                set_error_from_exception();
+            }
+        }
+    }
+    Py_DECREF(items);
+    return result;
 }
 
 // increment(key, delta=1, default=0): the read, the addition and the write under one hold of the lock.

@@ -20,7 +20,6 @@ PyObject* item_at(ListHandle* h, std::uint64_t i) {
         bool started = false;
         try {
             store.check_open();
-            if (store.batch_active()) [[unlikely]] store.wait_batch();
             snap = store.read_begin();
             started = true;
             const std::optional<std::uint64_t> got = h->obj->sequence().word_checked(i);

@@ -31,7 +31,10 @@ class StoreHandle:
         self.close()
 
     def update_many(self, items=(), /, **kwargs) -> None:
-        """Store every pair as one atomic step: other writers, and lock-free readers, see all or none."""
+        """Store every pair as one atomic step: other writers, and lock-free readers, see all or none.
+
+        The pairs go into a copy of the table that replaces it with one store, so this costs O(len(self))
+        per call; use ``update()`` (one atomic write per pair) for bulk loading."""
         if kwargs:
             items = list(items.items() if hasattr(items, "items") else items) + list(kwargs.items())
         elif hasattr(items, "items") and not isinstance(items, dict):

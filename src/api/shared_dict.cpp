@@ -99,20 +99,15 @@ bool SharedDict::compare_and_set_encoded(std::string_view key, std::string_view 
 
 void SharedDict::update_many_encoded(const std::vector<std::pair<std::string, std::string>>& pairs) {
     containers::Store::WriteGuard g(store());
-    std::uint64_t bytes = 0;
-    for (const auto& [k, v] : pairs)
-        bytes += alloc::block_size(sizeof(containers::RecordHeader) + k.size()) +
-                 alloc::block_size(sizeof(containers::RecordHeader) + v.size());
-    table().reserve(table().size() + pairs.size());
-    store().region().grow(store().arena().top() + bytes + alloc::kChunkSize);  // nothing below can run out
-    store().begin_batch();
+    std::vector<std::uint64_t> deferred;
+    containers::HashTable copy = table().begin_copy(pairs.size(), &deferred);
     try {
-        for (const auto& [k, v] : pairs) table().set(k, v);
+        for (const auto& [k, v] : pairs) copy.set(k, v);
     } catch (...) {
-        store().end_batch();
+        table().abandon_copy(copy);
         throw;
     }
-    store().end_batch();
+    table().commit_copy(copy);
     store().after_mutation();
 }
 

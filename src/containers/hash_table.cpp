@@ -351,7 +351,7 @@ void HashTable::erase_at(std::uint64_t pos) {
     h->live -= 1;
     while (h->used > 0 && entries()[h->used - 1].key == kTombWord) h->used -= 1;
     store_->bump_mutations();
-    store_->release(old.key);
+    release_key(old.key);
     release_value(old.value);
 }
 
@@ -374,7 +374,7 @@ void HashTable::clear() {
                                                          old_cap / kGroup * sizeof(Group));
     for (std::uint64_t i = 0; i < old_used; ++i) {
         if (ent[i].key == kTombWord) continue;
-        store_->release(ent[i].key);
+        release_key(ent[i].key);
         release_value(ent[i].value);
     }
     store_->arena().free(old_off, table_bytes(old_cap));
@@ -431,7 +431,67 @@ std::string HashTable::create_child() {
     return enc;
 }
 
+void HashTable::release_key(std::uint64_t w) noexcept {
+    if (deferred_ != nullptr) {
+        if (!is_inline(w)) deferred_->push_back(w);
+        return;
+    }
+    store_->release(w);
+}
+
+HashTable HashTable::begin_copy(std::uint64_t extra, std::vector<std::uint64_t>* deferred) {
+    const std::uint64_t cell = store_->arena().allocate(sizeof(CellRecord));
+    auto* c = store_->region().at<CellRecord>(cell);
+    c->table = 0;
+    c->id = 0;
+    const std::uint64_t bytes = table_bytes(header()->capacity);
+    std::uint64_t off;
+    try {
+        off = store_->arena().allocate(bytes);  // may grow the file: pointers re-derived below
+    } catch (...) {
+        store_->arena().free(cell, sizeof(CellRecord));
+        throw;
+    }
+    std::memcpy(store_->region().at<std::uint8_t>(off), store_->region().at<std::uint8_t>(root()), bytes);
+    store_->region().at<CellRecord>(cell)->table = off;
+    HashTable copy(store_, cell);
+    copy.deferred_ = deferred;
+    try {
+        copy.reserve(copy.size() + extra);  // a rebuild inside the copy frees only the copy's own block
+    } catch (...) {
+        abandon_copy(copy);
+        throw;
+    }
+    return copy;
+}
+
+void HashTable::commit_copy(HashTable& copy) {
+    const std::uint64_t old_off = root();
+    const std::uint64_t old_cap = header()->capacity;
+    publish(copy.root());  // the switch: readers see the old table or the new one, whole
+    store_->bump_mutations();
+    store_->arena().free(old_off, table_bytes(old_cap));
+    store_->arena().free(copy.cell(), sizeof(CellRecord));
+    std::vector<std::uint64_t>* deferred = copy.deferred_;
+    copy.deferred_ = nullptr;
+    if (deferred != nullptr) {
+        for (const std::uint64_t w : *deferred) release_value(w);  // records and children the switch dropped
+        deferred->clear();
+    }
+}
+
+void HashTable::abandon_copy(HashTable& copy) noexcept {
+    const std::uint64_t off = copy.root();
+    if (off != 0) store_->arena().free(off, table_bytes(copy.header()->capacity));
+    store_->arena().free(copy.cell(), sizeof(CellRecord));
+    copy.deferred_ = nullptr;
+}
+
 void HashTable::release_value(std::uint64_t w) noexcept {
+    if (deferred_ != nullptr) {
+        if (!is_inline(w) || is_table_ref(w)) deferred_->push_back(w);
+        return;
+    }
     if (!is_table_ref(w)) {
         store_->release(w);
         return;

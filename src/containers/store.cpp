@@ -65,7 +65,6 @@ void Store::after_acquire(sync::Acquired a) {
         try {
             region_.refresh();
             if (recover_) recover_();
-            if (batch_active()) end_batch();  // the dead writer's half batch is now what readers see
         } catch (...) {
             m.mark_consistent();  // usable again; the error (a damaged store) reaches the caller
             m.unlock();
@@ -84,20 +83,6 @@ bool Store::try_lock_write(std::int64_t timeout_ns) {
     if (a == sync::Acquired::kBusy) return false;
     after_acquire(a);
     return true;
-}
-
-void Store::wait_batch() const {
-    auto* self = const_cast<Store*>(this);
-    if (region_.writable()) {
-        self->lock_write();
-        self->unlock_write();
-        return;
-    }
-    while (batch_active()) {
-        void* token = hooks_.before ? hooks_.before() : nullptr;
-        ::usleep(50);
-        if (hooks_.after) hooks_.after(token);
-    }
 }
 
 void Store::unlock_write() noexcept {

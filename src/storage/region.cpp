@@ -313,7 +313,6 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         std::memcpy(&this->live(), &live, sizeof live);
         sync::ProcessMutex::initialize(lock_slot());
         lock_slot()->waiters = 0;  // waiters killed while waiting left their count behind
-        this->live().batch &= ~std::uint64_t{1};  // a batch cut short by a crash is over
         this->live().boot_id = os::boot_id();
         this->live().dirty = 1;
         write_commit_slot(false);

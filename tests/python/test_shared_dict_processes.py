@@ -396,9 +396,9 @@ d["holder"] = os.getpid()
 start = i = d.get("progress", -1) + 1
 while i - start < CAP:
     d[f"k{i}"] = val(i, i % 100)
+    if i % 1000 == 999:  # before "progress": a holder killed inside the batch leaves progress at i - 1,
+        d.update_many({f"m{i}_{t}": t for t in range(20)})  # so the next holder redoes step i and its batch
     d["progress"] = i
-    if i % 1000 == 999:
-        d.update_many({f"m{i}_{t}": t for t in range(20)})
     i += 1
 time.sleep(3600)
 """
@@ -421,7 +421,8 @@ try:
     for i in range(999, p + 1, 1000):
         batch = [d.get(f"m{i}_{t}") for t in range(20)]
         if batch != list(range(20)) and (i < p or batch != [None] * 20):
-            sys.exit(f"update_many batch m{i} half applied: {batch}")
+            sys.exit(f"update_many batch m{i} {'half applied' if None in batch[:1] + batch[-1:] and batch != [None] * 20 else 'lost'}"
+                     f" after recovery (progress {p}, batch returned: {i < p}): {batch}")
     for j in range(500):
         d[f"after{dead}_{j}"] = j
     d.verify()

@@ -44,6 +44,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "mmstore/containers/store.hpp"
 
@@ -166,6 +167,16 @@ public:
     void recover();
     // Frees the table block, every record it references and every child table below it.
     void destroy();
+    // Copy-on-write (SharedDict's update_many, which every reader must see whole without ever waiting):
+    // begin_copy() returns a private copy of this table, in its own temporary cell, with room for `extra`
+    // more keys; modify it freely -- values it replaces are collected in `deferred` instead of freed,
+    // since the published table still references them. commit_copy() switches this table to the copy
+    // with one store, then frees the old block and the deferred values. O(size of the table).
+    HashTable begin_copy(std::uint64_t extra, std::vector<std::uint64_t>* deferred);
+    void commit_copy(HashTable& copy);
+    // Drops an uncommitted copy: its block and cell are freed; values it added leak until the next
+    // repair (a failure path only, e.g. a value that could not be encoded).
+    void abandon_copy(HashTable& copy) noexcept;
     // Creates an empty child table (cell + block) and returns the encoding of a reference to it, to be
     // stored as a value of this (or any) table of the store. Nothing is published yet.
     std::string create_child();
@@ -210,8 +221,12 @@ private:
     void recover_at(int depth);
     void destroy_at(int depth) noexcept;
 
+    // Frees what a key word owns (a record), or defers it (copy-on-write copies).
+    void release_key(std::uint64_t w) noexcept;
+
     Store* store_;
     std::uint64_t cell_;
+    std::vector<std::uint64_t>* deferred_ = nullptr;  // set on copies: releases wait for commit_copy()
 };
 
 // Bytes of a table block of `capacity` slots.

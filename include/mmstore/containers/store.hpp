@@ -219,7 +219,6 @@ public:
     auto read(F&& f) const -> decltype(f()) {
         for (;;) {
             check_open();
-            if (batch_active()) [[unlikely]] wait_batch();
             const std::uint64_t snap = read_begin();
             try {
                 auto result = f();
@@ -229,19 +228,6 @@ public:
             }
         }
     }
-    // Multi-key updates that readers see whole (update_many): begin/end under the write lock.
-    void begin_batch() noexcept {
-        region_.bump_reclaims();  // reads that started before the batch retry, then wait
-        __atomic_store_n(&region_.live().batch, region_.live().batch | 1, __ATOMIC_SEQ_CST);
-    }
-    void end_batch() noexcept {
-        __atomic_store_n(&region_.live().batch, (region_.live().batch | 1) + 1, __ATOMIC_SEQ_CST);
-        region_.bump_reclaims();
-    }
-    bool batch_active() const noexcept { return (__atomic_load_n(&region_.live().batch, __ATOMIC_ACQUIRE) & 1) != 0; }
-    // Waits until no batch is being applied: by taking the lock the batch's writer holds (a killed writer's
-    // batch ends when the next holder recovers), or, for a read-only mapping that cannot lock, by polling.
-    void wait_batch() const;
     bool grown_since(std::uint64_t) const noexcept {
         return __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
     }

@@ -75,9 +75,7 @@ struct LiveHeader {
     std::uint64_t reclaims;
     std::uint64_t boot_id;     // hash of /proc/sys/kernel/random/boot_id when `mutex` was initialized
     std::uint64_t next_id;     // SharedDict: source of unique ids for nested tables
-    // Odd while a writer applies a multi-key update (update_many) that lock-free readers must see whole:
-    // readers that find it odd wait for the writer's lock instead of reading a half-applied batch.
-    std::uint64_t batch;
+    std::uint64_t reserved0;   // 0
     // SharedDict: 1 once a handle that closed asked for auto_unlink; the last handle to close then removes
     // the segment's name (docs/design.md, "Segment lifetime").
     std::uint64_t unlink_on_last_close;
