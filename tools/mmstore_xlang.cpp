@@ -46,6 +46,7 @@ const char* type_name(const Value& v) {
         case T::kDecimal: return "Decimal";
         case T::kNdArray: return "ndarray";
         case T::kPickle: return "pickle";
+        case T::kRecord: return "record";
     }
     return "?";
 }

@@ -4,4 +4,5 @@
 #include "mmstore/dict.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/list.hpp"
+#include "mmstore/records.hpp"
 #include "mmstore/vector.hpp"

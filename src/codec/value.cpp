@@ -144,6 +144,12 @@ void encode_impl(const Value& v, std::string& out, int depth) {
             append_u32(static_cast<std::uint32_t>(v.data.size()), out);
             out += v.data;
             return;
+        case T::kRecord:
+            out.push_back(static_cast<char>(tag::kRecord));
+            append_u32(static_cast<std::uint32_t>(v.i), out);
+            append_u32(static_cast<std::uint32_t>(v.data.size()), out);
+            out += v.data;
+            return;
     }
     throw_error(ErrorCode::kEncode, "", "unknown Value type");
 }
@@ -257,6 +263,16 @@ Value decode_at(std::string_view b, std::size_t& pos, int depth) {
             pos = need(b, pos, pad);
             end = need(b, pos, nbytes);
             v.data.assign(b.data() + pos, nbytes);
+            pos = end;
+            return v;
+        }
+        case tag::kRecord: {
+            v.type = T::kRecord;
+            v.i = rd_u32(b, pos);
+            const std::uint32_t n = rd_u32(b, pos + 4);
+            pos += 8;
+            const std::size_t end = need(b, pos, n);
+            v.data.assign(b.data() + pos, n);
             pos = end;
             return v;
         }

@@ -136,6 +136,18 @@ std::size_t File::pread(void* buf, std::size_t len, std::uint64_t offset) const 
     return done;
 }
 
+void File::pwrite(const void* buf, std::size_t len, std::uint64_t offset) {
+    std::size_t done = 0;
+    while (done < len) {
+        const ssize_t n = ::pwrite(fd_, static_cast<const char*>(buf) + done, len - done, static_cast<off_t>(offset + done));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno(path_, "write failed", errno);
+        }
+        done += static_cast<std::size_t>(n);
+    }
+}
+
 bool File::try_lock(LockMode mode) noexcept {
     const int op = (mode == LockMode::kExclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
     int rc;
@@ -172,6 +184,23 @@ void map_file_fixed(void* addr, std::size_t len, const File& file, std::uint64_t
     const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     void* p = ::mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, file.fd(), static_cast<off_t>(offset));
     if (p == MAP_FAILED) throw_errno(file.path(), "cannot map " + std::to_string(len) + " bytes", errno);
+}
+
+const void* map_readonly(const File& file, std::uint64_t offset, std::size_t len) {
+    const std::uint64_t page = os_page_size();
+    const std::uint64_t start = offset / page * page;
+    const std::size_t span = len + static_cast<std::size_t>(offset - start);
+    if (span == 0) return nullptr;
+    void* p = ::mmap(nullptr, span, PROT_READ, MAP_SHARED, file.fd(), static_cast<off_t>(start));
+    if (p == MAP_FAILED) throw_errno(file.path(), "cannot map " + std::to_string(len) + " bytes", errno);
+    return static_cast<const char*>(p) + (offset - start);
+}
+
+void unmap_readonly(const void* addr, std::uint64_t offset, std::size_t len) noexcept {
+    if (addr == nullptr) return;
+    const std::uint64_t page = os_page_size();
+    const std::uint64_t delta = offset - offset / page * page;
+    (void)::munmap(const_cast<char*>(static_cast<const char*>(addr)) - delta, len + delta);
 }
 
 void unmap_to_reservation(void* addr, std::size_t len) noexcept {

@@ -40,6 +40,7 @@ inline constexpr std::uint8_t kDateTime = 0x18;   // see docs/format.md
 inline constexpr std::uint8_t kDecimal = 0x19;    // u32 len, ASCII str(Decimal)
 inline constexpr std::uint8_t kNdArray = 0x1A;    // see docs/format.md
 inline constexpr std::uint8_t kPickle = 0x1B;     // u32 len, pickle (protocol 5) payload
+inline constexpr std::uint8_t kRecord = 0x1C;     // u32 type code, u32 len, packed record (docs/format.md §7)
 inline constexpr std::uint8_t kShortStr = 0x20;   // 0x20 + len (0..31), UTF-8
 inline constexpr std::uint8_t kShortBytes = 0x40; // 0x40 + len (0..31), raw
 inline constexpr std::uint32_t kShortMax = 31;
@@ -52,14 +53,14 @@ enum class TzKind : std::uint8_t { kNaive = 0, kFixed = 1, kUtc = 2, kZone = 3 }
 struct Value {
     enum class Type : std::uint8_t {
         kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kList, kDict, kSet, kFrozenSet,
-        kDate, kDateTime, kDecimal, kNdArray, kPickle
+        kDate, kDateTime, kDecimal, kNdArray, kPickle, kRecord
     };
     Type type = Type::kNone;
     bool b = false;
     std::int64_t i = 0;
     double f = 0.0;
     // kStr: UTF-8; kBytes; kBigInt: two's complement little-endian; kDecimal: text; kPickle: payload;
-    // kNdArray: raw C-order data.
+    // kNdArray: raw C-order data; kRecord: the packed record (mmstore/records.hpp, type code in `i`).
     std::string data;
     // kTuple/kList/kSet/kFrozenSet: elements; kDict: key0, value0, key1, value1, ...
     std::vector<Value> items;
