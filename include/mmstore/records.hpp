@@ -166,6 +166,8 @@ public:
     const std::string& path() const noexcept;
     // The whole file image.
     std::string_view image() const noexcept;
+    // Internal (used by the Python bindings): the parsed columns.
+    const detail::ColumnSet& columns() const noexcept;
 
 private:
     std::shared_ptr<const detail::TypedFile> f_;
@@ -199,6 +201,8 @@ public:
     void verify() const;
     const std::string& path() const noexcept;
     std::string_view image() const noexcept;
+    // Internal (used by the Python bindings): the parsed columns of the values.
+    const detail::ColumnSet& columns() const noexcept;
 
 private:
     std::shared_ptr<const detail::TypedFile> f_;

@@ -251,5 +251,6 @@ void bind_handle_common(nb::class_<H>& cls) {
 
 void bind_dict(nb::module_& m);
 void bind_list(nb::module_& m);
+void bind_records(nb::module_& m);
 
 }  // namespace mmstore::py

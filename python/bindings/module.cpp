@@ -65,4 +65,5 @@ NB_MODULE(_core, m) {
     m.attr("FORMAT_VERSION") = mmstore::storage::kFormatVersion;
     mmstore::py::bind_dict(m);
     mmstore::py::bind_list(m);
+    mmstore::py::bind_records(m);
 }

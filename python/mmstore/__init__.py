@@ -18,6 +18,9 @@ from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
+from . import _records
+from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
+from ._records import merge
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 __version__ = "0.1.0"
@@ -31,5 +34,7 @@ __all__ = [
     "encode",
     "decode",
     "FORMAT_VERSION",
+    "merge",
+    *_records.__all__,
     *_errors.__all__,
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "StoreExistsError",
     "ForkedHandleError",
     "ReadOnlyError",
+    "SchemaMismatchError",
 ]
 
 
@@ -100,6 +101,11 @@ class ForkedHandleError(Error):
 
 class ReadOnlyError(Error, ValueError):
     """A write through a handle opened with ``readonly=True``."""
+
+
+class SchemaMismatchError(CorruptFileError):
+    """A typed-records file does not have the schema the caller expects, or a stored record's type code is
+    not registered in this process."""
 
 
 _BY_CODE = {

@@ -12,7 +12,7 @@
 #include "mmstore/os/file.hpp"
 #include "mmstore/storage/checksum.hpp"
 #include "mmstore/storage/header.hpp"
-#include "records_format.hpp"
+#include "mmstore/internal/records_format.hpp"
 
 namespace mmstore {
 
@@ -627,6 +627,7 @@ const std::uint8_t* RecordArray::presence(std::size_t field) const { return f_->
 void RecordArray::verify() const { f_->verify(); }
 const std::string& RecordArray::path() const noexcept { return f_->path; }
 std::string_view RecordArray::image() const noexcept { return {f_->base, f_->header.file_size}; }
+const detail::ColumnSet& RecordArray::columns() const noexcept { return f_->cols; }
 
 // ---------------------------------------------------------------------------------------------------------
 // Mapping
@@ -652,6 +653,7 @@ const Schema& Mapping::schema() const noexcept { return *f_->cols.schema; }
 void Mapping::verify() const { f_->verify(); }
 const std::string& Mapping::path() const noexcept { return f_->path; }
 std::string_view Mapping::image() const noexcept { return {f_->base, f_->header.file_size}; }
+const detail::ColumnSet& Mapping::columns() const noexcept { return f_->cols; }
 
 std::string_view Mapping::key_encoded(std::uint64_t e) const {
     if (approximate()) return {};

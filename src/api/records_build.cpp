@@ -22,7 +22,7 @@
 #include "mmstore/records.hpp"
 #include "mmstore/storage/checksum.hpp"
 #include "mmstore/storage/header.hpp"
-#include "records_format.hpp"
+#include "mmstore/internal/records_format.hpp"
 
 namespace mmstore {
 

@@ -1,4 +1,4 @@
-// src/api/records_format.hpp -- internal: the persistent layout of RecordArray and Mapping files
+// mmstore/internal/records_format.hpp -- internal (not API; used by src/api/records*.cpp and the bindings): the persistent layout of RecordArray and Mapping files
 // (docs/format.md §7) and the parsed, validated view of one file image shared by the readers.
 //
 // A file is one flat, position-independent image: every offset is relative to the image start, so it reads
