@@ -298,8 +298,13 @@ bool encode_var(SchemaObj* so, const FieldInfo& fi, PyObject* v, std::string& ou
         }
         PyErr_Clear();
     }
-    if (!encode(v, out, flags, false)) return false;
-    if (family_tag_ok(fi.type, static_cast<std::uint8_t>(out[at]))) return true;
+    if (encode(v, out, flags, false)) {
+        if (family_tag_ok(fi.type, static_cast<std::uint8_t>(out[at]))) return true;
+    } else if (fi.type == FieldType::kObject) {
+        return false;
+    } else {
+        PyErr_Clear();  // a typed field: the coercion below decides (and raises TypeError if it cannot)
+    }
     out.resize(at);
     if (so->n->coerce == nullptr) {
         type_error(fi, v);
