@@ -231,8 +231,12 @@ _TYPES_BY_CODE: dict[int, Schema] = {}  # registered record types (object fields
 class Schema:
     """An ordered set of typed fields; packs objects and reads packed records through proxies."""
 
-    def __init__(self, fields, name: str = "Record", type_code: int = 0, factory=None) -> None:
-        """``fields``: iterable of (name, type) where type is an annotation-style type (see :func:`struct`)."""
+    def __init__(self, fields, name: str = "Record", type_code: int = 0, factory=None, construct=None) -> None:
+        """``fields``: iterable of (name, type) where type is an annotation-style type (see :func:`struct`).
+
+        ``factory``: the class whose instances this schema describes (``.copy()`` builds one; proxies compare
+        equal to its instances); ``construct(**fields)`` builds one when its constructor does not take the
+        fields as keywords."""
         specs = []
         for fname, ftype in fields:
             if not isinstance(fname, str) or not fname.isidentifier():
@@ -258,6 +262,7 @@ class Schema:
         ns = {"__slots__": (), "_schema": self}
         for i, n in enumerate(self.names):
             ns[n] = _core._Field(self._native, i)
+        self._construct = construct if construct is not None else self.factory
         self.proxy_class = type(f"{name}Proxy", (_ProxyMixin, _core.RecordProxy), ns)
         self._native.bind(self.proxy_class, _coerce, self.factory)
         self._nested = {i: s[2] for i, s in enumerate(specs) if s[2] is not None}
@@ -341,7 +346,7 @@ class Schema:
         kwargs = {}
         for n, v in zip(self.names, values):
             kwargs[n] = v.copy() if isinstance(v, RecordProxy) else v
-        return self.factory(**kwargs)
+        return self._construct(**kwargs)
 
 
 # Schemas by encoding: declared structs first (the latest declaration wins), then schemas read from files.
