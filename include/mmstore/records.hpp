@@ -241,6 +241,7 @@ struct MappingOptions : BuildOptions {
     bool multi = false;        // keep every value of a repeated key (else the last one wins)
     bool approximate = false;  // store key hashes only
     bool plain_values = false; // values are plain values: the schema must be one field named "value"
+    bool wide_keys = false;    // force the >4 GiB key layout (it is chosen automatically; set by tests)
 };
 
 class MappingBuilder {

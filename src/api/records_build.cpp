@@ -428,6 +428,7 @@ struct Phase2 {
     ColumnsWriter& cols;
     TempFile hashes, key_offs, key_heap, dir;
     std::uint32_t bits;
+    bool wide;
     std::uint64_t next_bucket = 0, n_out = 0;
 
     void emit(std::uint64_t h, std::string_view key, std::string_view row) {
@@ -439,8 +440,12 @@ struct Phase2 {
         if (o.approximate) {
             hashes.put(h);
         } else {
-            hashes.put(static_cast<std::uint32_t>(h));
-            key_offs.put(key_heap.size());
+            if (wide) {
+                hashes.put(static_cast<std::uint32_t>(h));
+                key_offs.put(key_heap.size());
+            } else {
+                hashes.put((key_heap.size() << 32) | (h & 0xFFFFFFFFu));
+            }
             key_heap.append(key);
         }
         cols.add(row);
@@ -544,7 +549,12 @@ std::uint64_t MappingBuilder::finish() {
     while ((std::uint64_t{1} << bits) < im.n_in / 4 && bits < 40) ++bits;
     ColumnsWriter cols(*schema_, im.prefix + "v", im.opts);
     Phase2 ph{[&im] { return im.temp_name("sub"); }, im.opts, cols, TempFile(im.prefix + "hashes", im.opts.mode), TempFile(im.prefix + "keyoffs", im.opts.mode),
-              TempFile(im.prefix + "keys", im.opts.mode), TempFile(im.prefix + "dir", im.opts.mode), bits};
+              TempFile(im.prefix + "keys", im.opts.mode), TempFile(im.prefix + "dir", im.opts.mode), bits, false};
+    // The partitions hold every key, so their total size bounds the key heap: u32 key offsets fit below 4 GiB.
+    std::uint64_t part_bytes = 0;
+    for (auto& p : im.parts)
+        if (p) part_bytes += p->size();
+    ph.wide = !im.opts.approximate && (part_bytes >= (std::uint64_t{1} << 32) || im.opts.wide_keys);
     for (auto& p : im.parts)
         if (p) {
             ph.partition(*p, kPartBits);
@@ -559,16 +569,16 @@ std::uint64_t MappingBuilder::finish() {
     std::vector<std::tuple<std::uint32_t, std::uint32_t, TempFile*>> secs;
     cols.sections(secs);
     for (TempFile* t : {&ph.hashes, &ph.key_offs, &ph.key_heap, &ph.dir}) t->flush();
-    secs.emplace_back(detail::kSectionHashes, im.opts.approximate ? 8 : 4, &ph.hashes);
+    secs.emplace_back(detail::kSectionHashes, ph.wide ? 4 : 8, &ph.hashes);
     if (!im.opts.approximate) {
-        secs.emplace_back(detail::kSectionKeyOffsets, 8, &ph.key_offs);
+        if (ph.wide) secs.emplace_back(detail::kSectionKeyOffsets, 8, &ph.key_offs);
         secs.emplace_back(detail::kSectionKeyHeap, 0, &ph.key_heap);
     }
     secs.emplace_back(detail::kSectionDirectory, 8, &ph.dir);
     detail::RecordsHeader rh{};
     rh.count = ph.n_out;
     rh.flags = (im.opts.multi ? detail::kFlagMulti : 0) | (im.opts.approximate ? detail::kFlagApproximate : 0) |
-               (im.opts.plain_values ? detail::kFlagPlainValues : 0);
+               (im.opts.plain_values ? detail::kFlagPlainValues : 0) | (ph.wide ? detail::kFlagWideKeys : 0);
     rh.bucket_bits = bits;
     rh.key_kind = static_cast<std::uint8_t>(im.opts.key_kind);
     assemble(im.path, im.prefix, im.opts, static_cast<std::uint32_t>(storage::StoreKind::kMapping), rh,

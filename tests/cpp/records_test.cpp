@@ -161,10 +161,11 @@ TEST(Records, AbandonedBuildLeavesNoFiles) {
 TEST(Records, MappingMatchesModelExactMultiAndApproximate) {
     TmpDir d;
     auto s = abs_schema();
-    for (int mode = 0; mode < 3; ++mode) {
+    for (int mode = 0; mode < 4; ++mode) {
         mmstore::MappingOptions o;
         o.multi = mode == 1;
         o.approximate = mode == 2;
+        o.wide_keys = mode == 3;
         o.memory_budget = 64 << 10;  // forces re-partitioning
         std::multimap<std::string, std::int64_t> model;
         std::map<std::string, std::int64_t> last;

@@ -44,6 +44,10 @@ inline constexpr std::uint64_t kRecordsHeaderOffset = 64;
 inline constexpr std::uint64_t kSchemaOffset = 192;
 
 inline constexpr std::uint32_t kFlagMulti = 1, kFlagApproximate = 2, kFlagPlainValues = 4;
+// Exact maps whose key heap may exceed 4 GiB: u32 hashes plus a separate u64 key-offset section. Without it,
+// each entry is one u64 "slot": low 32 bits of the hash | u32 key offset << 32, so one cache line answers
+// both the hash check and where the key is (format.md §7.4).
+inline constexpr std::uint32_t kFlagWideKeys = 8;
 
 // One section: a contiguous byte range of the image.
 struct SectionSlot {
@@ -56,8 +60,8 @@ struct SectionSlot {
 static_assert(sizeof(SectionSlot) == 32);
 
 inline constexpr std::uint32_t kSectionHeap = 1;        // codec values of variable fields; byte 0 is None
-inline constexpr std::uint32_t kSectionHashes = 2;      // Mapping: u32 (exact) or u64 (approximate) per entry
-inline constexpr std::uint32_t kSectionKeyOffsets = 3;  // Mapping, exact: u64 key offset per entry
+inline constexpr std::uint32_t kSectionHashes = 2;      // Mapping: u64 slot (exact), u32 (exact, wide) or u64 hash (approximate)
+inline constexpr std::uint32_t kSectionKeyOffsets = 3;  // Mapping, exact and wide: u64 key offset per entry
 inline constexpr std::uint32_t kSectionKeyHeap = 4;     // Mapping, exact: codec-encoded keys
 inline constexpr std::uint32_t kSectionDirectory = 5;   // Mapping: u64 first entry per bucket, plus the count
 inline constexpr std::uint32_t kSectionColumn = 0x100;  // + field: fixed values, or u64 heap offsets
@@ -100,7 +104,8 @@ struct TypedFile {
     // Mapping
     std::uint32_t bucket_bits = 0;
     const char* hashes = nullptr;
-    const char* key_offsets = nullptr;
+    const char* key_offsets = nullptr;  // wide exact maps only
+    bool wide_keys = false;
     const char* key_heap = nullptr;
     std::uint64_t key_heap_len = 0;
     const char* directory = nullptr;
