@@ -438,3 +438,31 @@ def test_mapping_matches_model(tmp_path_factory, items, multi):
         else:
             assert m[k] == model[canon(k)][-1]
     assert len(m) == (len(items) if multi else len(model))
+
+
+def test_datetimes_naive_utc_and_zoned_round_trip():
+    import zoneinfo
+
+    s = mmstore.Schema.from_fields({"when": dt.datetime, "day": dt.date})
+    for when in (dt.datetime(2020, 1, 2, 3, 4, 5, 6), dt.datetime(2020, 1, 2, tzinfo=dt.timezone.utc),
+                 dt.datetime(2020, 6, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+                 dt.datetime(2020, 6, 1, 12, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))):
+        p = s.unpack_from(s.pack({"when": when, "day": when.date()}))
+        assert p.when == when and p.when.tzinfo == when.tzinfo and p.day == when.date()
+
+
+def test_handles_pickle_as_reopen_and_other_processes_read(tmp_path):
+    import subprocess
+    import sys
+
+    arr = mmstore.RecordArray.build(abs_items(100), tmp_path / "a.mms")
+    again = pickle.loads(pickle.dumps(arr))
+    assert again[7].s == "k0000007"
+    m = mmstore.Mapping.build({"x": 1}, tmp_path / "m.mms", key=str)
+    assert pickle.loads(pickle.dumps(m))["x"] == 1
+    code = ("import sys, mmstore; a = mmstore.RecordArray(sys.argv[1]); m = mmstore.Mapping(sys.argv[2]);"
+            "print(sum(r.a for r in a), a[-1].s, m['x'])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.mms"), str(tmp_path / "m.mms")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(sum(range(100))), "k0000099", "1"]
