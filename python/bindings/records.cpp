@@ -210,22 +210,15 @@ bool store_fixed(const FieldInfo& fi, PyObject* v, char* p) {
         }
         default: break;
     }
-    long long x;
-    if (PyLong_CheckExact(v) || PyBool_Check(v)) {
-        int overflow = 0;
-        x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow) x = overflow > 0 ? LLONG_MAX : LLONG_MIN;
-    } else if (PyIndex_Check(v)) {
-        PyObject* iv = PyNumber_Index(v);
-        if (iv == nullptr) return false;
-        int overflow = 0;
-        x = PyLong_AsLongLongAndOverflow(iv, &overflow);
-        if (overflow) x = overflow > 0 ? LLONG_MAX : LLONG_MIN;
-        Py_DECREF(iv);
-    } else {
-        type_error(fi, v);
+    // Exact ints and anything with __index__ (numpy integers, IntEnum); floats and strs are refused.
+    PyObject* iv = PyLong_Check(v) ? (Py_INCREF(v), v) : PyIndex_Check(v) ? PyNumber_Index(v) : nullptr;
+    if (iv == nullptr) {
+        if (!PyErr_Occurred()) type_error(fi, v);
         return false;
     }
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(iv, &overflow);
+    Py_DECREF(iv);
     if (x == -1 && PyErr_Occurred()) return false;
     long long lo, hi;
     switch (fi.type) {
@@ -238,23 +231,9 @@ bool store_fixed(const FieldInfo& fi, PyObject* v, char* p) {
         case FieldType::kUInt32: lo = 0; hi = UINT32_MAX; break;
         default: lo = LLONG_MIN; hi = LLONG_MAX; break;
     }
-    if (x < lo || x > hi || ((x == LLONG_MAX || x == LLONG_MIN) && fi.type == FieldType::kInt64 && PyErr_Occurred())) {
+    if (overflow || x < lo || x > hi) {
         PyErr_Format(PyExc_OverflowError, "field '%U' (%s): %R is out of range", fi.name, mmstore::field_type_name(fi.type), v);
         return false;
-    }
-    if (fi.type == FieldType::kInt64) {
-        // LLONG_MAX/MIN above may stand for an overflow: check exactly.
-        if (x == LLONG_MAX || x == LLONG_MIN) {
-            int overflow = 0;
-            PyObject* iv = PyNumber_Index(v);
-            if (iv == nullptr) return false;
-            (void)PyLong_AsLongLongAndOverflow(iv, &overflow);
-            Py_DECREF(iv);
-            if (overflow) {
-                PyErr_Format(PyExc_OverflowError, "field '%U' (int64): %R is out of range", fi.name, v);
-                return false;
-            }
-        }
     }
     std::memcpy(p, &x, fi.width);
     return true;
@@ -1124,20 +1103,11 @@ PyObject* entry_value(PyObject* self, std::uint64_t e) {
     return col_proxy(st.so, self, &st.flags, st.cols, e);
 }
 
-// Encodes `key`; 1 ok, 0 unencodable-as-key (missing), -1 error.
-int key_encoding(ImageState& st, PyObject* key, EncBuf& e) {
-    if (!encode_into(key, e, st.flags, true)) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) return -1;  // unhashable: TypeError like dict
-        return -1;
-    }
-    return 1;
-}
-
 std::pair<std::uint64_t, std::uint64_t> lookup(PyObject* self, PyObject* key, bool& err) {
     ImageState& st = st_of(self);
     err = false;
     EncBuf e;
-    if (key_encoding(st, key, e) < 0) {
+    if (!encode_into(key, e, st.flags, true)) {  // unhashable keys raise TypeError, as for dict
         err = true;
         return {0, 0};
     }

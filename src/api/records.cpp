@@ -410,10 +410,6 @@ TypedFile::~TypedFile() {
     if (map_addr != nullptr) os::unmap_readonly(map_addr, map_offset, map_len);
 }
 
-namespace {
-std::uint64_t align_up(std::uint64_t x) { return (x + kSectionAlign - 1) / kSectionAlign * kSectionAlign; }
-}  // namespace
-
 void TypedFile::parse(std::uint32_t kind) {
     using storage::FileHeader;
     const auto want = static_cast<storage::StoreKind>(kind);
@@ -536,7 +532,6 @@ void TypedFile::parse(std::uint32_t kind) {
         if (plain && (s.size() != 1 || s.field(0).name != "value"))
             throw_format(ErrorCode::kCorrupt, path, "corrupt mapping: plain values need a single 'value' field");
     }
-    (void)align_up;
 }
 
 void TypedFile::verify() const {

@@ -96,8 +96,10 @@ public:
             i = (i + 1) & mask_;
         }
         const std::uint64_t off = append(v);
-        if (bytes_.size() + v.size() > budget_ || used_ + 1 > (mask_ + 1) / 2) {
-            if (mask_ + 1 < budget_ / 64 && bytes_.size() + v.size() <= budget_) grow();
+        // The budget covers the copies and the table: reset (forget everything) when either would exceed it.
+        const std::uint64_t table_bytes = (mask_ + 1) * sizeof(Slot);
+        if (bytes_.size() + v.size() + table_bytes > budget_ || used_ + 1 > (mask_ + 1) / 2) {
+            if (used_ + 1 > (mask_ + 1) / 2 && bytes_.size() + v.size() + 2 * table_bytes <= budget_) grow();
             else reset();
             i = h & mask_;
             while (slots_[i].len != 0) i = (i + 1) & mask_;
@@ -310,11 +312,7 @@ struct RecordArrayBuilder::Impl {
 
 RecordArrayBuilder::RecordArrayBuilder(std::string path, SchemaPtr schema, BuildOptions options) : schema_(std::move(schema)) {
     if (!schema_) throw_error(ErrorCode::kInvalidArgument, path, "RecordArrayBuilder needs a schema");
-    try {
-        impl_ = std::make_unique<Impl>(std::move(path), *schema_, std::move(options));
-    } catch (...) {
-        throw;
-    }
+    impl_ = std::make_unique<Impl>(std::move(path), *schema_, std::move(options));
 }
 
 RecordArrayBuilder::~RecordArrayBuilder() = default;
@@ -547,7 +545,10 @@ std::uint64_t MappingBuilder::finish() {
     // About four entries per bucket: one cache line of hashes to scan, 2 bytes of directory per entry.
     std::uint32_t bits = 0;
     while ((std::uint64_t{1} << bits) < im.n_in / 4 && bits < 40) ++bits;
-    ColumnsWriter cols(*schema_, im.prefix + "v", im.opts);
+    // Phase 2 holds one partition (<= memory_budget/4, plus its sort index) and the dedup cache at once.
+    BuildOptions value_opts = im.opts;
+    value_opts.dedup_budget = std::min(value_opts.dedup_budget, im.opts.memory_budget / 4);
+    ColumnsWriter cols(*schema_, im.prefix + "v", value_opts);
     Phase2 ph{[&im] { return im.temp_name("sub"); }, im.opts, cols, TempFile(im.prefix + "hashes", im.opts.mode), TempFile(im.prefix + "keyoffs", im.opts.mode),
               TempFile(im.prefix + "keys", im.opts.mode), TempFile(im.prefix + "dir", im.opts.mode), bits, false};
     // The partitions hold every key, so their total size bounds the key heap: u32 key offsets fit below 4 GiB.
