@@ -403,7 +403,8 @@ def struct(cls=None, *, name: str | None = None, type_code: int = 0):
 
 
 def _progress(progress, total, desc):
-    """(callback or None, close function) for a build."""
+    """(callback(count) or None, close(count)) for a build: ``progress`` False (none), a callable, True or
+    None (a bar when stderr is a terminal: tqdm if installed, else rich; neither is a dependency)."""
     if progress is False or progress is None and not _sys.stderr.isatty():
         return None, lambda n: None
     if callable(progress) and progress is not True:
@@ -411,7 +412,7 @@ def _progress(progress, total, desc):
     try:
         from tqdm import tqdm
     except ImportError:
-        return None, lambda n: None
+        return _rich_progress(total, desc)
     bar = tqdm(total=total, desc=desc, unit=" items", unit_scale=True, file=_sys.stderr)
     state = [0]
 
@@ -424,6 +425,22 @@ def _progress(progress, total, desc):
         bar.close()
 
     return update, close
+
+
+def _rich_progress(total, desc):
+    try:
+        from rich.progress import Progress
+    except ImportError:
+        return None, lambda n: None
+    bar = Progress(transient=True)
+    bar.start()
+    task = bar.add_task(desc, total=total)
+
+    def close(n):
+        bar.update(task, completed=n)
+        bar.stop()
+
+    return (lambda n: bar.update(task, completed=n)), close
 
 
 def _total(iterable):

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -305,4 +306,29 @@ TEST(Records, ForeignAndWrongKindFilesAreRejected) {
     } catch (const mmstore::FormatError& e) {
         EXPECT_EQ(e.code(), mmstore::ErrorCode::kForeign);
     }
+}
+
+TEST(Records, MalformedRowsAreRejected) {
+    TmpDir d;
+    auto s = abs_schema();
+    const std::string good = s->pack(abs_values(3));
+    mmstore::RecordArrayBuilder b(d / "a.mms", s);
+    b.add_row(good);
+    EXPECT_THROW(b.add_row(good.substr(0, 10)), mmstore::FormatError);  // shorter than the fixed part
+    std::string bad_len = good;
+    bad_len[0] = static_cast<char>(bad_len[0] + 1);
+    EXPECT_THROW(b.add_row(bad_len), mmstore::FormatError);  // length field disagrees
+    std::string bad_slot = good;
+    const std::uint32_t inside = 5;  // a value offset pointing into the fixed part
+    std::memcpy(&bad_slot[s->row_offset(2)], &inside, 4);
+    EXPECT_THROW(b.add_row(bad_slot), mmstore::FormatError);
+    std::string bad_value = good;
+    bad_value.back() = '\0';
+    bad_value[s->row_header_size()] = static_cast<char>(0x10);  // long str tag with a length past the end
+    EXPECT_THROW(b.add_row(bad_value), mmstore::FormatError);
+    EXPECT_EQ(b.count(), 1u);
+    EXPECT_EQ(b.finish(), 1u);
+    EXPECT_THROW(mmstore::RecordView::from_row(*s, good.substr(0, good.size() - 1)), mmstore::FormatError);
+    auto v = mmstore::RecordView::from_row(*s, good);
+    EXPECT_EQ(v.get("s").data, "k0000003");
 }

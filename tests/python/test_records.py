@@ -466,3 +466,51 @@ def test_handles_pickle_as_reopen_and_other_processes_read(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(sum(range(100))), "k0000099", "1"]
+
+
+KILLED_BUILD = r"""
+import os, sys, mmstore
+from pathlib import Path
+
+class ABS:
+    def __init__(self, i):
+        self.a, self.b, self.s = i, 0.5, "k%07d" % i
+
+schema = mmstore.Schema.from_fields({"a": int, "b": float, "s": str}, name="ABS")
+
+def gen():
+    i = 0
+    while True:
+        if i == 200_000:
+            Path(sys.argv[2]).touch()  # tell the parent we are well into the build
+        yield ABS(i)
+        i += 1
+
+mmstore.RecordArray.build(gen(), sys.argv[1], schema=schema, progress=False)
+"""
+
+
+def test_build_killed_midway_leaves_previous_file_intact(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "a.mms"
+    mmstore.RecordArray.build(abs_items(10), path)
+    marker = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(path), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.exists(), "builder did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    arr = mmstore.RecordArray(path)
+    assert len(arr) == 10 and arr[9].s == "k0000009"
+    arr.verify()
+    # Only the dead build's temporary files are left, named after the destination.
+    assert all(p.name.startswith("a.mms.tmp-") for p in tmp_path.iterdir() if p.name not in ("a.mms", "started"))
