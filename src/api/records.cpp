@@ -239,29 +239,6 @@ std::string Schema::pack(const std::vector<Value>& values) const {
 
 namespace detail {
 
-std::size_t value_end(const char* b, std::size_t n, std::size_t pos) {
-    if (pos >= n) throw_format(ErrorCode::kCorrupt, "", "corrupt record: value offset " + std::to_string(pos) + " out of bounds");
-    const auto t = static_cast<std::uint8_t>(b[pos]);
-    std::uint64_t len;
-    if (t <= tag::kTrue) len = 1;
-    else if (t == tag::kFloat) len = 9;
-    else if (t >= tag::kInt0 && t <= tag::kInt8) len = 1 + (t - tag::kInt0);
-    else if (t >= tag::kShortStr && t < tag::kShortBytes + 32) len = 1 + (t & 31);
-    else if (t == tag::kStr || t == tag::kBytes || t == tag::kBigInt || t == tag::kDecimal || t == tag::kPickle) {
-        if (n - pos < 5) throw_format(ErrorCode::kCorrupt, "", "corrupt record: truncated value");
-        len = 5 + std::uint64_t{load<std::uint32_t>(b + pos + 1)};
-    } else if (t == tag::kRecord) {
-        if (n - pos < 9) throw_format(ErrorCode::kCorrupt, "", "corrupt record: truncated value");
-        len = 9 + std::uint64_t{load<std::uint32_t>(b + pos + 5)};
-    } else if (t == tag::kDate) {
-        len = 7;
-    } else {
-        return codec::skip(std::string_view(b, n), pos);
-    }
-    if (len > n - pos) throw_format(ErrorCode::kCorrupt, "", "corrupt record: value exceeds its heap");
-    return pos + static_cast<std::size_t>(len);
-}
-
 std::string_view ColumnSet::heap_value(std::uint64_t off) const {
     if (off >= heap_len)
         throw_format(ErrorCode::kCorrupt, path ? *path : "", "corrupt heap offset " + std::to_string(off));
@@ -467,9 +444,13 @@ void TypedFile::parse(std::uint32_t kind) {
     const bool approx = header.flags & kFlagApproximate;
     const std::uint64_t n = header.count;
     if (n > fs) throw_format(ErrorCode::kCorrupt, path, "corrupt records header (count exceeds the file size)");
-    bucket_bits = header.bucket_bits;
-    wide_keys = header.flags & kFlagWideKeys;
-    if (is_map && bucket_bits > 40) throw_format(ErrorCode::kCorrupt, path, "corrupt directory size");
+    auto& ix = index;
+    ix.count = n;
+    ix.path = &path;
+    ix.approximate = approx;
+    ix.bucket_bits = header.bucket_bits;
+    ix.wide_keys = header.flags & kFlagWideKeys;
+    if (is_map && ix.bucket_bits > 40) throw_format(ErrorCode::kCorrupt, path, "corrupt directory size");
     auto bad_len = [&](const SectionSlot& sl, std::uint64_t want_len) {
         if (sl.length != want_len)
             throw_format(ErrorCode::kCorrupt, path, "corrupt section " + std::to_string(sl.id) + ": length " +
@@ -494,18 +475,18 @@ void TypedFile::parse(std::uint32_t kind) {
             if (sl.length == 0 || p[0] != 0) throw_format(ErrorCode::kCorrupt, path, "corrupt heap (no leading None)");
             cols.heap = p;
             cols.heap_len = sl.length;
-        } else if (is_map && sl.id == kSectionHashes) {
-            bad_len(sl, n * (approx || !wide_keys ? 8 : 4));
-            hashes = p;
-        } else if (is_map && !approx && wide_keys && sl.id == kSectionKeyOffsets) {
+        } else if (is_map && sl.id == containers::kSectionIndexSlots) {
+            bad_len(sl, n * (approx || !ix.wide_keys ? 8 : 4));
+            ix.slots = p;
+        } else if (is_map && !approx && ix.wide_keys && sl.id == containers::kSectionKeyOffsets) {
             bad_len(sl, n * 8);
-            key_offsets = p;
-        } else if (is_map && !approx && sl.id == kSectionKeyHeap) {
-            key_heap = p;
-            key_heap_len = sl.length;
-        } else if (is_map && sl.id == kSectionDirectory) {
-            bad_len(sl, ((std::uint64_t{1} << bucket_bits) + 1) * 8);
-            directory = p;
+            ix.key_offsets = p;
+        } else if (is_map && !approx && sl.id == containers::kSectionKeyHeap) {
+            ix.key_heap = p;
+            ix.key_heap_len = sl.length;
+        } else if (is_map && sl.id == containers::kSectionDirectory) {
+            bad_len(sl, ((std::uint64_t{1} << ix.bucket_bits) + 1) * 8);
+            ix.directory = p;
         } else {
             throw_format(ErrorCode::kCorrupt, path, "corrupt section table: unexpected section id " + std::to_string(sl.id));
         }
@@ -522,12 +503,13 @@ void TypedFile::parse(std::uint32_t kind) {
     for (auto& d : cols.data)
         if (d == nullptr) d = kEmpty;  // n == 0
     if (is_map) {
-        if (directory == nullptr || hashes == nullptr || (!approx && ((wide_keys && key_offsets == nullptr) || key_heap == nullptr)))
-            if (!(n == 0 && directory != nullptr))
+        if (ix.directory == nullptr || ix.slots == nullptr ||
+            (!approx && ((ix.wide_keys && ix.key_offsets == nullptr) || ix.key_heap == nullptr)))
+            if (!(n == 0 && ix.directory != nullptr))
                 throw_format(ErrorCode::kCorrupt, path, "corrupt mapping: a section of the index is missing");
-        if (hashes == nullptr) hashes = kEmpty;
-        if (key_offsets == nullptr) key_offsets = kEmpty;
-        if (key_heap == nullptr) key_heap = kEmpty;
+        if (ix.slots == nullptr) ix.slots = kEmpty;
+        if (ix.key_offsets == nullptr) ix.key_offsets = kEmpty;
+        if (ix.key_heap == nullptr) ix.key_heap = kEmpty;
         const auto plain = header.flags & kFlagPlainValues;
         if (plain && (s.size() != 1 || s.field(0).name != "value"))
             throw_format(ErrorCode::kCorrupt, path, "corrupt mapping: plain values need a single 'value' field");
@@ -651,50 +633,9 @@ const std::string& Mapping::path() const noexcept { return f_->path; }
 std::string_view Mapping::image() const noexcept { return {f_->base, f_->header.file_size}; }
 const detail::ColumnSet& Mapping::columns() const noexcept { return f_->cols; }
 
-std::string_view Mapping::key_encoded(std::uint64_t e) const {
-    if (approximate()) return {};
-    const auto& f = *f_;
-    const std::uint64_t off = f.wide_keys ? load<std::uint64_t>(f.key_offsets + e * 8)
-                                          : load<std::uint64_t>(f.hashes + e * 8) >> 32;
-    if (off >= f.key_heap_len) throw_format(ErrorCode::kCorrupt, f.path, "corrupt key offset " + std::to_string(off));
-    std::size_t end;
-    try {
-        end = detail::value_end(f.key_heap, f.key_heap_len, off);
-    } catch (const FormatError& ex) {
-        throw_format(ErrorCode::kCorrupt, f.path, ex.message());
-    }
-    return {f.key_heap + off, end - off};
-}
-
-std::uint64_t Mapping::key_hash_bits(std::uint64_t e) const {
-    if (approximate()) return load<std::uint64_t>(f_->hashes + e * 8);
-    return f_->wide_keys ? load<std::uint32_t>(f_->hashes + e * 4) : load<std::uint32_t>(f_->hashes + e * 8);
-}
-
-std::pair<std::uint64_t, std::uint64_t> Mapping::find_encoded(std::string_view key) const {
-    const auto& f = *f_;
-    const std::uint64_t n = f.cols.count;
-    const std::uint64_t h = hash64(key.data(), key.size());
-    const std::uint64_t b = f.bucket_bits ? h >> (64 - f.bucket_bits) : 0;
-    const std::uint64_t lo = load<std::uint64_t>(f.directory + b * 8);
-    const std::uint64_t hi = load<std::uint64_t>(f.directory + b * 8 + 8);
-    if (lo > hi || hi > n) throw_format(ErrorCode::kCorrupt, f.path, "corrupt directory entry " + std::to_string(b));
-    const bool approx = approximate();
-    // Tried: prefetching the bucket's hashes, key offsets and first value column together right after the
-    // directory load. It made str->id lookups on 1M keys ~30% slower (bench_records.py), so it is not done.
-    auto match = [&](std::uint64_t e) {
-        if (approx) return load<std::uint64_t>(f.hashes + e * 8) == h;
-        const std::uint32_t stored = f.wide_keys ? load<std::uint32_t>(f.hashes + e * 4) : load<std::uint32_t>(f.hashes + e * 8);
-        return stored == static_cast<std::uint32_t>(h) && key_encoded(e) == key;
-    };
-    for (std::uint64_t e = lo; e < hi; ++e) {
-        if (!match(e)) continue;
-        std::uint64_t last = e + 1;
-        while (last < hi && match(last)) ++last;
-        return {e, last};
-    }
-    return {0, 0};
-}
+std::string_view Mapping::key_encoded(std::uint64_t e) const { return f_->index.key(e); }
+std::uint64_t Mapping::key_hash_bits(std::uint64_t e) const { return f_->index.hash_bits(e); }
+std::pair<std::uint64_t, std::uint64_t> Mapping::find_encoded(std::string_view key) const { return f_->index.find(key); }
 
 RecordView Mapping::value(std::uint64_t e) const {
     if (e >= size()) throw std::out_of_range("entry " + std::to_string(e) + " out of range");

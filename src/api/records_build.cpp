@@ -22,58 +22,23 @@
 #include "mmstore/records.hpp"
 #include "mmstore/storage/checksum.hpp"
 #include "mmstore/storage/header.hpp"
+#include "mmstore/containers/frozen_index.hpp"
 #include "mmstore/internal/records_format.hpp"
+#include "mmstore/internal/temp_file.hpp"
 
 namespace mmstore {
 
 using detail::load;
+using internal::TempFile;
 
 namespace {
 
-constexpr std::size_t kBufBytes = std::size_t{1} << 20;
+constexpr std::size_t kBufBytes = TempFile::kBufBytes;
 
 std::string temp_prefix(const std::string& path) {
     static std::atomic<std::uint64_t> counter{0};
     return path + ".tmp-" + std::to_string(os::current_pid()) + "-" + std::to_string(counter.fetch_add(1)) + "-";
 }
-
-// An append-only temporary file with a write buffer.
-class TempFile {
-public:
-    TempFile() = default;
-    TempFile(std::string path, unsigned mode) : path_(std::move(path)) {
-        file_ = os::File::open(path_, true, true, true, mode);
-        buf_.reserve(kBufBytes);
-    }
-    void append(const void* p, std::size_t n) {
-        if (buf_.size() + n > kBufBytes) flush();
-        if (n > kBufBytes) {
-            file_.pwrite(p, n, written_);
-            written_ += n;
-            return;
-        }
-        buf_.append(static_cast<const char*>(p), n);
-    }
-    void append(std::string_view s) { append(s.data(), s.size()); }
-    template <class T>
-    void put(T v) { append(&v, sizeof v); }
-    void flush() {
-        if (buf_.empty()) return;
-        file_.pwrite(buf_.data(), buf_.size(), written_);
-        written_ += buf_.size();
-        buf_.clear();
-    }
-    std::uint64_t size() const noexcept { return written_ + buf_.size(); }
-    const os::File& file() const noexcept { return file_; }
-    const std::string& path() const noexcept { return path_; }
-    void release_buffer() { std::string().swap(buf_); }
-
-private:
-    std::string path_;
-    os::File file_;
-    std::string buf_;
-    std::uint64_t written_ = 0;
-};
 
 // The heap of variable values, with the bounded dedup cache: an open-addressing table of
 // (hash, heap offset, copy of the bytes) reset when its bytes exceed the budget.
@@ -424,30 +389,11 @@ struct Phase2 {
     std::function<std::string()> new_temp;
     const MappingOptions& o;
     ColumnsWriter& cols;
-    TempFile hashes, key_offs, key_heap, dir;
-    std::uint32_t bits;
-    bool wide;
-    std::uint64_t next_bucket = 0, n_out = 0;
+    containers::FrozenIndexWriter& index;
 
     void emit(std::uint64_t h, std::string_view key, std::string_view row) {
-        const std::uint64_t b = bits ? h >> (64 - bits) : 0;
-        while (next_bucket <= b) {
-            dir.put(n_out);
-            ++next_bucket;
-        }
-        if (o.approximate) {
-            hashes.put(h);
-        } else {
-            if (wide) {
-                hashes.put(static_cast<std::uint32_t>(h));
-                key_offs.put(key_heap.size());
-            } else {
-                hashes.put((key_heap.size() << 32) | (h & 0xFFFFFFFFu));
-            }
-            key_heap.append(key);
-        }
+        index.add(h, key);
         cols.add(row);
-        ++n_out;
     }
 
     // Sorts and emits the entries of one in-memory partition.
@@ -542,20 +488,18 @@ std::uint64_t MappingBuilder::finish() {
     std::vector<std::string>().swap(im.bufs);
     for (auto& p : im.parts)
         if (p) p->release_buffer();
-    // About four entries per bucket: one cache line of hashes to scan, 2 bytes of directory per entry.
-    std::uint32_t bits = 0;
-    while ((std::uint64_t{1} << bits) < im.n_in / 4 && bits < 40) ++bits;
-    // Phase 2 holds one partition (<= memory_budget/4, plus its sort index) and the dedup cache at once.
-    BuildOptions value_opts = im.opts;
-    value_opts.dedup_budget = std::min(value_opts.dedup_budget, im.opts.memory_budget / 4);
-    ColumnsWriter cols(*schema_, im.prefix + "v", value_opts);
-    Phase2 ph{[&im] { return im.temp_name("sub"); }, im.opts, cols, TempFile(im.prefix + "hashes", im.opts.mode), TempFile(im.prefix + "keyoffs", im.opts.mode),
-              TempFile(im.prefix + "keys", im.opts.mode), TempFile(im.prefix + "dir", im.opts.mode), bits, false};
+    const std::uint32_t bits = containers::FrozenIndex::bucket_bits_for(im.n_in);
     // The partitions hold every key, so their total size bounds the key heap: u32 key offsets fit below 4 GiB.
     std::uint64_t part_bytes = 0;
     for (auto& p : im.parts)
         if (p) part_bytes += p->size();
-    ph.wide = !im.opts.approximate && (part_bytes >= (std::uint64_t{1} << 32) || im.opts.wide_keys);
+    const bool wide = !im.opts.approximate && (part_bytes >= (std::uint64_t{1} << 32) || im.opts.wide_keys);
+    containers::FrozenIndexWriter index(im.prefix, im.opts.mode, im.opts.approximate, wide, bits);
+    // Phase 2 holds one partition (<= memory_budget/4, plus its sort index) and the dedup cache at once.
+    BuildOptions value_opts = im.opts;
+    value_opts.dedup_budget = std::min(value_opts.dedup_budget, im.opts.memory_budget / 4);
+    ColumnsWriter cols(*schema_, im.prefix + "v", value_opts);
+    Phase2 ph{[&im] { return im.temp_name("sub"); }, im.opts, cols, index};
     for (auto& p : im.parts)
         if (p) {
             ph.partition(*p, kPartBits);
@@ -563,29 +507,19 @@ std::uint64_t MappingBuilder::finish() {
             p.reset();
             os::remove_file(name);
         }
-    while (ph.next_bucket <= (std::uint64_t{1} << bits)) {
-        ph.dir.put(ph.n_out);
-        ++ph.next_bucket;
-    }
     std::vector<std::tuple<std::uint32_t, std::uint32_t, TempFile*>> secs;
     cols.sections(secs);
-    for (TempFile* t : {&ph.hashes, &ph.key_offs, &ph.key_heap, &ph.dir}) t->flush();
-    secs.emplace_back(detail::kSectionHashes, ph.wide ? 4 : 8, &ph.hashes);
-    if (!im.opts.approximate) {
-        if (ph.wide) secs.emplace_back(detail::kSectionKeyOffsets, 8, &ph.key_offs);
-        secs.emplace_back(detail::kSectionKeyHeap, 0, &ph.key_heap);
-    }
-    secs.emplace_back(detail::kSectionDirectory, 8, &ph.dir);
+    index.finish(secs);
     detail::RecordsHeader rh{};
-    rh.count = ph.n_out;
+    rh.count = index.count();
     rh.flags = (im.opts.multi ? detail::kFlagMulti : 0) | (im.opts.approximate ? detail::kFlagApproximate : 0) |
-               (im.opts.plain_values ? detail::kFlagPlainValues : 0) | (ph.wide ? detail::kFlagWideKeys : 0);
+               (im.opts.plain_values ? detail::kFlagPlainValues : 0) | (wide ? detail::kFlagWideKeys : 0);
     rh.bucket_bits = bits;
     rh.key_kind = static_cast<std::uint8_t>(im.opts.key_kind);
     assemble(im.path, im.prefix, im.opts, static_cast<std::uint32_t>(storage::StoreKind::kMapping), rh,
              schema_->encode(), secs);
     if (im.opts.progress) im.opts.progress(im.n_in);
-    return ph.n_out;
+    return rh.count;
 }
 
 std::uint64_t merge(const Mapping& a, const Mapping& b, const std::string& out, BuildOptions options) {

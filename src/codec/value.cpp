@@ -310,10 +310,24 @@ Value decode(std::string_view buf) {
 }
 
 std::size_t skip(std::string_view buf, std::size_t pos, int depth) {
-    // Structural validation shares decode's bounds logic; values are small enough that decoding is cheap,
-    // and sharing one parser keeps the two from disagreeing.
-    decode_at(buf, pos, depth);
-    return pos;
+    // Scalars and strings are measured from their tag (typed-record field reads and key compares call this
+    // on every access); containers and the rest share decode's parser, so the two cannot disagree.
+    if (pos >= buf.size()) bad("missing tag", pos);
+    const auto t = static_cast<std::uint8_t>(buf[pos]);
+    std::uint64_t len;
+    if (t <= tag::kTrue) len = 1;
+    else if (t == tag::kFloat) len = 9;
+    else if (t >= tag::kInt0 && t <= tag::kInt8) len = 1 + (t - tag::kInt0);
+    else if (t >= tag::kShortStr && t < tag::kShortBytes + 32) len = 1 + (t & 31);
+    else if (t == tag::kStr || t == tag::kBytes || t == tag::kBigInt || t == tag::kDecimal || t == tag::kPickle)
+        len = 5 + std::uint64_t{rd_u32(buf, pos + 1)};
+    else if (t == tag::kRecord) len = 9 + std::uint64_t{rd_u32(buf, pos + 5)};
+    else if (t == tag::kDate) len = 7;
+    else {
+        decode_at(buf, pos, depth);
+        return pos;
+    }
+    return need(buf, pos, len);
 }
 
 bool payload_view(std::string_view buf, std::uint8_t& family, std::string_view& payload) noexcept {

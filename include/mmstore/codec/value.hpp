@@ -91,7 +91,8 @@ void encode(const Value& v, std::string& out);
 std::string encode(const Value& v);
 // Decodes one value occupying exactly `buf`; throws FormatError otherwise.
 Value decode(std::string_view buf);
-// Returns the end position of the value starting at `pos`, validating structure and bounds (no allocation).
+// Returns the end position of the value starting at `pos`, validating structure and bounds. O(1) without
+// allocation for scalars, str and bytes; containers are walked.
 std::size_t skip(std::string_view buf, std::size_t pos, int depth = 0);
 
 // Helpers for the minimal two's complement integer form shared with the Python codec.

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mmstore/containers/frozen_index.hpp"
 #include "mmstore/records.hpp"
 
 namespace mmstore::detail {
@@ -60,10 +61,7 @@ struct SectionSlot {
 static_assert(sizeof(SectionSlot) == 32);
 
 inline constexpr std::uint32_t kSectionHeap = 1;        // codec values of variable fields; byte 0 is None
-inline constexpr std::uint32_t kSectionHashes = 2;      // Mapping: u64 slot (exact), u32 (exact, wide) or u64 hash (approximate)
-inline constexpr std::uint32_t kSectionKeyOffsets = 3;  // Mapping, exact and wide: u64 key offset per entry
-inline constexpr std::uint32_t kSectionKeyHeap = 4;     // Mapping, exact: codec-encoded keys
-inline constexpr std::uint32_t kSectionDirectory = 5;   // Mapping: u64 first entry per bucket, plus the count
+// Mapping index sections 2..5: containers::kSectionIndexSlots .. kSectionDirectory (frozen_index.hpp).
 inline constexpr std::uint32_t kSectionColumn = 0x100;  // + field: fixed values, or u64 heap offsets
 inline constexpr std::uint32_t kSectionPresence = 0x200;  // + field: presence bitmap of a fixed field
 inline constexpr std::uint64_t kSectionAlign = 64;
@@ -101,14 +99,7 @@ struct TypedFile {
     RecordsHeader header{};
     std::vector<SectionSlot> sections;
     ColumnSet cols;
-    // Mapping
-    std::uint32_t bucket_bits = 0;
-    const char* hashes = nullptr;
-    const char* key_offsets = nullptr;  // wide exact maps only
-    bool wide_keys = false;
-    const char* key_heap = nullptr;
-    std::uint64_t key_heap_len = 0;
-    const char* directory = nullptr;
+    containers::FrozenIndex index;  // Mapping
 
     TypedFile() = default;
     TypedFile(const TypedFile&) = delete;
@@ -124,8 +115,9 @@ std::shared_ptr<const TypedFile> open_typed(const std::string& path, std::uint64
 std::shared_ptr<const TypedFile> typed_from_buffer(const void* data, std::size_t len, std::string name,
                                                    std::uint32_t kind);
 
-// End of the codec value starting at `pos` of [b, b+n) (bounds-checked; FormatError(kCorrupt)). Common tags
-// are measured directly; containers go through codec::skip.
-std::size_t value_end(const char* b, std::size_t n, std::size_t pos);
+// End of the codec value starting at `pos` of [b, b+n): codec::skip (bounds-checked, FormatError(kCorrupt)).
+inline std::size_t value_end(const char* b, std::size_t n, std::size_t pos) {
+    return codec::skip(std::string_view(b, n), pos);
+}
 
 }  // namespace mmstore::detail
