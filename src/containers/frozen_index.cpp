@@ -32,6 +32,13 @@ std::string_view FrozenIndex::key(std::uint64_t e) const {
     if (approximate) return {};
     const std::uint64_t off = wide_keys ? load<std::uint64_t>(key_offsets + e * 8) : load<std::uint64_t>(slots + e * 8) >> 32;
     if (off >= key_heap_len) corrupt(path, "corrupt key offset " + std::to_string(off));
+    // Short str/bytes keys (the common case) are measured here, without the call into the codec.
+    const auto t = static_cast<std::uint8_t>(key_heap[off]);
+    if (t >= codec::tag::kShortStr && t < codec::tag::kShortBytes + 32) {
+        const std::uint64_t len = 1 + (t & 31);
+        if (len > key_heap_len - off) corrupt(path, "corrupt key at offset " + std::to_string(off));
+        return {key_heap + off, static_cast<std::size_t>(len)};
+    }
     std::size_t end;
     try {
         end = detail::value_end(key_heap, key_heap_len, off);
@@ -49,9 +56,11 @@ std::pair<std::uint64_t, std::uint64_t> FrozenIndex::find(std::string_view k) co
     if (lo > hi || hi > count) corrupt(path, "corrupt directory entry " + std::to_string(b));
     // Tried: prefetching the bucket's slots, key offsets and first value column together right after the
     // directory load. It made str->id lookups on 1M keys ~30% slower (bench_records.py), so it is not done.
+    const auto lo32 = static_cast<std::uint32_t>(h);
     auto match = [&](std::uint64_t e) {
         if (approximate) return load<std::uint64_t>(slots + e * 8) == h;
-        return hash_bits(e) == (h & 0xFFFFFFFFu) && key(e) == k;
+        const std::uint32_t stored = wide_keys ? load<std::uint32_t>(slots + e * 4) : load<std::uint32_t>(slots + e * 8);
+        return stored == lo32 && key(e) == k;
     };
     for (std::uint64_t e = lo; e < hi; ++e) {
         if (!match(e)) continue;
