@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mmstore
-from conftest import canon
+from conftest import canon, keys, values
 
 
 @mmstore.struct
@@ -514,3 +514,15 @@ def test_build_killed_midway_leaves_previous_file_intact(tmp_path):
     arr.verify()
     # Only the dead build's temporary files are left, named after the destination.
     assert all(p.name.startswith("a.mms.tmp-") for p in tmp_path.iterdir() if p.name not in ("a.mms", "started"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values, keys)
+def test_object_fields_and_keys_round_trip_any_value(tmp_path_factory, value, key):
+    s = mmstore.Schema.from_fields({"o": object, "n": mmstore.int8})
+    p = s.unpack_from(s.pack({"o": value, "n": 1}))
+    assert canon(p.o) == canon(value) and p.n == 1
+    path = tmp_path_factory.mktemp("o") / "m.mms"
+    m = mmstore.Mapping.build([(key, value)], path, progress=False)
+    assert canon(m[key]) == canon(value)
+    assert canon(next(iter(m.keys()))) == canon(key)
