@@ -526,3 +526,28 @@ def test_object_fields_and_keys_round_trip_any_value(tmp_path_factory, value, ke
     m = mmstore.Mapping.build([(key, value)], path, progress=False)
     assert canon(m[key]) == canon(value)
     assert canon(next(iter(m.keys()))) == canon(key)
+
+
+BOUNDED_BUILD = r"""
+import json, sys
+import mmstore
+path, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+schema = mmstore.Schema.from_fields({"a": int, "b": float, "s": str}, name="ABS")
+items = ({"a": i, "b": 0.5, "s": "a value of some length %09d" % i} for i in range(n))
+hwm0 = status("VmHWM")
+if kind == "mapping":
+    mmstore.Mapping.build((("key%09d" % r["a"], r) for r in items), path, key=str, schema=schema,
+                          memory_budget=8 << 20, dedup_budget=4 << 20, progress=False)
+else:
+    mmstore.RecordArray.build(items, path, schema=schema, dedup_budget=4 << 20, progress=False)
+print(json.dumps({"growth": status("VmHWM") - hwm0}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["mapping", "array"])
+def test_builds_stay_within_their_memory_budget(tmp_path, kind):
+    from test_resources import run_py
+
+    # 400k entries are ~50 MB of partition data: several times the 8 MiB budget.
+    r = run_py(BOUNDED_BUILD, tmp_path / "out.mms", kind, 400_000)
+    assert r["growth"] < 40 << 20, r
