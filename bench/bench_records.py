@@ -157,10 +157,17 @@ def run_sharedbuffers(n, d, rep):
             s += r.a
         return s
 
+    def scan_fast():  # sharedbuffers' fastest documented scan: one reused proxy
+        s = 0
+        for r in arr.iter_fast():
+            s += r.a
+        return s
+
     t, _ = timed(rand)
     out["random_get_a_Mops"] = n / t / 1e6
     t, _ = timed(scan)
-    out["scan_a_Mops"] = n / t / 1e6
+    t2, _ = timed(scan_fast)
+    out["scan_a_Mops"] = n / min(t, t2) / 1e6
 
     mpath = os.path.join(d, "m.sb")
     with open(mpath, "w+b") as mf:
@@ -229,7 +236,7 @@ MEASURES = [
     # (key, label, higher is better, target description, target check(ratio or value))
     ("array_build_s", "RecordArray build (s)", False),
     ("random_get_a_Mops", "arr[i].a random (M/s)", True),
-    ("scan_a_Mops", "scan r.a (M items/s)", True),
+    ("scan_a_Mops", "scan r.a (M items/s)", True),  # sharedbuffers: best of iteration and iter_fast()
     ("array_bytes_per_record", "array size (B/record)", False),
     ("mapping_build_s", "str mapping build (s)", False),
     ("mapping_get_a_Mops", "m[key].a (M/s)", True),
