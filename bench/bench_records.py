@@ -245,18 +245,28 @@ MEASURES = [
 ]
 
 
-def run_peer(python, name, n, reps, tmp):
-    runs = []
+def run_once(python, name, n, rep, tmp):
+    cmd = [python, os.path.abspath(__file__), "--worker", name, "--n", str(n), "--rep", str(rep)]
+    if tmp:
+        cmd += ["--tmp", tmp]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run_peers(peers, n, reps, tmp):
+    """Runs the peers alternately (mmstore, sharedbuffers, mmstore, ...) so that both see the same load
+    over time; returns the median of each measure per peer (None for a peer that failed)."""
+    runs = {name: [] for name, _ in peers}
     for rep in range(reps):
-        cmd = [python, os.path.abspath(__file__), "--worker", name, "--n", str(n), "--rep", str(rep)]
-        if tmp:
-            cmd += ["--tmp", tmp]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
-            return None
-        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for name, python in peers:
+            if runs[name] is not None:
+                r = run_once(python, name, n, rep, tmp)
+                runs[name] = None if r is None else runs[name] + [r]
+    return {name: (None if not rs else {k: statistics.median(r[k] for r in rs) for k in rs[0]})
+            for name, rs in runs.items()}
 
 
 def main():
@@ -273,9 +283,12 @@ def main():
     if args.worker:
         return worker(args)
 
-    mm = run_peer(sys.executable, "mmstore", args.n, args.repeat, args.tmp)
-    sb = run_peer(args.peer_python, "sharedbuffers", args.n, args.repeat, args.tmp)
-    print(f"n = {args.n:,}, medians of {args.repeat} runs")
+    load0 = os.getloadavg()
+    res = run_peers([("mmstore", sys.executable), ("sharedbuffers", args.peer_python)], args.n, args.repeat, args.tmp)
+    mm, sb = res["mmstore"], res["sharedbuffers"]
+    load1 = os.getloadavg()
+    print(f"n = {args.n:,}, medians of {args.repeat} runs (peers alternating); load average "
+          f"{load0[0]:.2f} at start, {load1[0]:.2f} at end on {os.cpu_count()} CPUs (noise indicator)")
     print(f"{'measure':28} {'mmstore':>10} {'sharedbuffers':>14} {'ratio':>8}")
     for key, label, higher in MEASURES:
         a = mm[key] if mm else float("nan")
@@ -300,8 +313,8 @@ def main():
             print("big mapping failed:\n" + p.stderr[-3000:], file=sys.stderr)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"n": args.n, "repeat": args.repeat, "mmstore": mm, "sharedbuffers": sb, "big": big}, f,
-                      indent=2)
+            json.dump({"n": args.n, "repeat": args.repeat, "loadavg": [load0, load1], "mmstore": mm,
+                       "sharedbuffers": sb, "big": big}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -368,6 +368,7 @@ PyObject* make_proxy(PyObject* so, PyObject* owner, const CodecFlags* flags) {
         return nullptr;
     }
     auto* tp = reinterpret_cast<PyTypeObject*>(cls);
+    // (Tried: a free list of dead proxies. No measurable gain over pymalloc for `arr[i].a`.)
     auto* p = reinterpret_cast<ProxyObj*>(tp->tp_alloc(tp, 0));
     if (p == nullptr) return nullptr;
     Py_INCREF(so);
@@ -408,8 +409,8 @@ PyObject* row_proxy(PyObject* so, PyObject* owner, const CodecFlags* flags, cons
 
 void proxy_dealloc(PyObject* o) {
     auto* p = reinterpret_cast<ProxyObj*>(o);
-    Py_XDECREF(p->so);
-    Py_XDECREF(p->owner);
+    Py_CLEAR(p->so);
+    Py_CLEAR(p->owner);
     PyTypeObject* tp = Py_TYPE(o);
     tp->tp_free(o);
     Py_DECREF(tp);
@@ -994,12 +995,15 @@ PyObject* array_subscript(PyObject* self, PyObject* key) {
     return nullptr;
 }
 
-// Iterator over an array (or a mapping's entries): reuses its last proxy when nobody else holds it.
+// Iterator over an array. It hands out two proxies in turn and re-points one instead of allocating when
+// only the iterator still holds it: in `for r in arr`, `r` keeps the previous proxy alive while the next one
+// is fetched, so the one before that is free again.
 struct IterObj {
     PyObject_HEAD
     PyObject* owner;
     std::uint64_t next;
-    ProxyObj* last;
+    ProxyObj* spare[2];
+    int turn;
 };
 
 PyObject* array_iter(PyObject* self) {
@@ -1009,7 +1013,8 @@ PyObject* array_iter(PyObject* self) {
     Py_INCREF(self);
     it->owner = self;
     it->next = 0;
-    it->last = nullptr;
+    it->spare[0] = it->spare[1] = nullptr;
+    it->turn = 0;
     return reinterpret_cast<PyObject*>(it);
 }
 
@@ -1017,22 +1022,29 @@ PyObject* iter_next(PyObject* o) {
     auto* it = reinterpret_cast<IterObj*>(o);
     ImageState& st = st_of(it->owner);
     if (it->next >= st.cols->count) return nullptr;
-    const std::uint64_t i = it->next++;
-    if (it->last != nullptr && Py_REFCNT(it->last) == 1) {
-        it->last->idx = i;
-        Py_INCREF(it->last);
-        return reinterpret_cast<PyObject*>(it->last);
+    if (st.closed) [[unlikely]] {
+        bound(st);  // raises ClosedError
+        return nullptr;
     }
-    Py_XDECREF(it->last);
-    it->last = reinterpret_cast<ProxyObj*>(col_proxy(st.so, it->owner, &st.flags, st.cols, i));
-    if (it->last == nullptr) return nullptr;
-    Py_INCREF(it->last);
-    return reinterpret_cast<PyObject*>(it->last);
+    const std::uint64_t i = it->next++;
+    ProxyObj*& slot = it->spare[it->turn];
+    it->turn ^= 1;
+    if (slot != nullptr && Py_REFCNT(slot) == 1) {
+        slot->idx = i;
+        Py_INCREF(slot);
+        return reinterpret_cast<PyObject*>(slot);
+    }
+    Py_XDECREF(slot);
+    slot = reinterpret_cast<ProxyObj*>(col_proxy(st.so, it->owner, &st.flags, st.cols, i));
+    if (slot == nullptr) return nullptr;
+    Py_INCREF(slot);
+    return reinterpret_cast<PyObject*>(slot);
 }
 
 void iter_dealloc_(PyObject* o) {
     auto* it = reinterpret_cast<IterObj*>(o);
-    Py_XDECREF(it->last);
+    Py_XDECREF(it->spare[0]);
+    Py_XDECREF(it->spare[1]);
     Py_XDECREF(it->owner);
     PyTypeObject* tp = Py_TYPE(o);
     tp->tp_free(o);
