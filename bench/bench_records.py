@@ -233,7 +233,7 @@ def worker(args):
 # ---------------------------------------------------------------------------------------------------------
 
 MEASURES = [
-    # (key, label, higher is better, target description, target check(ratio or value))
+    # (key, label, higher is better)
     ("array_build_s", "RecordArray build (s)", False),
     ("random_get_a_Mops", "arr[i].a random (M/s)", True),
     ("scan_a_Mops", "scan r.a (M items/s)", True),  # sharedbuffers: best of iteration and iter_fast()
@@ -290,7 +290,7 @@ def main():
     print(f"n = {args.n:,}, medians of {args.repeat} runs (peers alternating); load average "
           f"{load0[0]:.2f} at start, {load1[0]:.2f} at end on {os.cpu_count()} CPUs (noise indicator)")
     print(f"{'measure':28} {'mmstore':>10} {'sharedbuffers':>14} {'ratio':>8}")
-    for key, label, higher in MEASURES:
+    for key, label, _higher in MEASURES:
         a = mm[key] if mm else float("nan")
         b = sb[key] if sb else float("nan")
         ratio = (a / b) if sb else float("nan")

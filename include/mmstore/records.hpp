@@ -121,7 +121,8 @@ public:
 
     const Schema& schema() const noexcept { return *schema_; }
     bool is_null(std::size_t field) const;
-    // Fixed-width integer or bool fields (0 when null); Error(kInvalidArgument) for other fields.
+    // Fixed-width integer or bool fields (0 when null; a uint64 above INT64_MAX wraps: use get());
+    // Error(kInvalidArgument) for other fields.
     std::int64_t get_int(std::size_t field) const;
     // float32/float64 (ints convert); NaN when null.
     double get_float(std::size_t field) const;

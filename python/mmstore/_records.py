@@ -265,7 +265,6 @@ class Schema:
         self._construct = construct if construct is not None else self.factory
         self.proxy_class = type(f"{name}Proxy", (_ProxyMixin, _core.RecordProxy), ns)
         self._native.bind(self.proxy_class, _coerce, self.factory)
-        self._nested = {i: s[2] for i, s in enumerate(specs) if s[2] is not None}
 
     def _value(self):
         return ("mmstore.schema", 1, self.name, self.type_code,

@@ -297,7 +297,7 @@ def test_untrusted_pickle_values_can_be_refused(tmp_path):
     mmstore.RecordArray.build([{"o": dt.timedelta(days=1)}], tmp_path / "a.mms", schema=s)
     assert mmstore.RecordArray(tmp_path / "a.mms")[0].o == dt.timedelta(days=1)
     with pytest.raises(mmstore.EncodeError):
-        mmstore.RecordArray(tmp_path / "a.mms", allow_pickle=False)[0].o
+        _ = mmstore.RecordArray(tmp_path / "a.mms", allow_pickle=False)[0].o
 
 
 def test_dedup_writes_repeated_values_once(tmp_path):
@@ -432,7 +432,7 @@ def test_mapping_matches_model(tmp_path_factory, items, multi):
     model: dict = {}
     for k, v in items:
         model.setdefault(canon(k), []).append(v)
-    for k, v in items:
+    for k, _v in items:
         if multi:
             assert m.get_all(k) == model[canon(k)]
         else:

@@ -359,8 +359,8 @@ class MappedMappingProxyBase:
         self._m = mapping
 
     @classmethod
-    def build(cls, initializer, destfile=None, tempdir=None, idmap=None, value_array_kwargs={},
-              id_mapper_kwargs={}, value_cache_size=1024):
+    def build(cls, initializer, destfile=None, tempdir=None, idmap=None, value_array_kwargs=None,
+              id_mapper_kwargs=None, value_cache_size=1024):
         if hasattr(initializer, "items") and callable(initializer.items):
             initializer = initializer.items()
         idm = cls.IdMapper
@@ -409,7 +409,7 @@ class MappedMappingProxyBase:
     def itervalues(self):
         return self._m.values()
 
-    def iteritems(self, g_kw={}, idm_kw={}):
+    def iteritems(self, g_kw=None, idm_kw=None):
         return self._m.items()
 
     def items(self):
