@@ -133,3 +133,30 @@ def test_id_mappers(tmp_path):
     assert approx.get("a") == [1]
     obj = mapped_struct.ObjectIdMapper.build({(1, 2): 5})
     assert obj[(1, 2)] == 5
+
+
+def test_container_type_names_pack_and_name_fields():
+    buf = bytearray(100)
+    end = mapped_struct.mapped_list.pack_into([1, "a"], buf, 3)
+    assert mapped_struct.mapped_list.unpack_from(buf, 3) == [1, "a"] and end > 3
+    mapped_struct.proxied_frozenset.pack_into(frozenset({2}), buf, end)
+    assert mapped_struct.proxied_frozenset.unpack_from(buf, end) == {2}
+
+    class WithNames:
+        __slot_types__ = {"t": mapped_struct.mapped_tuple, "l": mapped_struct.proxied_list}
+        __slots__ = tuple(__slot_types__)
+
+    s = mapped_struct.Schema.from_typed_slots(WithNames)
+    o = WithNames()
+    o.t, o.l = (1, 2), [3]
+    p = s.unpack(s.pack(o))
+    assert p.t == (1, 2) and p.l == [3]
+    assert s.compatible(mapped_struct.Schema.from_typed_slots(WithNames))
+    assert mapped_struct.mapped_object.TYPE_CODES[SomeStruct] == b"S"
+
+
+def test_string_mappers_take_str_and_bytes_keys_alike():
+    ids = mapped_struct.StringIdMapper.build([(b"abc", 1), ("d\u00e9f", 2)])
+    assert ids["abc"] == 1 and ids[b"abc"] == 1 and ids["d\u00e9f".encode()] == 2 and b"abc" in ids
+    multi = mapped_struct.StringIdMultiMapper.build([("k", 1), (b"k", 2)])
+    assert sorted(multi.get_iter(b"k")) == [1, 2]
