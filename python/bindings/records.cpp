@@ -1392,14 +1392,22 @@ void bind_records(nb::module_& m) {
                  while (PyObject* item = PyIter_Next(it)) {
                      bool ok = false;
                      PyObject *k = nullptr, *v = nullptr;
-                     if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2) {
-                         k = PyTuple_GET_ITEM(item, 0);
-                         v = PyTuple_GET_ITEM(item, 1);
-                     } else {
-                         PyErr_Format(PyExc_TypeError, "Mapping.build expects (key, value) pairs, got %s",
-                                      Py_TYPE(item)->tp_name);
+                     if (!(PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2)) {
+                         // Any other pair (a list, a namedtuple...): as a tuple.
+                         PyObject* t = PySequence_Check(item) ? PySequence_Tuple(item) : nullptr;
+                         Py_DECREF(item);
+                         item = t;
+                         if (item == nullptr || PyTuple_GET_SIZE(item) != 2) {
+                             if (item != nullptr || !PyErr_Occurred())
+                                 PyErr_SetString(PyExc_TypeError, "Mapping.build expects (key, value) pairs");
+                             Py_XDECREF(item);
+                             Py_DECREF(it);
+                             throw nb::python_error();
+                         }
                      }
-                     if (k != nullptr && check_key_kind(h.key_kind, k)) {
+                     k = PyTuple_GET_ITEM(item, 0);
+                     v = PyTuple_GET_ITEM(item, 1);
+                     if (check_key_kind(h.key_kind, k)) {
                          key.clear();
                          row.clear();
                          ok = encode(k, key, flags, true) && pack_value(so, h.plain, v, row);

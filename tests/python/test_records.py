@@ -551,3 +551,13 @@ def test_builds_stay_within_their_memory_budget(tmp_path, kind):
     # 400k entries are ~50 MB of partition data: several times the 8 MiB budget.
     r = run_py(BOUNDED_BUILD, tmp_path / "out.mms", kind, 400_000)
     assert r["growth"] < 40 << 20, r
+
+
+def test_mapping_build_accepts_any_pairs_and_rejects_non_pairs(tmp_path):
+    m = mmstore.Mapping.build([["a", 1], ("b", 2)], tmp_path / "m.mms", key=str, value=int)
+    assert m["a"] == 1 and m["b"] == 2
+    with pytest.raises(TypeError):
+        mmstore.Mapping.build([("a", 1, 2)], tmp_path / "bad.mms")
+    with pytest.raises(TypeError):
+        mmstore.Mapping.build([5], tmp_path / "bad.mms")
+    assert not (tmp_path / "bad.mms").exists()
