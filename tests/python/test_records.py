@@ -561,3 +561,28 @@ def test_mapping_build_accepts_any_pairs_and_rejects_non_pairs(tmp_path):
     with pytest.raises(TypeError):
         mmstore.Mapping.build([5], tmp_path / "bad.mms")
     assert not (tmp_path / "bad.mms").exists()
+
+
+def test_progress_bar_on_a_terminal_uses_tqdm(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    bars = []
+
+    class FakeTqdm:
+        def __init__(self, total=None, **kw):
+            self.n, self.total, self.closed = 0, total, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    mmstore.RecordArray.build([ABS(i, 0.0, "x") for i in range(70000)], tmp_path / "a.mms")
+    assert len(bars) == 1 and bars[0].total == 70000 and bars[0].n == 70000 and bars[0].closed
+    mmstore.RecordArray.build([ABS(1, 0.0, "x")], tmp_path / "b.mms", progress=False)
+    assert len(bars) == 1
