@@ -8,8 +8,15 @@
 //   mmstore_xlang write-list PATH  the same values into a List
 //   mmstore_xlang dump-pool PATH   loads a Pool file (mmstore.load format): "<dtype|bytes> <shape a,b> <hex data>"
 //   mmstore_xlang write-pool PATH  saves an int32 2x3 array from a C++ Pool to PATH and b"pool bytes" to PATH.bytes
+//   mmstore_xlang dump-records PATH   a RecordArray: "<schema name> <count>", then one line per record with
+//                                     the hex re-encoding of each field (00 for None)
+//   mmstore_xlang dump-mapping PATH   a Mapping: "<count> <multi> <approximate>", then per entry the key's hex
+//                                     and its fields' hex
+//   mmstore_xlang write-records PATH  writes record_sample() (schema XRec) as a RecordArray
+//   mmstore_xlang write-mapping PATH  writes "k<i>" -> record_sample()[i] as a str-keyed Mapping
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -48,6 +55,7 @@ const char* type_name(const Value& v) {
         case T::kDecimal: return "Decimal";
         case T::kNdArray: return "ndarray";
         case T::kPickle: return "pickle";
+        case T::kRecord: return "record";
     }
     return "?";
 }
@@ -106,8 +114,39 @@ std::vector<std::pair<Value, Value>> sample() {
     return out;
 }
 
+// XRec {i: int32, f: float64, flag: bool, s: str, o: object, inner: record Inner {x: int16}}
+mmstore::SchemaPtr record_schema() {
+    using F = mmstore::FieldType;
+    auto inner = std::make_shared<const mmstore::Schema>("XInner", std::vector<mmstore::FieldSpec>{{"x", F::kInt16, nullptr}});
+    return std::make_shared<const mmstore::Schema>("XRec", std::vector<mmstore::FieldSpec>{
+        {"i", F::kInt32, nullptr}, {"f", F::kFloat64, nullptr}, {"flag", F::kBool, nullptr},
+        {"s", F::kStr, nullptr}, {"o", F::kObject, nullptr}, {"inner", F::kRecord, inner}});
+}
+
+std::vector<std::vector<Value>> record_sample(const mmstore::Schema& s) {
+    const auto& inner = *s.field(5).nested;
+    Value rec;
+    rec.type = T::kRecord;
+    rec.data = inner.pack({Value::integer(-7)});
+    std::vector<std::vector<Value>> out;
+    out.push_back({Value::integer(1), Value::real(0.5), Value::boolean(true), Value::str("one"),
+                   seq(T::kTuple, {Value::integer(1), Value::str("x")}), rec});
+    out.push_back({Value::none(), Value::none(), Value::none(), Value::none(), Value::none(), Value::none()});
+    out.push_back({Value::integer(-2147483648), Value::real(-1e300), Value::boolean(false),
+                   Value::str("a longer string with non-ASCII: \xc3\xa9\xe2\x82\xac"),
+                   seq(T::kDict, {Value::str("k"), Value::integer(2)}), rec});
+    return out;
+}
+
+void print_fields(const mmstore::RecordView& v) {
+    for (std::size_t i = 0; i < v.schema().size(); ++i)
+        std::printf("%s%s", i ? " " : "", hex(mmstore::codec::encode(v.get(i))).c_str());
+    std::printf("\n");
+}
+
 int usage() {
-    std::fprintf(stderr, "usage: mmstore_xlang dump-dict|dump-list|write-dict|write-list|dump-pool|write-pool PATH\n");
+    std::fprintf(stderr, "usage: mmstore_xlang dump-dict|dump-list|write-dict|write-list|dump-pool|write-pool|"
+                         "dump-records|dump-mapping|write-records|write-mapping PATH\n");
     return 2;
 }
 
@@ -117,6 +156,42 @@ int main(int argc, char** argv) {
     if (argc != 3) return usage();
     const std::string cmd = argv[1], path = argv[2];
     try {
+        if (cmd == "dump-records") {
+            auto a = mmstore::RecordArray::open(path);
+            a.verify();
+            std::printf("%s %llu\n", a.schema().name().c_str(), static_cast<unsigned long long>(a.size()));
+            for (std::uint64_t i = 0; i < a.size(); ++i) print_fields(a[i]);
+            return 0;
+        }
+        if (cmd == "dump-mapping") {
+            auto m = mmstore::Mapping::open(path);
+            m.verify();
+            std::printf("%llu %d %d\n", static_cast<unsigned long long>(m.size()), m.multi(), m.approximate());
+            for (std::uint64_t e = 0; e < m.size(); ++e) {
+                const auto key = m.key_encoded(e);
+                auto [lo, hi] = m.find_encoded(key);  // every stored key finds its own entry
+                if (!(lo <= e && e < hi)) throw std::runtime_error("lookup of a stored key failed");
+                std::printf("%s ", hex(key).c_str());
+                print_fields(m.value(e));
+            }
+            return 0;
+        }
+        if (cmd == "write-records" || cmd == "write-mapping") {
+            auto s = record_schema();
+            const auto rows = record_sample(*s);
+            if (cmd == "write-records") {
+                mmstore::RecordArrayBuilder b(path, s);
+                for (const auto& r : rows) b.add(r);
+                b.finish();
+            } else {
+                mmstore::MappingOptions o;
+                o.key_kind = mmstore::KeyKind::kStr;
+                mmstore::MappingBuilder b(path, s, o);
+                for (std::size_t i = 0; i < rows.size(); ++i) b.add(Value::str("k" + std::to_string(i)), rows[i]);
+                b.finish();
+            }
+            return 0;
+        }
         if (cmd == "dump-dict") {
             mmstore::OpenOptions o;
             o.readonly = true;

@@ -6,4 +6,5 @@
 #include "mmstore/list.hpp"
 #include "mmstore/pool.hpp"
 #include "mmstore/shared_dict.hpp"
+#include "mmstore/records.hpp"
 #include "mmstore/vector.hpp"

@@ -330,7 +330,8 @@ PyObject* decode_impl(const char* b, std::size_t n, std::size_t& pos, CodecFlags
             }
             return c;
         }
-        case tag::kDate: case tag::kDateTime: case tag::kDecimal: case tag::kNdArray: case tag::kPickle: {
+        case tag::kDate: case tag::kDateTime: case tag::kDecimal: case tag::kNdArray: case tag::kPickle:
+        case tag::kRecord: {
             const std::size_t start = pos - 1;
             const std::size_t end = mmstore::codec::skip(std::string_view(b, n), start, depth);
             pos = end;

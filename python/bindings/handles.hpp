@@ -373,5 +373,6 @@ void bind_list(nb::module_& m);
 void bind_shared(nb::module_& m);
 void bind_lock(nb::module_& m);
 void bind_pool(nb::module_& m);  // pool.cpp
+void bind_records(nb::module_& m);
 
 }  // namespace mmstore::py

@@ -75,4 +75,5 @@ NB_MODULE(_core, m) {
     mmstore::py::bind_shared(m);
     mmstore::py::bind_lock(m);
     mmstore::py::bind_pool(m);
+    mmstore::py::bind_records(m);
 }

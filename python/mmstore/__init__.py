@@ -25,6 +25,9 @@ from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
 from ._pool import Pool, Ref, is_mapped, load
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
+from . import _records
+from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
+from ._records import merge
 
 StoreLock = _core.StoreLock
 
@@ -49,5 +52,7 @@ __all__ = [
     "load",
     "is_mapped",
     "FORMAT_VERSION",
+    "merge",
+    *_records.__all__,
     *_errors.__all__,
 ]

@@ -24,6 +24,19 @@ TAG_DATETIME = 0x18
 TAG_DECIMAL = 0x19
 TAG_NDARRAY = 0x1A
 TAG_PICKLE = 0x1B
+TAG_RECORD = 0x1C
+
+# Registered record types (mmstore._records.register_type): class -> (type code, pack), code -> unpack(row).
+_RECORD_TYPES: dict = {}
+_RECORD_CODES: dict = {}
+
+
+def register_record_type(cls, code: int, pack) -> None:
+    _RECORD_TYPES[cls] = (code, pack)
+
+
+def register_record_code(code: int, unpack) -> None:
+    _RECORD_CODES[code] = unpack
 
 TZ_NAIVE, TZ_FIXED, TZ_UTC, TZ_ZONE = 0, 1, 2, 3
 
@@ -94,6 +107,13 @@ def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
         pad = (16 - (len(head) + 1) % 16) % 16
         head += bytes([pad]) + bytes(pad)
         return bytes(head) + arr.tobytes()
+    rec = _RECORD_TYPES.get(t)
+    if rec is not None:
+        if key:
+            raise TypeError(f"unhashable type: '{t.__name__}' (records cannot be keys)")
+        code, pack = rec
+        row = pack(obj)
+        return bytes([TAG_RECORD]) + _U32.pack(code) + _U32.pack(len(row)) + row
     if key:
         hash(obj)  # unhashable keys raise TypeError, as for dict
     if not allow_pickle:
@@ -162,6 +182,16 @@ def decode_ext(data: bytes, allow_pickle: bool):
             pos += 1 + data[pos]
             arr = np.frombuffer(bytearray(data[pos : pos + nbytes]), dtype=dtype)
             return arr.reshape(shape)
+        if tag == TAG_RECORD:
+            (code,) = _U32.unpack_from(data, 1)
+            unpack = _RECORD_CODES.get(code)
+            if unpack is None:
+                from ._errors import SchemaMismatchError
+
+                raise SchemaMismatchError(
+                    f"stored record of type code {code} is not registered in this process "
+                    "(declare its @mmstore.struct(type_code=...) before reading)")
+            return unpack(bytes(data[9:]))
         if tag == TAG_PICKLE:
             if not allow_pickle:
                 raise EncodeError("refusing to unpickle a stored value: this handle has allow_pickle=False")

@@ -31,6 +31,7 @@ __all__ = [
     "CannotAcquireLockTimeout",
     "AlreadyExists",
     "NotFound",
+    "SchemaMismatchError",
 ]
 
 
@@ -122,6 +123,11 @@ class CannotAcquireLockTimeout(CannotAcquireLock):
 # The names SharedDict's documentation (and UltraDict users) use for the create=True / create=False cases.
 AlreadyExists = StoreExistsError
 NotFound = StoreNotFoundError
+
+class SchemaMismatchError(CorruptFileError):
+    """A typed-records file does not have the schema the caller expects, or a stored record's type code is
+    not registered in this process."""
+
 
 _BY_CODE = {
     1: StoreIOError,

@@ -148,6 +148,12 @@ void encode_impl(const Value& v, std::string& out, int depth) {
             out.push_back(static_cast<char>(tag::kTableRef));
             out.append(reinterpret_cast<const char*>(&v.i), 6);
             return;
+        case T::kRecord:
+            out.push_back(static_cast<char>(tag::kRecord));
+            append_u32(static_cast<std::uint32_t>(v.i), out);
+            append_u32(static_cast<std::uint32_t>(v.data.size()), out);
+            out += v.data;
+            return;
     }
     throw_error(ErrorCode::kEncode, "", "unknown Value type");
 }
@@ -273,6 +279,16 @@ Value decode_at(std::string_view b, std::size_t& pos, int depth) {
             pos = end;
             return v;
         }
+        case tag::kRecord: {
+            v.type = T::kRecord;
+            v.i = rd_u32(b, pos);
+            const std::uint32_t n = rd_u32(b, pos + 4);
+            pos += 8;
+            const std::size_t end = need(b, pos, n);
+            v.data.assign(b.data() + pos, n);
+            pos = end;
+            return v;
+        }
         default: bad("unknown tag " + std::to_string(t), pos - 1);
     }
 }
@@ -307,10 +323,24 @@ Value decode(std::string_view buf) {
 }
 
 std::size_t skip(std::string_view buf, std::size_t pos, int depth) {
-    // Structural validation shares decode's bounds logic; values are small enough that decoding is cheap,
-    // and sharing one parser keeps the two from disagreeing.
-    decode_at(buf, pos, depth);
-    return pos;
+    // Scalars and strings are measured from their tag (typed-record field reads and key compares call this
+    // on every access); containers and the rest share decode's parser, so the two cannot disagree.
+    if (pos >= buf.size()) bad("missing tag", pos);
+    const auto t = static_cast<std::uint8_t>(buf[pos]);
+    std::uint64_t len;
+    if (t <= tag::kTrue) len = 1;
+    else if (t == tag::kFloat) len = 9;
+    else if (t >= tag::kInt0 && t <= tag::kInt8) len = 1 + (t - tag::kInt0);
+    else if (t >= tag::kShortStr && t < tag::kShortBytes + 32) len = 1 + (t & 31);
+    else if (t == tag::kStr || t == tag::kBytes || t == tag::kBigInt || t == tag::kDecimal || t == tag::kPickle)
+        len = 5 + std::uint64_t{rd_u32(buf, pos + 1)};
+    else if (t == tag::kRecord) len = 9 + std::uint64_t{rd_u32(buf, pos + 5)};
+    else if (t == tag::kDate) len = 7;
+    else {
+        decode_at(buf, pos, depth);
+        return pos;
+    }
+    return need(buf, pos, len);
 }
 
 bool payload_view(std::string_view buf, std::uint8_t& family, std::string_view& payload) noexcept {

@@ -271,6 +271,23 @@ void map_file_fixed(void* addr, std::size_t len, const File& file, std::uint64_t
     if (p == MAP_FAILED) throw_errno(file.path(), "cannot map " + std::to_string(len) + " bytes", errno);
 }
 
+const void* map_readonly(const File& file, std::uint64_t offset, std::size_t len) {
+    const std::uint64_t page = os_page_size();
+    const std::uint64_t start = offset / page * page;
+    const std::size_t span = len + static_cast<std::size_t>(offset - start);
+    if (span == 0) return nullptr;
+    void* p = ::mmap(nullptr, span, PROT_READ, MAP_SHARED, file.fd(), static_cast<off_t>(start));
+    if (p == MAP_FAILED) throw_errno(file.path(), "cannot map " + std::to_string(len) + " bytes", errno);
+    return static_cast<const char*>(p) + (offset - start);
+}
+
+void unmap_readonly(const void* addr, std::uint64_t offset, std::size_t len) noexcept {
+    if (addr == nullptr) return;
+    const std::uint64_t page = os_page_size();
+    const std::uint64_t delta = offset - offset / page * page;
+    (void)::munmap(const_cast<char*>(static_cast<const char*>(addr)) - delta, len + delta);
+}
+
 void unmap_to_reservation(void* addr, std::size_t len) noexcept {
     (void)::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 }

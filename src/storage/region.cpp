@@ -40,6 +40,8 @@ const char* kind_name(StoreKind kind) noexcept {
         case StoreKind::kDict: return "Dict";
         case StoreKind::kList: return "List";
         case StoreKind::kVector: return "Vector";
+        case StoreKind::kRecordArray: return "RecordArray";
+        case StoreKind::kMapping: return "Mapping";
     }
     return "unknown kind";
 }
@@ -242,7 +244,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         throw_format(ErrorCode::kVersion, path, "incompatible layout (byte order, word size or page size)");
     if (h.kind != static_cast<std::uint32_t>(kind)) {
         const auto found = static_cast<StoreKind>(h.kind);
-        const bool known = h.kind >= 1 && h.kind <= 3;
+        const bool known = h.kind >= 1 && h.kind <= 5;
         throw_format(ErrorCode::kWrongKind, path,
                      known ? std::string("is a ") + kind_name(found) + " store, not a " + kind_name(kind)
                            : "is an mmstore store of unknown kind " + std::to_string(h.kind) + ", not a " + kind_name(kind));

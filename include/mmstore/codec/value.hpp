@@ -40,7 +40,8 @@ inline constexpr std::uint8_t kDateTime = 0x18;   // see docs/format.md
 inline constexpr std::uint8_t kDecimal = 0x19;    // u32 len, ASCII str(Decimal)
 inline constexpr std::uint8_t kNdArray = 0x1A;    // see docs/format.md
 inline constexpr std::uint8_t kPickle = 0x1B;     // u32 len, pickle (protocol 5) payload
-inline constexpr std::uint8_t kTableRef = 0x1C;   // 6 bytes LE: offset of a nested table's cell (SharedDict)
+inline constexpr std::uint8_t kRecord = 0x1C;     // u32 type code, u32 len, packed record (docs/format.md §8)
+inline constexpr std::uint8_t kTableRef = 0x1D;   // 6 bytes LE: offset of a nested table's cell (SharedDict)
 inline constexpr std::uint8_t kShortStr = 0x20;   // 0x20 + len (0..31), UTF-8
 inline constexpr std::uint8_t kShortBytes = 0x40; // 0x40 + len (0..31), raw
 inline constexpr std::uint32_t kShortMax = 31;
@@ -53,14 +54,14 @@ enum class TzKind : std::uint8_t { kNaive = 0, kFixed = 1, kUtc = 2, kZone = 3 }
 struct Value {
     enum class Type : std::uint8_t {
         kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kList, kDict, kSet, kFrozenSet,
-        kDate, kDateTime, kDecimal, kNdArray, kPickle, kTableRef
+        kDate, kDateTime, kDecimal, kNdArray, kPickle, kRecord, kTableRef
     };
     Type type = Type::kNone;
     bool b = false;
     std::int64_t i = 0;
     double f = 0.0;
     // kStr: UTF-8; kBytes; kBigInt: two's complement little-endian; kDecimal: text; kPickle: payload;
-    // kNdArray: raw C-order data.
+    // kNdArray: raw C-order data; kRecord: the packed record (mmstore/records.hpp, type code in `i`).
     std::string data;
     // kTuple/kList/kSet/kFrozenSet: elements; kDict: key0, value0, key1, value1, ...
     std::vector<Value> items;
@@ -91,7 +92,8 @@ void encode(const Value& v, std::string& out);
 std::string encode(const Value& v);
 // Decodes one value occupying exactly `buf`; throws FormatError otherwise.
 Value decode(std::string_view buf);
-// Returns the end position of the value starting at `pos`, validating structure and bounds (no allocation).
+// Returns the end position of the value starting at `pos`, validating structure and bounds. O(1) without
+// allocation for scalars, str and bytes; containers are walked.
 std::size_t skip(std::string_view buf, std::size_t pos, int depth = 0);
 
 // Helpers for the minimal two's complement integer form shared with the Python codec.

@@ -46,6 +46,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mmstore/codec/value.hpp"
 #include "mmstore/containers/store.hpp"
 
 namespace mmstore::containers {
@@ -89,7 +90,7 @@ struct CellRecord {
     std::uint64_t id;     // from LiveHeader::next_id at creation; never reused
 };
 static_assert(sizeof(CellRecord) == 16);
-inline bool is_table_ref(std::uint64_t w) noexcept { return (w >> 56) == 0x87 && (w & 0xFF) == 0x1C; }
+inline bool is_table_ref(std::uint64_t w) noexcept { return (w >> 56) == 0x87 && (w & 0xFF) == codec::tag::kTableRef; }
 inline std::uint64_t table_ref_cell(std::uint64_t w) noexcept { return (w >> 8) & 0xFFFFFFFFFFFFull; }
 inline constexpr int kMaxNesting = 64;  // deeper is treated as damage (a reference cycle would recurse forever)
 

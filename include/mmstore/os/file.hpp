@@ -72,6 +72,10 @@ private:
 void* reserve_address_space(std::size_t len);
 // Maps [offset, offset+len) of `file` shared at exactly `addr` (inside a reservation), replacing what was there.
 void map_file_fixed(void* addr, std::size_t len, const File& file, std::uint64_t offset, bool writable);
+// Maps [offset, offset+len) of `file` read-only and shared at an address chosen by the kernel; `offset`
+// need not be page-aligned (the mapping starts at the page below it). Release with unmap_readonly.
+const void* map_readonly(const File& file, std::uint64_t offset, std::size_t len);
+void unmap_readonly(const void* addr, std::uint64_t offset, std::size_t len) noexcept;
 // Returns [addr, addr+len) to PROT_NONE reservation state.
 void unmap_to_reservation(void* addr, std::size_t len) noexcept;
 void release_address_space(void* addr, std::size_t len) noexcept;

