@@ -19,6 +19,16 @@ def test_demo_reopens_the_dict_in_a_new_process_and_prints_stats():
     assert "B/entry" in out.stdout and "reopened: len=2,000" in out.stdout
 
 
+def test_demo_shows_the_other_three_faces_with_exact_results():
+    out = _run("demo", "--n", "2000")
+    assert out.returncode == 0, out.stderr
+    assert "arr[1000] = (a=1000, b=500.0, s='k0001000')" in out.stdout  # typed records
+    assert f"sum = {sum(range(2000)):,}" in out.stdout and "m['k0001999'].a = 1999" in out.stdout
+    assert "n = 6,000, m = 6,000" in out.stdout and "nested workers done = 3" in out.stdout  # SharedDict
+    assert "spills" in out.stdout and "zero-copy view: True" in out.stdout  # Pool
+    assert not [s for s in mmstore.shared_dicts() if s.name in out.stdout]  # the demo's segment is gone
+
+
 def test_stats_verify_and_compact_work_on_dicts_and_lists(tmp_path):
     d_path, l_path = tmp_path / "d.mms", tmp_path / "l.mms"
     with mmstore.Dict(d_path) as d:
