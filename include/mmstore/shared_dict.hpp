@@ -47,6 +47,33 @@ struct SharedSegmentInfo {
     bool in_use = false;          // some handle has it open right now
 };
 
+class SharedDict;
+
+// A live view of a nested table: a SharedDict value stored as a child table in the same segment (Python
+// `SharedDict(recurse=True)` stores dict values this way; C++ creates one with set_child()). Reads are
+// lock-free like the dict's; writes take the dict's lock. When the entry holding the table is replaced
+// or erased, every call on the view throws Error(kNotFound). Lifetime: valid while its SharedDict is open.
+class NestedDict {
+public:
+    std::optional<Value> get(const Value& key) const;
+    bool contains(const Value& key) const { return get(key).has_value(); }
+    bool set(const Value& key, const Value& value);  // true when the key is new
+    bool erase(const Value& key);
+    std::uint64_t size() const;
+    // The nested table under `key` of this one (nullopt when the key is absent or not a table).
+    std::optional<NestedDict> child(const Value& key) const;
+    // Replaces the value under `key` with a new, empty nested table and returns its view.
+    NestedDict set_child(const Value& key);
+
+private:
+    friend class SharedDict;
+    NestedDict(SharedDict* owner, std::uint64_t cell, std::uint64_t id) : owner_(owner), cell_(cell), id_(id) {}
+    containers::HashTable table() const;  // throws kNotFound when the view is stale
+    SharedDict* owner_;
+    std::uint64_t cell_;
+    std::uint64_t id_;
+};
+
 class SharedDict : public Dict {
 public:
     // Attaches to (or creates) the segment `name`; an empty name creates one with a random name.
@@ -65,6 +92,10 @@ public:
     bool compare_and_set_encoded(std::string_view key, std::string_view expected, std::string_view value);
     // Every (encoded key, encoded value) pair in one atomic step, also for lock-free readers.
     void update_many_encoded(const std::vector<std::pair<std::string, std::string>>& pairs);
+    // The nested table under `key` (nullopt when absent or not a table), and a fresh empty one stored there.
+    std::optional<NestedDict> child(const Value& key);
+    NestedDict set_child(const Value& key);
+
     // Blocks until another handle writes (true) or timeout_ns passes (false; < 0 waits forever).
     bool wait_for_change(std::int64_t timeout_ns = -1) const;
 
@@ -78,6 +109,11 @@ public:
     static std::vector<SharedSegmentInfo> list();
 
 private:
+    friend class NestedDict;
+    // View of the table-reference value under encoded `key` of `table`, read lock-free.
+    std::optional<NestedDict> child_of(const containers::HashTable& table, const std::string& key);
+    NestedDict set_child_of(containers::HashTable& table, const std::string& key);
+
     std::string name_;
     bool created_ = false;
     bool auto_unlink_ = false;

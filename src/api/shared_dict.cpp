@@ -111,6 +111,102 @@ void SharedDict::update_many_encoded(const std::vector<std::pair<std::string, st
     store().after_mutation();
 }
 
+namespace {
+std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) noexcept {
+    if (cell % 16 != 0 || !store.region().in_bounds(cell, sizeof(containers::CellRecord))) return 0;
+    return __atomic_load_n(&store.region().at<containers::CellRecord>(cell)->id, __ATOMIC_ACQUIRE);
+}
+}  // namespace
+
+std::optional<NestedDict> SharedDict::child_of(const containers::HashTable& table, const std::string& key) {
+    return store().read([&]() -> std::optional<NestedDict> {
+        const std::uint64_t pos = table.find(key);
+        if (pos == containers::kNotFound) return std::nullopt;
+        const std::uint64_t w = __atomic_load_n(table.value_word_ptr(pos), __ATOMIC_ACQUIRE);
+        if (!containers::is_table_ref(w)) return std::nullopt;
+        const std::uint64_t cell = containers::table_ref_cell(w);
+        return NestedDict(this, cell, cell_id(store(), cell));
+    });
+}
+
+NestedDict SharedDict::set_child_of(containers::HashTable& table, const std::string& key) {
+    // Lock held by the caller.
+    const std::string ref = table.create_child();
+    try {
+        table.set(key, ref);
+    } catch (...) {
+        containers::HashTable c = table.child(containers::inline_word(ref));
+        c.destroy();
+        store().arena().free(c.cell(), sizeof(containers::CellRecord));
+        throw;
+    }
+    store().after_mutation();
+    const std::uint64_t cell = containers::table_ref_cell(containers::inline_word(ref));
+    return NestedDict(this, cell, cell_id(store(), cell));
+}
+
+std::optional<NestedDict> SharedDict::child(const Value& key) { return child_of(table(), codec::encode(key)); }
+
+NestedDict SharedDict::set_child(const Value& key) {
+    containers::Store::WriteGuard g(store());
+    return set_child_of(table(), codec::encode(key));
+}
+
+containers::HashTable NestedDict::table() const {
+    containers::Store& store = owner_->store();
+    store.check_open();
+    if (cell_id(store, cell_) != id_)
+        throw_error(ErrorCode::kNotFound, owner_->path(), "nested table no longer exists: its entry was replaced or erased");
+    containers::HashTable t(&store, cell_);
+    t.check_root();
+    return t;
+}
+
+std::optional<Value> NestedDict::get(const Value& key) const {
+    const std::string k = codec::encode(key);
+    const auto enc = owner_->store().read([&]() -> std::optional<std::string> {
+        const containers::HashTable t = table();
+        const std::uint64_t pos = t.find(k);
+        if (pos == containers::kNotFound) return std::nullopt;
+        containers::WordBuf buf;
+        return std::string(t.value_at(pos, buf));
+    });
+    if (!enc) return std::nullopt;
+    return codec::decode(*enc);
+}
+
+bool NestedDict::set(const Value& key, const Value& value) {
+    const std::string k = codec::encode(key), v = codec::encode(value);
+    containers::Store::WriteGuard g(owner_->store());
+    containers::HashTable t = table();
+    const bool added = t.set(k, v);
+    owner_->store().after_mutation();
+    return added;
+}
+
+bool NestedDict::erase(const Value& key) {
+    const std::string k = codec::encode(key);
+    containers::Store::WriteGuard g(owner_->store());
+    containers::HashTable t = table();
+    const bool erased = t.erase(k, hash64(k.data(), k.size()));
+    if (erased) owner_->store().after_mutation();
+    return erased;
+}
+
+std::uint64_t NestedDict::size() const {
+    return owner_->store().read([&] { return table().size(); });
+}
+
+std::optional<NestedDict> NestedDict::child(const Value& key) const {
+    return owner_->store().read([&] { return owner_->child_of(table(), codec::encode(key)); });
+}
+
+NestedDict NestedDict::set_child(const Value& key) {
+    containers::Store::WriteGuard g(owner_->store());
+    containers::HashTable t = table();
+    return owner_->set_child_of(t, codec::encode(key));
+}
+
 bool SharedDict::wait_for_change(std::int64_t timeout_ns) const {
     store().check_open();
     return store().wait_for_change(store().change_count(), timeout_ns);

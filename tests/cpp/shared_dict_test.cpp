@@ -184,3 +184,32 @@ TEST(SharedDictTest, UpdateManyAndCompareAndSet) {
     EXPECT_EQ(d.get(Value::integer(7))->data, "x");
     d.verify();
 }
+
+TEST(SharedDictTest, NestedTablesAreLiveViewsAndReplacingOneFreesIt) {
+    const std::string name = unique_name("nested");
+    Cleanup c{name};
+    SharedDict d(name);
+    mmstore::NestedDict a = d.set_child(Value::str("a"));
+    a.set(Value::str("b"), Value::integer(1));
+    mmstore::NestedDict deep = a.set_child(Value::str("c"));
+    deep.set(Value::str("d"), Value::str("x"));
+    SharedDict other(name);  // another handle sees the same tables
+    auto view = other.child(Value::str("a"));
+    ASSERT_TRUE(view.has_value());
+    EXPECT_EQ(view->get(Value::str("b"))->i, 1);
+    EXPECT_EQ(view->child(Value::str("c"))->get(Value::str("d"))->data, "x");
+    EXPECT_EQ(view->size(), 2u);
+    EXPECT_FALSE(other.child(Value::str("missing")).has_value());
+    d.verify();
+    const std::uint64_t top = d.stats().arena_top;
+    for (int i = 0; i < 500; ++i) {  // replacing frees the old child and everything under it
+        mmstore::NestedDict fresh = d.set_child(Value::str("a"));
+        fresh.set(Value::str("i"), Value::integer(i));
+        fresh.set_child(Value::str("c")).set(Value::str("d"), Value::str(std::string(300, 'y')));
+    }
+    EXPECT_LE(d.stats().arena_top, top + 64 * 1024);
+    EXPECT_TRUE(throws_error([&] { (void)view->get(Value::str("b")); }, ErrorCode::kNotFound));  // stale view
+    EXPECT_EQ(other.child(Value::str("a"))->get(Value::str("i"))->i, 499);
+    d.erase(Value::str("a"));
+    d.verify();
+}
