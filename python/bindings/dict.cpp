@@ -855,6 +855,26 @@ std::optional<containers::HashTable> locked_target(DictHandle* h, std::uint64_t 
     return t;
 }
 
+// The common frame of the writing _n_* methods: parses (cell, id), holds the lock, resolves the table and
+// runs f(h, table) -> new reference (nullptr with an error set). C++ exceptions become Python errors.
+template <class F>
+PyObject* on_locked_target(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py_ssize_t n, const char* sig, F&& f) {
+    std::uint64_t cell, id;
+    if (!parse_target(args, nargs, n, n, sig, cell, id)) return nullptr;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    PyWriteLock lock(h->obj->store());
+    if (!lock.ok()) return nullptr;
+    auto t = locked_target(h, cell, id);
+    if (!t) return nullptr;
+    try {
+        return f(h, *t);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
 PyObject* n_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     std::uint64_t cell, id;
     if (!parse_target(args, nargs, 3, 4, "_n_get(cell, id, key, default=<unset>)", cell, id)) return nullptr;
@@ -886,27 +906,16 @@ PyObject* n_set(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyObject* n_del(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    std::uint64_t cell, id;
-    if (!parse_target(args, nargs, 3, 3, "_n_del(cell, id, key)", cell, id)) return nullptr;
-    DictHandle* h = open_handle(self);
-    if (!h) return nullptr;
-    EncBuf kb;
-    if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
-    PyWriteLock lock(h->obj->store());
-    if (!lock.ok()) return nullptr;
-    auto t = locked_target(h, cell, id);
-    if (!t) return nullptr;
-    try {
-        if (!t->erase(kb.sv, hash64(kb.sv.data(), kb.sv.size()))) {
+    return on_locked_target(self, args, nargs, 3, "_n_del(cell, id, key)", [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
+        EncBuf kb;
+        if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
+        if (!t.erase(kb.sv, hash64(kb.sv.data(), kb.sv.size()))) {
             set_key_error(args[2]);
             return nullptr;
         }
         h->obj->store().after_mutation();
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
-    Py_RETURN_NONE;
+        Py_RETURN_NONE;
+    });
 }
 
 PyObject* n_len(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -936,67 +945,43 @@ PyObject* n_len(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 
 // (key, value) pairs of the table (cell, id) in insertion order, taken under the lock (a consistent copy).
 PyObject* n_items(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    std::uint64_t cell, id;
-    if (!parse_target(args, nargs, 2, 2, "_n_items(cell, id)", cell, id)) return nullptr;
-    DictHandle* h = open_handle(self);
-    if (!h) return nullptr;
-    PyWriteLock lock(h->obj->store());
-    if (!lock.ok()) return nullptr;
-    auto t = locked_target(h, cell, id);
-    if (!t) return nullptr;
-    PyObject* out = PyList_New(0);
-    if (!out) return nullptr;
-    for (std::uint64_t i = 0; i < t->end(); ++i) {
-        if (!t->occupied(i)) continue;
-        PyObject* k = materialize(h, *t, *t->key_word_ptr(i), 0);
-        PyObject* v = k ? decode_locked(h, self, t->value_word_ptr(i)) : nullptr;
-        PyObject* pair = v ? steal_pair(k, v) : nullptr;
-        if (!v) Py_XDECREF(k);
-        if (!pair || PyList_Append(out, pair) != 0) {
-            Py_XDECREF(pair);
-            Py_DECREF(out);
-            return nullptr;
+    return on_locked_target(self, args, nargs, 2, "_n_items(cell, id)", [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
+        PyObject* out = PyList_New(0);
+        if (!out) return nullptr;
+        for (std::uint64_t i = 0; i < t.end(); ++i) {
+            if (!t.occupied(i)) continue;
+            PyObject* k = materialize(h, t, *t.key_word_ptr(i), 0);
+            PyObject* v = k ? decode_locked(h, self, t.value_word_ptr(i)) : nullptr;
+            PyObject* pair = v ? steal_pair(k, v) : nullptr;
+            if (!v) Py_XDECREF(k);
+            if (!pair || PyList_Append(out, pair) != 0) {
+                Py_XDECREF(pair);
+                Py_DECREF(out);
+                return nullptr;
+            }
+            Py_DECREF(pair);
         }
-        Py_DECREF(pair);
-    }
-    return out;
+        return out;
+    });
 }
 
 PyObject* n_clear(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    std::uint64_t cell, id;
-    if (!parse_target(args, nargs, 2, 2, "_n_clear(cell, id)", cell, id)) return nullptr;
-    DictHandle* h = open_handle(self);
-    if (!h) return nullptr;
-    PyWriteLock lock(h->obj->store());
-    if (!lock.ok()) return nullptr;
-    auto t = locked_target(h, cell, id);
-    if (!t) return nullptr;
-    try {
-        t->clear();
+    return on_locked_target(self, args, nargs, 2, "_n_clear(cell, id)", [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
+        t.clear();
         h->obj->store().after_mutation();
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
-    Py_RETURN_NONE;
+        Py_RETURN_NONE;
+    });
 }
 
 // _n_increment(cell, id, key, delta, default): as increment() on a nested table.
 PyObject* n_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    std::uint64_t cell, id;
-    if (!parse_target(args, nargs, 5, 5, "_n_increment(cell, id, key, delta, default)", cell, id)) return nullptr;
-    DictHandle* h = open_handle(self);
-    if (!h) return nullptr;
-    EncBuf kb;
-    if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
-    const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
-    PyWriteLock lock(h->obj->store());
-    if (!lock.ok()) return nullptr;
-    auto t = locked_target(h, cell, id);
-    if (!t) return nullptr;
-    try {
-        const std::uint64_t pos = t->find(kb.sv, hv);
-        PyObject* old = pos != kNotFound ? decode_locked(h, self, t->value_word_ptr(pos)) : (Py_INCREF(args[4]), args[4]);
+    return on_locked_target(self, args, nargs, 5, "_n_increment(cell, id, key, delta, default)",
+                            [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
+        EncBuf kb;
+        if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
+        const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
+        const std::uint64_t pos = t.find(kb.sv, hv);
+        PyObject* old = pos != kNotFound ? decode_locked(h, self, t.value_word_ptr(pos)) : (Py_INCREF(args[4]), args[4]);
         if (!old) return nullptr;
         PyObject* r = PyNumber_Add(old, args[3]);
         Py_DECREF(old);
@@ -1006,14 +991,16 @@ PyObject* n_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
             Py_DECREF(r);
             return nullptr;
         }
-        if (pos != kNotFound) t->assign_at(pos, vb.sv);
-        else t->set(kb.sv, hv, vb.sv);
+        try {
+            if (pos != kNotFound) t.assign_at(pos, vb.sv);
+            else t.set(kb.sv, hv, vb.sv);
+        } catch (...) {
+            Py_DECREF(r);
+            throw;
+        }
         h->obj->store().after_mutation();
         return r;
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
+    });
 }
 
 PyObject* set_recurse(PyObject* self, PyObject* arg) {

@@ -20,6 +20,10 @@ using mmstore::SharedDictOptions;
 using mmstore::Value;
 using mmstore_test::throws_error;
 
+using mmstore_test::KillOnExit;
+using mmstore_test::spawn;
+using mmstore_test::wait_exit;
+
 namespace {
 
 std::string unique_name(const char* tag) {
@@ -32,26 +36,6 @@ struct Cleanup {
     std::string name;
     ~Cleanup() { ::unlink(SharedDict::segment_path(name).c_str()); }
 };
-
-pid_t spawn(const std::function<void()>& body) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        int rc = 0;
-        try {
-            body();
-        } catch (...) {
-            rc = 1;
-        }
-        ::_exit(rc);
-    }
-    return pid;
-}
-
-int wait_exit(pid_t pid) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 SharedDictOptions with_create(mmstore::OpenOptions::Create c) {
     SharedDictOptions o;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
@@ -169,5 +171,38 @@ inline std::string describe_status(int status) {
     if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
     return "status " + std::to_string(status);
 }
+
+// Runs `body` in a forked child that exits 0 on success and 1 on any exception; returns the child's pid.
+inline pid_t spawn(const std::function<void()>& body) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        int rc = 0;
+        try {
+            body();
+        } catch (...) {
+            rc = 1;
+        }
+        ::_exit(rc);
+    }
+    return pid;
+}
+
+// Waits for a child; its exit code, or 128 + the signal that ended it.
+inline int wait_exit(pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Kills and reaps a child that runs forever, also when an assertion returns from the test early.
+struct KillOnExit {
+    pid_t pid;
+    ~KillOnExit() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            wait_exit(pid);
+        }
+    }
+};
 
 }  // namespace mmstore_test

@@ -17,6 +17,10 @@
 using mmstore::Dict;
 using mmstore::OpenOptions;
 
+using mmstore_test::KillOnExit;
+using mmstore_test::spawn;
+using mmstore_test::wait_exit;
+
 namespace {
 
 class ProcessMutexTest : public ::testing::Test {
@@ -31,37 +35,6 @@ int counter(const Dict& d) {
 }
 
 // Runs `body` in a forked child that exits 0 on success (1 on any exception).
-pid_t spawn(const std::function<void()>& body) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        int rc = 0;
-        try {
-            body();
-        } catch (...) {
-            rc = 1;
-        }
-        ::_exit(rc);
-    }
-    return pid;
-}
-
-int wait_exit(pid_t pid) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Kills and reaps a child that runs forever, also when an assertion returns from the test early.
-struct KillOnExit {
-    pid_t pid;
-    ~KillOnExit() {
-        if (pid > 0) {
-            ::kill(pid, SIGKILL);
-            wait_exit(pid);
-        }
-    }
-};
-
 }  // namespace
 
 TEST_F(ProcessMutexTest, ForkedWritersUnderTheLockLoseNoIncrement) {
