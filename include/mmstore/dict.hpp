@@ -105,6 +105,7 @@ public:
     void sync();
     void close();
     // Checks every invariant of the file (header, index, records, encodings, free lists); throws FormatError.
+    // A read-only handle cannot take the lock, so it checks everything but the free lists.
     void verify() const;
     // Rewrites the store into a fresh file at its minimal size and atomically replaces the original.
     // Throws LockedError while other handles have the store open.

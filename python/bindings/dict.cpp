@@ -65,21 +65,21 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
     for (;;) {
         std::uint64_t snap = 0;
         bool started = false;
-        std::uint64_t pos;
+        std::uint64_t pos, w = 0;
         containers::HashTable table = cell == 0 ? h->obj->table() : containers::HashTable(&store, cell);
         try {
             store.check_open();
             snap = store.read_begin();
             started = true;
-            if (cell != 0) {
-                if (cell_id(store, cell) != id) {
-                    if (!store.read_valid(snap)) continue;
-                    set_gone_error();
-                    return Got::kError;
-                }
-                table.check_root();
+            if (cell != 0 && cell_id(store, cell) != id) {
+                if (!store.read_valid(snap)) continue;
+                set_gone_error();
+                return Got::kError;
             }
-            pos = table.find(key, hv);
+            // One validated snapshot for the lookup and the value: another process may switch tables.
+            const containers::HashTable::Snapshot t = table.checked();
+            pos = table.find_in(t, key, hv);
+            if (pos != kNotFound) w = load_word(&containers::HashTable::entries_of(t)[pos].value);
         } catch (const FormatError&) {
             // Damage seen by a read that raced a writer (or growth not mapped yet) is read again.
             if (started && (!store.read_valid(snap) || store.grown_since(snap))) continue;
@@ -92,7 +92,6 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
             *out = nullptr;
             return Got::kOk;
         }
-        const std::uint64_t w = load_word(table.value_word_ptr(pos));
         if (containers::is_table_ref(w)) [[unlikely]] {
             const std::uint64_t child = containers::table_ref_cell(w);
             const std::uint64_t child_id = cell_id(store, child);
@@ -310,7 +309,7 @@ Py_ssize_t dict_length(PyObject* self) {
     DictHandle* h = open_handle(self);
     if (!h) return -1;
     try {
-        return static_cast<Py_ssize_t>(h->obj->store().read([&] { return h->obj->table().size(); }));
+        return static_cast<Py_ssize_t>(h->obj->store().read([&] { return h->obj->table().size_checked(); }));
     } catch (...) {
         set_error_from_exception();
         return -1;
@@ -926,11 +925,9 @@ PyObject* n_len(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     auto& store = h->obj->store();
     try {
         const auto n = store.read([&]() -> std::optional<std::uint64_t> {
-            if (cell == 0) return h->obj->table().size();
+            if (cell == 0) return h->obj->table().size_checked();
             if (cell_id(store, cell) != id) return std::nullopt;
-            containers::HashTable t(&store, cell);
-            t.check_root();
-            return t.size();
+            return containers::HashTable(&store, cell).size_checked();
         });
         if (!n) {
             set_gone_error();

@@ -10,6 +10,16 @@ namespace {
 
 inline ListHandle* open_handle(PyObject* self) { return mmstore::py::open_handle<ListHandle>(self, "List"); }
 
+// The length, read lock-free from a validated snapshot; -1 with an error set on failure.
+Py_ssize_t list_size(ListHandle* h) {
+    try {
+        return static_cast<Py_ssize_t>(h->obj->size());
+    } catch (...) {
+        set_error_from_exception();
+        return -1;
+    }
+}
+
 // Element `i`, read without a lock (decode_snapshot). Decoding can run Python code (and switch threads), and
 // other processes may shorten the list: the open check and the bounds check are repeated on every read.
 PyObject* item_at(ListHandle* h, std::uint64_t i) {
@@ -47,12 +57,13 @@ PyObject* item_at(ListHandle* h, std::uint64_t i) {
 Py_ssize_t list_length(PyObject* self) {
     ListHandle* h = open_handle(self);
     if (!h) return -1;
-    return static_cast<Py_ssize_t>(h->obj->sequence().size());
+    return list_size(h);
 }
 
 // Normalizes a Python index (negative allowed); -1 with IndexError set when out of range.
 Py_ssize_t norm_index(ListHandle* h, Py_ssize_t i, const char* what) {
-    const auto n = static_cast<Py_ssize_t>(h->obj->sequence().size());
+    const auto n = list_size(h);
+    if (n < 0) return -1;
     if (i < 0) i += n;
     if (i < 0 || i >= n) {
         PyErr_Format(PyExc_IndexError, "%s index out of range", what);
@@ -64,7 +75,9 @@ Py_ssize_t norm_index(ListHandle* h, Py_ssize_t i, const char* what) {
 PyObject* list_item(PyObject* self, Py_ssize_t i) {
     ListHandle* h = open_handle(self);
     if (!h) return nullptr;
-    if (i < 0 || i >= static_cast<Py_ssize_t>(h->obj->sequence().size())) {
+    const Py_ssize_t n = list_size(h);
+    if (n < 0) return nullptr;
+    if (i < 0 || i >= n) {
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return nullptr;
     }
@@ -87,7 +100,9 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
     if (PySlice_Check(key)) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
-        const Py_ssize_t n = PySlice_AdjustIndices(static_cast<Py_ssize_t>(h->obj->sequence().size()), &start, &stop, step);
+        const Py_ssize_t len = list_size(h);
+        if (len < 0) return nullptr;
+        const Py_ssize_t n = PySlice_AdjustIndices(len, &start, &stop, step);
         PyObject* out = PyList_New(n);
         if (!out) return nullptr;
         for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
@@ -155,7 +170,10 @@ int list_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
 int list_contains(PyObject* self, PyObject* needle) {
     ListHandle* h = open_handle(self);
     if (!h) return -1;
-    for (std::uint64_t i = 0; i < h->obj->sequence().size(); ++i) {
+    for (std::uint64_t i = 0;; ++i) {
+        const Py_ssize_t n = list_size(h);
+        if (n < 0) return -1;
+        if (static_cast<Py_ssize_t>(i) >= n) break;
         PyObject* x = item_at(h, i);
         if (!x) return -1;
         const int eq = PyObject_RichCompareBool(x, needle, Py_EQ);
@@ -182,7 +200,9 @@ PyObject* list_iter_next(PyObject* self) {
     if (!it->owner) return nullptr;
     ListHandle* h = it->h;
     if (!still_open(h)) return nullptr;
-    const std::uint64_t n = h->obj->sequence().size();
+    const Py_ssize_t ns = list_size(h);
+    if (ns < 0) return nullptr;
+    const auto n = static_cast<std::uint64_t>(ns);
     if (it->reverse) {
         // pos counts elements left to yield from the end, like list_reverseiterator.
         if (it->pos == 0 || it->pos > n) {
@@ -206,7 +226,12 @@ PyObject* make_list_iter(PyObject* self, bool reverse) {
     Py_INCREF(self);
     it->owner = self;
     it->h = h;
-    it->pos = reverse ? h->obj->sequence().size() : 0;
+    const Py_ssize_t n = reverse ? list_size(h) : 0;
+    if (n < 0) {
+        Py_DECREF(it);
+        return nullptr;
+    }
+    it->pos = static_cast<std::uint64_t>(n);
     it->reverse = reverse;
     return reinterpret_cast<PyObject*>(it);
 }
@@ -305,7 +330,8 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     Py_ssize_t i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
     if (i == -1 && PyErr_Occurred()) return nullptr;
-    const auto n = static_cast<Py_ssize_t>(h->obj->sequence().size());
+    const auto n = list_size(h);
+    if (n < 0) return nullptr;
     if (i < 0) i = std::max<Py_ssize_t>(0, i + n);
     if (i > n) i = n;
     EncBuf vb;

@@ -87,22 +87,23 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
 
 std::optional<std::string> Dict::get_encoded(std::string_view key) const {
     return store_->read([&]() -> std::optional<std::string> {
-        const std::uint64_t pos = table_->find(key);
+        const auto t = table_->checked();  // lookup and value from one table: others may switch tables
+        const std::uint64_t pos = table_->find_in(t, key);
         if (pos == containers::kNotFound) return std::nullopt;
         containers::WordBuf buf;
-        return std::string(table_->value_at(pos, buf));
+        return std::string(store_->view(&containers::HashTable::entries_of(t)[pos].value, buf));
     });
 }
 
 namespace {
-// The payload of a bytes value at `pos`, zero-copy: implied-tag inline words hold it in the slot itself.
-std::string_view bytes_payload(const containers::HashTable& t, std::uint64_t pos, const std::string& path) {
+// The payload of the bytes value in `slot`, zero-copy: implied-tag inline words hold it in the slot itself.
+std::string_view bytes_payload(const containers::Store& store, const std::uint64_t* slot, const std::string& path) {
     containers::WordBuf buf;
-    const std::string_view enc = t.value_at(pos, buf);
+    const std::string_view enc = store.view(slot, buf);
     const std::string_view p = payload(enc, path);
     if (enc.data() == buf.bytes) {
         // Rebuilt in buf: point at the same bytes inside the slot (tag dropped, payload at offset 0).
-        return {reinterpret_cast<const char*>(t.value_word_ptr(pos)), p.size()};
+        return {reinterpret_cast<const char*>(slot), p.size()};
     }
     return p;
 }
@@ -125,9 +126,10 @@ bool Dict::erase_encoded(std::string_view key) {
 std::optional<std::string_view> Dict::get(std::string_view key) const {
     const BytesValue k(key);
     return store_->read([&]() -> std::optional<std::string_view> {
-        const std::uint64_t pos = table_->find(k.sv);
+        const auto t = table_->checked();
+        const std::uint64_t pos = table_->find_in(t, k.sv);
         if (pos == containers::kNotFound) return std::nullopt;
-        return bytes_payload(*table_, pos, path());
+        return bytes_payload(*store_, &containers::HashTable::entries_of(t)[pos].value, path());
     });
 }
 
@@ -147,7 +149,7 @@ bool Dict::set(std::string_view key, std::string_view value) {
 bool Dict::erase(std::string_view key) { return erase_encoded(BytesValue(key).sv); }
 
 void Dict::get_many(std::span<const std::string_view> keys, std::span<std::optional<std::string_view>> out) const {
-    check();  // lock-free readers of a store other processes write should hold lock() around get_many
+    check();
     if (out.size() < keys.size()) throw_error(ErrorCode::kInvalidArgument, path(), "get_many: output span too small");
     // Encode all keys into one buffer, then probe in prefetching batches.
     std::string buf;
@@ -160,9 +162,16 @@ void Dict::get_many(std::span<const std::string_view> keys, std::span<std::optio
     std::vector<std::string_view> enc(keys.size());
     for (std::size_t i = 0, start = 0; i < keys.size(); start = ends[i], ++i) enc[i] = std::string_view(buf).substr(start, ends[i] - start);
     std::vector<std::uint64_t> pos(keys.size());
-    table_->find_many(enc, pos);
-    for (std::size_t i = 0; i < keys.size(); ++i)
-        out[i] = pos[i] == containers::kNotFound ? std::nullopt : std::optional(bytes_payload(*table_, pos[i], path()));
+    // One validated table snapshot for the whole batch (lock-free: retried if a writer freed what we read).
+    store_->read([&] {
+        const auto t = table_->checked();
+        table_->find_many(t, enc, pos);
+        const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            out[i] = pos[i] == containers::kNotFound ? std::nullopt
+                                                     : std::optional(bytes_payload(*store_, &ent[pos[i]].value, path()));
+        return 0;
+    });
 }
 
 std::optional<Value> Dict::get(const Value& key) const {
@@ -180,10 +189,7 @@ bool Dict::set(const Value& key, const Value& value) { return set_encoded(codec:
 
 bool Dict::erase(const Value& key) { return erase_encoded(codec::encode(key)); }
 
-std::uint64_t Dict::size() const {
-    check();
-    return table_->size();
-}
+std::uint64_t Dict::size() const { return store_->read([&] { return table_->size_checked(); }); }
 
 void Dict::clear() {
     containers::Store::WriteGuard g(*store_);
@@ -197,10 +203,12 @@ void Dict::for_each(const std::function<void(std::string_view, std::string_view)
     // is read-only) and sees other processes' concurrent changes as they happen.
     std::optional<containers::Store::WriteGuard> g;
     if (store_->region().writable()) g.emplace(*store_);
-    for (std::uint64_t i = 0; i < table_->end(); ++i)
-        if (table_->occupied(i)) {
+    const auto t = table_->checked();  // one table throughout
+    const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
+    for (std::uint64_t i = 0; i < t.used; ++i)
+        if (ent[i].key != containers::kTombWord) {
             containers::WordBuf kb, vb;
-            f(table_->key_at(i, kb), table_->value_at(i, vb));
+            f(store_->view(&ent[i].key, kb), store_->view(&ent[i].value, vb));
         }
 }
 
@@ -224,9 +232,17 @@ void Dict::abandon() noexcept {
 
 void Dict::verify() const {
     check();
-    std::optional<containers::Store::WriteGuard> g;  // a consistent picture: no writer mid-operation
-    if (store_->region().writable()) g.emplace(*store_);
-    table_->verify();
+    if (store_->region().writable()) {
+        containers::Store::WriteGuard g(*store_);  // a consistent picture: no writer mid-operation
+        table_->verify();
+        return;
+    }
+    // A read-only mapping cannot take the lock: verify the table optimistically (again if a writer freed
+    // what we read). The arena's free lists change on every allocation, so only a locked verify checks them.
+    store_->read([&] {
+        table_->verify(false);
+        return 0;
+    });
 }
 
 void Dict::compact() {
@@ -255,8 +271,11 @@ void Dict::compact() {
 }
 
 Stats Dict::stats() const {
-    check();
-    return detail::make_stats(*store_, table_->size(), table_->entries_capacity());
+    const auto [live, cap] = store_->read([&] {
+        const auto t = table_->checked();
+        return std::pair(t.h->live, containers::entries_cap_of(t.capacity));
+    });
+    return detail::make_stats(*store_, live, cap);
 }
 
 }  // namespace mmstore

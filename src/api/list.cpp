@@ -40,16 +40,14 @@ void List::check_index(std::uint64_t i) const {
         throw std::out_of_range("list index " + std::to_string(i) + " out of range (size " + std::to_string(seq_->size()) + ")");
 }
 
-std::uint64_t List::size() const {
-    check();
-    return seq_->size();
-}
+std::uint64_t List::size() const { return store_->read([&] { return seq_->size_checked(); }); }
 
 std::string List::get_encoded(std::uint64_t i) const {
     return store_->read([&] {
-        check_index(i);
+        const std::uint64_t* slot = seq_->word_ptr_checked(i);
+        if (slot == nullptr) check_index(i);  // throws out_of_range
         containers::WordBuf buf;
-        return std::string(store_->view(word_ptr(i), buf));
+        return std::string(store_->view(slot, buf));
     });
 }
 
@@ -194,16 +192,19 @@ void List::reserve(std::uint64_t n) {
 }
 
 std::string_view List::get(std::uint64_t i) const {
-    check();
-    check_index(i);
+    const std::uint64_t* slot = store_->read([&] {
+        const std::uint64_t* p = seq_->word_ptr_checked(i);
+        if (p == nullptr) check_index(i);  // throws out_of_range
+        return p;
+    });
     containers::WordBuf buf;
-    const std::string_view enc = store_->view(word_ptr(i), buf);
+    const std::string_view enc = store_->view(slot, buf);
     std::uint8_t fam = 0;
     std::string_view p;
     if (!codec::payload_view(enc, fam, p) || fam != codec::tag::kBytes)
         throw_error(ErrorCode::kInvalidArgument, path(), "element is not a bytes value; use get_value()");
     // Implied-tag inline words hold the payload at the start of the slot itself: stay zero-copy.
-    if (enc.data() == buf.bytes) return {reinterpret_cast<const char*>(word_ptr(i)), p.size()};
+    if (enc.data() == buf.bytes) return {reinterpret_cast<const char*>(slot), p.size()};
     return p;
 }
 
@@ -243,19 +244,27 @@ void List::enumerate(const alloc::Arena::Visit& v) const {
 
 void List::verify() const {
     check();
-    std::optional<containers::Store::WriteGuard> g;  // a consistent picture: no writer mid-operation
-    if (store_->region().writable()) g.emplace(*store_);
-    seq_->check_root();
-    const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
-    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
-        if (!store_->word_ok(w[i])) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
-        try {
-            containers::WordBuf buf;
-            (void)codec::skip(store_->view(&w[i], buf), 0);
-        } catch (const Error&) {
-            store_->throw_corrupt("element " + std::to_string(i) + " holds a malformed encoding");
+    auto elements = [&] {
+        seq_->check_root();
+        const auto [h, n] = seq_->checked();  // one block throughout
+        const auto* w = reinterpret_cast<const std::uint64_t*>(h + 1);
+        for (std::uint64_t i = 0; i < n; ++i) {
+            if (!store_->word_ok(w[i])) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
+            try {
+                containers::WordBuf buf;
+                (void)codec::skip(store_->view(&w[i], buf), 0);
+            } catch (const Error&) {
+                store_->throw_corrupt("element " + std::to_string(i) + " holds a malformed encoding");
+            }
         }
+        return 0;
+    };
+    if (!store_->region().writable()) {
+        store_->read(elements);  // a read-only mapping cannot lock: again if a writer freed what we read
+        return;
     }
+    containers::Store::WriteGuard g(*store_);  // a consistent picture: no writer mid-operation
+    elements();
     store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }
 
@@ -294,8 +303,11 @@ void List::compact() {
 }
 
 Stats List::stats() const {
-    check();
-    return detail::make_stats(*store_, seq_->size(), seq_->capacity());
+    const auto [n, cap] = store_->read([&] {
+        const auto [h, count] = seq_->checked();
+        return std::pair(count, h->capacity);
+    });
+    return detail::make_stats(*store_, n, cap);
 }
 
 }  // namespace mmstore

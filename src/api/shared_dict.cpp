@@ -120,9 +120,10 @@ std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) noexce
 
 std::optional<NestedDict> SharedDict::child_of(const containers::HashTable& table, const std::string& key) {
     return store().read([&]() -> std::optional<NestedDict> {
-        const std::uint64_t pos = table.find(key);
+        const auto t = table.checked();
+        const std::uint64_t pos = table.find_in(t, key);
         if (pos == containers::kNotFound) return std::nullopt;
-        const std::uint64_t w = __atomic_load_n(table.value_word_ptr(pos), __ATOMIC_ACQUIRE);
+        const std::uint64_t w = __atomic_load_n(&containers::HashTable::entries_of(t)[pos].value, __ATOMIC_ACQUIRE);
         if (!containers::is_table_ref(w)) return std::nullopt;
         const std::uint64_t cell = containers::table_ref_cell(w);
         return NestedDict(this, cell, cell_id(store(), cell));
@@ -157,19 +158,18 @@ containers::HashTable NestedDict::table() const {
     store.check_open();
     if (cell_id(store, cell_) != id_)
         throw_error(ErrorCode::kNotFound, owner_->path(), "nested table no longer exists: its entry was replaced or erased");
-    containers::HashTable t(&store, cell_);
-    t.check_root();
-    return t;
+    return containers::HashTable(&store, cell_);  // readers take checked() snapshots of it
 }
 
 std::optional<Value> NestedDict::get(const Value& key) const {
     const std::string k = codec::encode(key);
     const auto enc = owner_->store().read([&]() -> std::optional<std::string> {
-        const containers::HashTable t = table();
-        const std::uint64_t pos = t.find(k);
+        const containers::HashTable table_ = table();
+        const auto t = table_.checked();
+        const std::uint64_t pos = table_.find_in(t, k);
         if (pos == containers::kNotFound) return std::nullopt;
         containers::WordBuf buf;
-        return std::string(t.value_at(pos, buf));
+        return std::string(owner_->store().view(&containers::HashTable::entries_of(t)[pos].value, buf));
     });
     if (!enc) return std::nullopt;
     return codec::decode(*enc);
@@ -179,6 +179,7 @@ bool NestedDict::set(const Value& key, const Value& value) {
     const std::string k = codec::encode(key), v = codec::encode(value);
     containers::Store::WriteGuard g(owner_->store());
     containers::HashTable t = table();
+    t.check_root();
     const bool added = t.set(k, v);
     owner_->store().after_mutation();
     return added;
@@ -188,13 +189,14 @@ bool NestedDict::erase(const Value& key) {
     const std::string k = codec::encode(key);
     containers::Store::WriteGuard g(owner_->store());
     containers::HashTable t = table();
+    t.check_root();
     const bool erased = t.erase(k, hash64(k.data(), k.size()));
     if (erased) owner_->store().after_mutation();
     return erased;
 }
 
 std::uint64_t NestedDict::size() const {
-    return owner_->store().read([&] { return table().size(); });
+    return owner_->store().read([&] { return table().size_checked(); });
 }
 
 std::optional<NestedDict> NestedDict::child(const Value& key) const {
@@ -204,6 +206,7 @@ std::optional<NestedDict> NestedDict::child(const Value& key) const {
 NestedDict NestedDict::set_child(const Value& key) {
     containers::Store::WriteGuard g(owner_->store());
     containers::HashTable t = table();
+    t.check_root();
     return owner_->set_child_of(t, codec::encode(key));
 }
 

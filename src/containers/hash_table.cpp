@@ -132,14 +132,19 @@ bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexc
 }
 
 HashTable::Snapshot HashTable::checked() const {
-    const std::uint64_t off = root();
     const auto& r = store_->region();
+    const std::uint64_t off = root();
+    // Another process may have published a table in space it grew after this handle last mapped: growth
+    // is published before the table, so mapping up to the published size makes any current root visible.
+    if (!r.in_bounds(off, sizeof(TableHeader))) r.refresh();
     if (off % 16 != 0 || !r.in_bounds(off, sizeof(TableHeader))) store_->throw_corrupt("table offset out of bounds");
     const auto* h = r.at<const TableHeader>(off);
     const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
     const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
-    if (cap < kMinCapacity || (cap & (cap - 1)) != 0 || cap > (std::uint64_t{1} << 36) || !r.in_bounds(off, table_bytes(cap)) ||
-        used > entries_cap_of(cap))
+    const bool sane = cap >= kMinCapacity && (cap & (cap - 1)) == 0 && cap <= (std::uint64_t{1} << 36) &&
+                      used <= entries_cap_of(cap);
+    if (sane && !r.in_bounds(off, table_bytes(cap))) r.refresh();
+    if (!sane || !r.in_bounds(off, table_bytes(cap)))
         store_->throw_corrupt("table header at offset " + std::to_string(off) + " is out of range");
     return {h, cap, used};
 }
@@ -176,8 +181,9 @@ std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, s
     return kNotFound;
 }
 
-std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const {
-    const Snapshot t = checked();
+std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const { return find_in(checked(), key, hash); }
+
+std::uint64_t HashTable::find_in(const Snapshot& t, std::string_view key, std::uint64_t hash) const {
     const std::uint64_t pos = find_slot_in(t, key, hash, nullptr);
     if (pos == kNotFound) [[unlikely]] verify_probe(t, hash);
     return pos;
@@ -202,10 +208,10 @@ void HashTable::verify_probe(const Snapshot& t, std::uint64_t hash) const {
     }
 }
 
-void HashTable::find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const {
+void HashTable::find_many(const Snapshot& t, std::span<const std::string_view> keys, std::span<std::uint64_t> out) const {
     constexpr std::size_t kBatch = 16;
-    const std::uint64_t groups_mask = header()->capacity / kGroup - 1;
-    const Group* grps = groups();
+    const std::uint64_t groups_mask = t.capacity / kGroup - 1;
+    const Group* grps = reinterpret_cast<const Group*>(t.h + 1);
     std::uint64_t hashes[kBatch];
     for (std::size_t base = 0; base < keys.size(); base += kBatch) {
         const std::size_t n = std::min(kBatch, keys.size() - base);
@@ -214,7 +220,7 @@ void HashTable::find_many(std::span<const std::string_view> keys, std::span<std:
             const std::uint64_t g = (hashes[i] >> 7) & groups_mask;
             __builtin_prefetch(&grps[g]);  // one cache line per group
         }
-        for (std::size_t i = 0; i < n; ++i) out[base + i] = find(keys[base + i], hashes[i]);
+        for (std::size_t i = 0; i < n; ++i) out[base + i] = find_in(t, keys[base + i], hashes[i]);
     }
 }
 
@@ -502,32 +508,35 @@ void HashTable::release_value(std::uint64_t w) noexcept {
     store_->arena().free(cell, sizeof(CellRecord));
 }
 
-void HashTable::verify() const {
+void HashTable::verify(bool arena) const {
     verify_at(0);
-    store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
+    if (arena) store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }
 
 void HashTable::verify_at(int depth) const {
     if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
     check_root();
-    const TableHeader* h = header();
-    const Group* grp = groups();
-    const EntrySlot* ent = entries();
+    // One snapshot throughout (a read-only handle verifies without the lock, while other processes may
+    // switch tables): every index below stays inside the block checked() validated.
+    const Snapshot t = checked();
+    const TableHeader* h = t.h;
+    const Group* grp = reinterpret_cast<const Group*>(t.h + 1);
+    const EntrySlot* ent = entries_of(t);
     std::uint64_t full = 0;
-    for (std::uint64_t g = 0; g < h->capacity / kGroup; ++g)
+    for (std::uint64_t g = 0; g < t.capacity / kGroup; ++g)
         if (grp[g].check != group_check(grp[g])) store_->throw_corrupt("index group " + std::to_string(g) + " fails its check");
-    for (std::uint64_t s = 0; s < h->capacity; ++s) {
+    for (std::uint64_t s = 0; s < t.capacity; ++s) {
         if (s % kGroup >= kLanes) continue;
         const std::uint8_t b = grp[s / kGroup].ctrl[s % kGroup];
         const std::uint32_t ix = grp[s / kGroup].index[s % kGroup];
         if (b == kCtrlEmpty || b == kCtrlDeleted) continue;
         if (b > 0x7F) store_->throw_corrupt("bad control byte at slot " + std::to_string(s));
-        if (ix >= h->used || ent[ix].key == kTombWord)
+        if (ix >= t.used || ent[ix].key == kTombWord)
             store_->throw_corrupt("index slot " + std::to_string(s) + " points at no entry");
         ++full;
     }
     std::uint64_t live = 0;
-    for (std::uint64_t i = 0; i < h->used; ++i) {
+    for (std::uint64_t i = 0; i < t.used; ++i) {
         if (ent[i].key == kTombWord) continue;
         ++live;
         if (!store_->word_ok(ent[i].key) || !store_->word_ok(ent[i].value))
@@ -543,7 +552,7 @@ void HashTable::verify_at(int depth) const {
             store_->throw_corrupt("entry " + std::to_string(i) + " holds a malformed encoding");
         }
         std::uint64_t slot = 0;
-        if (find_slot(k, hash64(k.data(), k.size()), &slot) != i ||
+        if (find_slot_in(t, k, hash64(k.data(), k.size()), &slot) != i ||
             grp[slot / kGroup].ctrl[slot % kGroup] != (hash64(k.data(), k.size()) & 0x7F))
             store_->throw_corrupt("entry " + std::to_string(i) + " is not findable through the index");
     }

@@ -126,13 +126,20 @@ public:
     // FormatError instead of hiding a key.
     std::uint64_t find(std::string_view key, std::uint64_t hash) const;
     std::uint64_t find(std::string_view key) const { return find(key, hash64(key.data(), key.size())); }
-    // Batched lookups: computes every hash, prefetches every first group, then probes. out[i] = position.
-    void find_many(std::span<const std::string_view> keys, std::span<std::uint64_t> out) const;
+    // Batched lookups in one snapshot: computes every hash, prefetches every first group, then probes.
+    // out[i] = position in entries_of(t).
+    void find_many(const Snapshot& t, std::span<const std::string_view> keys, std::span<std::uint64_t> out) const;
 
     // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
     std::uint64_t end() const noexcept { return header()->used; }
     // end() for lock-free readers: never past the checked table's entry capacity.
     std::uint64_t end_checked() const { return checked().used; }
+    // size() for lock-free readers.
+    std::uint64_t size_checked() const { return checked().h->live; }
+    // find() within one snapshot; entries_of(t)[result] is the entry (use it, not value_word_ptr(), which
+    // re-reads the root: another process may have switched tables since).
+    std::uint64_t find_in(const Snapshot& t, std::string_view key, std::uint64_t hash) const;
+    std::uint64_t find_in(const Snapshot& t, std::string_view key) const { return find_in(t, key, hash64(key.data(), key.size())); }
     // The entry array of a snapshot (lock-free readers index it below snapshot.used).
     static const EntrySlot* entries_of(const Snapshot& t) noexcept {
         return reinterpret_cast<const EntrySlot*>(reinterpret_cast<const Group*>(t.h + 1) + t.capacity / 16);
@@ -157,7 +164,8 @@ public:
     std::uint64_t last() const noexcept;
 
     // Full check of every invariant (child tables included); throws FormatError naming what failed.
-    void verify() const;
+    // `arena`: also check the arena's free lists (needs the write lock: allocations change them).
+    void verify(bool arena = true) const;
     // Rebuilds the index from the entries, dropping entries that fail validation, then the arena's free
     // lists. Run after an unclean shutdown, with no other process attached.
     void repair();

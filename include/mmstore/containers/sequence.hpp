@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -46,17 +47,33 @@ public:
     // (root loaded once; capacity, count and bounds checked), or nullopt when i >= count. Throws
     // FormatError when the block is out of range (a block another process is freeing; readers retry).
     std::optional<std::uint64_t> word_checked(std::uint64_t i) const {
-        const std::uint64_t off = store_->root();
+        const std::uint64_t* p = word_ptr_checked(i);
+        if (p == nullptr) return std::nullopt;
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    // The slot of element i in one validated snapshot, or nullptr when i >= count.
+    const std::uint64_t* word_ptr_checked(std::uint64_t i) const {
+        const auto [h, count] = checked();
+        return i < count ? reinterpret_cast<const std::uint64_t*>(h + 1) + i : nullptr;
+    }
+    std::uint64_t size_checked() const { return checked().second; }
+    // The current block and its count, validated against the mapping (mapped further first when another
+    // process published a block in space this handle has not mapped yet).
+    std::pair<const SequenceHeader*, std::uint64_t> checked() const {
         const auto& r = store_->region();
+        const std::uint64_t off = store_->root();
+        if (!r.in_bounds(off, sizeof(SequenceHeader))) r.refresh();
         if (off % 16 != 0 || !r.in_bounds(off, sizeof(SequenceHeader))) store_->throw_corrupt("list block out of bounds");
         const auto* h = r.at<const SequenceHeader>(off);
         const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
         const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
-        if (count > cap || cap > (std::uint64_t{1} << 40) || !r.in_bounds(off, sizeof(SequenceHeader) + cap * 8))
+        const bool sane = count <= cap && cap <= (std::uint64_t{1} << 40);
+        if (sane && !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_)) r.refresh();
+        if (!sane || !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_))
             store_->throw_corrupt("list block at offset " + std::to_string(off) + " is out of range");
-        if (i >= count) return std::nullopt;
-        return __atomic_load_n(reinterpret_cast<const std::uint64_t*>(h + 1) + i, __ATOMIC_ACQUIRE);
+        return {h, count};
     }
+
 
     // Appends one element (copied from `elem`).
     void push_back(const void* elem);
