@@ -38,11 +38,8 @@ std::uint64_t load_word(const std::uint64_t* p) noexcept { return __atomic_load_
 
 PyObject* g_nested_type = nullptr;  // mmstore._shared.NestedDict, registered by _set_nested_type
 
-// The id stored in a child's cell, or 0 when the offset cannot hold a cell.
-std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) noexcept {
-    if (cell % 16 != 0 || !store.region().in_bounds(cell, sizeof(containers::CellRecord))) return 0;
-    return __atomic_load_n(&store.region().at<containers::CellRecord>(cell)->id, __ATOMIC_ACQUIRE);
-}
+using containers::HashTable;
+std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) { return HashTable::cell_id(store, cell); }
 
 PyObject* make_nested(PyObject* owner, std::uint64_t cell, std::uint64_t id) {
     if (g_nested_type == nullptr) {

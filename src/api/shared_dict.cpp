@@ -112,10 +112,7 @@ void SharedDict::update_many_encoded(const std::vector<std::pair<std::string, st
 }
 
 namespace {
-std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) noexcept {
-    if (cell % 16 != 0 || !store.region().in_bounds(cell, sizeof(containers::CellRecord))) return 0;
-    return __atomic_load_n(&store.region().at<containers::CellRecord>(cell)->id, __ATOMIC_ACQUIRE);
-}
+std::uint64_t cell_id(const containers::Store& store, std::uint64_t cell) { return containers::HashTable::cell_id(store, cell); }
 }  // namespace
 
 std::optional<NestedDict> SharedDict::child_of(const containers::HashTable& table, const std::string& key) {

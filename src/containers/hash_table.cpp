@@ -413,6 +413,13 @@ void HashTable::enumerate_at(const alloc::Arena::Visit& visit, int depth) const 
     }
 }
 
+std::uint64_t HashTable::cell_id(const Store& store, std::uint64_t cell) {
+    const auto& r = store.region();
+    if (!r.in_bounds(cell, sizeof(CellRecord))) r.refresh();
+    if (cell % 16 != 0 || !r.in_bounds(cell, sizeof(CellRecord))) return 0;
+    return __atomic_load_n(&r.at<CellRecord>(cell)->id, __ATOMIC_ACQUIRE);
+}
+
 HashTable HashTable::child(std::uint64_t value_word) const {
     const std::uint64_t cell = table_ref_cell(value_word);
     if (cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord)))

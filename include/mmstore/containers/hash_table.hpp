@@ -191,6 +191,9 @@ public:
     std::string create_child();
     // The child table behind a table-reference value word, after bounds checks (FormatError otherwise).
     HashTable child(std::uint64_t value_word) const;
+    // The id in the cell at `cell` (mapping growth this handle has not seen yet first), or 0 when the
+    // offset cannot hold a cell. Views of nested tables compare it to detect a replaced child.
+    static std::uint64_t cell_id(const Store& store, std::uint64_t cell);
     // Rewrites the table at its minimal capacity (entries compacted, tombstones dropped).
     void shrink_to_fit() { rehash(header()->live, true); }
     // Ensures room for `n` keys without further rebuilds.
