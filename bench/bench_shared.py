@@ -1,8 +1,10 @@
 """bench/bench_shared.py -- mmstore.SharedDict against UltraDict, shared-memory-dict, Manager().dict() and Redis.
 
-Run:  PYTHONPATH=python python3 bench/bench_shared.py [--runs 3] [--quick] [--peers ultradict,redis] [--json PATH]
+Run:  bench/setup_peers.sh   (once: installs the peers below into build/bench-venv)
+      PYTHONPATH=python build/bench-venv/bin/python bench/bench_shared.py [--runs 3] [--quick] [--peers ...] [--json PATH]
 
-Packages the peers need (not installed by scripts/bootstrap.sh; a peer that is missing is skipped with a note):
+Packages the peers need (installed by bench/setup_peers.sh, not by scripts/bootstrap.sh since the tests do not
+need them; a peer that is missing is skipped with a note):
   * PyPI:   UltraDict, shared-memory-dict, redis      (pip install UltraDict shared-memory-dict redis)
   * Debian: redis-server                              (apt-get install -y redis-server)
 

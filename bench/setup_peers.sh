@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the benchmark peers that cannot live in the test venv: sharedbuffers (for bench_records.py).
+# Installs the benchmark peers, which the test suite does not need, into build/bench-venv:
+#   * sharedbuffers (bench_records.py), which cannot live in the test venv (see below);
+#   * UltraDict, shared-memory-dict, redis-py and the Debian redis-server (bench_shared.py).
 #
 # sharedbuffers 1.2.3 (latest on PyPI) does not build with Cython 3: its dependency clru fails to cythonize
 # clru/cuckoocache/cycuckoocache.pyx ("Cannot assign type 'double' to 'unsigned int'" at
@@ -15,3 +17,11 @@ fi
 build/bench-venv/bin/python -m pip install -q --disable-pip-version-check "cython<3" setuptools wheel
 build/bench-venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation "sharedbuffers==1.2.3"
 build/bench-venv/bin/python -c "import sharedbuffers.mapped_struct; print('sharedbuffers ready in build/bench-venv')"
+
+build/bench-venv/bin/python -m pip install -q --disable-pip-version-check UltraDict shared-memory-dict redis
+if ! command -v redis-server >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+build/bench-venv/bin/python -c "import UltraDict, shared_memory_dict, redis; print('bench_shared peers ready in build/bench-venv')"
