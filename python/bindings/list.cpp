@@ -20,12 +20,13 @@ Py_ssize_t list_size(ListHandle* h) {
     }
 }
 
-// Element `i`, read without a lock (decode_snapshot). Decoding can run Python code (and switch threads), and
-// other processes may shorten the list: the open check and the bounds check are repeated on every read.
-PyObject* item_at(ListHandle* h, std::uint64_t i) {
+// Element `i`, read without a lock (decode_snapshot): *out, or nullptr with `*end` set when i is past the
+// end (no error set), or nullptr with an error. Decoding can run Python code (and switch threads), and other
+// processes may shorten the list: the open and bounds checks are part of every read.
+PyObject* read_item(ListHandle* h, std::uint64_t i, bool* end) {
     auto& store = h->obj->store();
+    *end = false;
     for (;;) {
-        if (!still_open(h)) return nullptr;
         std::uint64_t snap = 0, w;
         bool started = false;
         try {
@@ -35,7 +36,7 @@ PyObject* item_at(ListHandle* h, std::uint64_t i) {
             const std::optional<std::uint64_t> got = h->obj->sequence().word_checked(i);
             if (!got) [[unlikely]] {
                 if (!store.read_valid(snap)) continue;
-                PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
+                *end = true;
                 return nullptr;
             }
             w = *got;
@@ -52,6 +53,13 @@ PyObject* item_at(ListHandle* h, std::uint64_t i) {
         if (g == Got::kOk) return out;
         if (g == Got::kError) return nullptr;
     }
+}
+
+PyObject* item_at(ListHandle* h, std::uint64_t i) {
+    bool end;
+    PyObject* x = read_item(h, i, &end);
+    if (end) PyErr_SetString(PyExc_IndexError, "list index out of range (the list changed during the operation)");
+    return x;
 }
 
 Py_ssize_t list_length(PyObject* self) {
@@ -199,23 +207,24 @@ PyObject* list_iter_next(PyObject* self) {
     auto* it = reinterpret_cast<ListIter*>(self);
     if (!it->owner) return nullptr;
     ListHandle* h = it->h;
-    if (!still_open(h)) return nullptr;
-    const Py_ssize_t ns = list_size(h);
-    if (ns < 0) return nullptr;
-    const auto n = static_cast<std::uint64_t>(ns);
     if (it->reverse) {
         // pos counts elements left to yield from the end, like list_reverseiterator.
-        if (it->pos == 0 || it->pos > n) {
+        const Py_ssize_t n = list_size(h);
+        if (n < 0) return nullptr;
+        if (it->pos == 0 || it->pos > static_cast<std::uint64_t>(n)) {
             Py_CLEAR(it->owner);
             return nullptr;
         }
         return item_at(h, --it->pos);
     }
-    if (it->pos >= n) {
+    bool end;
+    PyObject* x = read_item(h, it->pos, &end);  // one snapshot answers both "is there one?" and "which?"
+    if (end) {
         Py_CLEAR(it->owner);
         return nullptr;
     }
-    return item_at(h, it->pos++);
+    if (x) ++it->pos;
+    return x;
 }
 
 PyObject* make_list_iter(PyObject* self, bool reverse) {

@@ -33,7 +33,13 @@ namespace mmstore::os {
 std::atomic<std::uint64_t> g_fork_generation{0};
 
 namespace {
-void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+// getpid() is a system call (glibc stopped caching it), and every lock acquisition records the holder's pid:
+// cache it, refreshed in the child after fork.
+std::atomic<int> g_pid{static_cast<int>(::getpid())};
+void on_fork_child() {
+    g_pid.store(static_cast<int>(::getpid()), std::memory_order_relaxed);
+    g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
 const bool g_atfork_registered = [] {
     pthread_atfork(nullptr, nullptr, on_fork_child);
     return true;
@@ -43,7 +49,7 @@ const bool g_atfork_registered = [] {
 // Keeps the registration above from being discarded.
 [[maybe_unused]] static const bool* const g_keep_atfork = &g_atfork_registered;
 
-int current_pid() noexcept { return static_cast<int>(::getpid()); }
+int current_pid() noexcept { return g_pid.load(std::memory_order_relaxed); }
 int current_tid() noexcept { return static_cast<int>(::gettid()); }
 
 bool process_alive(int pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }

@@ -121,7 +121,7 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
             file_size = file_.size();
         }
         validate_header(kind, options, file_size);
-        file_.range_lock(kPresenceByte, os::LockMode::kShared, false);  // from exclusive: one call, atomic
+        file_.range_lock(kPresenceByte, os::LockMode::kShared, true);  // (from exclusive: one call, atomic)
     } catch (...) {
         if (base_ != nullptr) os::release_address_space(base_, reserved_);
         base_ = nullptr;
