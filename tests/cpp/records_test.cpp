@@ -85,7 +85,8 @@ TEST(Records, PackedRowReadsBackEveryFieldType) {
     EXPECT_DOUBLE_EQ(view.get_float(3), 1.5);
     EXPECT_EQ(view.get(4), Value::boolean(true));
     for (std::size_t i = 5; i < 10; ++i) EXPECT_EQ(view.get(i), v[i]) << i;
-    auto nested = mmstore::RecordView::from_row(*inner, view.get(9).data);
+    const Value nine = view.get(9);  // the view reads the row in place: keep it alive
+    auto nested = mmstore::RecordView::from_row(*inner, nine.data);
     EXPECT_EQ(nested.get_int(0), -5);
     EXPECT_EQ(view.to_row(), row);
     // Type and range errors.
