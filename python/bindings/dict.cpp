@@ -713,8 +713,58 @@ PyObject* dict_update_many(PyObject* self, PyObject* src) {
     return result;
 }
 
+// Lock held: table[key] = table.get(key, default) + delta, returning the new value. delta and default may be
+// nullptr (1 and 0). An inline int plus a small int delta adds in C; anything else goes through the number
+// protocol, so floats, Decimals and big ints work too.
+PyObject* increment_locked(DictHandle* h, PyObject* self, containers::HashTable& table, PyObject* key, PyObject* delta,
+                           PyObject* dflt) {
+    long long d_fast = 1;
+    bool fast_delta = delta == nullptr;
+    if (delta != nullptr && PyLong_CheckExact(delta)) {
+        int overflow = 0;
+        d_fast = PyLong_AsLongLongAndOverflow(delta, &overflow);
+        if (d_fast == -1 && PyErr_Occurred()) return nullptr;
+        fast_delta = !overflow && d_fast > -(1LL << 40) && d_fast < (1LL << 40);
+    }
+    EncBuf kb;
+    if (!encode_into(key, kb, h->flags, true)) return nullptr;
+    const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
+    const std::uint64_t pos = table.find(kb.sv, hv);
+    PyObject* r = nullptr;
+    const std::uint64_t w = pos != kNotFound ? *table.value_word_ptr(pos) : 0;
+    if (pos != kNotFound && fast_delta && containers::is_inline(w) &&
+        containers::inline_kind(w) == containers::InlineKind::kInt && containers::inline_len(w) <= 6) {
+        const std::size_t n = containers::inline_len(w);
+        const int shift = 64 - 8 * static_cast<int>(n);
+        const long long old = n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift;
+        r = PyLong_FromLongLong(old + d_fast);  // |old| < 2^47, |delta| < 2^40: no overflow
+    } else {
+        PyObject* old = pos != kNotFound ? decode_locked(h, self, table.value_word_ptr(pos))
+                                         : (dflt ? (Py_INCREF(dflt), dflt) : PyLong_FromLong(0));
+        if (!old) return nullptr;
+        PyObject* one = delta == nullptr ? PyLong_FromLong(1) : nullptr;
+        r = PyNumber_Add(old, delta ? delta : one);
+        Py_XDECREF(one);
+        Py_DECREF(old);
+    }
+    if (!r) return nullptr;
+    EncBuf vb;
+    if (!encode_into(r, vb, h->flags, false)) {
+        Py_DECREF(r);
+        return nullptr;
+    }
+    try {
+        if (pos != kNotFound) table.assign_at(pos, vb.sv);
+        else table.set(kb.sv, hv, vb.sv);
+    } catch (...) {
+        Py_DECREF(r);
+        throw;
+    }
+    h->obj->store().after_mutation();
+    return r;
+}
+
 // increment(key, delta=1, default=0): the read, the addition and the write under one hold of the lock.
-// Inline ints add in C; anything else goes through the number protocol (so floats, Decimals, ... work).
 PyObject* dict_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "increment(key, delta=1, default=0)");
@@ -722,65 +772,11 @@ PyObject* dict_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     }
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
-    PyObject* delta = nargs >= 2 ? args[1] : nullptr;
-    PyObject* dflt = nargs >= 3 ? args[2] : nullptr;
-    long long d_fast = 1;
-    bool fast_delta = delta == nullptr;
-    if (delta != nullptr && PyLong_CheckExact(delta)) {
-        int overflow = 0;
-        d_fast = PyLong_AsLongLongAndOverflow(delta, &overflow);
-        fast_delta = !overflow && d_fast > -(1LL << 40) && d_fast < (1LL << 40);
-        if (d_fast == -1 && PyErr_Occurred()) return nullptr;
-    }
-    EncBuf kb;
-    if (!encode_into(args[0], kb, h->flags, true)) return nullptr;
-    const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
     PyWriteLock lock(h->obj->store());
     if (!lock.ok()) return nullptr;
-    auto& table = h->obj->table();
     try {
-        const std::uint64_t pos = table.find(kb.sv, hv);
-        if (pos != kNotFound && fast_delta) {
-            const std::uint64_t w = *table.value_word_ptr(pos);
-            if (containers::is_inline(w) && containers::inline_kind(w) == containers::InlineKind::kInt &&
-                containers::inline_len(w) <= 6) {
-                const std::size_t n = containers::inline_len(w);
-                const int shift = 64 - 8 * static_cast<int>(n);
-                const long long old = n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift;
-                const long long now = old + d_fast;  // |old| < 2^47, |delta| < 2^40: no overflow
-                PyObject* r = PyLong_FromLongLong(now);
-                if (!r) return nullptr;
-                EncBuf vb;
-                fast_encode(r, vb);
-                table.assign_at(pos, vb.sv);
-                h->obj->store().after_mutation();
-                return r;
-            }
-        }
-        PyObject* old;
-        if (pos != kNotFound) {
-            old = decode_locked(h, self, table.value_word_ptr(pos));
-            if (!old) return nullptr;
-        } else {
-            old = dflt ? dflt : PyLong_FromLong(0);
-            if (dflt) Py_INCREF(old);
-            if (!old) return nullptr;
-        }
-        PyObject* one = nullptr;
-        if (delta == nullptr) one = PyLong_FromLong(1);
-        PyObject* r = PyNumber_Add(old, delta ? delta : one);
-        Py_XDECREF(one);
-        Py_DECREF(old);
-        if (!r) return nullptr;
-        EncBuf vb;
-        if (!encode_into(r, vb, h->flags, false)) {
-            Py_DECREF(r);
-            return nullptr;
-        }
-        if (pos != kNotFound) table.assign_at(pos, vb.sv);
-        else table.set(kb.sv, hv, vb.sv);
-        h->obj->store().after_mutation();
-        return r;
+        return increment_locked(h, self, h->obj->table(), args[0], nargs >= 2 ? args[1] : nullptr,
+                                nargs >= 3 ? args[2] : nullptr);
     } catch (...) {
         set_error_from_exception();
         return nullptr;
@@ -970,31 +966,7 @@ PyObject* n_clear(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 // _n_increment(cell, id, key, delta, default): as increment() on a nested table.
 PyObject* n_increment(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return on_locked_target(self, args, nargs, 5, "_n_increment(cell, id, key, delta, default)",
-                            [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
-        EncBuf kb;
-        if (!encode_into(args[2], kb, h->flags, true)) return nullptr;
-        const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
-        const std::uint64_t pos = t.find(kb.sv, hv);
-        PyObject* old = pos != kNotFound ? decode_locked(h, self, t.value_word_ptr(pos)) : (Py_INCREF(args[4]), args[4]);
-        if (!old) return nullptr;
-        PyObject* r = PyNumber_Add(old, args[3]);
-        Py_DECREF(old);
-        if (!r) return nullptr;
-        EncBuf vb;
-        if (!encode_into(r, vb, h->flags, false)) {
-            Py_DECREF(r);
-            return nullptr;
-        }
-        try {
-            if (pos != kNotFound) t.assign_at(pos, vb.sv);
-            else t.set(kb.sv, hv, vb.sv);
-        } catch (...) {
-            Py_DECREF(r);
-            throw;
-        }
-        h->obj->store().after_mutation();
-        return r;
-    });
+                            [&](DictHandle* h, containers::HashTable& t) { return increment_locked(h, self, t, args[2], args[3], args[4]); });
 }
 
 PyObject* set_recurse(PyObject* self, PyObject* arg) {
