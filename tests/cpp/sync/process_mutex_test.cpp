@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 #include <functional>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -84,11 +85,16 @@ TEST_F(ProcessMutexTest, TryLockTimesOutWhileAnotherProcessHoldsItAndNamesTheHol
     ::close(ready[1]);
 }
 
-TEST_F(ProcessMutexTest, AHolderKilledMidWriteIsRecoveredByTheNextAcquirer) {
-    { Dict d(path_); for (int i = 0; i < 1000; ++i) d.set("k" + std::to_string(i), std::string(50, 'a')); }
+// `stay_open`: whether this process keeps a handle open across the kill. With one open, the next acquirer
+// recovers through the robust mutex (EOWNERDEAD) while the store stays attached; without, the next opener
+// is alone and repairs at open (dirty flag). Both paths must leave every completed write in place.
+void kill_holders_mid_write(const std::string& path, bool stay_open) {
+    { Dict d(path); for (int i = 0; i < 1000; ++i) d.set("k" + std::to_string(i), std::string(50, 'a')); }
+    std::optional<Dict> keep;
+    if (stay_open) keep.emplace(path);
     for (int round = 0; round < 5; ++round) {
         const pid_t child = spawn([&] {
-            Dict d(path_);
+            Dict d(path);
             d.lock();
             for (int i = 0;; ++i) {  // killed somewhere in here: inserts, overwrites, erases, rehashes
                 d.set("c" + std::to_string(round) + "_" + std::to_string(i), std::string(i % 300, 'b'));
@@ -99,7 +105,8 @@ TEST_F(ProcessMutexTest, AHolderKilledMidWriteIsRecoveredByTheNextAcquirer) {
         std::this_thread::sleep_for(std::chrono::milliseconds(30 + 17 * round));
         ::kill(child, SIGKILL);
         EXPECT_EQ(wait_exit(child), 128 + SIGKILL);
-        Dict d(path_);
+        std::optional<Dict> fresh;
+        Dict& d = stay_open ? *keep : fresh.emplace(path);
         ASSERT_TRUE(d.try_lock(5'000'000'000));  // 5 s: a hang would fail here, not block the suite
         d.verify();
         for (int i = 0; i < 1000; ++i) EXPECT_TRUE(d.contains("k" + std::to_string(i)));
@@ -108,6 +115,10 @@ TEST_F(ProcessMutexTest, AHolderKilledMidWriteIsRecoveredByTheNextAcquirer) {
         EXPECT_EQ(d.get("after"), "ok");
     }
 }
+
+TEST_F(ProcessMutexTest, AHolderKilledMidWriteIsRecoveredByTheNextAcquirer) { kill_holders_mid_write(path_, true); }
+
+TEST_F(ProcessMutexTest, AHolderKilledMidWriteIsRepairedByTheNextOpener) { kill_holders_mid_write(path_, false); }
 
 TEST_F(ProcessMutexTest, ListFilesAcceptWritersFromSeveralProcesses) {
     const std::string lp = dir_.file("l.mms");
