@@ -181,7 +181,7 @@ class SharedDict(Dict):
         """Detach. With ``auto_unlink``, the last handle to close (in any process) removes the segment."""
         if self.closed:
             return
-        if self._auto_unlink:
+        if getattr(self, "_auto_unlink", False):
             self._request_unlink_on_last_close()
         _core._Dict.close(self)
 
@@ -212,8 +212,8 @@ class SharedDict(Dict):
             pass
 
     def __repr__(self) -> str:
-        if self.closed:
-            return f"mmstore.SharedDict({self._name!r}) <closed>"
+        if self.closed:  # also a handle whose __init__ failed (shown in tracebacks)
+            return f"mmstore.SharedDict({getattr(self, '_name', '?')!r}) <closed>"
         return f"mmstore.SharedDict({self._name!r}, {super().__repr__()})"
 
 
