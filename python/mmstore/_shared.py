@@ -14,7 +14,7 @@ from typing import Any, Iterator, NamedTuple
 
 from . import _core
 from ._dict import Dict
-from ._errors import StoreNotFoundError
+from ._errors import StoreExistsError, StoreNotFoundError
 
 __all__ = ["SharedDict", "SharedDictInfo", "NestedDict", "shared_dicts"]
 
@@ -155,7 +155,12 @@ class SharedDict(Dict):
         if not isinstance(name, str):
             raise TypeError(f"SharedDict name must be a str, not {type(name).__name__}")
         path = _core.shared_segment_path(name)  # ValueError for an invalid name
-        _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, _segment=True)
+        try:
+            _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, _segment=True)
+        except StoreNotFoundError as e:
+            raise StoreNotFoundError(f"no SharedDict named {name!r} ({path})", path) from e
+        except StoreExistsError as e:
+            raise StoreExistsError(f"a SharedDict named {name!r} already exists ({path})", path) from e
         self._name = name
         self._recurse = bool(recurse)
         if self._recurse:
