@@ -645,7 +645,10 @@ PyObject* dict_update_many(PyObject* self, PyObject* src) {
     DictHandle* h = open_handle(self);
     if (!h) return nullptr;
     std::vector<std::string> enc;                  // key, value, key, value, ... ("" value: nested below)
-    std::vector<PyObject*> nested;                 // borrowed from `items`, parallel to the pairs
+    std::vector<PyObject*> nested;                 // new references (or nullptr), parallel to the pairs
+    auto release_nested = [&] {
+        for (PyObject* o : nested) Py_XDECREF(o);
+    };
     PyObject* items = PyDict_Check(src) ? PyDict_Items(src) : PySequence_List(src);
     if (!items) return nullptr;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); ++i) {
@@ -665,10 +668,12 @@ PyObject* dict_update_many(PyObject* self, PyObject* src) {
         if (ok) {
             enc.emplace_back(kb.sv);
             enc.emplace_back(nest ? std::string_view() : vb.sv);
-            nested.push_back(nest ? v : nullptr);  // kept alive by `items` (the pair tuple holds it)
+            Py_XINCREF(nest ? v : nullptr);
+            nested.push_back(nest ? v : nullptr);
         }
         Py_DECREF(pair);
         if (!ok) {
+            release_nested();
             Py_DECREF(items);
             return nullptr;
         }
@@ -710,6 +715,7 @@ PyObject* dict_update_many(PyObject* self, PyObject* src) {
         }
     }
     Py_DECREF(items);
+    release_nested();
     return result;
 }
 

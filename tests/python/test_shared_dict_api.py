@@ -285,6 +285,8 @@ def test_nested_dicts_are_live_views_shared_by_every_handle(name):
         assert d.copy() == {"a": {"b": 7, "c": {"d": [1, 2]}, "new": "x"}}
         del d["a"]["new"]
         assert "new" not in view and len(view) == 2
+        d.update_many([("u", {"v": {"w": 1}}), ("plain", 3)])  # update_many nests dict values too
+        assert isinstance(other["u"]["v"], mmstore.NestedDict) and other["u"]["v"]["w"] == 1
         assert d.pop("a") == {"b": 7, "c": {"d": [1, 2]}}  # popped as a plain dict
         with pytest.raises(KeyError, match="no longer exists"):
             view["b"]
