@@ -22,7 +22,7 @@ enum class ErrorCode : int {
     kForeign = 5,       // not an mmstore file at all
     kWrongKind = 6,     // an mmstore file of another kind (a List opened as a Dict)
     kVersion = 7,       // written by a newer format version, or an incompatible layout
-    kLocked = 8,        // another process holds the store open for writing
+    kLocked = 8,        // the operation needs the store to itself (compact) while others have it open
     kClosed = 9,        // the handle was closed
     kEncode = 10,       // a value the codec cannot encode (pickle refused, unsupported type)
     kCapacity = 11,     // the store outgrew its address reservation or a format limit
@@ -55,7 +55,8 @@ public:
     using Error::Error;
 };
 
-// Another process holds the store; holder_pid() names it (0 if unknown).
+// The operation needs exclusive use of the store (compact()) while other handles have it open, or a pool
+// directory is taken; holder_pid() names the store's lock holder when there is one (0 otherwise).
 class LockedError : public Error {
 public:
     LockedError(std::string path, std::string message, int holder_pid)
