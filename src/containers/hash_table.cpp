@@ -114,7 +114,7 @@ void HashTable::check_root() const {
     const auto& r = store_->region();
     if (off == 0 || off % 16 != 0 || !r.in_bounds(off, sizeof(TableHeader)))
         store_->throw_corrupt("dict root offset " + std::to_string(off) + " is out of bounds");
-    const auto* h = header();
+    const auto* h = r.at<const TableHeader>(off);  // not header(): the root may have moved since `off`
     if (h->checksum != header_checksum(h) || h->capacity < kMinCapacity || (h->capacity & (h->capacity - 1)) != 0 ||
         h->capacity > (std::uint64_t{1} << 36) || h->entries_cap != entries_cap_of(h->capacity))
         store_->throw_corrupt("dict table header at offset " + std::to_string(off) + " fails its checksum");

@@ -27,7 +27,7 @@ void Sequence::check_root() const {
     const auto& r = store_->region();
     if (off == 0 || off % 16 != 0 || !r.in_bounds(off, sizeof(SequenceHeader)))
         store_->throw_corrupt("sequence root offset " + std::to_string(off) + " is out of bounds");
-    const auto* h = header();
+    const auto* h = r.at<const SequenceHeader>(off);  // not header(): the root may have moved since `off`
     if (h->checksum != header_checksum(h) || h->elem_size != elem_size_ || h->capacity > (std::uint64_t{1} << 40))
         store_->throw_corrupt("sequence header at offset " + std::to_string(off) + " fails its checksum");
     if (!r.in_bounds(off, bytes_of(h->capacity)))

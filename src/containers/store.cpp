@@ -33,7 +33,10 @@ void Store::reattach() {
     region_.open(closed_path_, kind_, o);
     fork_gen_ = os::fork_generation();
     try {
-        if (on_reattach_) on_reattach_();
+        if (on_reattach_) read([&] {
+            on_reattach_();
+            return 0;
+        });
     } catch (...) {
         region_.abandon();
         throw;

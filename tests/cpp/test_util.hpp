@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -179,6 +180,9 @@ inline pid_t spawn(const std::function<void()>& body) {
         int rc = 0;
         try {
             body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "child %d: %s\n", static_cast<int>(::getpid()), e.what());  // the parent's test fails
+            rc = 1;
         } catch (...) {
             rc = 1;
         }
