@@ -23,4 +23,5 @@ tmpd=$(mktemp -d) && build/consumer/consumer "$tmpd" && rm -rf "$tmpd"
 echo "== Python: build and install the package, run pytest"
 $PY -m pip install -q --disable-pip-version-check --no-build-isolation .
 cd tests/python  # import the installed package, not the source tree
-MMSTORE_XLANG="$PWD/../../build/test-cpp/mmstore_xlang" ../../$PY -m pytest -q -p no:cacheprovider "$@" .
+MMSTORE_XLANG="$PWD/../../build/test-cpp/mmstore_xlang" ../../$PY -m pytest -q -p no:cacheprovider \
+  --hypothesis-profile=ci "$@" .

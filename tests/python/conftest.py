@@ -7,6 +7,9 @@
   (type and value), so a model dict keyed by ``model_key`` behaves exactly as the store is specified to.
 * Hypothesis strategies: ``keys``, ``values`` (recursive), ``list_values`` (no nan: list methods compare
   with ``==``).
+* Hypothesis profile ``ci`` (scripts/test.sh selects it): derandomized, so the suite CI runs is the same
+  every time -- the advice of Hypothesis' documentation for CI. Run pytest without it to explore new
+  examples locally (``--hypothesis-seed`` reproduces one).
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import math
 import struct
 
+from hypothesis import settings
 from hypothesis import strategies as st
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 
 # -- normal forms -------------------------------------------------------------------------------------------
 
