@@ -50,6 +50,18 @@ PyObject* make_nested(PyObject* owner, std::uint64_t cell, std::uint64_t id) {
                                  static_cast<unsigned long long>(id));
 }
 
+// Decodes a value word read after `snap`: a nested-table reference as a NestedDict view of `owner`, anything
+// else through decode_snapshot.
+Got decode_value(DictHandle* h, PyObject* owner, std::uint64_t w, std::uint64_t snap, PyObject** out) {
+    auto& store = h->obj->store();
+    if (!containers::is_table_ref(w)) [[likely]] return decode_snapshot(store, w, h->flags, snap, out);
+    const std::uint64_t child = containers::table_ref_cell(w);
+    const std::uint64_t child_id = cell_id(store, child);
+    if (!store.read_valid(snap)) return Got::kRetry;
+    *out = make_nested(owner, child, child_id);
+    return *out ? Got::kOk : Got::kError;
+}
+
 void set_gone_error() {
     PyErr_SetString(PyExc_KeyError, "this nested dict no longer exists: its entry was replaced or deleted");
 }
@@ -79,7 +91,7 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
             if (pos != kNotFound) w = load_word(&containers::HashTable::entries_of(t)[pos].value);
         } catch (const FormatError&) {
             // Damage seen by a read that raced a writer (or growth not mapped yet) is read again.
-            if (started && (!store.read_valid(snap) || store.grown_since(snap))) continue;
+            if (started && store.raced(snap)) continue;
             return got_error();
         } catch (...) {
             return got_error();
@@ -89,14 +101,7 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
             *out = nullptr;
             return Got::kOk;
         }
-        if (containers::is_table_ref(w)) [[unlikely]] {
-            const std::uint64_t child = containers::table_ref_cell(w);
-            const std::uint64_t child_id = cell_id(store, child);
-            if (!store.read_valid(snap)) continue;
-            *out = make_nested(owner, child, child_id);
-            return *out ? Got::kOk : Got::kError;
-        }
-        const Got g = decode_snapshot(store, w, h->flags, snap, out);
+        const Got g = decode_value(h, owner, w, snap, out);
         if (g != Got::kRetry) return g;
     }
 }
@@ -175,18 +180,21 @@ bool build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, s
 
 // Lock held: a value as a plain Python object; a nested table is copied out as a dict (used when the
 // entry is about to go away, as in pop()).
-PyObject* materialize(DictHandle* h, const containers::HashTable& table, std::uint64_t w, int depth) {
-    if (!containers::is_table_ref(w)) {
-        try {
-            containers::WordBuf buf;
-            std::uint64_t copy = w;
-            const std::string enc(h->obj->store().view(&copy, buf));
-            return decode(enc.data(), enc.size(), h->flags);
-        } catch (...) {
-            set_error_from_exception();
-            return nullptr;
-        }
+// Lock held: a word that is not a table reference, decoded from a private copy (decoding may run Python
+// code). Nothing else can change it while the lock is held, so no validation is needed.
+PyObject* decode_plain_locked(DictHandle* h, std::uint64_t w) {
+    try {
+        containers::WordBuf buf;
+        const std::string enc(h->obj->store().view(&w, buf));
+        return decode(enc.data(), enc.size(), h->flags);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
     }
+}
+
+PyObject* materialize(DictHandle* h, const containers::HashTable& table, std::uint64_t w, int depth) {
+    if (!containers::is_table_ref(w)) return decode_plain_locked(h, w);
     if (depth > containers::kMaxNesting) {
         PyErr_SetString(PyExc_RecursionError, "nested dicts deeper than 64 levels");
         return nullptr;
@@ -313,22 +321,12 @@ Py_ssize_t dict_length(PyObject* self) {
     }
 }
 
-// Under the lock: the value at `pos` decoded (nullptr with an error set on failure); a nested table as a
-// live NestedDict view of `owner`. Nothing else can change the entry while the lock is held, so no
-// validation is needed.
+// Under the lock: the value in `slot` decoded (nullptr with an error set on failure); a nested table as a
+// live NestedDict view of `owner`.
 PyObject* decode_locked(DictHandle* h, PyObject* owner, const std::uint64_t* slot) {
-    if (containers::is_table_ref(*slot)) {
-        const std::uint64_t cell = containers::table_ref_cell(*slot);
-        return make_nested(owner, cell, cell_id(h->obj->store(), cell));
-    }
-    try {
-        containers::WordBuf buf;
-        const std::string enc(h->obj->store().view(slot, buf));  // a copy: decoding may run Python code
-        return decode(enc.data(), enc.size(), h->flags);
-    } catch (...) {
-        set_error_from_exception();
-        return nullptr;
-    }
+    if (!containers::is_table_ref(*slot)) return decode_plain_locked(h, *slot);
+    const std::uint64_t cell = containers::table_ref_cell(*slot);
+    return make_nested(owner, cell, cell_id(h->obj->store(), cell));
 }
 
 // ---- iteration ---------------------------------------------------------------------------------------
@@ -407,7 +405,7 @@ PyObject* dict_iter_next(PyObject* self) {
             std::uint64_t kcopy = kw;
             it->last_key->assign(store.view(&kcopy, kb));
         } catch (const FormatError&) {
-            if (started && (!store.read_valid(snap) || store.grown_since(snap))) continue;
+            if (started && store.raced(snap)) continue;
             set_error_from_exception();
             return nullptr;
         } catch (...) {
@@ -420,14 +418,7 @@ PyObject* dict_iter_next(PyObject* self) {
         Got g = Got::kOk;
         if (kind != IterKind::kValues) g = decode_snapshot(store, kw, h->flags, snap, &k);
         if (g == Got::kOk && kind != IterKind::kKeys) {
-            if (containers::is_table_ref(vw)) {
-                const std::uint64_t child = containers::table_ref_cell(vw);
-                const std::uint64_t child_id = cell_id(store, child);
-                if (!store.read_valid(snap)) g = Got::kRetry;
-                else if (!(v = make_nested(it->owner, child, child_id))) g = Got::kError;
-            } else {
-                g = decode_snapshot(store, vw, h->flags, snap, &v);
-            }
+            g = decode_value(h, it->owner, vw, snap, &v);
             if (g != Got::kOk) Py_CLEAR(k);
         }
         if (g == Got::kRetry) continue;

@@ -159,7 +159,7 @@ inline Got decode_snapshot(const containers::Store& store, std::uint64_t w, Code
     try {
         rec = store.view_record(w);
     } catch (const FormatError&) {
-        if (!store.read_valid(snap) || store.grown_since(snap)) return Got::kRetry;
+        if (store.raced(snap)) return Got::kRetry;
         set_error_from_exception();
         return Got::kError;
     }

@@ -41,7 +41,7 @@ PyObject* read_item(ListHandle* h, std::uint64_t i, bool* end) {
             }
             w = *got;
         } catch (const FormatError&) {
-            if (started && (!store.read_valid(snap) || store.grown_since(snap))) continue;
+            if (started && store.raced(snap)) continue;
             set_error_from_exception();
             return nullptr;
         } catch (...) {

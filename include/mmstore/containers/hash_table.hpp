@@ -133,7 +133,6 @@ public:
     // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
     std::uint64_t end() const noexcept { return header()->used; }
     // end() for lock-free readers: never past the checked table's entry capacity.
-    std::uint64_t end_checked() const { return checked().used; }
     // size() for lock-free readers.
     std::uint64_t size_checked() const { return checked().h->live; }
     // find() within one snapshot; entries_of(t)[result] is the entry (use it, not value_word_ptr(), which
@@ -201,8 +200,6 @@ public:
     // Reachable blocks: the table block, every record, and child tables with their cells.
     void enumerate(const alloc::Arena::Visit& visit) const { enumerate_at(visit, 0); }
     std::uint64_t capacity() const noexcept { return header()->capacity; }
-    // Entries the table holds before it is rebuilt (what stats() reports as capacity).
-    std::uint64_t entries_capacity() const noexcept { return header()->entries_cap; }
 
 private:
     TableHeader* header() const noexcept { return store_->region().at<TableHeader>(root()); }

@@ -224,12 +224,14 @@ public:
                 auto result = f();
                 if (read_valid(snap)) return result;
             } catch (const FormatError&) {
-                if (read_valid(snap) && !grown_since(snap)) throw;
+                if (!raced(snap)) throw;
             }
         }
     }
-    bool grown_since(std::uint64_t) const noexcept {
-        return __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
+    // True when a FormatError seen by a read begun at `snap` may be a false alarm: a writer freed memory
+    // since, or another process grew the store past this handle's mapping.
+    bool raced(std::uint64_t snap) const noexcept {
+        return !read_valid(snap) || __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
     }
 
     // --- change notification (LockSlot::change, a futex word)
@@ -268,7 +270,6 @@ public:
     // Called after this Store reopened its segment in a child process (OpenOptions::reattach_after_fork),
     // still holding the open gate: the container checks its root there.
     void set_on_reattach(std::function<void()> f) { on_reattach_ = std::move(f); }
-    const storage::OpenOptions& options() const noexcept { return options_; }
 
 private:
     void check_open_slow() const;
