@@ -432,3 +432,58 @@ def test_a_handle_inherited_through_fork_reattaches_in_the_child(name):
     assert _exists(name)  # the child's close did not end the parent's segment
     d.close()
     assert not _exists(name)
+
+
+# -- bad input -------------------------------------------------------------------------------------------------
+
+
+def test_a_foreign_or_truncated_segment_is_refused_with_a_specific_error(name, tmp_path):
+    path = f"/dev/shm/mmstore.{name}"
+    with open(path, "wb") as f:  # not an mmstore store at all
+        f.write(b"hello, not a store" * 1000)
+    with pytest.raises(mmstore.ForeignFileError) as info:
+        SharedDict(name, create=False)
+    assert path in str(info.value)
+    os.unlink(path)
+    with mmstore.List(tmp_path / "l.mms") as lst:  # an mmstore store of another kind
+        lst.append(1)
+    with open(tmp_path / "l.mms", "rb") as src, open(path, "wb") as dst:
+        dst.write(src.read())
+    with pytest.raises(mmstore.WrongKindError):
+        SharedDict(name, create=False)
+    os.unlink(path)
+
+
+def test_a_truncated_segment_is_refused(name):
+    path = f"/dev/shm/mmstore.{name}"
+    d = SharedDict(name, auto_unlink=False)
+    d["k"] = "v" * 10_000
+    d.close()
+    os.truncate(path, 8192)
+    with pytest.raises(mmstore.CorruptFileError):  # TruncatedFileError: shorter than its header says
+        SharedDict(name, create=False)
+
+
+def test_a_closed_handle_and_its_views_raise_closed_error(name):
+    d = SharedDict(name, recurse=True)
+    d["a"] = {"b": 1}
+    view, lock = d["a"], d.lock
+    d.close()
+    for op in (lambda: d["a"], lambda: d.increment("n"), lambda: d.update_many({"x": 1}),
+               lambda: d.wait_for_change(0.01), lambda: lock.acquire(), lambda: view["b"], lambda: len(d)):
+        with pytest.raises(mmstore.ClosedError):
+            op()
+    d.close()  # closing twice is harmless
+
+
+def test_wrong_argument_types_raise_type_errors(name):
+    with pytest.raises(TypeError):
+        SharedDict(42)
+    with SharedDict(name) as d:
+        with pytest.raises(TypeError):
+            d[[1, 2]] = 1  # unhashable key, as for dict
+        with pytest.raises(TypeError):
+            d.increment("k", "not a number")
+        with pytest.raises(ValueError):
+            d.update_many([(1, 2, 3)])
+        assert "k" not in d
