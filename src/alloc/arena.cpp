@@ -202,7 +202,35 @@ std::uint64_t Arena::trim() noexcept {
     return s.top;
 }
 
+bool Arena::committed_block(std::uint64_t offset) const noexcept {
+    if (region_->is_volatile()) return false;
+    const auto& c = *reinterpret_cast<const ArenaState*>(region_->committed().arena);
+    if (offset >= c.top) return false;                                 // allocated from top since the commit
+    if (offset >= c.chunk_cur && offset < c.chunk_end) return false;  // carved since the commit
+    return true;
+}
+
 void Arena::free(std::uint64_t offset, std::uint64_t bytes) noexcept {
+    if (committed_block(offset)) {
+        try {
+            if (pending_.empty()) pending_epoch_ = region_->live().arena_epoch;
+            pending_.push_back({offset, bytes});
+        } catch (...) {
+            // Out of memory: leak the block (the next repair reclaims it) rather than risk the commit.
+        }
+        return;
+    }
+    free_now(offset, bytes);
+}
+
+void Arena::release_pending() noexcept {
+    if (pending_.empty()) return;
+    if (pending_epoch_ == region_->live().arena_epoch)
+        for (const Pending& p : pending_) free_now(p.offset, p.bytes);
+    pending_.clear();
+}
+
+void Arena::free_now(std::uint64_t offset, std::uint64_t bytes) noexcept {
     region_->bump_reclaims();  // before the block's first byte changes: lock-free readers retry
     std::uint64_t size = block_size(bytes);
     if (size >= kPageSize) {
@@ -247,6 +275,9 @@ private:
 
 void Arena::rebuild(const Enumerate& reachable) {
     region_->bump_reclaims();
+    // Every handle's pending frees are about to be recomputed as free space: they must not be freed again.
+    __atomic_store_n(&region_->live().arena_epoch, region_->live().arena_epoch + 1, __ATOMIC_RELEASE);
+    pending_.clear();
     const std::uint64_t end = region_->size();
     GranuleMap map(end);
     std::uint64_t top = kDataStart;

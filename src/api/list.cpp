@@ -32,6 +32,7 @@ void List::open(const std::string& path, const OpenOptions& options) {
     seq_ = std::make_unique<Sequence>(store_.get(), 8);
     // List mutations build aside and switch, so the open-time repair (an arena rebuild) is reader-safe.
     store_->set_recovery([this] { repair(); });
+    if (!options.volatile_memory) store_->region().set_before_commit([this] { seq_->stamp_commit(); });
     containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
 }
 
@@ -68,6 +69,16 @@ void List::set_encoded(std::uint64_t i, std::string_view enc) {
     containers::Store::WriteGuard g(*store_);
     check_index(i);
     const std::uint64_t w = store_->put(enc);
+    if (!containers::is_inline(w) && i < seq_->committed() && !store_->region().is_volatile()) {
+        // A committed element must keep pointing at committed records until the next commit (a power loss
+        // could keep the new word and lose its record): write into a copy of the block instead.
+        try {
+            seq_->copy_on_write();
+        } catch (...) {
+            store_->release(w);
+            throw;
+        }
+    }
     auto* slot = reinterpret_cast<std::uint64_t*>(seq_->at(i));
     const std::uint64_t old = *slot;
     __atomic_store_n(slot, w, __ATOMIC_RELEASE);
@@ -270,9 +281,18 @@ void List::verify() const {
 
 void List::repair() {
     const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
-    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i)
-        if (!store_->word_ok(w[i]))
+    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
+        if (store_->word_ok(w[i])) continue;
+        // After a power loss (rolled back to the last commit) the elements appended since may have reached
+        // the disk without their records, or the count without its elements: the list is the committed
+        // part plus a prefix of what was appended since, so it ends at the first element that did not
+        // survive. Without a power loss, such an element is damage, which repair must not paper over.
+        if (!store_->region().rolled_back())
             store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record (cannot repair a list in place)");
+        seq_->truncate(i);
+        break;
+    }
+    seq_->truncate(seq_->size());
     store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }
 

@@ -361,4 +361,32 @@ bool payload_view(std::string_view buf, std::uint8_t& family, std::string_view& 
 
 bool operator==(const Value& a, const Value& b) { return encode(a) == encode(b); }
 
+bool canonical_scalar(std::string_view buf) noexcept {
+    if (buf.empty()) return false;
+    const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
+    const unsigned t = p[0];
+    // Minimal two's complement of n bytes: no redundant top byte (0x00 over a clear sign bit, 0xFF over a
+    // set one), and zero is the empty form.
+    auto minimal = [](const unsigned char* v, std::size_t n) {
+        if (n == 0) return true;
+        if (n == 1) return v[0] != 0;
+        const unsigned top = v[n - 1], next = v[n - 2];
+        return !((top == 0x00 && (next & 0x80) == 0) || (top == 0xFF && (next & 0x80) != 0));
+    };
+    if (t >= tag::kInt0 && t <= tag::kInt0 + 8) return buf.size() == 1 + (t - tag::kInt0) && minimal(p + 1, t - tag::kInt0);
+    if (t == tag::kBigInt) {
+        if (buf.size() < 5) return false;
+        std::uint32_t n;
+        std::memcpy(&n, p + 1, 4);
+        return n > 8 && buf.size() == 5 + std::size_t{n} && minimal(p + 5, n);
+    }
+    if (t == tag::kStr || t == tag::kBytes) {
+        if (buf.size() < 5) return false;
+        std::uint32_t n;
+        std::memcpy(&n, p + 1, 4);
+        return n >= 32;
+    }
+    return true;
+}
+
 }  // namespace mmstore::codec

@@ -90,6 +90,14 @@ std::uint64_t free_slot(Group* grp, std::uint64_t mask, std::uint64_t hash) noex
     }
 }
 
+// True when the key word holds its encoding `k` the one way a writer stores it: inline exactly when the
+// encoding fits a word, and the encoding itself canonical (codec::canonical_scalar).
+bool canonical_key(std::uint64_t word, std::string_view k) noexcept {
+    const std::uint64_t w = inline_word(k);
+    if (is_inline(word) ? w != word : w != 0) return false;
+    return codec::canonical_scalar(k);
+}
+
 }  // namespace
 
 std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
@@ -104,6 +112,9 @@ std::uint64_t HashTable::build(std::uint64_t capacity) {
     h->entries_cap = entries_cap_of(capacity);
     h->checksum = header_checksum(h);
     init_groups(reinterpret_cast<Group*>(h + 1), capacity);
+    // Entries not yet written are zero (an invalid word), never what the block held before: after a power
+    // loss, `used` may have reached the disk before the entries it counts (repair drops zero entries).
+    std::memset(reinterpret_cast<Group*>(h + 1) + capacity / kGroup, 0, 16 * entries_cap_of(capacity));
     return off;
 }
 
@@ -319,6 +330,21 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
 
 void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
     const std::uint64_t vw = store_->put(value);
+    if (!is_inline(vw) && pos < header()->committed && !store_->region().is_volatile()) [[unlikely]] {
+        // A committed entry must keep pointing at committed records until the next commit: a power loss
+        // could keep this new word and lose the record it points to. Rebuild the table aside first (once per
+        // commit: the copy has no committed entries), and write the new value there.
+        try {
+            WordBuf kb;
+            const std::string key(store_->view(&entries()[pos].key, kb));
+            rehash(header()->live);
+            pos = find(key);
+            if (pos == kNotFound) store_->throw_corrupt("an entry was lost while the table was rebuilt");
+        } catch (...) {
+            store_->release(vw);
+            throw;
+        }
+    }
     EntrySlot* e = entries() + pos;
     const std::uint64_t old = e->value;
     __atomic_store_n(&e->value, vw, __ATOMIC_RELEASE);
@@ -558,6 +584,8 @@ void HashTable::verify_at(int depth) const {
         } catch (const Error&) {
             store_->throw_corrupt("entry " + std::to_string(i) + " holds a malformed encoding");
         }
+        if (!canonical_key(ent[i].key, k))
+            store_->throw_corrupt("entry " + std::to_string(i) + " has a key in a non-canonical encoding (lookups cannot find it)");
         std::uint64_t slot = 0;
         if (find_slot_in(t, k, hash64(k.data(), k.size()), &slot) != i ||
             grp[slot / kGroup].ctrl[slot % kGroup] != (hash64(k.data(), k.size()) & 0x7F))
@@ -639,10 +667,19 @@ void HashTable::repair_at(int depth) {
                 ok = false;
             }
         }
+        // A key must be in its one canonical form, or lookups (which encode canonically) never find it.
+        if (ok && !canonical_key(ent[i].key, k)) ok = false;
         const std::uint64_t hv = ok ? hash64(k.data(), k.size()) : 0;
-        if (ok && find_slot(k, hv, nullptr) != kNotFound) ok = false;  // duplicate: keep the first
         if (!ok) {
             ent[i].key = kTombWord;  // dropped; its records are reclaimed by the arena rebuild
+            continue;
+        }
+        std::uint64_t dup_slot = 0;
+        if (const std::uint64_t j = find_slot(k, hv, &dup_slot); j != kNotFound) {
+            // A key twice: the later entry is the later write (an erase and re-insert whose erase was lost
+            // with a power loss, or damage). Keep it, at the earlier one's index slot.
+            ent[j].key = kTombWord;
+            grp[dup_slot / kGroup].index[dup_slot % kGroup] = static_cast<std::uint32_t>(i);
             continue;
         }
         const std::uint64_t slot = free_slot(grp, mask, hv);
@@ -652,6 +689,9 @@ void HashTable::repair_at(int depth) {
     }
     for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->live = live;
+    // Nothing past `used` may look like an entry: a write lost in a power loss can have left one there,
+    // and a later insert's `used` could then reach the disk without the entry that belongs to it.
+    std::memset(ent + h->used, 0, 16 * (h->entries_cap - h->used));
     for (std::uint64_t i = 0; i < h->used; ++i) {
         if (ent[i].key == kTombWord || !is_table_ref(ent[i].value)) continue;
         try {

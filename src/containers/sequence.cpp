@@ -17,7 +17,15 @@ std::uint64_t Sequence::build(std::uint64_t capacity) {
     h->capacity = capacity;
     h->elem_size = elem_size_;
     h->checksum = header_checksum(h);
+    // Unwritten elements are zero (for a List, an invalid word), never what the block held before: after a
+    // power loss, `count` may reach the disk before the elements it counts.
+    std::memset(h + 1, 0, capacity * elem_size_);
     return off;
+}
+
+void Sequence::copy_on_write() {
+    const SequenceHeader* h = header();
+    assign(h + 1, h->count, h->capacity);
 }
 
 void Sequence::format() { store_->publish_root(build(kMinCapacity)); }
@@ -53,8 +61,9 @@ void Sequence::grow_for_push() { reserve(std::max(kMinCapacity, header()->capaci
 
 void Sequence::push_back(const void* elem) {
     SequenceHeader* h = header();
-    if (h->count == h->capacity) {
-        grow_for_push();
+    if (h->count == h->capacity || h->count < h->committed) {
+        if (h->count == h->capacity) grow_for_push();
+        else copy_on_write();
         h = header();
     }
     std::memcpy(data() + h->count * elem_size_, elem, elem_size_);
@@ -63,7 +72,18 @@ void Sequence::push_back(const void* elem) {
 
 void Sequence::pop_back() noexcept {
     SequenceHeader* h = header();
-    if (h->count > 0) __atomic_store_n(&h->count, h->count - 1, __ATOMIC_RELEASE);
+    if (h->count == 0) return;
+    __atomic_store_n(&h->count, h->count - 1, __ATOMIC_RELEASE);
+    // Zero the element: a later append may land here without the count it goes with (power loss), and
+    // must then read as nothing rather than as the popped value. A reader that counted it retries.
+    store_->region().bump_reclaims();
+    std::memset(data() + (h->count) * elem_size_, 0, elem_size_);
+}
+
+void Sequence::truncate(std::uint64_t n) noexcept {
+    SequenceHeader* h = header();
+    if (n < h->count) h->count = n;
+    std::memset(data() + h->count * elem_size_, 0, (h->capacity - h->count) * elem_size_);
 }
 
 void Sequence::resize(std::uint64_t n) {

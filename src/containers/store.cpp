@@ -11,6 +11,7 @@ void Store::open(const std::string& path, storage::StoreKind kind, const storage
     closed_path_ = path;
     fork_gen_ = os::fork_generation();
     durable_ = options.durable;
+    arena_.drop_pending();
     if (region_.created()) arena_.format();
 }
 
@@ -68,6 +69,9 @@ void Store::after_acquire(sync::Acquired a) {
         try {
             region_.refresh();
             if (recover_) recover_();
+            // The recovery's mark and sweep freed whatever the dead writer had dropped, including blocks of
+            // the committed state: commit now, so that state is never needed again (power-loss safety).
+            if (!region_.is_volatile() && region_.writable()) commit();
         } catch (...) {
             m.mark_consistent();  // usable again; the error (a damaged store) reaches the caller
             m.unlock();
@@ -127,6 +131,20 @@ void Store::close() {
     if (waiting_.load() != 0)
         throw_error(ErrorCode::kInvalidArgument, path(),
                     "close() while another thread of this process waits on the store; close after it is done");
+    if (arena_.pending_count() != 0 && region_.writable()) {
+        // Frees parked since the last commit are reused only after a commit: make one now, unless another
+        // process holds the lock (closing never waits; the blocks then leak until the next repair).
+        if (try_lock_write(0)) {
+            try {
+                commit();
+            } catch (...) {
+                unlock_write();
+                throw;
+            }
+            unlock_write();
+        }
+        arena_.drop_pending();
+    }
     try {
         if (region_.close_prepare()) {
             // Last handle open: mark the store clean if no writer can be mid-operation. The mutex can only

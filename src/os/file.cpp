@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include "mmstore/os/file.hpp"
 
 #include <dirent.h>
@@ -55,6 +56,13 @@ int current_tid() noexcept { return static_cast<int>(::gettid()); }
 bool process_alive(int pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
 
 std::uint64_t boot_id() noexcept {
+    // MMSTORE_SIMULATE_REBOOT (tests only: the power-loss harness) stands for a different boot, as a machine
+    // that lost power and restarted has: the value is hashed in place of the kernel's boot id.
+    if (const char* fake = std::getenv("MMSTORE_SIMULATE_REBOOT"); fake != nullptr && *fake != '\0') {
+        std::uint64_t h = 0xCBF29CE484222325ull;
+        for (const char* p = fake; *p != '\0'; ++p) h = (h ^ static_cast<unsigned char>(*p)) * 0x100000001B3ull;
+        return h;
+    }
     static const std::uint64_t id = [] {
         std::uint64_t h = 0;
         if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {

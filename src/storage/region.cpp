@@ -258,6 +258,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         throw_format(ErrorCode::kTruncated, path,
                      "truncated: " + std::to_string(file_size) + " bytes, shorter than the header pages");
 
+    rolled_back_ = false;
     // Commit slots: the valid one with the higher generation wins.
     CommitSlot slots[2];
     int best = -1;
@@ -283,6 +284,15 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
             throw_format(ErrorCode::kCorrupt, path, "corrupt header: invalid store size");
         live = slots[best].state;  // fall back to the last committed state, then repair
         dirty = true;
+    }
+    // A power loss (the machine rebooted since the store was last open, and it was not closed cleanly):
+    // the live state in page 0 may be newer than the pages it points to. Roll back to the newest commit
+    // slot, whose state sync() made durable before writing it and which the write discipline keeps intact
+    // until the next commit (deferred frees, copy-on-write of committed entries; docs/design.md).
+    if (alone_ && dirty && !volatile_ && file_.writable() && live.boot_id != os::boot_id() &&
+        size_ok(slots[best].state.file_size)) {
+        live = slots[best].state;
+        rolled_back_ = true;
     }
     if (live.file_size > file_size)
         throw_format(ErrorCode::kTruncated, path,
@@ -389,8 +399,24 @@ void Region::write_commit_slot(bool clean) {
     generation_ = next.generation;
 }
 
+const LiveHeader& Region::committed() const {
+    const auto* a = reinterpret_cast<const CommitSlot*>(base_ + kCommitSlotOffset[0]);
+    const auto* b = reinterpret_cast<const CommitSlot*>(base_ + kCommitSlotOffset[1]);
+    if (a->generation != committed_key_[0] || b->generation != committed_key_[1]) {
+        const bool va = a->generation != 0 && a->checksum == slot_checksum(*a);
+        const bool vb = b->generation != 0 && b->checksum == slot_checksum(*b);
+        const CommitSlot* best = va && (!vb || a->generation > b->generation) ? a : (vb ? b : nullptr);
+        if (best != nullptr) committed_ = best->state;
+        else std::memset(&committed_, 0, sizeof committed_);  // nothing committed: nothing to protect
+        committed_key_[0] = a->generation;
+        committed_key_[1] = b->generation;
+    }
+    return committed_;
+}
+
 void Region::sync() {
     if (!file_.writable()) return;
+    if (before_commit_) before_commit_();
     refresh();
     if (!volatile_) {
         os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);

@@ -22,11 +22,23 @@
 // rebuild(), which recomputes all free space from the blocks the container reports as reachable (a mark and
 // sweep over a bitmap of 16-byte granules, file_size/128 bytes of temporary memory).
 //
+// Deferred frees (power-loss safety, docs/design.md "Durability"): a block that belongs to the newest
+// committed state -- it lies below the committed `top` and outside the chunk that was still uncarved at the
+// commit -- is not reused before the next commit: free() parks it on this handle's pending list, and the
+// store releases the list right after its next commit (Store::commit). Otherwise a power loss could bring
+// back the committed state with some of its blocks already overwritten by later data. Blocks allocated
+// since the last commit are freed at once. The pending list lives in process memory (16 B a block; the
+// store commits on its own when it reaches kMaxPending blocks, keeping anonymous memory bounded). A handle
+// killed with a pending list leaks those blocks until the next repair reclaims them; a mark and sweep by
+// any process (rebuild) bumps LiveHeader::arena_epoch, and a pending list from an older epoch is dropped.
+// Shared-memory segments have nothing to make durable and free at once.
+//
 // Thread safety: none; callers hold the store's write lock. Lookups never touch the arena.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "mmstore/storage/region.hpp"
 
@@ -63,8 +75,18 @@ public:
     // Returns the offset of a block of at least `bytes` (16-aligned; page-aligned when >= 4096). The block's
     // contents are unspecified. Throws kDiskFull/kCapacity when the file cannot grow; then nothing changed.
     std::uint64_t allocate(std::uint64_t bytes);
-    // Returns a block obtained from allocate(bytes) with the same `bytes`.
+    // Returns a block obtained from allocate(bytes) with the same `bytes`: at once, or at the next commit
+    // when the block is part of the committed state (see "Deferred frees" above).
     void free(std::uint64_t offset, std::uint64_t bytes) noexcept;
+    // Frees the blocks parked by free() (call right after a commit, holding the write lock).
+    void release_pending() noexcept;
+    // Forgets the pending list without freeing (a new open; or the blocks were reclaimed otherwise).
+    void drop_pending() noexcept { pending_.clear(); }
+    std::size_t pending_count() const noexcept { return pending_.size(); }
+    // Parked blocks at which the store commits by itself: 65536 x 16 B = 1 MiB of process memory.
+    static constexpr std::size_t kMaxPending = 65536;
+    // True when the block at `offset` is part of the newest committed state (free() would defer it).
+    bool committed_block(std::uint64_t offset) const noexcept;
 
     using Visit = std::function<void(std::uint64_t offset, std::uint64_t bytes)>;
     // Enumerates every reachable block (offset, bytes as passed to allocate) by calling the visitor.
@@ -86,6 +108,7 @@ private:
     ArenaState& state() const noexcept {
         return *reinterpret_cast<ArenaState*>(region_->live().arena);
     }
+    void free_now(std::uint64_t offset, std::uint64_t bytes) noexcept;
     std::uint64_t take_large(std::uint64_t size);
     std::uint64_t take_from_top(std::uint64_t size);
     void push(int cls, std::uint64_t offset, std::uint64_t size) noexcept;
@@ -96,6 +119,12 @@ private:
     [[noreturn]] void bad_link(std::uint64_t off) const;
 
     storage::Region* region_;
+    struct Pending {
+        std::uint64_t offset;
+        std::uint64_t bytes;
+    };
+    std::vector<Pending> pending_;
+    std::uint64_t pending_epoch_ = 0;  // LiveHeader::arena_epoch when the first pending block was parked
 };
 
 }  // namespace mmstore::alloc

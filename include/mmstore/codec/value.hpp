@@ -96,6 +96,12 @@ Value decode(std::string_view buf);
 // allocation for scalars, str and bytes; containers are walked.
 std::size_t skip(std::string_view buf, std::size_t pos, int depth = 0);
 
+// False when `buf` (a valid encoding) is a scalar in a form the encoder never writes: an int longer than its
+// minimal two's complement, a big-int form for an int that fits 8 bytes, or the long str/bytes form for a
+// payload under 32 bytes. Store keys are compared by encoding, so repair() and verify() reject such keys.
+// Containers are accepted as they are (their items are checked by the Python and C++ decoders' rules).
+bool canonical_scalar(std::string_view buf) noexcept;
+
 // Helpers for the minimal two's complement integer form shared with the Python codec.
 void append_int(std::int64_t v, std::string& out);
 void append_u32(std::uint32_t v, std::string& out);

@@ -56,7 +56,12 @@ struct TableHeader {
     std::uint64_t entries_cap;  // capacity * 21 / 32; immutable
     std::uint64_t used;         // entries [0, used) have been written (some may be tombstones)
     std::uint64_t live;         // number of keys
-    std::uint64_t reserved[3];
+    // Entries [0, committed) belong to the newest commit: stamped with `used` by each commit while this is
+    // the root (stamp_commit), 0 in a table built since. Writers never point such an entry at a record
+    // written after that commit (copy-on-write of the table instead), so a power loss that loses the newer
+    // record cannot cost the entry its committed value (docs/design.md, "Durability").
+    std::uint64_t committed;
+    std::uint64_t reserved[2];
     std::uint64_t checksum;     // XXH3-64 of {capacity, entries_cap}
 };
 static_assert(sizeof(TableHeader) == 64);
@@ -154,8 +159,11 @@ public:
     bool set(std::string_view key, std::uint64_t hash, std::string_view value);
     // Inserts only when absent; returns the entry's position and whether it was inserted.
     std::pair<std::uint64_t, bool> insert(std::string_view key, std::uint64_t hash, std::string_view value);
-    // Replaces the value of the entry at `pos`.
+    // Replaces the value of the entry at `pos`. May rebuild the table first (copy-on-write of a committed
+    // entry, see TableHeader::committed), which moves entries: positions found before are then stale.
     void assign_at(std::uint64_t pos, std::string_view value);
+    // Called before each commit of a file-backed store: entries [0, used) become committed.
+    void stamp_commit() noexcept { header()->committed = header()->used; }
     bool erase(std::string_view key, std::uint64_t hash);
     void erase_at(std::uint64_t pos);
     void clear();

@@ -28,7 +28,12 @@ struct SequenceHeader {
     std::uint64_t count;      // elements in use; published last
     std::uint64_t capacity;   // elements the block holds; immutable
     std::uint64_t elem_size;  // bytes per element; immutable
-    std::uint64_t reserved[4];
+    // Elements [0, committed) belong to the newest commit: stamped with `count` by each commit while this
+    // is the root (stamp_commit), 0 in a block built since. A write there that a power loss could tear from
+    // its context -- a record written since the commit, or an append into a position popped since -- first
+    // copies the block (docs/design.md, "Durability").
+    std::uint64_t committed;
+    std::uint64_t reserved[3];
     std::uint64_t checksum;   // XXH3-64 of {capacity, elem_size}
 };
 static_assert(sizeof(SequenceHeader) == 64);
@@ -80,16 +85,25 @@ public:
     // push_back for 8-byte elements (List words), inline: the hot path of appends.
     void push_back_word(std::uint64_t w) {
         SequenceHeader* h = header();
-        if (h->count == h->capacity) [[unlikely]] {
-            grow_for_push();
+        if (h->count == h->capacity || h->count < h->committed) [[unlikely]] {
+            if (h->count == h->capacity) grow_for_push();
+            else copy_on_write();
             h = header();
         }
         reinterpret_cast<std::uint64_t*>(h + 1)[h->count] = w;
         __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
     }
     void pop_back() noexcept;
+    // Called before each commit of a file-backed store: elements [0, count) become committed.
+    void stamp_commit() noexcept { header()->committed = header()->count; }
+    std::uint64_t committed() const noexcept { return header()->committed; }
+    // Moves the elements to a new block (same capacity), which has no committed elements.
+    void copy_on_write();
     // Grows or shrinks to `n` elements; new ones are zero-filled.
     void resize(std::uint64_t n);
+    // Repair only (no reader attached): ends the sequence at `n` <= size() and zeroes every element slot
+    // from there to the capacity, so nothing a lost write left there can be taken for an element later.
+    void truncate(std::uint64_t n) noexcept;
     void reserve(std::uint64_t n);
     // Replaces the whole contents with `n` elements from `src` (built aside, one switch).
     void assign(const void* src, std::uint64_t n, std::uint64_t min_capacity = 0);

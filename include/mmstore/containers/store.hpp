@@ -239,18 +239,25 @@ public:
     // Blocks until change_count() != seen or timeout_ns passes (< 0: forever); true when it changed.
     bool wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const;
 
-    // After every mutation, still holding the write lock: wakes change waiters, syncs when durable.
+    // After every mutation, still holding the write lock: wakes change waiters, commits when durable (or
+    // when this handle has parked so many frees that its memory for them would keep growing).
     void after_mutation() {
         storage::LockSlot* slot = region_.lock_slot();
         __atomic_fetch_add(&slot->change, 1u, __ATOMIC_SEQ_CST);  // a full barrier before reading `waiters`
         if (__atomic_load_n(&slot->waiters, __ATOMIC_RELAXED) != 0) [[unlikely]] os::futex_wake_all(&slot->change);
-        if (durable_) region_.sync();
+        if (durable_ || arena_.pending_count() >= alloc::Arena::kMaxPending) [[unlikely]] commit();
     }
     void sync() {
         check_open();
         if (!region_.writable()) return;  // a read-only handle has nothing to write
         WriteGuard g(*this);
+        commit();
+    }
+    // Holding the write lock: makes the current state the committed one (Region::sync: data, then the
+    // commit slot), then reuses the blocks freed since the previous commit (alloc::Arena, "Deferred frees").
+    void commit() {
         region_.sync();
+        arena_.release_pending();
     }
     // A handle inherited through fork() must not touch the parent's store: the child only unmaps.
     void close();
@@ -307,14 +314,16 @@ void attach_root(Store& store, Format&& format, Check&& check, Repair&& repair) 
         if (store.region().created() || store.root() == 0) {
             store.arena().format();
             format();
-            store.region().sync();
+            store.commit();
             store.finish_open();
             return;
         }
         check();
         if (store.region().was_dirty()) {
             repair();
-            store.region().sync();
+            store.commit();
+        } else {
+            store.region().stamp_commit();  // a clean store is its last commit: say so (old files say nothing)
         }
     } else {
         // Other processes may be writing: a check that raced a writer (a table freed under it) is repeated.

@@ -80,7 +80,10 @@ struct LiveHeader {
     // SharedDict: 1 once a handle that closed asked for auto_unlink; the last handle to close then removes
     // the segment's name (docs/design.md, "Segment lifetime").
     std::uint64_t unlink_on_last_close;
-    std::uint64_t reserved[7];
+    // Incremented by every mark-and-sweep of the arena (Arena::rebuild): frees a handle deferred before
+    // it (alloc::Arena, "Deferred frees") are then already free again and must be dropped, not freed twice.
+    std::uint64_t arena_epoch;
+    std::uint64_t reserved[6];
     std::uint8_t arena[640];   // alloc::ArenaState, opaque to this layer
 };
 static_assert(sizeof(LiveHeader) == 768);

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "mmstore/os/file.hpp"
@@ -64,6 +65,22 @@ public:
     bool is_open() const noexcept { return base_ != nullptr; }
     // True when the last opener did not close cleanly (dirty flag set): the caller must check and repair.
     bool was_dirty() const noexcept { return was_dirty_; }
+    // True when this open rolled an unclean store back to its newest commit slot because the machine has
+    // rebooted since the store was last open (its boot_id differs): after a power loss the pages written
+    // since the last sync() may have reached the disk in any subset, so only the committed state, and the
+    // changes that the write discipline makes whole on their own, can be trusted (docs/design.md,
+    // "Durability"). was_dirty() is then true as well.
+    bool rolled_back() const noexcept { return rolled_back_; }
+    // The state of the newest valid commit slot: what a power loss now would come back to. Cached until a
+    // slot changes; call with the write lock held (commit slots are written under it).
+    const LiveHeader& committed() const;
+    // Called by sync() before anything is flushed: the container stamps what the commit will cover
+    // (e.g. how many entries of its root are committed) so that writers know what they must not overwrite.
+    void set_before_commit(std::function<void()> f) { before_commit_ = std::move(f); }
+    // Runs that hook without a commit: for a store opened clean, whose state is its newest commit.
+    void stamp_commit() const {
+        if (before_commit_ && file_.writable() && !volatile_) before_commit_();
+    }
     bool created() const noexcept { return created_; }
     bool writable() const noexcept { return file_.writable(); }
     const std::string& path() const noexcept { return file_.path(); }
@@ -136,12 +153,16 @@ private:
     mutable std::uint64_t mapped_ = 0;
     std::uint64_t generation_ = 0;
     bool was_dirty_ = false;
+    bool rolled_back_ = false;
     bool created_ = false;
     bool alone_ = false;
     bool gate_ = false;
     bool volatile_ = false;
     bool closing_prepared_ = false;
     bool last_ = false;
+    std::function<void()> before_commit_;
+    mutable LiveHeader committed_{};
+    mutable std::uint64_t committed_key_[2] = {~std::uint64_t{0}, ~std::uint64_t{0}};
 };
 
 }  // namespace mmstore::storage
