@@ -505,6 +505,19 @@ PyObject* dict_setdefault(PyObject* self, PyObject* const* args, Py_ssize_t narg
     return d;
 }
 
+// Lock held, after Python code ran between a lookup and the write that uses its position (__eq__, __add__,
+// unpickling): true when that code left the store as it was. Otherwise the position may belong to another
+// key or to a freed table, so the operation stops with RuntimeError (as a dict changed during iteration),
+// having written nothing; a store that code closed reports ClosedError.
+bool unchanged_by_callback(DictHandle* h, std::uint32_t seen, const char* op) {
+    if (!still_open(h)) return false;  // closed (or used across fork) by that code: the error is set
+    if (h->obj->store().change_count() == seen) return true;
+    PyErr_Format(PyExc_RuntimeError,
+                 "%s(): Python code it called (__eq__, __add__ or unpickling) changed the store through the same "
+                 "handle; nothing was written", op);
+    return false;
+}
+
 // Erases the entry at `pos` (lock held); false with an error set on failure.
 bool erase_entry(DictHandle* h, std::uint64_t pos) {
     try {
@@ -541,9 +554,10 @@ PyObject* dict_pop(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         return nullptr;
     }
     // Decoded first: a value that cannot be decoded is not removed. A nested table is copied out.
+    const std::uint32_t seen = h->obj->store().change_count();
     PyObject* v = materialize(h, h->obj->table(), *h->obj->table().value_word_ptr(pos), 0);
     if (!v) return nullptr;
-    if (!erase_entry(h, pos)) {
+    if (!unchanged_by_callback(h, seen, "pop") || !erase_entry(h, pos)) {
         Py_DECREF(v);
         return nullptr;
     }
@@ -560,6 +574,7 @@ PyObject* dict_popitem(PyObject* self, PyObject*) {
         PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
         return nullptr;
     }
+    const std::uint32_t seen = h->obj->store().change_count();
     PyObject* k = materialize(h, h->obj->table(), *h->obj->table().key_word_ptr(pos), 0);
     if (!k) return nullptr;
     PyObject* v = materialize(h, h->obj->table(), *h->obj->table().value_word_ptr(pos), 0);
@@ -567,7 +582,7 @@ PyObject* dict_popitem(PyObject* self, PyObject*) {
         Py_DECREF(k);
         return nullptr;
     }
-    if (!erase_entry(h, pos)) {
+    if (!unchanged_by_callback(h, seen, "popitem") || !erase_entry(h, pos)) {
         Py_DECREF(k);
         Py_DECREF(v);
         return nullptr;
@@ -726,6 +741,7 @@ PyObject* increment_locked(DictHandle* h, PyObject* self, containers::HashTable&
     EncBuf kb;
     if (!encode_into(key, kb, h->flags, true)) return nullptr;
     const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
+    const std::uint32_t seen = h->obj->store().change_count();
     const std::uint64_t pos = table.find(kb.sv, hv);
     PyObject* r = nullptr;
     const std::uint64_t w = pos != kNotFound ? *table.value_word_ptr(pos) : 0;
@@ -746,7 +762,7 @@ PyObject* increment_locked(DictHandle* h, PyObject* self, containers::HashTable&
     }
     if (!r) return nullptr;
     EncBuf vb;
-    if (!encode_into(r, vb, h->flags, false)) {
+    if (!encode_into(r, vb, h->flags, false) || !unchanged_by_callback(h, seen, "increment")) {
         Py_DECREF(r);
         return nullptr;
     }
@@ -795,6 +811,7 @@ PyObject* dict_compare_and_set(PyObject* self, PyObject* const* args, Py_ssize_t
     if (!lock.ok()) return nullptr;
     auto& table = h->obj->table();
     try {
+        const std::uint32_t seen = h->obj->store().change_count();
         const std::uint64_t pos = table.find(kb.sv, hash64(kb.sv.data(), kb.sv.size()));
         if (pos == kNotFound) Py_RETURN_FALSE;
         PyObject* cur = materialize(h, table, *table.value_word_ptr(pos), 0);
@@ -803,7 +820,7 @@ PyObject* dict_compare_and_set(PyObject* self, PyObject* const* args, Py_ssize_t
         Py_DECREF(cur);
         if (eq < 0) return nullptr;
         if (eq == 0) Py_RETURN_FALSE;
-        if (!h->obj->store().usable()) return nullptr;  // closed from Python code run by __eq__
+        if (!unchanged_by_callback(h, seen, "compare_and_set")) return nullptr;
         table.assign_at(pos, vb.sv);
         h->obj->store().after_mutation();
         Py_RETURN_TRUE;

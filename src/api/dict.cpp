@@ -239,11 +239,14 @@ void Dict::verify() const {
         return;
     }
     // A read-only mapping cannot take the lock: verify the table optimistically (again if a writer freed
-    // what we read). The arena's free lists change on every allocation, so only a locked verify checks them.
+    // what we read). The arena's free lists change on every allocation, so they are checked only while no
+    // writer is active, and a failure counts only if no write happened meanwhile (then it is real damage,
+    // e.g. a bogus block on a free list, which makes every later write fail).
     store_->read([&] {
         table_->verify(false);
         return 0;
     });
+    store_->verify_arena_unlocked([this](const alloc::Arena::Visit& v) { table_->enumerate(v); });
 }
 
 void Dict::compact() {

@@ -272,6 +272,7 @@ void List::verify() const {
     };
     if (!store_->region().writable()) {
         store_->read(elements);  // a read-only mapping cannot lock: again if a writer freed what we read
+        store_->verify_arena_unlocked([this](const alloc::Arena::Visit& v) { enumerate(v); });
         return;
     }
     containers::Store::WriteGuard g(*store_);  // a consistent picture: no writer mid-operation

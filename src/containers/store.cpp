@@ -230,6 +230,21 @@ bool Store::word_block(std::uint64_t word, std::uint64_t& off, std::uint64_t& by
     return true;
 }
 
+void Store::verify_arena_unlocked(const alloc::Arena::Enumerate& reachable) const {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        if (writer_active()) return;
+        const std::uint32_t seen = change_count();
+        const std::uint64_t snap = read_begin();
+        try {
+            region_.refresh();
+            arena_.verify(reachable);
+            return;
+        } catch (const FormatError&) {
+            if (!writer_active() && change_count() == seen && read_valid(snap)) throw;
+        }
+    }
+}
+
 StoreStats Store::stats() const {
     check_open();
     StoreStats s;

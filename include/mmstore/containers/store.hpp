@@ -234,6 +234,11 @@ public:
         return !read_valid(snap) || __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
     }
 
+    // verify() of a read-only handle, which cannot take the lock: checks the arena's free lists against
+    // the reachable blocks while no writer is active; a failure raises only if no writer was active and no
+    // write happened during the check (otherwise the lists were changing under it, and it is skipped).
+    void verify_arena_unlocked(const alloc::Arena::Enumerate& reachable) const;
+
     // --- change notification (LockSlot::change, a futex word)
     std::uint32_t change_count() const noexcept { return __atomic_load_n(&region_.lock_slot()->change, __ATOMIC_ACQUIRE); }
     // Blocks until change_count() != seen or timeout_ns passes (< 0: forever); true when it changed.
