@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every file-format entry point with libFuzzer (clang from Debian), each harness
+# under ASan and UBSan (tests/fuzz/fuzz_*.cpp: Dict, List, RecordArray, Mapping and spill files, the codec,
+# schemas with rows).
+#   scripts/fuzz.sh                 every harness for 60 s
+#   scripts/fuzz.sh 600             every harness for 10 minutes
+#   scripts/fuzz.sh 30 dict codec   those two for 30 s each
+# The committed seed corpus (tests/fuzz/corpus/<harness>, written by tests/fuzz/make_corpus.py) is copied to
+# build/fuzz/work/<harness>, where the fuzzer keeps what it finds; a crash lands in build/fuzz/artifacts and
+# fails the script. Prints executions, coverage (edges) and features per harness.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-60}
+shift || true
+HARNESSES=("$@")
+((${#HARNESSES[@]})) || HARNESSES=(dict list records mapping spill codec schema)
+
+if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  echo "fuzz: installing Debian packages: clang libclang-rt-14-dev"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y clang libclang-rt-14-dev
+fi
+GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+[ -x build/venv/bin/ninja ] && GEN=(-G Ninja -DCMAKE_MAKE_PROGRAM="$PWD/build/venv/bin/ninja")
+echo "fuzz: building the instrumented harnesses (build/fuzz; a few minutes the first time)"
+CC=clang CXX=clang++ cmake -S . -B build/fuzz "${GEN[@]}" -DMMSTORE_BUILD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/fuzz -j "$(nproc 2>/dev/null || echo 2)" --target $(printf 'fuzz_%s ' "${HARNESSES[@]}")
+
+mkdir -p build/fuzz/artifacts
+export MMSTORE_FUZZ_DIR=${MMSTORE_FUZZ_DIR:-/dev/shm}
+status=0
+printf '%-9s %12s %8s %9s %s\n' harness executions edges features result
+for h in "${HARNESSES[@]}"; do
+  work=build/fuzz/work/$h
+  mkdir -p "$work"
+  cp -n tests/fuzz/corpus/"$h"/* "$work"/ 2>/dev/null || true
+  log=build/fuzz/$h.log
+  if build/fuzz/fuzz_"$h" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+       -artifact_prefix=build/fuzz/artifacts/"$h"- "$work" >"$log" 2>&1; then
+    result=ok
+  else
+    result="FINDING (see $log and build/fuzz/artifacts)"
+    status=1
+  fi
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+  edges=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
+  feats=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
+  printf '%-9s %12s %8s %9s %s\n' "$h" "$execs" "$edges" "$feats" "$result"
+done
+exit $status
