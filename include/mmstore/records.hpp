@@ -23,7 +23,8 @@
 //
 // Validation: every offset and length read from a file is bounds-checked; malformed input throws
 // FormatError (kForeign, kWrongKind, kVersion, kTruncated, kCorrupt) and never reads out of bounds.
-// verify() additionally checks the XXH3 checksum of every section (O(file size)).
+// Opening checks the XXH3 checksum of every section (O(file size), once per handle), so every value a
+// read returns was checked; verify() repeats that check.
 //
 // Thread and process safety: readers (RecordArray, Mapping, RecordView) are immutable and safe to use from
 // any number of threads and processes. Builders are single-threaded objects.

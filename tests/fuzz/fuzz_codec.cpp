@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         end = 0;
     }
     try {
-        const mmstore::Value v = mmstore::codec::decode(in);
+        const mmstore::codec::Value v = mmstore::codec::decode(in);
         if (end != size) std::abort();  // decode accepted what skip rejected
         (void)mmstore::codec::canonical_scalar(in);
         const std::string again = mmstore::codec::encode(v);
