@@ -259,6 +259,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
                      "truncated: " + std::to_string(file_size) + " bytes, shorter than the header pages");
 
     rolled_back_ = false;
+    committed_key_[0] = committed_key_[1] = ~std::uint64_t{0};  // a cache of another file's slots is stale
     // Commit slots: the valid one with the higher generation wins.
     CommitSlot slots[2];
     int best = -1;
