@@ -26,7 +26,7 @@ ROOT=$PWD
 PEERS=${PEERS:-/tmp/peers}
 PY=${PY:-$ROOT/build/venv/bin/python}
 SHIM=$PEERS/shim
-RUN=$PEERS/run
+RUN=${RUN:-$PEERS-run}  # not under $PEERS: the examples put ../.. on sys.path
 seeds=("$@")
 ((${#seeds[@]})) || seeds=(ultradict sharedbuffers pyrsistence mempool)
 
@@ -50,8 +50,9 @@ from mmstore.compat.sharedbuffers import *  # noqa: F401,F403
 from mmstore.compat.sharedbuffers import mapped_struct  # noqa: F401
 try:
     from mmstore.compat.sharedbuffers import cmp  # noqa: F401
-except ImportError:  # older mmstore
-    pass
+except ImportError:  # an mmstore before issue 14: sharedbuffers' Python-3 cmp(a, b), for the "before" count
+    def cmp(a, b):
+        return (a > b) - (a < b)
 sys.modules[__name__ + ".mapped_struct"] = mapped_struct
 PY
 

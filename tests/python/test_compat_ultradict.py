@@ -242,7 +242,7 @@ def test_constructor_accepts_ultradict_parameters(names, opened):
     other = UltraDict({"c": 3}, name=name, shared_lock=False, d=4)  # attaching writes the initial data too
     opened(other)
     assert dict(d) == {"a": 1, "b": 2, "c": 3, "d": 4}
-    assert isinstance(d, mmstore.SharedDict)
+    assert isinstance(d, dict) and isinstance(d.shared, mmstore.SharedDict)  # a dict, as UltraDict is
 
 
 def test_create_flag_maps_to_ultradict_exceptions(names, opened):
