@@ -123,7 +123,10 @@ def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
     t = type(obj)
     if t is memoryview:
         if key:
-            hash(obj)  # only read-only byte views are hashable, as for dict
+            try:
+                hash(obj)  # only read-only views are hashable, as for dict
+            except ValueError as exc:
+                raise TypeError(f"unhashable key: {exc}") from None
         data = obj.tobytes()
         n = len(data)
         return (bytes([0x40 + n]) if n <= 31 else b"\x11" + _U32.pack(n)) + data
