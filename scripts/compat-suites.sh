@@ -86,7 +86,7 @@ sharedbuffers() {
   local src=$PEERS/sharedbuffers dst=$RUN/sharedbuffers
   rm -rf "$dst"; mkdir -p "$dst"; cp -r "$src/tests" "$dst/"
   echo "== sharedbuffers: tests/mapped_struct.py (pytest)"
-  (cd "$dst" && SKIP_HUGE=1 PYTHONPATH=$SHIM timeout 1800 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
+  (cd "$dst" && COLUMNS=400 SKIP_HUGE=1 PYTHONPATH=$SHIM timeout 1800 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
      --tb=line -rf tests/mapped_struct.py 2>&1) > "$RUN/sharedbuffers.log"
   grep -E '^FAILED' "$RUN/sharedbuffers.log" | sed 's/^/   /' | head -${SB_SHOW:-40}
   tail -1 "$RUN/sharedbuffers.log"

@@ -44,6 +44,7 @@ import shutil as _shutil
 import tempfile as _tempfile
 
 from ... import _records
+from ..._core import _hash64
 from ..._core import decode as _decode
 from ..._core import encode as _encode
 from ..._records import Mapping, RecordArray, Schema as _Schema
@@ -54,6 +55,7 @@ __all__ = [
     "StringIdMultiMapper", "StringId32MultiMapper", "NumericIdMultiMapper", "NumericId32MultiMapper",
     "ApproxStringIdMultiMapper", "ApproxStringId32MultiMapper", "ubyte", "byte", "ushort", "short", "uint8",
     "int8", "uint16", "int16", "int32", "uint32", "int64", "uint64", "float32", "float64",
+    "bsearch", "sorted_contains", "index_merge", "cmp",
 ]
 
 # Width-marked types, as sharedbuffers spells them (``__slot_types__ = {"x": mapped_struct.int32}``).
@@ -61,6 +63,60 @@ ubyte, byte, ushort, short = _records.uint8, _records.int8, _records.uint16, _re
 uint8, int8, uint16, int16 = ubyte, byte, ushort, short
 int32, uint32, int64, uint64 = _records.int32, _records.uint32, _records.int64, _records.uint64
 float32, float64 = _records.float32, _records.float64
+
+def cmp(a, b) -> int:
+    """Python 2's ``cmp`` (sharedbuffers exports it on Python 3): -1, 0 or 1."""
+    return (a > b) - (a < b)
+
+
+def _sortable(a, what):
+    import numpy
+
+    a = numpy.asarray(a)
+    if a.dtype.kind not in "iuf":
+        raise NotImplementedError(f"{what}: unsupported dtype {a.dtype} (integers and floats only)")
+    return a
+
+
+def bsearch(a, x) -> int:
+    """Index of the first element of sorted 1-d array ``a`` not less than ``x`` (``len(a)`` when none):
+    where ``x`` is if present. ``NotImplementedError`` for dtypes other than integers and floats."""
+    import numpy
+
+    a = _sortable(a, "bsearch")
+    return int(numpy.searchsorted(a, x, side="left"))
+
+
+def sorted_contains(a, x) -> bool:
+    """Whether sorted 1-d array ``a`` contains ``x`` (binary search)."""
+    i = bsearch(a, x)
+    return i < len(a) and a[i] == x
+
+
+def index_merge(a, b, dest) -> int:
+    """Merge two (n, 2) index arrays sorted by column 0 into ``dest`` (rows kept in order, ``a`` first on
+    ties); returns the number of rows written. ``ValueError`` for mismatched shapes or dtypes or a too small
+    ``dest``; ``NotImplementedError`` when ``dest`` overlaps an input or for unsupported dtypes."""
+    import numpy
+
+    a, b = _sortable(a, "index_merge"), _sortable(b, "index_merge")
+    if not isinstance(dest, numpy.ndarray):
+        raise TypeError("index_merge: dest must be a numpy array")
+    for name, arr in (("a", a), ("b", b), ("dest", dest)):
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"index_merge: {name} must have shape (n, 2), not {arr.shape}")
+    if not (a.dtype == b.dtype == dest.dtype):
+        raise ValueError(f"index_merge: dtypes differ ({a.dtype}, {b.dtype}, {dest.dtype})")
+    n = len(a) + len(b)
+    if len(dest) < n:
+        raise ValueError(f"index_merge: dest holds {len(dest)} rows, {n} needed")
+    if dest is a or dest is b or numpy.shares_memory(dest, a) or numpy.shares_memory(dest, b):
+        raise NotImplementedError("index_merge: dest must not overlap its inputs (in-place merge)")
+    if n:
+        both = numpy.concatenate([a, b])
+        dest[:n] = both[numpy.argsort(both[:, 0], kind="stable")]
+    return n
+
 
 # Types registered through mapped_object.register_schema: class -> Schema (nested fields may name them).
 _REGISTERED: dict = {}
@@ -163,12 +219,14 @@ def _translate(t):
 class Schema:
     """A sharedbuffers-style schema over an mmstore :class:`mmstore.Schema` (``.native``)."""
 
-    def __init__(self, native: _Schema, cls=None) -> None:
+    def __init__(self, native: _Schema, cls=None, user_data=None) -> None:
+        native._native.set_missing_raises(True)  # hasattr(proxy, f) is False for an unset field
         self._schema = native
         self._cls = cls
+        self.user_data = user_data
 
     @classmethod
-    def from_typed_slots(cls, struct_class_or_slot_types, *p, **kw) -> Schema:
+    def from_typed_slots(cls, struct_class_or_slot_types, *p, user_data=None, **kw) -> Schema:
         if isinstance(struct_class_or_slot_types, dict):
             slot_types, klass = struct_class_or_slot_types, None
         else:
@@ -178,7 +236,10 @@ class Schema:
         name = klass.__name__ if klass is not None else "Struct"
         native = _Schema(fields, name=name, factory=klass,
                          construct=_constructor(klass) if klass is not None else None)
-        return cls(native, klass)
+        return cls(native, klass, user_data)
+
+    def __reduce__(self):
+        return (_schema_from_blob, (self._schema.blob, self._cls, self.user_data))
 
     @property
     def native(self) -> _Schema:
@@ -188,7 +249,9 @@ class Schema:
     def slot_keys(self):
         return self._schema.names
 
-    def pack(self, obj) -> bytearray:
+    def pack(self, obj, idmap=None, packer=None, padding=None, implicit_offset=0) -> bytearray:
+        """``idmap`` (sharedbuffers' per-build dedup table) is accepted and unused: mmstore deduplicates
+        equal values itself when building arrays and mappings."""
         return bytearray(self._schema.pack(obj))
 
     def pack_into(self, obj, buf, offset: int = 0, idmap=None, implicit_offset: int = 0) -> int:
@@ -220,6 +283,14 @@ class Schema:
     __hash__ = object.__hash__
 
 
+def _schema_from_blob(blob, cls, user_data):
+    native = _Schema.from_blob(blob)
+    if cls is not None:
+        native = _Schema(list(native.fields.items()), name=native.name, type_code=native.type_code, factory=cls,
+                         construct=_constructor(cls))
+    return Schema(native, cls, user_data)
+
+
 class mapped_object:
     """Registry of typed classes (``mapped_object.register_schema``); ``TYPE_CODES`` maps each registered class
     to its one-byte code, as in sharedbuffers."""
@@ -233,6 +304,7 @@ class mapped_object:
         if native.type_code != code:
             native = _Schema([(n, t if not isinstance(t, _Schema) else t) for n, t in native.fields.items()],
                              name=native.name, type_code=code, factory=typ, construct=_constructor(typ))
+            native._native.set_missing_raises(True)
             schema._schema = native
         _records.register_type(native)
         _REGISTERED[typ] = schema
@@ -286,9 +358,12 @@ def _map(factory, fileobj, offset=0, size=None):
 
 
 def _str_key(key):
-    """sharedbuffers' string mappers hash a str by its UTF-8 bytes, so str and bytes keys are one key here."""
-    if isinstance(key, (bytes, bytearray, memoryview)):
-        return bytes(key).decode("utf-8", "surrogateescape")
+    """sharedbuffers' string mappers key by bytes: a str is its UTF-8 bytes, so str and bytes are one key,
+    and keys come back as bytes."""
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
     return key
 
 
@@ -342,6 +417,22 @@ class MappedArrayProxyBase:
         return self._array
 
 
+class _Digest:
+    __slots__ = ("_v",)
+
+    def __init__(self, v: int) -> None:
+        self._v = v
+
+    def intdigest(self) -> int:
+        return self._v
+
+
+def _xxh(data) -> _Digest:
+    """``id_mapper.xxh(id_mapper.encode(key)).intdigest()``: the 64-bit hash an approximate mapper stores for
+    ``key`` (mmstore's key hash of the key's encoding, docs/format.md), which its ``iteritems`` yields."""
+    return _Digest(_hash64(bytes(data)))
+
+
 class _IdMapperBase:
     """Keys to integer ids (``build`` from (key, id) pairs)."""
 
@@ -350,9 +441,17 @@ class _IdMapperBase:
     approximate = False
     value_type = _records.uint64
     _key = staticmethod(_same_key)
+    xxh = staticmethod(_xxh)
 
-    def __init__(self, mapping: Mapping) -> None:
+    def __init__(self, mapping: Mapping, buf=None) -> None:
         self._m = mapping
+        self._buf = buf
+        self._src = None
+
+    @classmethod
+    def encode(cls, key) -> bytes:
+        """The bytes a key is hashed on (mmstore's codec encoding of the normalized key)."""
+        return _encode(cls._key(key))
 
     @classmethod
     def _build_native(cls, items, path):
@@ -361,19 +460,45 @@ class _IdMapperBase:
                              multi=cls.multi, approximate=cls.approximate, progress=False)
 
     @classmethod
-    def build(cls, initializer, destfile=None, tempdir=None, return_mapper=True, read_only=True, **kw):
+    def build(cls, initializer, destfile=None, tempdir=None, return_mapper=True, read_only=True,
+              discard_duplicates=False, discard_duplicate_keys=False, **kw):
+        """``discard_duplicates`` / ``discard_duplicate_keys`` are accepted: repeated (key, id) pairs are
+        stored once by mmstore's value dedup, and a non-multi mapper keeps one id per key anyway."""
         if hasattr(initializer, "items") and callable(initializer.items):
             initializer = initializer.items()
         f, off = _build_into(destfile, tempdir, lambda p: cls._build_native(initializer, p))
         return cls.map_file(f, off) if return_mapper else None
 
     @classmethod
+    def merge(cls, parts, destfile=None, tempdir=None, **kw):
+        """One mapper holding every (key, id) of ``parts`` (sharedbuffers' ``merge`` classmethod); a later
+        part wins for a key in several unless the mapper is multi."""
+        def pairs():
+            for p in parts:
+                yield from p.iteritems()
+
+        return cls.build(list(pairs()), destfile=destfile, tempdir=tempdir, **kw)
+
+    @classmethod
     def map_file(cls, fileobj, offset=0, size=None, read_only=True):
-        return cls(_map(Mapping, fileobj, offset, size))
+        self = cls(_map(Mapping, fileobj, offset, size))
+        self._src = (fileobj, offset, size)
+        return self
 
     @classmethod
     def map_buffer(cls, buf, offset=0):
-        return cls(Mapping.from_buffer(memoryview(buf)[offset:]))
+        return cls(Mapping.from_buffer(memoryview(buf)[offset:]), memoryview(buf)[offset:])
+
+    @property
+    def buf(self):
+        """The bytes of the mapped image (read from its file when it was mapped from one)."""
+        if self._buf is None:
+            self._buf = _image_bytes(*self._src)
+        return self._buf
+
+    def copy(self):
+        """An independent in-memory copy of the mapper (its own buffer)."""
+        return type(self).map_buffer(bytearray(self.buf))
 
     def __getitem__(self, key):
         if self.multi:
@@ -398,12 +523,14 @@ class _IdMapperBase:
         return len(self._m)
 
     def __iter__(self):
-        return iter(self._m.keys())
+        return iter(self.iterkeys())
 
     def keys(self):
-        return list(self._m.keys())
+        return list(self.iterkeys())
 
     def iterkeys(self):
+        if self.approximate:
+            return (k for k, _ in self.iteritems())
         return self._m.keys()
 
     def values(self):
@@ -413,18 +540,33 @@ class _IdMapperBase:
         return self._m.values()
 
     def iteritems(self, make_sequential=False):
-        return self._m.items()
+        return _items(self._m)
 
     def items(self):
-        return list(self._m.items())
+        return list(self.iteritems())
 
     @property
     def native(self) -> Mapping:
         return self._m
 
 
+def _items(m: Mapping):
+    """(key, value) per entry; an approximate mapping yields its key hashes, as sharedbuffers' do."""
+    if m.approximate:
+        return ((m.entry_hash(e), m.entry_value(e)) for e in range(len(m)))
+    return m.items()
+
+
+def _image_bytes(fileobj, offset, size) -> bytes:
+    if isinstance(fileobj, (str, _os.PathLike)):
+        with open(fileobj, "rb") as f:
+            f.seek(offset)
+            return f.read(size) if size else f.read()
+    return _os.pread(fileobj.fileno(), size or (_os.fstat(fileobj.fileno()).st_size - offset), offset)
+
+
 class StringIdMapper(_IdMapperBase):
-    key_type = str
+    key_type = object  # bytes keys (str keys are their UTF-8 bytes)
     _key = staticmethod(_str_key)
 
 
@@ -479,6 +621,12 @@ class MappedMappingProxyBase:
     def __init__(self, mapping: Mapping) -> None:
         self._m = mapping
 
+    @property
+    def id_mapper(self):
+        """The key side of the mapping as an ``IdMapper`` (``xxh``/``encode`` name its key hash; lookups
+        return the values, since mmstore stores them in the same image)."""
+        return self.IdMapper(self._m)
+
     @classmethod
     def build(cls, initializer, destfile=None, tempdir=None, idmap=None, value_array_kwargs=None,
               id_mapper_kwargs=None, value_cache_size=1024):
@@ -521,12 +669,14 @@ class MappedMappingProxyBase:
         return len(self._m)
 
     def __iter__(self):
-        return iter(self._m.keys())
+        return iter(self.iterkeys())
 
     def keys(self):
-        return list(self._m.keys())
+        return list(self.iterkeys())
 
     def iterkeys(self):
+        if self._m.approximate:
+            return (k for k, _ in self.iteritems())
         return self._m.keys()
 
     def values(self):
@@ -536,10 +686,10 @@ class MappedMappingProxyBase:
         return self._m.values()
 
     def iteritems(self, g_kw=None, idm_kw=None):
-        return self._m.items()
+        return _items(self._m)
 
     def items(self):
-        return list(self._m.items())
+        return list(self.iteritems())
 
     @property
     def native(self) -> Mapping:
