@@ -160,12 +160,7 @@ class _PackedValue:
     @classmethod
     def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
         data = _encode(obj)
-        end = offset + 4 + len(data)
-        if end > len(buf):
-            raise IndexError("buffer too small")
-        buf[offset:offset + 4] = _U32.pack(len(data))
-        buf[offset + 4:end] = data
-        return end
+        return _put(buf, offset, _U32.pack(len(data)) + data)
 
     @classmethod
     def unpack_from(cls, buf, offset=0, idmap=None):
@@ -186,15 +181,84 @@ mapped_dict = _packed("mapped_dict", dict)
 mapped_frozenset = _packed("mapped_frozenset", frozenset)
 mapped_bytes = _packed("mapped_bytes", bytes)
 mapped_unicode = _packed("mapped_unicode", str)
-mapped_date = _packed("mapped_date", _dt.date)
-mapped_datetime = _packed("mapped_datetime", _dt.datetime)
-mapped_datetime_utc = mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
+_I64 = _struct.Struct("<q")
+_U64 = _struct.Struct("<Q")
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_US = _dt.timedelta(microseconds=1)
+
+
+def _put(buf, offset, data: bytes) -> int:
+    end = offset + len(data)
+    if offset < 0 or end > len(buf):
+        raise IndexError(f"buffer too small: {len(data)} bytes at offset {offset} of a {len(buf)}-byte buffer")
+    buf[offset:end] = data
+    return end
+
+
+class _FixedDateTime(_PackedValue):
+    """Single datetimes as sharedbuffers packs them: 8 bytes, microseconds since the epoch (UTC). A naive
+    datetime is taken as local time (``_naive_utc``: as UTC) and comes back naive in the local time zone
+    of the reader (aware in UTC)."""
+
+    __slots__ = ()
+    _naive_utc = False
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        if obj.tzinfo is None:
+            obj = obj.replace(tzinfo=_dt.timezone.utc) if cls._naive_utc else obj.astimezone()
+        return _put(buf, offset, _I64.pack((obj - _EPOCH) // _US))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        (us,) = _I64.unpack_from(buf, offset)
+        utc = _EPOCH + _dt.timedelta(microseconds=us)
+        if cls._naive_utc:
+            return utc
+        return utc.astimezone().replace(tzinfo=None)
+
+
+class _FixedDate(_PackedValue):
+    """Single dates: 8 bytes, the proleptic Gregorian ordinal (independent of the time zone)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        return _put(buf, offset, _I64.pack(obj.toordinal()))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        return _dt.date.fromordinal(_I64.unpack_from(buf, offset)[0])
+
+
+class _RawBuffer(_PackedValue):
+    """Single buffers: a u64 length and the raw bytes; unpacked as a read-only view of ``buf``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        data = memoryview(obj).cast("B") if memoryview(obj).c_contiguous else memoryview(obj).tobytes()
+        return _put(buf, offset, _U64.pack(len(data)) + bytes(data))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        (n,) = _U64.unpack_from(buf, offset)
+        return memoryview(buf)[offset + 8:offset + 8 + n].toreadonly()
+
+
+mapped_date = type("mapped_date", (_dt.date, _FixedDate), {"_builtin": _dt.date})
+mapped_datetime = type("mapped_datetime", (_dt.datetime, _FixedDateTime), {"_builtin": _dt.datetime})
+mapped_datetime_utc = type("mapped_datetime_utc", (_dt.datetime, _FixedDateTime),
+                           {"_builtin": _dt.datetime, "_naive_utc": True})
+mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
 mapped_decimal = _packed("mapped_decimal", _decimal.Decimal)
 proxied_tuple = _packed("proxied_tuple", tuple)
 proxied_list = _packed("proxied_list", list)
 proxied_dict = _packed("proxied_dict", dict)
 proxied_frozenset = _packed("proxied_frozenset", frozenset)
-proxied_buffer = _packed("proxied_buffer", bytes)
+proxied_buffer = type("proxied_buffer", (bytes, _RawBuffer), {"__slots__": (), "_builtin": bytes})
 
 
 def __getattr__(name):
@@ -291,14 +355,52 @@ def _schema_from_blob(blob, cls, user_data):
     return Schema(native, cls, user_data)
 
 
+def _code_bytes(typecode) -> bytes:
+    return bytes([_typecode_number(typecode) & 0xFF])
+
+
+class _Packable:
+    """What ``mapped_object.OBJ_PACKERS[code][2]`` holds for a registered schema (sharedbuffers'
+    ``mapped_object_with_schema``): ``schema``, ``pack_into`` and ``unpack_from``."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    def pack_into(self, obj, buf, offset, idmap=None, implicit_offset=0):
+        return self.schema.pack_into(obj, buf, offset)
+
+    def unpack_from(self, buf, offset=0, idmap=None):
+        return self.schema.unpack_from(buf, offset)
+
+
 class mapped_object:
-    """Registry of typed classes (``mapped_object.register_schema``); ``TYPE_CODES`` maps each registered class
-    to its one-byte code, as in sharedbuffers."""
+    """Registry of typed classes (``mapped_object.register_schema``), as in sharedbuffers: ``TYPE_CODES``
+    maps each registered class to its one-byte code; ``PACKERS`` names the codes of the builtin scalar types
+    (code -> mmstore field type) and ``OBJ_PACKERS`` those of the container types and registered schemas
+    (code -> (pack_into, unpack_from, type)). A code already taken raises ``ValueError`` on registration."""
 
     TYPE_CODES: dict = {}
+    PACKERS: dict = {
+        b"B": _records.uint8, b"b": _records.int8, b"H": _records.uint16, b"h": _records.int16,
+        b"I": _records.uint32, b"i": _records.int32, b"Q": _records.uint64, b"q": _records.int64,
+        b"d": _records.float64, b"f": _records.float32, b"T": bool,
+    }
+    OBJ_PACKERS: dict = {}
 
     @classmethod
     def register_schema(cls, typ, schema: Schema, typecode):
+        codeb = _code_bytes(typecode)
+        if typ in cls.TYPE_CODES:
+            if cls.TYPE_CODES[typ] != codeb or getattr(cls.OBJ_PACKERS.get(codeb, (0, 0, None))[2], "schema",
+                                                       None) is not schema:
+                raise ValueError(f"registering different types with the same typecode {codeb!r}: "
+                                 f"{cls.TYPE_CODES[typ]!r} vs {typ!r}")
+            return cls.OBJ_PACKERS[codeb][2]
+        if codeb in cls.PACKERS:
+            raise ValueError(f"registering type {typ!r} with typecode {codeb!r} conflicts with a builtin type")
+        if codeb in cls.OBJ_PACKERS and getattr(cls.OBJ_PACKERS[codeb][2], "schema", None) is not schema:
+            raise ValueError(f"registering type {typ!r} with typecode {codeb!r} conflicts with previously "
+                             f"registered {cls.OBJ_PACKERS[codeb][2]!r}")
         code = _typecode_number(typecode)
         native = schema._schema
         if native.type_code != code:
@@ -308,8 +410,26 @@ class mapped_object:
             schema._schema = native
         _records.register_type(native)
         _REGISTERED[typ] = schema
-        cls.TYPE_CODES[typ] = bytes([code & 0xFF])
-        return schema
+        packable = _Packable(schema)
+        cls.TYPE_CODES[typ] = codeb
+        cls.OBJ_PACKERS[codeb] = (packable.pack_into, packable.unpack_from, packable)
+        return packable
+
+
+def _builtin_obj_packers():
+    import sys
+
+    mod = sys.modules[__name__]
+    for code, name in ((b"Z", "mapped_frozenset"), (b"t", "mapped_tuple"), (b"e", "mapped_list"),
+                       (b"s", "mapped_bytes"), (b"u", "mapped_unicode"), (b"m", "mapped_dict"),
+                       (b"r", "proxied_buffer"), (b"W", "proxied_tuple"), (b"E", "proxied_list"),
+                       (b"v", "mapped_datetime"), (b"V", "mapped_date"), (b"F", "mapped_decimal"),
+                       (b"M", "proxied_dict"), (b"z", "proxied_frozenset")):
+        t = getattr(mod, name)
+        mapped_object.OBJ_PACKERS[code] = (t.pack_into, t.unpack_from, t)
+
+
+_builtin_obj_packers()
 
 
 # ---------------------------------------------------------------------------------------------------------
