@@ -1,7 +1,8 @@
 """UltraDict compatibility: ``from mmstore.compat.ultradict import UltraDict``.
 
 :class:`UltraDict` is :class:`mmstore.SharedDict` under UltraDict's names -- a name-mapping layer, not a
-second implementation. Every read and write goes to the shared table (reads are always current, there is no
+second implementation. Like UltraDict it is a ``dict`` subclass (its own dict storage stays empty; every
+operation goes to the SharedDict in ``.shared``), so it can even stand in as an object's ``__dict__``. Every read and write goes to the shared table (reads are always current, there is no
 local copy to refresh), every single operation is atomic, and the lock is mmstore's process-shared,
 recursive, robust lock whichever ``shared_lock`` was asked for.
 
@@ -34,6 +35,11 @@ at once and the dict is repaired to a consistent state, with no timeout to wait 
 alive -- would let two processes write at once and break the atomicity the lock exists for. So after the
 timeout a live holder keeps its lock and ``CannotAcquireLockTimeout`` is raised, naming the holder in
 ``blocking_pid``, with or without ``steal_after_timeout``.
+
+``UltraDict.log`` is UltraDict's logger interface (``set_level(log.Levels.error)``, ``disable(log.CRITICAL)``,
+``debug``...) over the standard logger ``mmstore.compat.ultradict``. ``ultra.SharedLock`` is the lock class;
+``buffer_size`` and ``full_dump_size`` report the creator's values (informational: there is no update
+buffer) and ``full_dump_counter`` counts this handle's str/bytes writes longer than ``buffer_size``.
 
 UltraDict-only members kept because they make sense here: ``name``, ``unlink()``, ``close(unlink=False)``
 and ``cleanup()`` (both return the contents as a ``dict``, as UltraDict's do), ``UltraDict.unlink_by_name(name,

@@ -23,14 +23,13 @@ mapped_struct`` and keep the rest::
 Everything here is a thin name mapping over :class:`mmstore.RecordArray`, :class:`mmstore.Mapping` and
 :class:`mmstore.Schema`; the files are mmstore's format (docs/format.md §8), not sharedbuffers'.
 
-Differences worth knowing: ``build`` copies the finished image into ``destfile`` at its current position
-(sharedbuffers writes there directly); an ``idmap`` is accepted and ignored (mmstore deduplicates equal values
-itself, by content, within a bounded cache); ``proxy_into`` is ignored (proxies are cheap); ``unpack_from``
-returns the same read-only proxies as everywhere in mmstore, with container fields decoded on access;
-multi-mapper lookups return lists; string mappers treat a str and its UTF-8 bytes as one key and return str
-keys. Internals (``OBJ_PACKERS``, ``bsearch``, ``index_merge``, the ``id_mapper`` / ``value_array`` parts of a
-mapping) are not provided: run against sharedbuffers 1.2.3's own test suite with only the import changed,
-329 of its 619 tests pass; the failures exercise those internals or expect bytes keys back.
+Differences worth knowing (docs/compat.md has the list, with the tests of sharedbuffers' own suite still
+failing and why): ``build`` copies the finished image into ``destfile`` at its current position; an
+``idmap`` is accepted and unused (mmstore deduplicates equal values itself); ``proxy_into`` is ignored
+(proxies are cheap); proxies are read-only; container fields decode on access; a fixed-width field set to
+None reads as unset (one presence bit); string mappers key by bytes (a str is its UTF-8 bytes);
+approximate mappers iterate by key hash. sharedbuffers' internals (its index arrays, hash, file versions)
+have no equivalent.
 """
 
 from __future__ import annotations
@@ -254,8 +253,87 @@ mapped_datetime_utc = type("mapped_datetime_utc", (_dt.datetime, _FixedDateTime)
                            {"_builtin": _dt.datetime, "_naive_utc": True})
 mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
 mapped_decimal = _packed("mapped_decimal", _decimal.Decimal)
-proxied_tuple = _packed("proxied_tuple", tuple)
-proxied_list = _packed("proxied_list", list)
+class _ProxiedSeq(tuple):
+    """What ``proxied_list`` / ``proxied_tuple`` ``unpack_from`` return, as sharedbuffers' proxies behave: a
+    read-only sequence (item assignment raises ``TypeError``) equal to any list or tuple with the same items,
+    ordered against other sequences only (``NotImplementedError`` otherwise), ``iter(mask=)``, and a compact
+    repr naming the packer."""
+
+    __slots__ = ()
+    _name = "proxied_list"
+    _brackets = "[]"
+
+    def _cmp_items(self, other):
+        if isinstance(other, (list, tuple)):
+            return tuple(self), tuple(other)
+        raise NotImplementedError(f"cannot compare {self._name} with {type(other).__name__}")
+
+    def __eq__(self, other):
+        return isinstance(other, (list, tuple)) and tuple(self) == tuple(other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __lt__(self, other):
+        a, b = self._cmp_items(other)
+        return a < b
+
+    def __le__(self, other):
+        a, b = self._cmp_items(other)
+        return a <= b
+
+    def __gt__(self, other):
+        a, b = self._cmp_items(other)
+        return a > b
+
+    def __ge__(self, other):
+        a, b = self._cmp_items(other)
+        return a >= b
+
+    def __getitem__(self, index):
+        r = tuple.__getitem__(self, index)
+        return type(self)(r) if isinstance(index, slice) else r
+
+    def iter(self, mask=None, proxy_into=None):
+        if mask is None:
+            return iter(self)
+        return (x for x, m in zip(self, mask) if m)
+
+    iter_fast = iter
+
+    def getter(self, proxy_into=None, fast=False):
+        return self.__getitem__
+
+    def __str__(self):
+        o, c = self._brackets
+        return o + ",".join(repr(x) for x in self) + ("," if c == ")" and len(self) == 1 else "") + c
+
+    def __repr__(self):
+        return f"{self._name}({self})"
+
+
+class _ProxiedListView(_ProxiedSeq):
+    __slots__ = ()
+
+
+class _ProxiedTupleView(_ProxiedSeq):
+    __slots__ = ()
+    _name = "proxied_tuple"
+    _brackets = "()"
+
+
+def _proxied(name, base, view):
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        return view(_PackedValue.unpack_from.__func__(cls, buf, offset, idmap))
+
+    return type(name, (base, _PackedValue), {"__slots__": (), "_builtin": base,
+                                              "unpack_from": classmethod(unpack_from)})
+
+
+proxied_tuple = _proxied("proxied_tuple", tuple, _ProxiedTupleView)
+proxied_list = _proxied("proxied_list", list, _ProxiedListView)
 proxied_dict = _packed("proxied_dict", dict)
 proxied_frozenset = _packed("proxied_frozenset", frozenset)
 proxied_buffer = type("proxied_buffer", (bytes, _RawBuffer), {"__slots__": (), "_builtin": bytes})
