@@ -163,8 +163,13 @@ class _PackedValue:
 
     @classmethod
     def unpack_from(cls, buf, offset=0, idmap=None):
-        (n,) = _U32.unpack_from(buf, offset)
-        return _decode(bytes(memoryview(buf)[offset + 4:offset + 4 + n]))
+        mv = memoryview(buf)
+        if offset < 0 or offset + 4 > len(mv):
+            raise IndexError(f"unpack_from: offset {offset} is beyond the end of a {len(mv)}-byte buffer")
+        (n,) = _U32.unpack_from(mv, offset)
+        if offset + 4 + n > len(mv):
+            raise IndexError(f"unpack_from: a {n}-byte value at offset {offset} runs past the end of the buffer")
+        return _decode(bytes(mv[offset + 4:offset + 4 + n]))
 
 
 def _packed(name, base):
@@ -187,9 +192,13 @@ _US = _dt.timedelta(microseconds=1)
 
 
 def _put(buf, offset, data: bytes) -> int:
+    """Writes ``data`` at ``offset``. A ``bytearray`` grows as needed (as sharedbuffers' packers let it);
+    a fixed buffer (memoryview, mmap) too small for it raises ``IndexError``."""
     end = offset + len(data)
-    if offset < 0 or end > len(buf):
+    if offset < 0 or (end > len(buf) and not isinstance(buf, bytearray)):
         raise IndexError(f"buffer too small: {len(data)} bytes at offset {offset} of a {len(buf)}-byte buffer")
+    if offset > len(buf):
+        buf.extend(bytes(offset - len(buf)))
     buf[offset:end] = data
     return end
 
@@ -355,6 +364,8 @@ def _translate(t):
         return t._schema
     if isinstance(t, type) and issubclass(t, _PackedValue):
         return t._builtin
+    if t in (memoryview, bytearray):  # sharedbuffers' ``buffer`` slots hold bytes
+        return bytes
     return t
 
 
@@ -381,7 +392,18 @@ class Schema:
         return cls(native, klass, user_data)
 
     def __reduce__(self):
-        return (_schema_from_blob, (self._schema.blob, self._cls, self.user_data))
+        cls = self._cls
+        if cls is not None and "<locals>" in getattr(cls, "__qualname__", ""):
+            cls = None  # not importable: the unpickled schema reads the same bytes, with plain proxies
+        return (_schema_from_blob, (self._schema.blob, cls, self.user_data))
+
+    def set_proxy_bases(self, bases) -> None:
+        """sharedbuffers lets proxies inherit behaviour from ``bases``; here unpacked proxies gain those
+        classes' methods (a proxy class deriving from them), keeping their read-only field access."""
+        native = self._schema
+        proxy = type(native.proxy_class.__name__, (native.proxy_class, *tuple(bases)), {"__slots__": ()})
+        native.proxy_class = proxy
+        native._native.bind(proxy, _records._coerce, native.factory)
 
     @property
     def native(self) -> _Schema:
@@ -486,6 +508,8 @@ class mapped_object:
                              name=native.name, type_code=code, factory=typ, construct=_constructor(typ))
             native._native.set_missing_raises(True)
             schema._schema = native
+        if _records._TYPES_BY_CODE.get(code) not in (None, native):
+            _records._TYPES_BY_CODE.pop(code)  # sharedbuffers re-registers a code freed from its registry
         _records.register_type(native)
         _REGISTERED[typ] = schema
         packable = _Packable(schema)
@@ -585,12 +609,16 @@ class MappedArrayProxyBase:
         return cls.map_file(f, off) if return_mapper else None
 
     @classmethod
+    def _native_schema(cls):
+        return cls.schema._schema if cls.schema is not None else None  # None: the schema stored in the file
+
+    @classmethod
     def map_file(cls, fileobj, offset=0, size=None, read_only=True):
-        return cls(_map(lambda *a, **k: RecordArray(*a, schema=cls.schema._schema, **k), fileobj, offset, size))
+        return cls(_map(lambda *a, **k: RecordArray(*a, schema=cls._native_schema(), **k), fileobj, offset, size))
 
     @classmethod
     def map_buffer(cls, buf, offset=0):
-        return cls(RecordArray.from_buffer(memoryview(buf)[offset:], schema=cls.schema._schema))
+        return cls(RecordArray.from_buffer(memoryview(buf)[offset:], schema=cls._native_schema()))
 
     def __getitem__(self, pos):
         return self._array[pos]
@@ -601,8 +629,10 @@ class MappedArrayProxyBase:
     def __iter__(self):
         return iter(self._array)
 
-    def iter_fast(self):
-        return iter(self._array)
+    def iter_fast(self, mask=None):
+        if mask is None:
+            return iter(self._array)
+        return (x for x, m in zip(self._array, mask) if m)
 
     def getter(self, proxy_into=None, no_idmap=False):
         return self._array.__getitem__
@@ -671,11 +701,22 @@ class _IdMapperBase:
     def merge(cls, parts, destfile=None, tempdir=None, **kw):
         """One mapper holding every (key, id) of ``parts`` (sharedbuffers' ``merge`` classmethod); a later
         part wins for a key in several unless the mapper is multi."""
-        def pairs():
-            for p in parts:
-                yield from p.iteritems()
-
-        return cls.build(list(pairs()), destfile=destfile, tempdir=tempdir, **kw)
+        parts = list(parts)
+        if not parts:
+            return cls.build([], destfile=destfile, tempdir=tempdir)
+        tmpdir = _tempfile.mkdtemp(dir=tempdir, prefix="mmstore-sb-merge-")
+        try:
+            acc = parts[0]._m
+            for i, p in enumerate(parts[1:-1]):  # pairwise, natively (keys of approximate maps are hashes)
+                acc = Mapping.merge(acc, p._m, _os.path.join(tmpdir, f"{i}.mms"))
+            last = parts[-1]._m if len(parts) > 1 else None
+            f, off = _build_into(destfile, tempdir,
+                                 lambda path: Mapping.merge(acc, last, path) if last is not None
+                                 else _shutil.copyfile(acc.path, path) if acc.path != "<buffer>"
+                                 else cls._build_native(parts[0].iteritems(), path))
+            return cls.map_file(f, off)
+        finally:
+            _shutil.rmtree(tmpdir, ignore_errors=True)
 
     @classmethod
     def map_file(cls, fileobj, offset=0, size=None, read_only=True):
