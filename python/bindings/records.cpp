@@ -70,6 +70,9 @@ struct SchemaNative {
     // AttributeError instead of returning None, and packing stores a None variable field as a present None,
     // so that hasattr() tells "unset" from None as sharedbuffers does.
     bool missing_raises = false;
+    // With missing_raises: index of the hidden field whose integer value has bit i set when fixed-width field i
+    // was None (a fixed field has no room for None), or -1.
+    Py_ssize_t none_mask = -1;
 };
 
 struct SchemaObj {
@@ -638,6 +641,31 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     }
     auto* p = reinterpret_cast<ProxyObj*>(obj);
     if (sn(p->so).missing_raises && !field_present(p, f->index)) {
+        const Py_ssize_t m = sn(p->so).none_mask;
+        if (m >= 0 && sn(p->so).fields[f->index].width && field_present(p, static_cast<std::size_t>(m))) {
+            PyObject* mask = read_field(p, static_cast<std::size_t>(m));
+            if (mask == nullptr) return nullptr;
+            PyObject* sh = PyLong_FromSsize_t(static_cast<Py_ssize_t>(f->index));
+            PyObject* shifted = sh && PyLong_Check(mask) ? PyNumber_Rshift(mask, sh) : nullptr;
+            Py_XDECREF(sh);
+            Py_DECREF(mask);
+            long b = 0;
+            if (shifted != nullptr) {
+                int overflow = 0;
+                const long long lo = PyLong_AsLongLongAndOverflow(shifted, &overflow);  // only the low bit matters
+                b = overflow ? 0 : static_cast<long>(lo & 1);
+                if (overflow) {  // a mask wider than 64 bits: take its low bit exactly
+                    PyObject* one = PyLong_FromLong(1);
+                    PyObject* low = one ? PyNumber_And(shifted, one) : nullptr;
+                    b = low ? PyLong_AsLong(low) : 0;
+                    Py_XDECREF(low);
+                    Py_XDECREF(one);
+                }
+                Py_DECREF(shifted);
+            }
+            PyErr_Clear();  // a malformed mask is no mask: the field reads as unset
+            if (b == 1) Py_RETURN_NONE;  // set to None: present, as in sharedbuffers
+        }
         PyErr_Format(PyExc_AttributeError, "field '%U' of this %s record is not set", sn(p->so).fields[f->index].name,
                      Py_TYPE(obj)->tp_name);
         return nullptr;
@@ -767,10 +795,17 @@ PyObject* schema_set_nested(PyObject* self, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-PyObject* schema_set_missing_raises(PyObject* self, PyObject* flag) {
-    const int on = PyObject_IsTrue(flag);
-    if (on < 0) return nullptr;
-    sn(self).missing_raises = on != 0;
+PyObject* schema_set_missing_raises(PyObject* self, PyObject* args) {
+    int on = 0;
+    Py_ssize_t mask = -1;
+    if (!PyArg_ParseTuple(args, "p|n", &on, &mask)) return nullptr;
+    auto& n = sn(self);
+    if (mask >= 0 && (static_cast<std::size_t>(mask) >= n.fields.size() || n.fields[mask].width)) {
+        PyErr_SetString(PyExc_ValueError, "set_missing_raises: the None mask must be a variable field");
+        return nullptr;
+    }
+    n.missing_raises = on != 0;
+    n.none_mask = mask;
     Py_RETURN_NONE;
 }
 
@@ -786,7 +821,7 @@ PyMethodDef schema_methods[] = {
     {"bind", schema_bind, METH_VARARGS, nullptr},
     {"set_nested", schema_set_nested, METH_VARARGS, nullptr},
     {"blob", schema_blob, METH_NOARGS, nullptr},
-    {"set_missing_raises", schema_set_missing_raises, METH_O, nullptr},
+    {"set_missing_raises", schema_set_missing_raises, METH_VARARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 

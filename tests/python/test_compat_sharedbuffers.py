@@ -196,6 +196,28 @@ def test_unset_fields_are_missing_and_none_is_a_value():
     assert p.copy().l is None  # the copy has every slot (unset ones None)
 
 
+def test_fixed_width_fields_set_to_none_read_as_none_not_unset():
+    class Num:
+        __slot_types__ = {"a": int, "b": float, "c": mapped_struct.int32, "s": str}
+        __slots__ = tuple(__slot_types__)
+
+    sch = mapped_struct.Schema.from_typed_slots(Num)
+    n = Num()
+    n.a, n.b = 1, None
+    p = sch.unpack(sch.pack(n))
+    assert p.a == 1 and hasattr(p, "b") and p.b is None and not hasattr(p, "c") and not hasattr(p, "s")
+    assert sch.slot_keys == ("a", "b", "c", "s")  # the hidden None mask is no slot
+
+    class Arr(mapped_struct.MappedArrayProxyBase):
+        schema = sch
+
+    m = Num()
+    m.c = None
+    arr = Arr.build([n, m])
+    assert arr[0].b is None and not hasattr(arr[0], "c") and arr[1].c is None and not hasattr(arr[1], "a")
+    assert type(arr[1].copy()) is Num and arr[1].copy().c is None
+
+
 def test_unset_fields_in_mapped_arrays_are_missing():
     class Arr(mapped_struct.MappedArrayProxyBase):
         schema = _OPT

@@ -132,14 +132,61 @@ def _typecode_number(typecode) -> int:
     return 0x53420000 + int(typecode)
 
 
+# A hidden variable field of compat schemas with fixed-width fields: an int whose bit i is set when field i
+# was None. mmstore's fixed fields have one presence bit (None and unset are one state there); sharedbuffers
+# tells them apart, and the records binding reads this mask for it (set_missing_raises).
+_NONE_FIELD = "_sb_none_"
+
+
 def _constructor(cls):
     def construct(**fields):
         obj = cls.__new__(cls)
         for k, v in fields.items():
-            setattr(obj, k, v)
+            if k != _NONE_FIELD:
+                setattr(obj, k, v)
         return obj
 
     return construct
+
+
+def _fixed_indexes(native) -> tuple:
+    return tuple(i for i, t in enumerate(native.fields.values())
+                 if isinstance(t, _records.FieldType) and t.dtype is not None)
+
+
+def _arm(native) -> None:
+    """Unset fields of ``native``'s proxies raise AttributeError; fixed fields set to None read as None."""
+    names = native.names
+    native._native.set_missing_raises(True, names.index(_NONE_FIELD) if _NONE_FIELD in names else -1)
+    native._sb_fixed = tuple((i, names[i]) for i in _fixed_indexes(native))
+
+
+class _NoneMasked:
+    """``obj`` plus the None mask of its fixed fields, for the native packer (it reads attributes)."""
+
+    __slots__ = ("_o", "_sb_none_")
+
+    def __init__(self, o, mask: int) -> None:
+        self._o = o
+        self._sb_none_ = mask
+
+    def __getattr__(self, name):
+        return getattr(self._o, name)
+
+
+_ABSENT = object()
+
+
+def _masked(native, obj):
+    """``obj`` as the native packer should see it: with the hidden None mask when a fixed field is None."""
+    fixed = getattr(native, "_sb_fixed", ())
+    if not fixed or _NONE_FIELD not in native.names:
+        return obj
+    if isinstance(obj, dict):
+        mask = sum(1 << i for i, n in fixed if n in obj and obj[n] is None)
+        return {**obj, _NONE_FIELD: mask} if mask else obj
+    mask = sum(1 << i for i, n in fixed if getattr(obj, n, _ABSENT) is None)
+    return _NoneMasked(obj, mask) if mask else obj
 
 
 # -- sharedbuffers' container type names ------------------------------------------------------------------
@@ -373,7 +420,7 @@ class Schema:
     """A sharedbuffers-style schema over an mmstore :class:`mmstore.Schema` (``.native``)."""
 
     def __init__(self, native: _Schema, cls=None, user_data=None) -> None:
-        native._native.set_missing_raises(True)  # hasattr(proxy, f) is False for an unset field
+        _arm(native)  # hasattr(proxy, f) is False for an unset field
         self._schema = native
         self._cls = cls
         self.user_data = user_data
@@ -387,6 +434,8 @@ class Schema:
             slot_types = klass.__slot_types__
         fields = [(name, _translate(t)) for name, t in sorted(slot_types.items())]
         name = klass.__name__ if klass is not None else "Struct"
+        if _fixed_indexes(_Schema(fields, name=name)):
+            fields.append((_NONE_FIELD, object))
         native = _Schema(fields, name=name, factory=klass,
                          construct=_constructor(klass) if klass is not None else None)
         return cls(native, klass, user_data)
@@ -411,15 +460,15 @@ class Schema:
 
     @property
     def slot_keys(self):
-        return self._schema.names
+        return tuple(n for n in self._schema.names if n != _NONE_FIELD)
 
     def pack(self, obj, idmap=None, packer=None, padding=None, implicit_offset=0) -> bytearray:
         """``idmap`` (sharedbuffers' per-build dedup table) is accepted and unused: mmstore deduplicates
         equal values itself when building arrays and mappings."""
-        return bytearray(self._schema.pack(obj))
+        return bytearray(self._schema.pack(_masked(self._schema, obj)))
 
     def pack_into(self, obj, buf, offset: int = 0, idmap=None, implicit_offset: int = 0) -> int:
-        return offset + self._schema.pack_into(obj, buf, offset)
+        return offset + self._schema.pack_into(_masked(self._schema, obj), buf, offset)
 
     def unpack_from(self, buf, offset: int = 0, idmap=None, factory_class_new=None, proxy_into=None):
         return self._schema.unpack_from(buf, offset)
@@ -506,7 +555,7 @@ class mapped_object:
         if native.type_code != code:
             native = _Schema([(n, t if not isinstance(t, _Schema) else t) for n, t in native.fields.items()],
                              name=native.name, type_code=code, factory=typ, construct=_constructor(typ))
-            native._native.set_missing_raises(True)
+            _arm(native)
             schema._schema = native
         if _records._TYPES_BY_CODE.get(code) not in (None, native):
             _records._TYPES_BY_CODE.pop(code)  # sharedbuffers re-registers a code freed from its registry
@@ -604,8 +653,10 @@ class MappedArrayProxyBase:
 
     @classmethod
     def build(cls, initializer, destfile=None, tempdir=None, idmap=None, return_mapper=True, read_only=True):
+        native = cls.schema._schema
         f, off = _build_into(destfile, tempdir,
-                             lambda p: RecordArray.build(initializer, p, schema=cls.schema._schema, progress=False))
+                             lambda p: RecordArray.build((_masked(native, x) for x in initializer), p, schema=native,
+                                                         progress=False))
         return cls.map_file(f, off) if return_mapper else None
 
     @classmethod
@@ -875,10 +926,11 @@ class MappedMappingProxyBase:
         multi = cls._multi or idm.multi
         norm = idm._key
 
+        native = cls.ValueArray.schema._schema
+
         def write(p):
-            Mapping.build(((norm(k), v) for k, v in initializer), p, key=idm.key_type,
-                          schema=cls.ValueArray.schema._schema, multi=multi, approximate=idm.approximate,
-                          progress=False)
+            Mapping.build(((norm(k), _masked(native, v)) for k, v in initializer), p, key=idm.key_type,
+                          schema=native, multi=multi, approximate=idm.approximate, progress=False)
 
         f, off = _build_into(destfile, tempdir, write)
         return cls.map_file(f, off)
