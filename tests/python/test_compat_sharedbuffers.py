@@ -341,5 +341,8 @@ def test_single_value_packers_fit_sharedbuffers_sizes():
     big = bytearray(64)
     assert mapped_struct.proxied_buffer.pack_into(bytearray(range(20)), big, 10) == 10 + 20 + 8
     assert mapped_struct.proxied_buffer.unpack_from(big, 10) == bytes(range(20))
-    with _pytest.raises(IndexError, match="buffer too small"):
-        mapped_struct.mapped_datetime.pack_into(now, buf, 8)
+    assert mapped_struct.mapped_datetime.pack_into(now, buf, 8) == 16 and len(buf) == 16  # a bytearray grows
+    with _pytest.raises(IndexError, match="buffer too small"):  # a fixed buffer does not
+        mapped_struct.mapped_datetime.pack_into(now, memoryview(bytearray(12)), 8)
+    with _pytest.raises(IndexError, match="beyond the end"):
+        mapped_struct.mapped_frozenset.unpack_from(b"m", 0)
