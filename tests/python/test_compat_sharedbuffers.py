@@ -346,3 +346,47 @@ def test_single_value_packers_fit_sharedbuffers_sizes():
         mapped_struct.mapped_datetime.pack_into(now, memoryview(bytearray(12)), 8)
     with _pytest.raises(IndexError, match="beyond the end"):
         mapped_struct.mapped_frozenset.unpack_from(b"m", 0)
+
+
+class Nested:
+    __slot_types__ = {"a": int, "b": float}
+    __slots__ = tuple(__slot_types__)
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def test_registered_records_inside_containers_keep_none_and_unset():
+    sch = mapped_struct.Schema.from_typed_slots(Nested)
+    mapped_struct.mapped_object.register_schema(Nested, sch, b"~")
+    buf = bytearray(10)
+    mapped_struct.mapped_list.pack_into([Nested(a=1, b=None), Nested(b=2.0), 3], buf, 0)
+    got = mapped_struct.mapped_list.unpack_from(buf, 0)
+    assert got[0].a == 1 and hasattr(got[0], "b") and got[0].b is None
+    assert not hasattr(got[1], "a") and got[1].b == 2.0 and got[2] == 3
+    assert isinstance(got[0], mapped_struct.BufferProxyObject)
+
+
+def test_floats_in_decimal_fields_are_cast_and_proxied_sequences_are_read_only():
+    import decimal
+
+    class D:
+        __slot_types__ = {"d": decimal.Decimal}
+        __slots__ = ("d",)
+
+    sch = mapped_struct.Schema.from_typed_slots(D)
+    d = D()
+    d.d = 1.23
+    assert sch.unpack(sch.pack(d)).d == decimal.Decimal("1.23")
+    buf = bytearray(64)
+    mapped_struct.proxied_list.pack_into([1, 2.0, None], buf, 0)
+    view = mapped_struct.proxied_list.unpack_from(buf, 0)
+    assert view == (1, 2.0, None) and view == [1, 2.0, None] and repr(view) == "proxied_list([1,2.0,None])"
+    with _pytest.raises(TypeError):
+        view[0] = 5
+    with _pytest.raises(TypeError):
+        del view[0]
+    with _pytest.raises(NotImplementedError):
+        view < None
+    assert list(view.iter(mask=[1, 0, 1])) == [1, None] and str(view[1:]) == "[2.0,None]"

@@ -42,7 +42,7 @@ import struct as _struct
 import shutil as _shutil
 import tempfile as _tempfile
 
-from ... import _records
+from ... import _codec, _records
 from ..._core import _hash64
 from ..._core import decode as _decode
 from ..._core import encode as _encode
@@ -158,35 +158,45 @@ def _arm(native) -> None:
     """Unset fields of ``native``'s proxies raise AttributeError; fixed fields set to None read as None."""
     names = native.names
     native._native.set_missing_raises(True, names.index(_NONE_FIELD) if _NONE_FIELD in names else -1)
-    native._sb_fixed = tuple((i, names[i]) for i in _fixed_indexes(native))
+    native._sb_fixed = tuple((i, names[i]) for i in _fixed_indexes(native)) if _NONE_FIELD in names else ()
+    native._sb_decimal = tuple(n for n, t in native.fields.items() if t is _records._decimal_t)
 
 
-class _NoneMasked:
-    """``obj`` plus the None mask of its fixed fields, for the native packer (it reads attributes)."""
+class _Overlay:
+    """``obj`` with some attributes replaced, for the native packer (it reads attributes)."""
 
-    __slots__ = ("_o", "_sb_none_")
+    __slots__ = ("_o", "_over")
 
-    def __init__(self, o, mask: int) -> None:
+    def __init__(self, o, over: dict) -> None:
         self._o = o
-        self._sb_none_ = mask
+        self._over = over
 
     def __getattr__(self, name):
-        return getattr(self._o, name)
+        over = self._over
+        return over[name] if name in over else getattr(self._o, name)
 
 
 _ABSENT = object()
 
 
 def _masked(native, obj):
-    """``obj`` as the native packer should see it: with the hidden None mask when a fixed field is None."""
-    fixed = getattr(native, "_sb_fixed", ())
-    if not fixed or _NONE_FIELD not in native.names:
+    """``obj`` as the native packer should see it: with the hidden None mask when a fixed field is None, and
+    floats in Decimal fields cast to Decimal (as sharedbuffers casts them)."""
+    fixed, decs = getattr(native, "_sb_fixed", ()), getattr(native, "_sb_decimal", ())
+    if not fixed and not decs:
         return obj
-    if isinstance(obj, dict):
-        mask = sum(1 << i for i, n in fixed if n in obj and obj[n] is None)
-        return {**obj, _NONE_FIELD: mask} if mask else obj
-    mask = sum(1 << i for i, n in fixed if getattr(obj, n, _ABSENT) is None)
-    return _NoneMasked(obj, mask) if mask else obj
+    get = obj.get if isinstance(obj, dict) else lambda n, d=_ABSENT: getattr(obj, n, d)
+    over = {}
+    mask = sum(1 << i for i, n in fixed if get(n, _ABSENT) is None)
+    if mask:
+        over[_NONE_FIELD] = mask
+    for n in decs:
+        v = get(n, _ABSENT)
+        if type(v) is float:
+            over[n] = _decimal.Decimal(repr(v))
+    if not over:
+        return obj
+    return {**obj, **over} if isinstance(obj, dict) else _Overlay(obj, over)
 
 
 # -- sharedbuffers' container type names ------------------------------------------------------------------
@@ -351,6 +361,12 @@ class _ProxiedSeq(tuple):
     def __getitem__(self, index):
         r = tuple.__getitem__(self, index)
         return type(self)(r) if isinstance(index, slice) else r
+
+    def __setitem__(self, index, value):
+        raise TypeError(f"{self._name} is read-only")
+
+    def __delitem__(self, index):
+        raise TypeError(f"{self._name} is read-only")
 
     def iter(self, mask=None, proxy_into=None):
         if mask is None:
@@ -560,6 +576,9 @@ class mapped_object:
         if _records._TYPES_BY_CODE.get(code) not in (None, native):
             _records._TYPES_BY_CODE.pop(code)  # sharedbuffers re-registers a code freed from its registry
         _records.register_type(native)
+        # Instances nested in values (lists, object fields) pack through the codec's record hook: give it the
+        # same None mask and casts as a top-level pack.
+        _codec.register_record_type(native.factory, code, lambda o, n=native: n.pack(_masked(n, o)))
         _REGISTERED[typ] = schema
         packable = _Packable(schema)
         cls.TYPE_CODES[typ] = codeb
@@ -642,11 +661,20 @@ def _same_key(key):
     return key
 
 
+# sharedbuffers' base class of record proxies. mmstore's proxies are mmstore.RecordProxy instances; unlike
+# sharedbuffers' they are not reused between items (``proxy_into`` is ignored), so ``x is previous`` is False.
+BufferProxyObject = _records.RecordProxy
+
+
 class MappedArrayProxyBase:
     """Subclass with ``schema = Schema.from_typed_slots(...)``; ``build`` / ``map_file`` / ``map_buffer``
     return an instance (a sequence of record proxies)."""
 
     schema: Schema | None = None
+    # sharedbuffers' per-class file versions. mmstore files carry the engine's format version in their header
+    # (a newer one is refused with UnsupportedVersionError); these class attributes do not change the file.
+    _CURRENT_VERSION = 2
+    _CURRENT_MINIMUM_READER_VERSION = 2
 
     def __init__(self, array: RecordArray) -> None:
         self._array = array
