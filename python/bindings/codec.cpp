@@ -68,8 +68,8 @@ bool put_len_tagged(std::string& out, std::uint8_t short_base, std::uint8_t long
 bool encode_impl(PyObject* o, std::string& out, CodecFlags f, bool key, int depth);
 
 bool encode_ext(PyObject* o, std::string& out, CodecFlags f, bool key) {
-    PyObject* r = PyObject_CallFunctionObjArgs(g_encode_ext, o, key ? Py_True : Py_False,
-                                               f.allow_pickle ? Py_True : Py_False, nullptr);
+    PyObject* pk = f.serializer ? f.serializer : (f.allow_pickle ? Py_True : Py_False);
+    PyObject* r = PyObject_CallFunctionObjArgs(g_encode_ext, o, key ? Py_True : Py_False, pk, nullptr);
     if (r == nullptr) return false;
     char* buf;
     Py_ssize_t n;
@@ -337,7 +337,8 @@ PyObject* decode_impl(const char* b, std::size_t n, std::size_t& pos, CodecFlags
             pos = end;
             PyObject* data = PyBytes_FromStringAndSize(b + start, static_cast<Py_ssize_t>(end - start));
             if (data == nullptr) return nullptr;
-            PyObject* r = PyObject_CallFunctionObjArgs(g_decode_ext, data, f.allow_pickle ? Py_True : Py_False, nullptr);
+            PyObject* pk = f.serializer ? f.serializer : (f.allow_pickle ? Py_True : Py_False);
+            PyObject* r = PyObject_CallFunctionObjArgs(g_decode_ext, data, pk, nullptr);
             Py_DECREF(data);
             return r;
         }

@@ -21,6 +21,10 @@ struct CodecFlags {
     // The store, named in errors raised while encoding or decoding its values (nullptr: none). Points at
     // a string owned by the handle, which outlives every call.
     const std::string* path = nullptr;
+    // The store's pickler=/unpickler= pair (mmstore._codec.Serializer), borrowed from the handle that owns
+    // it (Handle::serializer); nullptr: plain pickle. Passed to encode_ext/decode_ext in place of
+    // allow_pickle, which a store with a serializer always has.
+    PyObject* serializer = nullptr;
 };
 
 // Appends the encoding of `o`. `key` refuses unhashable values with TypeError, as dict does.

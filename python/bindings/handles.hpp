@@ -28,6 +28,7 @@ struct Handle {
     CodecFlags flags;
     std::string path;
     bool recurse = false;  // SharedDict(recurse=True): dict values become nested tables (dict.cpp)
+    nb::object serializer;  // pickler=/unpickler= (mmstore._codec.Serializer) that flags.serializer borrows
 };
 using DictHandle = Handle<mmstore::Dict>;
 using ListHandle = Handle<mmstore::List>;
@@ -323,6 +324,13 @@ void bind_handle_common(nb::class_<H>& cls) {
            nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false,
            nb::arg("_segment") = false)
         .def_prop_ro("allow_pickle", [](H& h) { return h.flags.allow_pickle; })
+        .def("_set_serializer",
+             [](H& h, nb::object s) {
+                 h.serializer = s;
+                 h.flags.serializer = s.is_none() ? nullptr : s.ptr();
+             },
+             "Use s (mmstore._codec.Serializer) instead of pickle for values without a native encoding.")
+        .def("_serializer", [](H& h) -> nb::object { return h.serializer.is_valid() ? h.serializer : nb::none(); })
         .def("close", [](H& h) { if (h.obj) h.obj->close(); }, "Sync and close; further use raises ClosedError.")
         .def("sync", [](H& h) { checked(h).obj->sync(); }, "Make every change so far durable (msync + fsync).")
         .def("verify", [](H& h) { checked(h).obj->verify(); },

@@ -66,6 +66,13 @@ struct SchemaNative {
     PyObject* coerce = nullptr;     // strong: coerce(type_code, value) -> value
     PyObject* blob = nullptr;       // bytes
     PyObject* factory = nullptr;    // strong: the struct class (or None)
+    // Set by mmstore.compat.sharedbuffers (set_missing_raises): reading a field that was never set raises
+    // AttributeError instead of returning None, and packing stores a None variable field as a present None,
+    // so that hasattr() tells "unset" from None as sharedbuffers does.
+    bool missing_raises = false;
+    // With missing_raises: index of the hidden field whose integer value has bit i set when fixed-width field i
+    // was None (a fixed field has no room for None), or -1.
+    Py_ssize_t none_mask = -1;
 };
 
 struct SchemaObj {
@@ -317,6 +324,17 @@ bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth) {
         }
         if (v == Py_None) {
             Py_DECREF(v);
+            if (so->n->missing_raises && !fi.width) {  // a present None: its slot points at a kNone byte
+                const std::uint64_t rel = out.size() - start;
+                if (rel > 0xFFFFFFFFu) {
+                    PyErr_SetString(PyExc_OverflowError, "a packed record exceeds 4 GiB");
+                    return false;
+                }
+                const auto r32 = static_cast<std::uint32_t>(rel);
+                out.push_back('\0');
+                std::memcpy(&out[start + fi.row_off], &r32, 4);
+                out[start + 4 + i / 8] = static_cast<char>(out[start + 4 + i / 8] | (1 << (i % 8)));
+            }
             continue;
         }
         bool ok;
@@ -494,6 +512,22 @@ PyObject* read_field(const ProxyObj* p, std::size_t i) {
 
 bool is_proxy(PyObject* o) { return PyObject_TypeCheck(o, g_proxy_type); }
 
+// Whether field i of the proxy holds a value (None stored as a value counts); used only for missing_raises.
+bool field_present(const ProxyObj* p, std::size_t i) {
+    const FieldInfo& fi = sn(p->so).fields[i];
+    if (p->row != nullptr) {
+        if (!(static_cast<std::uint8_t>(p->row[4 + i / 8]) >> (i % 8) & 1)) return false;
+        return fi.width != 0 || load<std::uint32_t>(p->row + fi.row_off) != 0;
+    }
+    const ColumnSet* c = p->cols;
+    if (fi.width) {
+        const std::uint8_t* pres = c->presence[i];
+        return pres == nullptr || (pres[p->idx / 8] >> (p->idx % 8) & 1);
+    }
+    const auto off = load<std::uint64_t>(c->data[i] + p->idx * 8);
+    return !(off < c->heap_len && c->heap[off] == 0);  // a column stores an unset value as a kNone byte
+}
+
 PyObject* proxy_values(PyObject* self, PyObject*) {
     auto* p = reinterpret_cast<ProxyObj*>(self);
     const std::size_t nf = sn(p->so).fields.size();
@@ -605,7 +639,38 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
         PyErr_SetString(PyExc_TypeError, "field descriptor used on a proxy of another schema");
         return nullptr;
     }
-    return read_field(reinterpret_cast<ProxyObj*>(obj), f->index);
+    auto* p = reinterpret_cast<ProxyObj*>(obj);
+    if (sn(p->so).missing_raises && !field_present(p, f->index)) {
+        const Py_ssize_t m = sn(p->so).none_mask;
+        if (m >= 0 && sn(p->so).fields[f->index].width && field_present(p, static_cast<std::size_t>(m))) {
+            PyObject* mask = read_field(p, static_cast<std::size_t>(m));
+            if (mask == nullptr) return nullptr;
+            PyObject* sh = PyLong_FromSsize_t(static_cast<Py_ssize_t>(f->index));
+            PyObject* shifted = sh && PyLong_Check(mask) ? PyNumber_Rshift(mask, sh) : nullptr;
+            Py_XDECREF(sh);
+            Py_DECREF(mask);
+            long b = 0;
+            if (shifted != nullptr) {
+                int overflow = 0;
+                const long long lo = PyLong_AsLongLongAndOverflow(shifted, &overflow);  // only the low bit matters
+                b = overflow ? 0 : static_cast<long>(lo & 1);
+                if (overflow) {  // a mask wider than 64 bits: take its low bit exactly
+                    PyObject* one = PyLong_FromLong(1);
+                    PyObject* low = one ? PyNumber_And(shifted, one) : nullptr;
+                    b = low ? PyLong_AsLong(low) : 0;
+                    Py_XDECREF(low);
+                    Py_XDECREF(one);
+                }
+                Py_DECREF(shifted);
+            }
+            PyErr_Clear();  // a malformed mask is no mask: the field reads as unset
+            if (b == 1) Py_RETURN_NONE;  // set to None: present, as in sharedbuffers
+        }
+        PyErr_Format(PyExc_AttributeError, "field '%U' of this %s record is not set", sn(p->so).fields[f->index].name,
+                     Py_TYPE(obj)->tp_name);
+        return nullptr;
+    }
+    return read_field(p, f->index);
 }
 
 int field_set(PyObject*, PyObject*, PyObject*) {
@@ -730,6 +795,20 @@ PyObject* schema_set_nested(PyObject* self, PyObject* args) {
     Py_RETURN_NONE;
 }
 
+PyObject* schema_set_missing_raises(PyObject* self, PyObject* args) {
+    int on = 0;
+    Py_ssize_t mask = -1;
+    if (!PyArg_ParseTuple(args, "p|n", &on, &mask)) return nullptr;
+    auto& n = sn(self);
+    if (mask >= 0 && (static_cast<std::size_t>(mask) >= n.fields.size() || n.fields[mask].width)) {
+        PyErr_SetString(PyExc_ValueError, "set_missing_raises: the None mask must be a variable field");
+        return nullptr;
+    }
+    n.missing_raises = on != 0;
+    n.none_mask = mask;
+    Py_RETURN_NONE;
+}
+
 PyObject* schema_blob(PyObject* self, PyObject*) {
     Py_INCREF(sn(self).blob);
     return sn(self).blob;
@@ -742,6 +821,7 @@ PyMethodDef schema_methods[] = {
     {"bind", schema_bind, METH_VARARGS, nullptr},
     {"set_nested", schema_set_nested, METH_VARARGS, nullptr},
     {"blob", schema_blob, METH_NOARGS, nullptr},
+    {"set_missing_raises", schema_set_missing_raises, METH_VARARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -1209,6 +1289,25 @@ PyObject* mapping_entry_key(PyObject* self, PyObject* arg) {
     }
 }
 
+// The stored key hash of entry e: all 64 bits for approximate maps (what they store instead of the key), the
+// low 32 for exact ones. Used by mmstore.compat.sharedbuffers, whose approximate mappers iterate by hash.
+PyObject* mapping_entry_hash(PyObject* self, PyObject* arg) {
+    ImageState& st = st_of(self);
+    if (!open_or_raise(st)) return nullptr;
+    const unsigned long long e = PyLong_AsUnsignedLongLong(arg);
+    if (e == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+    if (e >= st.cols->count) {
+        PyErr_SetString(PyExc_IndexError, "entry out of range");
+        return nullptr;
+    }
+    try {
+        return PyLong_FromUnsignedLongLong(st.mapping->key_hash_bits(e));
+    } catch (...) {
+        error_from_exception();
+        return nullptr;
+    }
+}
+
 PyObject* mapping_entry_value(PyObject* self, PyObject* arg) {
     ImageState& st = st_of(self);
     if (!bound(st)) return nullptr;
@@ -1238,6 +1337,7 @@ PyMethodDef mapping_methods[] = {
     {"get_all", mapping_get_all, METH_O, nullptr},
     {"entry_key", mapping_entry_key, METH_O, nullptr},
     {"entry_value", mapping_entry_value, METH_O, nullptr},
+    {"entry_hash", mapping_entry_hash, METH_O, nullptr},
     {"info", mapping_info, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -23,7 +23,7 @@ from . import _core
 from ._core import decode, encode
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
-from ._pool import Pool, Ref, is_mapped, load
+from ._pool import Pool, Ref, is_mapped, load, register_spill
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
@@ -51,6 +51,7 @@ __all__ = [
     "Ref",
     "load",
     "is_mapped",
+    "register_spill",
     "FORMAT_VERSION",
     "merge",
     *_records.__all__,

@@ -7,7 +7,12 @@ the pickle fallback. The byte layouts are specified in docs/format.md and implem
 C++ (src/codec/value.cpp); tests check both directions.
 
 Only exact types get a native encoding: subclasses (an ``IntEnum``, a ``pandas.Timestamp``) round-trip
-through pickle so that their type survives.
+through pickle so that their type survives. A ``memoryview`` is stored as the ``bytes`` it shows (C order)
+and reads back as ``bytes``: a view cannot outlive the buffer it was taken from.
+
+A store opened with ``pickler=`` / ``unpickler=`` (:class:`Serializer`) puts what its pickler returns in
+the pickle payload instead of ``pickle.dumps``'s output, and reads payloads back through its unpickler; the
+core passes that Serializer in place of ``allow_pickle`` (python/bindings/codec.hpp, CodecFlags).
 """
 
 from __future__ import annotations
@@ -47,6 +52,40 @@ _DATE = _struct.Struct("<iBB")
 _DATETIME = _struct.Struct("<iBBBBBBIB")
 
 
+class Serializer:
+    """A store's own replacement for pickle (``Dict(path, pickler=..., unpickler=...)``).
+
+    ``pickler`` turns an object into bytes: an object with a ``pickle(obj)`` method (pyrsistence's protocol),
+    or a ``dumps(obj)`` method, or a callable. ``unpickler`` is the inverse: ``unpickle(data)``,
+    ``loads(data)`` or a callable. Either may be ``None`` for ``pickle`` itself. They are used only for
+    values without a native encoding (the codec's pickle payload); native values stay readable from C++.
+    Calls are made with the GIL held, one at a time per thread; a store shared by threads shares them.
+    """
+
+    __slots__ = ("dumps", "loads", "pickler", "unpickler")
+
+    def __init__(self, pickler=None, unpickler=None) -> None:
+        self.pickler, self.unpickler = pickler, unpickler
+        self.dumps = _method(pickler, ("pickle", "dumps"), lambda o: _pickle.dumps(o, protocol=5), "pickler")
+        self.loads = _method(unpickler, ("unpickle", "loads"), _pickle.loads, "unpickler")
+
+    def __repr__(self) -> str:
+        return f"mmstore.Serializer(pickler={self.pickler!r}, unpickler={self.unpickler!r})"
+
+
+def _method(obj, names, default, what):
+    if obj is None:
+        return default
+    for n in names:
+        m = getattr(obj, n, None)
+        if callable(m):
+            return m
+    if callable(obj):
+        return obj
+    raise TypeError(f"{what}= must have a {names[0]}() or {names[1]}() method or be callable, not "
+                    f"{type(obj).__qualname__}")
+
+
 def _short_str(s: str) -> bytes:
     b = s.encode("utf-8")
     if len(b) <= 31:
@@ -79,8 +118,18 @@ def _is_ndarray(obj) -> bool:
 
 
 def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
-    """Encoding of ``obj`` (tag included) for the types the native core does not handle."""
+    """Encoding of ``obj`` (tag included) for the types the native core does not handle. ``allow_pickle``
+    is a bool, or the store's :class:`Serializer` (which implies pickling is allowed)."""
     t = type(obj)
+    if t is memoryview:
+        if key:
+            try:
+                hash(obj)  # only read-only views are hashable, as for dict
+            except ValueError as exc:
+                raise TypeError(f"unhashable key: {exc}") from None
+        data = obj.tobytes()
+        n = len(data)
+        return (bytes([0x40 + n]) if n <= 31 else b"\x11" + _U32.pack(n)) + data
     if t is _dt.date:
         return bytes([TAG_DATE]) + _DATE.pack(obj.year, obj.month, obj.day)
     if t is _dt.datetime:
@@ -122,9 +171,13 @@ def encode_ext(obj, key: bool, allow_pickle: bool) -> bytes:
             "and pickling is disabled (allow_pickle=False)"
         )
     try:
-        payload = _pickle.dumps(obj, protocol=5)
+        if allow_pickle is True:
+            payload = _pickle.dumps(obj, protocol=5)
+        else:
+            payload = bytes(allow_pickle.dumps(obj))
     except Exception as exc:
-        raise EncodeError(f"cannot store a value of type {t.__qualname__}: {exc}") from exc
+        how = "pickle" if allow_pickle is True else "the store's pickler"
+        raise EncodeError(f"cannot store a value of type {t.__qualname__} ({how} failed): {exc}") from exc
     return bytes([TAG_PICKLE]) + _U32.pack(len(payload)) + payload
 
 
@@ -197,7 +250,9 @@ def decode_ext(data: bytes, allow_pickle: bool):
                 raise EncodeError("refusing to unpickle a stored value: this handle has allow_pickle=False")
             (n,) = _U32.unpack_from(data, 1)
             try:
-                return _pickle.loads(data[5 : 5 + n])
+                if allow_pickle is True:
+                    return _pickle.loads(data[5 : 5 + n])
+                return allow_pickle.loads(data[5 : 5 + n])
             except (_pickle.UnpicklingError, EOFError) as exc:
                 raise CorruptFileError(f"corrupt pickle payload: {exc}") from exc
     except (ValueError, TypeError, LookupError, ArithmeticError, _struct.error, UnicodeDecodeError) as exc:

@@ -13,6 +13,10 @@ become buffers:
 * an exact ``numpy.ndarray`` (C-contiguous, plain dtype) is one raw buffer plus dtype and shape, readable by
   C++ ``mmstore::Pool::load``; ``bytes`` likewise (restored as a copy: a ``bytes`` object owns its storage);
   a ``memoryview`` is one raw buffer restored as a read-only view;
+* a type registered with :func:`register_spill` spills through its own ``dump`` (metadata + raw buffers)
+  and comes back through its ``load`` given zero-copy views of the mapping -- the per-type hook that
+  MemPool.jl's ``mmwrite``/``mmread`` are, and what numpy arrays get built in; no pickle is involved, so it
+  works with ``allow_pickle=False``;
 * anything else is pickled with protocol 5 and out-of-band buffers: the pickle stream is buffer 0 and every
   buffer pickle hands out (numpy arrays anywhere inside dicts, lists or custom objects, ``PickleBuffer``)
   is a page-aligned raw buffer of its own, restored as a view of the mapping.
@@ -46,7 +50,7 @@ from . import _core
 from ._core import decode, encode
 from ._errors import ClosedError, CorruptFileError, DiskFullError, EncodeError, StoreNotFoundError
 
-__all__ = ["Pool", "Ref", "load", "is_mapped", "sizeof", "parse_bytes"]
+__all__ = ["Pool", "Ref", "load", "is_mapped", "sizeof", "parse_bytes", "register_spill"]
 
 logger = logging.getLogger("mmstore.pool")
 
@@ -131,9 +135,59 @@ def _sampled(items, n: int, depth: int) -> int:
 # ------------------------------------------------------------------------------------ spill encoding
 
 
-def _spill_parts(obj) -> tuple[bytes, list]:
+# register_spill: exact type -> (name, dump); name -> load.
+_SPILL_DUMP: dict = {}
+_SPILL_LOAD: dict = {}
+
+
+def register_spill(cls: type, dump, load, *, name: str | None = None) -> None:
+    """Give ``cls`` its own spill format (the Pool's per-type hook; MemPool.jl's ``mmwrite``/``mmread``).
+
+    * ``dump(obj) -> (meta, buffers)``: ``meta`` is any value mmstore's codec stores natively (None, numbers,
+      str, bytes, tuples, lists, dicts ...; no pickle), ``buffers`` a list of objects exporting the buffer
+      protocol (bytes, numpy arrays, memoryviews ...). Each buffer is written raw and page-aligned.
+    * ``load(meta, views) -> obj``: ``views`` are read-only ``memoryview`` objects of the mapped spill file,
+      one per buffer, valid as long as anything refers to them (the mapping stays open while a view lives):
+      build the object on them to restore it zero-copy, as numpy arrays are.
+    * ``name``: what the spill file records to find ``load`` again, in this or another process (default
+      ``"module.QualName"`` of ``cls``); the reading process must have registered it too.
+
+    Only objects whose type is exactly ``cls`` use the hook (a subclass registers itself). Hooked objects
+    never go through pickle, so they spill and restore in a ``Pool(allow_pickle=False)``; registering again
+    replaces the hook. ``dump`` raising makes the object unspillable (it stays in RAM, as an unpicklable one
+    does)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_spill: expected a type, got {type(cls).__name__}")
+    if not callable(dump) or not callable(load):
+        raise TypeError("register_spill: dump and load must be callable")
+    name = name if name is not None else f"{cls.__module__}.{cls.__qualname__}"
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_spill: name must be a non-empty str, not {name!r}")
+    _SPILL_DUMP[cls] = (name, dump)
+    _SPILL_LOAD[name] = load
+
+
+def _raw_bytes(buf):
+    """The bytes of a buffer as a flat byte view (one copy only when it is not contiguous)."""
+    mv = memoryview(buf)
+    if not mv.c_contiguous:
+        return mv.tobytes()
+    return mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv
+
+
+def _spill_parts(obj, allow_pickle: bool = True) -> tuple[bytes, list]:
     """(codec-encoded metadata, raw buffers) of ``obj``; see the module docstring."""
     t = type(obj)
+    hook = _SPILL_DUMP.get(t)
+    if hook is not None:
+        name, dump = hook
+        try:
+            meta, bufs = dump(obj)
+            raws = [_raw_bytes(b) for b in bufs]
+            return encode({"kind": "custom", "type": name, "meta": meta}), raws
+        except Exception as exc:
+            raise EncodeError(f"cannot spill a value of type {t.__module__}.{t.__qualname__}: its spill hook "
+                              f"{name!r} failed: {exc!r}") from exc
     if _is_ndarray(obj) and t.__module__ == "numpy":
         dt = obj.dtype
         if not dt.hasobject and dt.fields is None and obj.flags.c_contiguous and dt.str != "|V0":
@@ -147,6 +201,9 @@ def _spill_parts(obj) -> tuple[bytes, list]:
     if t is memoryview:
         meta = {"kind": "bytes", "memoryview": True, "format": obj.format, "shape": list(obj.shape)}
         return encode(meta), [obj if obj.c_contiguous else obj.tobytes()]
+    if not allow_pickle:
+        raise EncodeError(f"cannot spill a value of type {t.__module__}.{t.__qualname__}: it has no native spill "
+                          "format or spill hook (mmstore.register_spill) and the pool has allow_pickle=False")
     buffers: list = []
     try:
         payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
@@ -161,7 +218,7 @@ def _spill_parts(obj) -> tuple[bytes, list]:
     return encode({"kind": "pickle5"}), [payload, *raws]
 
 
-def _restore(mapping) -> object:
+def _restore(mapping, allow_pickle: bool = True) -> object:
     """The object of a mapped spill file; buffers are zero-copy views of the mapping (except ``bytes``)."""
     try:
         meta = decode(mapping.meta)
@@ -188,18 +245,28 @@ def _restore(mapping) -> object:
             except (TypeError, ValueError):
                 return views[0]
         return bytes(views[0])
+    if kind == "custom":
+        load = _SPILL_LOAD.get(meta.get("type"))
+        if load is None:
+            raise EncodeError(f"{mapping.path}: spilled object of type {meta.get('type')!r} has no spill hook "
+                              "registered in this process (mmstore.register_spill)")
+        return load(meta.get("meta"), views)
     if kind == "pickle5":
+        if not allow_pickle:
+            raise EncodeError(f"{mapping.path}: refusing to unpickle a spilled object (allow_pickle=False)")
         return pickle.loads(views[0], buffers=views[1:])
     raise CorruptFileError(f"{mapping.path}: unknown spill object kind {kind!r}", mapping.path)
 
 
-def load(path, verify: bool = True):
+def load(path, verify: bool = True, allow_pickle: bool = True):
     """Read back a file written by :meth:`Pool.save` (or C++ ``mmstore::Pool::save``).
 
     Buffers are mapped, not read: arrays come back as read-only views of the file. ``verify`` checks the
     data checksums ``save`` wrote (one pass over the data); the header is always checked.
+    ``allow_pickle=False`` refuses a pickled object (``EncodeError``): only arrays, bytes, memoryviews and
+    types with a spill hook (:func:`register_spill`) load.
     """
-    return _restore(_core._SpillMapping(os.fspath(path), verify))
+    return _restore(_core._SpillMapping(os.fspath(path), verify), allow_pickle)
 
 
 def is_mapped(obj) -> bool:
@@ -306,9 +373,12 @@ class Pool:
 
     ``max_memory``: bytes or a string like ``"2GiB"``. ``spill_dir``: where the pool creates its private
     directory (default: the system temporary directory). ``policy``: ``"lru"`` or ``"mru"``.
+    ``allow_pickle=False``: objects that would be pickled to spill (no native format, no
+    :func:`register_spill` hook) are never spilled and stay in RAM, and no spilled pickle is read back.
     """
 
-    def __init__(self, max_memory="2GiB", spill_dir=None, policy: str = "lru"):
+    def __init__(self, max_memory="2GiB", spill_dir=None, policy: str = "lru", *, allow_pickle: bool = True):
+        self._allow_pickle = bool(allow_pickle)
         self._max = parse_bytes(max_memory)
         if policy not in ("lru", "mru"):
             raise ValueError(f"policy must be 'lru' or 'mru', not {policy!r}")
@@ -416,7 +486,7 @@ class Pool:
                 self._order.move_to_end(ref.id)
                 return e.obj
             self._misses += 1
-            obj = _restore(_core._SpillMapping(_file(self._dir.path, ref.id)))
+            obj = _restore(_core._SpillMapping(_file(self._dir.path, ref.id)), self._allow_pickle)
             self._restores += 1
             if e.size <= self._max:
                 try:
@@ -465,7 +535,7 @@ class Pool:
             if self._shm_dir is None:
                 raise OSError("no shared memory directory (/dev/shm) on this system; use copy_to_disk")
             if not e.shm:
-                meta, bufs = _spill_parts(self._object(ref.id, e))
+                meta, bufs = _spill_parts(self._object(ref.id, e), self._allow_pickle)
                 e.shm = _core._spill_write(_file(self._shm_dir.path, ref.id), meta, bufs)
             return ref
 
@@ -473,7 +543,7 @@ class Pool:
         """Write the object to ``path`` as a standalone spill file (fsync'ed, data checksummed); see :func:`load`."""
         with self._lock:
             obj = self._object(ref.id, self._entry(ref))
-        meta, bufs = _spill_parts(obj)
+        meta, bufs = _spill_parts(obj, self._allow_pickle)
         _core._spill_write(os.fspath(path), meta, bufs, sync=True, hash_data=True)
 
     def stats(self) -> dict:
@@ -542,13 +612,13 @@ class Pool:
     def _object(self, id: int, e: _Entry):
         if e.obj is not _MISSING:
             return e.obj
-        return _restore(_core._SpillMapping(_file(self._dir.path, id)))
+        return _restore(_core._SpillMapping(_file(self._dir.path, id)), self._allow_pickle)
 
     def _write(self, id: int, e: _Entry) -> None:
         if e.disk:
             return
         try:
-            meta, bufs = _spill_parts(e.obj)
+            meta, bufs = _spill_parts(e.obj, self._allow_pickle)
         except EncodeError:
             e.pinned = True
             raise

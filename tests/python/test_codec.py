@@ -491,3 +491,23 @@ def test_nan_key_is_found_by_any_nan_with_the_same_bits(tmp_path):
         d[(math.nan, 1)] = "tuple"
         assert d[(float("nan"), 1)] == "tuple"
         assert len(d) == 2
+
+
+def test_memoryview_is_stored_as_the_bytes_it_shows(tmp_path):
+    # issue 14: sharedbuffers users store memoryviews; they read back as bytes (a view cannot outlive its buffer).
+    import array
+
+    with mmstore.Dict(tmp_path / "m.mms", allow_pickle=False) as d:
+        d["short"] = memoryview(b"abc")
+        d["long"] = memoryview(b"x" * 100)
+        d["typed"] = memoryview(array.array("i", [1, 2]))
+        d["strided"] = memoryview(b"abcdef")[::2]
+        d[memoryview(b"key")] = 1  # a read-only byte view is hashable: the same key as b"key"
+        assert d["short"] == b"abc" and type(d["short"]) is bytes and d["long"] == b"x" * 100
+        assert d["typed"] == array.array("i", [1, 2]).tobytes() and d["strided"] == b"ace" and d[b"key"] == 1
+        with pytest.raises(TypeError):
+            d[memoryview(bytearray(b"w"))] = 1  # writable views are unhashable, as for dict
+    with mmstore.List(tmp_path / "l.mms") as lst:
+        lst.append(memoryview(b"zz"))
+        assert lst[0] == b"zz"
+    assert mmstore.decode(mmstore.encode(memoryview(b"q"))) == b"q"

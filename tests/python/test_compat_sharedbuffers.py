@@ -69,14 +69,15 @@ def make(i):
 
 
 def test_pack_pack_into_unpack_from():
-    s = SomeStruct(a=3, s="blah", fset=frozenset([1, 3]), o=3)  # unset slots read as None
+    s = SomeStruct(a=3, s="blah", fset=frozenset([1, 3]), o=3)  # unset slots are missing, as in sharedbuffers
     data = s.__schema__.pack(s)
     assert isinstance(data, bytearray)
     buf = bytearray(1000)
     end = s.__schema__.pack_into(s, buf, 10)
     assert end == 10 + len(data)
     p = s.__schema__.unpack_from(buf, 10)
-    assert (p.a, p.s, p.fset, p.o, p.b) == (3, "blah", frozenset([1, 3]), 3, None)
+    assert (p.a, p.s, p.fset, p.o, getattr(p, "b", None)) == (3, "blah", frozenset([1, 3]), 3, None)
+    assert not hasattr(p, "b")
     c = p.copy()
     assert type(c) is SomeStruct and c.s == "blah"
 
@@ -107,7 +108,7 @@ def test_mappings_by_name_id_and_object(tmp_path):
     with tempfile.NamedTemporaryFile(dir=tmp_path) as destfile:
         m = StructNameMapping.build(dict(a=make(1), b=make(2)).items(), destfile=destfile)
         assert m["a"].a == 1 and "b" in m and m.get("zz") is None and len(m) == 2
-        assert sorted(m.keys()) == ["a", "b"]
+        assert sorted(m.keys()) == [b"a", b"b"]  # string mappers key by bytes, as sharedbuffers' do
     with tempfile.NamedTemporaryFile(dir=tmp_path) as destfile:
         m = StructIdMapping.build({1: make(1), 3: make(3)}.items(), destfile=destfile)
         assert m[3].s == "s3"
@@ -160,3 +161,232 @@ def test_string_mappers_take_str_and_bytes_keys_alike():
     assert ids["abc"] == 1 and ids[b"abc"] == 1 and ids["d\u00e9f".encode()] == 2 and b"abc" in ids
     multi = mapped_struct.StringIdMultiMapper.build([("k", 1), (b"k", 2)])
     assert sorted(multi.get_iter(b"k")) == [1, 2]
+
+
+# -- issue 14: sharedbuffers' own suite through this layer ---------------------------------------------------------
+
+import datetime as _dt
+import pickle as _pickle
+
+import numpy as _np
+import pytest as _pytest
+
+
+class Opt:
+    __slot_types__ = {"n": int, "x": float, "s": str, "l": list}
+    __slots__ = tuple(__slot_types__)
+
+
+_OPT = mapped_struct.Schema.from_typed_slots(Opt)
+
+
+def _opt(**kw):
+    o = Opt()
+    for k, v in kw.items():
+        setattr(o, k, v)
+    return o
+
+
+def test_unset_fields_are_missing_and_none_is_a_value():
+    p = _OPT.unpack(_OPT.pack(_opt(n=1, s=None)))
+    assert p.n == 1 and hasattr(p, "s") and p.s is None  # a variable field set to None stays None
+    assert not hasattr(p, "l") and not hasattr(p, "x")  # never set: AttributeError, as in sharedbuffers
+    with _pytest.raises(AttributeError, match="'l'"):
+        p.l
+    assert p.copy().l is None  # the copy has every slot (unset ones None)
+
+
+def test_fixed_width_fields_set_to_none_read_as_none_not_unset():
+    class Num:
+        __slot_types__ = {"a": int, "b": float, "c": mapped_struct.int32, "s": str}
+        __slots__ = tuple(__slot_types__)
+
+    sch = mapped_struct.Schema.from_typed_slots(Num)
+    n = Num()
+    n.a, n.b = 1, None
+    p = sch.unpack(sch.pack(n))
+    assert p.a == 1 and hasattr(p, "b") and p.b is None and not hasattr(p, "c") and not hasattr(p, "s")
+    assert sch.slot_keys == ("a", "b", "c", "s")  # the hidden None mask is no slot
+
+    class Arr(mapped_struct.MappedArrayProxyBase):
+        schema = sch
+
+    m = Num()
+    m.c = None
+    arr = Arr.build([n, m])
+    assert arr[0].b is None and not hasattr(arr[0], "c") and arr[1].c is None and not hasattr(arr[1], "a")
+    assert type(arr[1].copy()) is Num and arr[1].copy().c is None
+
+
+def test_unset_fields_in_mapped_arrays_are_missing():
+    class Arr(mapped_struct.MappedArrayProxyBase):
+        schema = _OPT
+
+    arr = Arr.build([_opt(n=1, l=[1]), _opt(s="x")])
+    assert hasattr(arr[0], "l") and not hasattr(arr[0], "s") and not hasattr(arr[1], "n") and arr[1].s == "x"
+
+
+def test_native_schemas_still_read_unset_fields_as_none():
+    import mmstore
+
+    native = mmstore.Schema([("a", int), ("s", str)])
+    p = native.unpack_from(native.pack({"a": 1}))
+    assert p.s is None and hasattr(p, "s")
+
+
+def test_pack_and_unpack_take_an_idmap():
+    idmap = {}
+    p = _OPT.unpack(_OPT.pack(_opt(n=5), idmap), {})
+    assert p.n == 5
+
+
+def test_schema_pickles_with_user_data_and_stays_compatible():
+    s = mapped_struct.Schema.from_typed_slots({"a": int}, user_data={"some": "contents"})
+    again = _pickle.loads(_pickle.dumps(s, 2))
+    assert again.user_data == {"some": "contents"} and again.compatible(s) and s.compatible(again)
+    p2 = _pickle.loads(_pickle.dumps(_OPT))
+    assert p2.unpack(_OPT.pack(_opt(n=3))).n == 3 and not hasattr(p2.unpack(_OPT.pack(_opt(n=3))), "s")
+
+
+def test_memoryview_values_are_stored_as_bytes():
+    class B:
+        __slot_types__ = {"o": object}
+        __slots__ = ("o",)
+
+    sch = mapped_struct.Schema.from_typed_slots(B)
+    b = B()
+    b.o = memoryview(bytearray(range(10)))
+    assert sch.unpack(sch.pack(b)).o == bytes(range(10))
+
+
+def test_string_mappers_key_by_bytes_and_approximate_ones_iterate_by_hash():
+    multi = mapped_struct.StringIdMultiMapper.build([(b"42", 1), (b"42", 2), ("35", 3)])
+    assert set(multi.keys()) == {b"42", b"35"} and sorted(multi[b"42"]) == [1, 2] and multi["35"] == [3]
+    approx = mapped_struct.ApproxStringIdMultiMapper.build([(b"42", 1), ("35", 3)])
+    h = {approx.xxh(approx.encode(k)).intdigest(): k for k in (b"42", "35")}
+    assert {(h[k], v) for k, v in approx.iteritems()} == {(b"42", 1), ("35", 3)}
+    assert sorted(approx[b"35"]) == [3]
+
+
+def test_mapping_exposes_its_id_mapper():
+    class Arr(mapped_struct.MappedArrayProxyBase):
+        schema = _OPT
+
+    class M(mapped_struct.MappedMultiMappingProxyBase):
+        IdMapper = mapped_struct.ApproxStringIdMultiMapper
+        ValueArray = Arr
+
+    m = M.build([(b"k", _opt(n=1)), (b"k", _opt(n=2))])
+    idm = m.id_mapper
+    assert {idm.xxh(idm.encode(b"k")).intdigest()} == {k for k, _ in m.iteritems()}
+    assert sorted(v.n for v in m[b"k"]) == [1, 2]
+
+
+def test_id_mapper_copy_and_merge():
+    a = mapped_struct.NumericIdMapper.build([(1, 2), (3, 4)])
+    c = a.copy()
+    assert c.buf is not a.buf and sorted(c.items()) == [(1, 2), (3, 4)]
+    assert list(mapped_struct.NumericIdMapper.build([]).copy()) == []
+    merged = mapped_struct.NumericIdMapper.merge([a, mapped_struct.NumericIdMapper.build([(5, 6)])])
+    assert sorted(merged.items()) == [(1, 2), (3, 4), (5, 6)]
+    multi = mapped_struct.StringIdMultiMapper.merge([mapped_struct.StringIdMultiMapper.build([("a", 1)]),
+                                                     mapped_struct.StringIdMultiMapper.build([("a", 2)])])
+    assert sorted(multi["a"]) == [1, 2]
+
+
+def test_bsearch_sorted_contains_and_index_merge():
+    a = _np.array([1, 1, 2, 2, 3, 4, 4, 5, 6, 6])
+    assert [mapped_struct.bsearch(a, x) for x in (0, 1, 2, 4, 6, 7)] == [0, 0, 2, 5, 8, 10]
+    assert mapped_struct.sorted_contains(a, 5) and not mapped_struct.sorted_contains(a, 7)
+    assert mapped_struct.bsearch(_np.array([], "u4"), 3) == 0
+    with _pytest.raises(NotImplementedError):
+        mapped_struct.bsearch(_np.arange(3, dtype=complex), 1)
+    x = _np.array([[1, 10], [5, 50]], "u4")
+    y = _np.array([[2, 20], [5, 51]], "u4")
+    dest = _np.empty((4, 2), "u4")
+    assert mapped_struct.index_merge(x, y, dest) == 4
+    assert dest.tolist() == [[1, 10], [2, 20], [5, 50], [5, 51]]
+    with _pytest.raises(ValueError):
+        mapped_struct.index_merge(x, y, _np.empty((4, 3), "u4"))
+    with _pytest.raises(ValueError):
+        mapped_struct.index_merge(x, y, _np.empty((3, 2), "u4"))
+    with _pytest.raises(NotImplementedError):
+        mapped_struct.index_merge(dest[:1], dest[2:3], dest[1:])
+    assert mapped_struct.cmp(1, 2) == -1 and mapped_struct.cmp(2, 2) == 0
+
+
+def test_registry_conflicts_raise_value_error():
+    class C:
+        __slot_types__ = {"a": int}
+        __slots__ = ("a",)
+
+    sch = mapped_struct.Schema.from_typed_slots(C)
+    with _pytest.raises(ValueError, match="builtin"):
+        mapped_struct.mapped_object.register_schema(C, sch, b"b")
+    with _pytest.raises(ValueError):
+        mapped_struct.mapped_object.register_schema(C, sch, b"t")
+    assert mapped_struct.mapped_object.OBJ_PACKERS[b"t"][2] is mapped_struct.mapped_tuple
+
+
+def test_single_value_packers_fit_sharedbuffers_sizes():
+    buf = bytearray(12)
+    now = _dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    assert mapped_struct.mapped_datetime.pack_into(now, buf, 2) == 10
+    assert mapped_struct.mapped_datetime.unpack_from(buf, 2) == now
+    assert mapped_struct.mapped_datetime_utc.pack_into(now, buf, 0) == 8
+    got = mapped_struct.mapped_datetime_utc.unpack_from(buf, 0)
+    assert got.tzinfo is not None and got.replace(tzinfo=None) == now
+    assert mapped_struct.mapped_date.pack_into(_dt.date(1900, 1, 1), buf, 4) == 12
+    assert mapped_struct.mapped_date.unpack_from(buf, 4) == _dt.date(1900, 1, 1)
+    big = bytearray(64)
+    assert mapped_struct.proxied_buffer.pack_into(bytearray(range(20)), big, 10) == 10 + 20 + 8
+    assert mapped_struct.proxied_buffer.unpack_from(big, 10) == bytes(range(20))
+    assert mapped_struct.mapped_datetime.pack_into(now, buf, 8) == 16 and len(buf) == 16  # a bytearray grows
+    with _pytest.raises(IndexError, match="buffer too small"):  # a fixed buffer does not
+        mapped_struct.mapped_datetime.pack_into(now, memoryview(bytearray(12)), 8)
+    with _pytest.raises(IndexError, match="beyond the end"):
+        mapped_struct.mapped_frozenset.unpack_from(b"m", 0)
+
+
+class Nested:
+    __slot_types__ = {"a": int, "b": float}
+    __slots__ = tuple(__slot_types__)
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def test_registered_records_inside_containers_keep_none_and_unset():
+    sch = mapped_struct.Schema.from_typed_slots(Nested)
+    mapped_struct.mapped_object.register_schema(Nested, sch, b"~")
+    buf = bytearray(10)
+    mapped_struct.mapped_list.pack_into([Nested(a=1, b=None), Nested(b=2.0), 3], buf, 0)
+    got = mapped_struct.mapped_list.unpack_from(buf, 0)
+    assert got[0].a == 1 and hasattr(got[0], "b") and got[0].b is None
+    assert not hasattr(got[1], "a") and got[1].b == 2.0 and got[2] == 3
+    assert isinstance(got[0], mapped_struct.BufferProxyObject)
+
+
+def test_floats_in_decimal_fields_are_cast_and_proxied_sequences_are_read_only():
+    import decimal
+
+    class D:
+        __slot_types__ = {"d": decimal.Decimal}
+        __slots__ = ("d",)
+
+    sch = mapped_struct.Schema.from_typed_slots(D)
+    d = D()
+    d.d = 1.23
+    assert sch.unpack(sch.pack(d)).d == decimal.Decimal("1.23")
+    buf = bytearray(64)
+    mapped_struct.proxied_list.pack_into([1, 2.0, None], buf, 0)
+    view = mapped_struct.proxied_list.unpack_from(buf, 0)
+    assert view == (1, 2.0, None) and view == [1, 2.0, None] and repr(view) == "proxied_list([1,2.0,None])"
+    with _pytest.raises(TypeError):
+        view[0] = 5
+    with _pytest.raises(TypeError):
+        del view[0]
+    with _pytest.raises(NotImplementedError):
+        view < None
+    assert list(view.iter(mask=[1, 0, 1])) == [1, None] and str(view[1:]) == "[2.0,None]"

@@ -242,7 +242,7 @@ def test_constructor_accepts_ultradict_parameters(names, opened):
     other = UltraDict({"c": 3}, name=name, shared_lock=False, d=4)  # attaching writes the initial data too
     opened(other)
     assert dict(d) == {"a": 1, "b": 2, "c": 3, "d": 4}
-    assert isinstance(d, mmstore.SharedDict)
+    assert isinstance(d, dict) and isinstance(d.shared, mmstore.SharedDict)  # a dict, as UltraDict is
 
 
 def test_create_flag_maps_to_ultradict_exceptions(names, opened):
@@ -435,3 +435,73 @@ def test_cleanup_status_and_get_memory(names, capsys):
         d["a"]
     with contextlib.suppress(mmstore.NotFound):
         UltraDict.unlink_by_name(name)
+
+
+# -- issue 14: UltraDict's own suite and examples, run unchanged ------------------------------------------------
+
+
+def _kept(opened, d):
+    opened(d)
+    return d
+
+
+def test_log_is_ultradicts_logger_interface(caplog):
+    # tests/tests.py starts with UltraDict.log.disable(...) or .set_level(UltraDict.log.Levels.error).
+    log = UltraDict.log
+    log.set_level(log.Levels.debug)
+    with caplog.at_level("DEBUG", logger="mmstore.compat.ultradict"):
+        d = UltraDict()
+        name = d.name
+        d.close(unlink=True)
+    assert any(name in r.getMessage() for r in caplog.records)
+    log.disable(log.CRITICAL)
+    assert not log.isEnabledFor(log.CRITICAL)
+    log.set_level(log.Levels.warning)
+
+
+def test_sharedlock_class_and_creator_parameters_are_visible_to_attachers(names, opened):
+    name = names()
+    ultra = _kept(opened, UltraDict(name=name, shared_lock=True, buffer_size=4096 * 8, full_dump_size=4096 * 8))
+    other = _kept(opened, UltraDict(name=name))
+    assert isinstance(ultra.lock, ultra.SharedLock) and isinstance(other.lock, UltraDict.SharedLock)
+    assert ultra.buffer_size == other.buffer_size == 4096 * 8 and other.full_dump_size == 4096 * 8
+
+
+def test_full_dump_counter_counts_values_longer_than_the_buffer(opened):
+    ultra = _kept(opened, UltraDict())
+    assert ultra.full_dump_counter == 0
+    ultra["small"] = "x" * 10
+    ultra["huge"] = " " * 1_000_000
+    assert ultra.full_dump_counter == 1 and len(ultra.data["huge"]) == 1_000_000
+
+
+def test_ultradict_is_a_dict_usable_as_an_objects_dict(names, opened):
+    # UltraDict's examples/oop.py: object.__setattr__(self, '__dict__', UltraDict(name=...)) links instances.
+    name = names()
+
+    class Linked:
+        def __init__(self):
+            object.__setattr__(self, "__dict__", _kept(opened, UltraDict(name=name)))
+
+        def __getattr__(self, attr):
+            return self.__dict__[attr]
+
+        def __setattr__(self, attr, value):
+            self.__dict__[attr] = value
+
+    first, second = Linked(), Linked()
+    first.something = "some value"
+    assert second.something == "some value"
+    assert isinstance(first.__dict__, dict) and dict(first.__dict__) == {"something": "some value"}
+
+
+def test_dict_methods_go_to_the_shared_table_not_the_empty_dict_storage(opened):
+    d = _kept(opened, UltraDict({"a": 1}))
+    other = _kept(opened, UltraDict(name=d.name))
+    other.update(b=2)
+    assert len(d) == 2 and sorted(d) == ["a", "b"] and d.get("b") == 2 and "b" in d
+    assert d.items() == other.items() and d == {"a": 1, "b": 2} and d.copy() == {"a": 1, "b": 2}
+    assert d.setdefault("c", 3) == 3 and d.pop("a") == 1 and other.popitem() == ("c", 3)
+    assert (d | {"z": 0}) == {"b": 2, "z": 0} and repr(d) == "{'b': 2}"
+    d.clear()
+    assert len(other) == 0 and d.increment("n") == 1  # SharedDict's own methods are reachable

@@ -1,7 +1,8 @@
 """UltraDict compatibility: ``from mmstore.compat.ultradict import UltraDict``.
 
 :class:`UltraDict` is :class:`mmstore.SharedDict` under UltraDict's names -- a name-mapping layer, not a
-second implementation. Every read and write goes to the shared table (reads are always current, there is no
+second implementation. Like UltraDict it is a ``dict`` subclass (its own dict storage stays empty; every
+operation goes to the SharedDict in ``.shared``), so it can even stand in as an object's ``__dict__``. Every read and write goes to the shared table (reads are always current, there is no
 local copy to refresh), every single operation is atomic, and the lock is mmstore's process-shared,
 recursive, robust lock whichever ``shared_lock`` was asked for.
 
@@ -35,6 +36,11 @@ alive -- would let two processes write at once and break the atomicity the lock 
 timeout a live holder keeps its lock and ``CannotAcquireLockTimeout`` is raised, naming the holder in
 ``blocking_pid``, with or without ``steal_after_timeout``.
 
+``UltraDict.log`` is UltraDict's logger interface (``set_level(log.Levels.error)``, ``disable(log.CRITICAL)``,
+``debug``...) over the standard logger ``mmstore.compat.ultradict``. ``ultra.SharedLock`` is the lock class;
+``buffer_size`` and ``full_dump_size`` report the creator's values (informational: there is no update
+buffer) and ``full_dump_counter`` counts this handle's str/bytes writes longer than ``buffer_size``.
+
 UltraDict-only members kept because they make sense here: ``name``, ``unlink()``, ``close(unlink=False)``
 and ``cleanup()`` (both return the contents as a ``dict``, as UltraDict's do), ``UltraDict.unlink_by_name(name,
 ignore_errors=False)``, ``status()`` / ``print_status()``, ``has_key``, ``data`` (the dict itself: there is
@@ -52,6 +58,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import pickle
 import pprint
@@ -69,7 +76,7 @@ from .. import (
     SharedDict,
 )
 
-__all__ = ["Exceptions", "UltraDict"]
+__all__ = ["Exceptions", "SharedLock", "UltraDict", "log"]
 
 
 class ParameterMismatch(Error, ValueError):
@@ -177,34 +184,178 @@ class SharedLock:
         return f"<mmstore.compat.ultradict.SharedLock holder_pid={self._lock.holder_pid()} pid={os.getpid()}>"
 
 
-class UltraDict(SharedDict):
-    """UltraDict's constructor and names over :class:`mmstore.SharedDict` (see the module docstring)."""
+class _Log:
+    """``UltraDict.log``: UltraDict's logger interface (``set_level``, ``Levels``, ``disable``, ``debug`` ...)
+    over the standard logger ``mmstore.compat.ultradict``, which reports creations, attaches and closes at
+    DEBUG level."""
 
+    class Levels:
+        debug, info, warning, error, critical = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR,
+                                                 logging.CRITICAL)
+
+    DEBUG, INFO, WARNING, ERROR, CRITICAL = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR,
+                                             logging.CRITICAL)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def set_level(self, level) -> None:
+        self.logger.setLevel(level)
+
+    def disable(self, level=logging.CRITICAL) -> None:
+        """Silence every message at ``level`` and below (for this logger only, not process-wide)."""
+        self.logger.setLevel(level + 1)
+
+    def __getattr__(self, name):  # debug, info, warning, error, exception, isEnabledFor, ...
+        return getattr(self.logger, name)
+
+
+log = _Log(logging.getLogger("mmstore.compat.ultradict"))
+
+# buffer_size / full_dump_size as given by the creator of each segment created in this process, so that a
+# handle attaching by name reports the creator's values (UltraDict keeps them in its segment; mmstore has no
+# update buffer to size, so they are informational and not shared with other processes).
+_PARAMS: dict = {}
+_DEFAULT_BUFFER_SIZE = 10_000
+_NO_PARAMS = (_DEFAULT_BUFFER_SIZE, None)
+
+
+class UltraDict(dict):
+    """UltraDict's constructor and names over :class:`mmstore.SharedDict` (see the module docstring).
+
+    As UltraDict is, it is a ``dict`` subclass (so it can stand in as an object's ``__dict__``), whose own
+    dict storage stays empty: every operation goes to the SharedDict in :attr:`shared`. Attributes not
+    defined here are the SharedDict's (``increment``, ``update_many``, ``wait_for_change``, ``stats`` ...).
+    """
+
+    __slots__ = ("_d", "_buffer_size", "_full_dump_size", "_full_dumps", "__weakref__")
     Exceptions = Exceptions
+    SharedLock = SharedLock
+    log = log
 
-    def __init__(self, *args, name: str | None = None, create: bool | None = None, buffer_size: int = 10_000,
-                 serializer: Any = pickle, shared_lock: Any = None, full_dump_size: int | None = None,
-                 auto_unlink: bool | None = None, recurse: bool | None = None, recurse_register: Any = None,
-                 **kwargs) -> None:
+    def __init__(self, *args, name: str | None = None, create: bool | None = None,
+                 buffer_size: int = _DEFAULT_BUFFER_SIZE, serializer: Any = pickle, shared_lock: Any = None,
+                 full_dump_size: int | None = None, auto_unlink: bool | None = None, recurse: bool | None = None,
+                 recurse_register: Any = None, **kwargs) -> None:
         if serializer is not pickle:
             raise ValueError(f"UltraDict(serializer={serializer!r}): mmstore stores values in its own codec, with "
                              "pickle as the fallback for other objects; only serializer=pickle is accepted")
         if len(args) > 1:
             raise TypeError(f"UltraDict expected at most 1 positional argument, got {len(args)}")
-        super().__init__(name, create=create, auto_unlink=auto_unlink, recurse=bool(recurse))
+        self._d = d = SharedDict(name, create=create, auto_unlink=auto_unlink, recurse=bool(recurse))
+        if d._created:
+            _PARAMS[d.name] = (buffer_size, full_dump_size)
+            log.debug("created UltraDict %r", d.name)
+        else:
+            buffer_size, full_dump_size = _PARAMS.get(d.name, (buffer_size, full_dump_size))
+            log.debug("attached UltraDict %r", d.name)
+        self._buffer_size, self._full_dump_size, self._full_dumps = buffer_size, full_dump_size, 0
         _OPEN[id(self)] = self
         if args or kwargs:
             src = args[0] if args else ()
             pairs = list(src.items() if hasattr(src, "items") else src)
             pairs.extend(kwargs.items())
-            self.update_many(pairs)
+            d.update_many(pairs)
+
+    # -- the mapping, delegated to the SharedDict -------------------------------------------------------------
+    @property
+    def shared(self) -> SharedDict:
+        """The :class:`mmstore.SharedDict` this UltraDict is a view of."""
+        return self._d
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in UltraDict.__slots__:
+            raise AttributeError(name)
+        return getattr(self._d, name)
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def __setitem__(self, key, value) -> None:
+        if type(value) in (str, bytes, bytearray) and len(value) > self._buffer_size:
+            self._full_dumps += 1
+        self._d[key] = value
+
+    def __delitem__(self, key) -> None:
+        del self._d[key]
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __reversed__(self):
+        return reversed(self._d)
+
+    def __contains__(self, key) -> bool:
+        return key in self._d
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, UltraDict):
+            other = other._d
+        return self._d == other
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __or__(self, other):
+        return self.copy() | dict(other)
+
+    def __ror__(self, other):
+        return dict(other) | self.copy()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def keys(self):
+        return self._d.keys()
+
+    def values(self):
+        return self._d.values()
+
+    def items(self):
+        return self._d.items()
+
+    def get(self, key, default=None):
+        return self._d.get(key, default)
+
+    def pop(self, key, *default):
+        return self._d.pop(key, *default)
+
+    def popitem(self):
+        return self._d.popitem()
+
+    def setdefault(self, key, default=None):
+        return self._d.setdefault(key, default)
+
+    def update(self, *args, **kwargs) -> None:
+        self._d.update(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+    def copy(self) -> dict:
+        """The contents as a plain ``dict`` (nested shared dicts become dicts too)."""
+        return self._d.copy()
+
+    @property
+    def name(self) -> str:
+        return self._d.name
+
+    @property
+    def closed(self) -> bool:
+        return self._d.closed
 
     # -- UltraDict's attributes ----------------------------------------------------------------------------------
     @property
     def lock(self) -> SharedLock:
         # A new wrapper per access, never stored on the instance: the native lock refers to its dict, and a
         # dict -> wrapper -> lock -> dict cycle through a native object is one the GC cannot collect.
-        return SharedLock(super().lock)
+        return SharedLock(self._d.lock)
 
     @property
     def data(self) -> UltraDict:
@@ -214,6 +365,21 @@ class UltraDict(SharedDict):
     @property
     def shared_lock(self) -> bool:
         return True
+
+    @property
+    def buffer_size(self) -> int:
+        """The creator's ``buffer_size`` (informational: mmstore has no update buffer)."""
+        return self._buffer_size
+
+    @property
+    def full_dump_size(self) -> int | None:
+        return self._full_dump_size
+
+    @property
+    def full_dump_counter(self) -> int:
+        """How many str/bytes values this handle wrote that were longer than ``buffer_size`` -- the writes
+        for which UltraDict does a full dump. Informational: mmstore writes every value in place."""
+        return self._full_dumps
 
     # -- no-ops: there is no update stream to apply and no full dump to load or write --------------------------
     def apply_update(self) -> None:
@@ -226,22 +392,23 @@ class UltraDict(SharedDict):
         """Nothing to dump: every write goes to the shared table."""
 
     def has_key(self, key) -> bool:
-        return key in self
+        return key in self._d
 
     # -- lifetime -------------------------------------------------------------------------------------------------
     def close(self, unlink: bool = False, from_finalizer: bool = False) -> dict | None:
         """Detach; with ``unlink=True`` also remove the name. Returns the contents as a ``dict`` (UltraDict's
         return value; O(entries)), or ``None`` when already closed or ``from_finalizer``."""
-        if self.closed:
+        d = self._d
+        if d.closed:
             return None
         if from_finalizer:
-            SharedDict.close(self)
+            d.close()
             return None
-        data = self.copy()
+        data = d.copy()
         if unlink:
-            super().unlink()
-        if not self.closed:
-            super().close()
+            d.unlink()
+        d.close()
+        log.debug("closed UltraDict %r", d.name)
         return data
 
     def unlink(self) -> None:
@@ -252,12 +419,15 @@ class UltraDict(SharedDict):
         """UltraDict's local clean-up: close this handle and return the contents as a ``dict``."""
         return self.close()
 
+    def __enter__(self):
+        return self
+
     def __exit__(self, *exc) -> None:
-        SharedDict.close(self)  # no copy of the contents nobody asked for
+        self._d.close()  # no copy of the contents nobody asked for
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # never raise from a finalizer
-            SharedDict.close(self)
+            self._d.close()
 
     @staticmethod
     def unlink_by_name(name: str, ignore_errors: bool = False) -> bool:
@@ -278,8 +448,9 @@ class UltraDict(SharedDict):
 
     # -- introspection ----------------------------------------------------------------------------------------------
     def status(self) -> dict:
-        st = {"name": self.name, "len": len(self), "closed": self.closed, "lock": self.lock.status()}
-        st.update(self.stats())
+        st = {"name": self.name, "len": len(self), "closed": self.closed, "lock": self.lock.status(),
+              "buffer_size": self._buffer_size, "full_dump_counter": self._full_dumps}
+        st.update(self._d.stats())
         return st
 
     def print_status(self, status: dict | None = None, stderr: bool = False) -> None:
@@ -305,4 +476,4 @@ _OPEN: weakref.WeakValueDictionary[int, UltraDict] = weakref.WeakValueDictionary
 def _close_without_copies() -> None:
     for d in list(_OPEN.values()):
         with contextlib.suppress(Exception):  # close the others
-            SharedDict.close(d)
+            d._d.close()

@@ -23,14 +23,13 @@ mapped_struct`` and keep the rest::
 Everything here is a thin name mapping over :class:`mmstore.RecordArray`, :class:`mmstore.Mapping` and
 :class:`mmstore.Schema`; the files are mmstore's format (docs/format.md §8), not sharedbuffers'.
 
-Differences worth knowing: ``build`` copies the finished image into ``destfile`` at its current position
-(sharedbuffers writes there directly); an ``idmap`` is accepted and ignored (mmstore deduplicates equal values
-itself, by content, within a bounded cache); ``proxy_into`` is ignored (proxies are cheap); ``unpack_from``
-returns the same read-only proxies as everywhere in mmstore, with container fields decoded on access;
-multi-mapper lookups return lists; string mappers treat a str and its UTF-8 bytes as one key and return str
-keys. Internals (``OBJ_PACKERS``, ``bsearch``, ``index_merge``, the ``id_mapper`` / ``value_array`` parts of a
-mapping) are not provided: run against sharedbuffers 1.2.3's own test suite with only the import changed,
-329 of its 619 tests pass; the failures exercise those internals or expect bytes keys back.
+Differences worth knowing (docs/compat.md has the list, with the tests of sharedbuffers' own suite still
+failing and why): ``build`` copies the finished image into ``destfile`` at its current position; an
+``idmap`` is accepted and unused (mmstore deduplicates equal values itself); ``proxy_into`` is ignored
+(proxies are cheap); proxies are read-only; container fields decode on access; a fixed-width field set to
+None reads as unset (one presence bit); string mappers key by bytes (a str is its UTF-8 bytes);
+approximate mappers iterate by key hash. sharedbuffers' internals (its index arrays, hash, file versions)
+have no equivalent.
 """
 
 from __future__ import annotations
@@ -43,7 +42,8 @@ import struct as _struct
 import shutil as _shutil
 import tempfile as _tempfile
 
-from ... import _records
+from ... import _codec, _records
+from ..._core import _hash64
 from ..._core import decode as _decode
 from ..._core import encode as _encode
 from ..._records import Mapping, RecordArray, Schema as _Schema
@@ -54,6 +54,7 @@ __all__ = [
     "StringIdMultiMapper", "StringId32MultiMapper", "NumericIdMultiMapper", "NumericId32MultiMapper",
     "ApproxStringIdMultiMapper", "ApproxStringId32MultiMapper", "ubyte", "byte", "ushort", "short", "uint8",
     "int8", "uint16", "int16", "int32", "uint32", "int64", "uint64", "float32", "float64",
+    "bsearch", "sorted_contains", "index_merge", "cmp",
 ]
 
 # Width-marked types, as sharedbuffers spells them (``__slot_types__ = {"x": mapped_struct.int32}``).
@@ -61,6 +62,60 @@ ubyte, byte, ushort, short = _records.uint8, _records.int8, _records.uint16, _re
 uint8, int8, uint16, int16 = ubyte, byte, ushort, short
 int32, uint32, int64, uint64 = _records.int32, _records.uint32, _records.int64, _records.uint64
 float32, float64 = _records.float32, _records.float64
+
+def cmp(a, b) -> int:
+    """Python 2's ``cmp`` (sharedbuffers exports it on Python 3): -1, 0 or 1."""
+    return (a > b) - (a < b)
+
+
+def _sortable(a, what):
+    import numpy
+
+    a = numpy.asarray(a)
+    if a.dtype.kind not in "iuf":
+        raise NotImplementedError(f"{what}: unsupported dtype {a.dtype} (integers and floats only)")
+    return a
+
+
+def bsearch(a, x) -> int:
+    """Index of the first element of sorted 1-d array ``a`` not less than ``x`` (``len(a)`` when none):
+    where ``x`` is if present. ``NotImplementedError`` for dtypes other than integers and floats."""
+    import numpy
+
+    a = _sortable(a, "bsearch")
+    return int(numpy.searchsorted(a, x, side="left"))
+
+
+def sorted_contains(a, x) -> bool:
+    """Whether sorted 1-d array ``a`` contains ``x`` (binary search)."""
+    i = bsearch(a, x)
+    return i < len(a) and a[i] == x
+
+
+def index_merge(a, b, dest) -> int:
+    """Merge two (n, 2) index arrays sorted by column 0 into ``dest`` (rows kept in order, ``a`` first on
+    ties); returns the number of rows written. ``ValueError`` for mismatched shapes or dtypes or a too small
+    ``dest``; ``NotImplementedError`` when ``dest`` overlaps an input or for unsupported dtypes."""
+    import numpy
+
+    a, b = _sortable(a, "index_merge"), _sortable(b, "index_merge")
+    if not isinstance(dest, numpy.ndarray):
+        raise TypeError("index_merge: dest must be a numpy array")
+    for name, arr in (("a", a), ("b", b), ("dest", dest)):
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"index_merge: {name} must have shape (n, 2), not {arr.shape}")
+    if not (a.dtype == b.dtype == dest.dtype):
+        raise ValueError(f"index_merge: dtypes differ ({a.dtype}, {b.dtype}, {dest.dtype})")
+    n = len(a) + len(b)
+    if len(dest) < n:
+        raise ValueError(f"index_merge: dest holds {len(dest)} rows, {n} needed")
+    if dest is a or dest is b or numpy.shares_memory(dest, a) or numpy.shares_memory(dest, b):
+        raise NotImplementedError("index_merge: dest must not overlap its inputs (in-place merge)")
+    if n:
+        both = numpy.concatenate([a, b])
+        dest[:n] = both[numpy.argsort(both[:, 0], kind="stable")]
+    return n
+
 
 # Types registered through mapped_object.register_schema: class -> Schema (nested fields may name them).
 _REGISTERED: dict = {}
@@ -77,14 +132,71 @@ def _typecode_number(typecode) -> int:
     return 0x53420000 + int(typecode)
 
 
+# A hidden variable field of compat schemas with fixed-width fields: an int whose bit i is set when field i
+# was None. mmstore's fixed fields have one presence bit (None and unset are one state there); sharedbuffers
+# tells them apart, and the records binding reads this mask for it (set_missing_raises).
+_NONE_FIELD = "_sb_none_"
+
+
 def _constructor(cls):
     def construct(**fields):
         obj = cls.__new__(cls)
         for k, v in fields.items():
-            setattr(obj, k, v)
+            if k != _NONE_FIELD:
+                setattr(obj, k, v)
         return obj
 
     return construct
+
+
+def _fixed_indexes(native) -> tuple:
+    return tuple(i for i, t in enumerate(native.fields.values())
+                 if isinstance(t, _records.FieldType) and t.dtype is not None)
+
+
+def _arm(native) -> None:
+    """Unset fields of ``native``'s proxies raise AttributeError; fixed fields set to None read as None."""
+    names = native.names
+    native._native.set_missing_raises(True, names.index(_NONE_FIELD) if _NONE_FIELD in names else -1)
+    native._sb_fixed = tuple((i, names[i]) for i in _fixed_indexes(native)) if _NONE_FIELD in names else ()
+    native._sb_decimal = tuple(n for n, t in native.fields.items() if t is _records._decimal_t)
+
+
+class _Overlay:
+    """``obj`` with some attributes replaced, for the native packer (it reads attributes)."""
+
+    __slots__ = ("_o", "_over")
+
+    def __init__(self, o, over: dict) -> None:
+        self._o = o
+        self._over = over
+
+    def __getattr__(self, name):
+        over = self._over
+        return over[name] if name in over else getattr(self._o, name)
+
+
+_ABSENT = object()
+
+
+def _masked(native, obj):
+    """``obj`` as the native packer should see it: with the hidden None mask when a fixed field is None, and
+    floats in Decimal fields cast to Decimal (as sharedbuffers casts them)."""
+    fixed, decs = getattr(native, "_sb_fixed", ()), getattr(native, "_sb_decimal", ())
+    if not fixed and not decs:
+        return obj
+    get = obj.get if isinstance(obj, dict) else lambda n, d=_ABSENT: getattr(obj, n, d)
+    over = {}
+    mask = sum(1 << i for i, n in fixed if get(n, _ABSENT) is None)
+    if mask:
+        over[_NONE_FIELD] = mask
+    for n in decs:
+        v = get(n, _ABSENT)
+        if type(v) is float:
+            over[n] = _decimal.Decimal(repr(v))
+    if not over:
+        return obj
+    return {**obj, **over} if isinstance(obj, dict) else _Overlay(obj, over)
 
 
 # -- sharedbuffers' container type names ------------------------------------------------------------------
@@ -104,17 +216,17 @@ class _PackedValue:
     @classmethod
     def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
         data = _encode(obj)
-        end = offset + 4 + len(data)
-        if end > len(buf):
-            raise IndexError("buffer too small")
-        buf[offset:offset + 4] = _U32.pack(len(data))
-        buf[offset + 4:end] = data
-        return end
+        return _put(buf, offset, _U32.pack(len(data)) + data)
 
     @classmethod
     def unpack_from(cls, buf, offset=0, idmap=None):
-        (n,) = _U32.unpack_from(buf, offset)
-        return _decode(bytes(memoryview(buf)[offset + 4:offset + 4 + n]))
+        mv = memoryview(buf)
+        if offset < 0 or offset + 4 > len(mv):
+            raise IndexError(f"unpack_from: offset {offset} is beyond the end of a {len(mv)}-byte buffer")
+        (n,) = _U32.unpack_from(mv, offset)
+        if offset + 4 + n > len(mv):
+            raise IndexError(f"unpack_from: a {n}-byte value at offset {offset} runs past the end of the buffer")
+        return _decode(bytes(mv[offset + 4:offset + 4 + n]))
 
 
 def _packed(name, base):
@@ -130,15 +242,173 @@ mapped_dict = _packed("mapped_dict", dict)
 mapped_frozenset = _packed("mapped_frozenset", frozenset)
 mapped_bytes = _packed("mapped_bytes", bytes)
 mapped_unicode = _packed("mapped_unicode", str)
-mapped_date = _packed("mapped_date", _dt.date)
-mapped_datetime = _packed("mapped_datetime", _dt.datetime)
-mapped_datetime_utc = mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
+_I64 = _struct.Struct("<q")
+_U64 = _struct.Struct("<Q")
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_US = _dt.timedelta(microseconds=1)
+
+
+def _put(buf, offset, data: bytes) -> int:
+    """Writes ``data`` at ``offset``. A ``bytearray`` grows as needed (as sharedbuffers' packers let it);
+    a fixed buffer (memoryview, mmap) too small for it raises ``IndexError``."""
+    end = offset + len(data)
+    if offset < 0 or (end > len(buf) and not isinstance(buf, bytearray)):
+        raise IndexError(f"buffer too small: {len(data)} bytes at offset {offset} of a {len(buf)}-byte buffer")
+    if offset > len(buf):
+        buf.extend(bytes(offset - len(buf)))
+    buf[offset:end] = data
+    return end
+
+
+class _FixedDateTime(_PackedValue):
+    """Single datetimes as sharedbuffers packs them: 8 bytes, microseconds since the epoch (UTC). A naive
+    datetime is taken as local time (``_naive_utc``: as UTC) and comes back naive in the local time zone
+    of the reader (aware in UTC)."""
+
+    __slots__ = ()
+    _naive_utc = False
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        if obj.tzinfo is None:
+            obj = obj.replace(tzinfo=_dt.timezone.utc) if cls._naive_utc else obj.astimezone()
+        return _put(buf, offset, _I64.pack((obj - _EPOCH) // _US))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        (us,) = _I64.unpack_from(buf, offset)
+        utc = _EPOCH + _dt.timedelta(microseconds=us)
+        if cls._naive_utc:
+            return utc
+        return utc.astimezone().replace(tzinfo=None)
+
+
+class _FixedDate(_PackedValue):
+    """Single dates: 8 bytes, the proleptic Gregorian ordinal (independent of the time zone)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        return _put(buf, offset, _I64.pack(obj.toordinal()))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        return _dt.date.fromordinal(_I64.unpack_from(buf, offset)[0])
+
+
+class _RawBuffer(_PackedValue):
+    """Single buffers: a u64 length and the raw bytes; unpacked as a read-only view of ``buf``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        data = memoryview(obj).cast("B") if memoryview(obj).c_contiguous else memoryview(obj).tobytes()
+        return _put(buf, offset, _U64.pack(len(data)) + bytes(data))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        (n,) = _U64.unpack_from(buf, offset)
+        return memoryview(buf)[offset + 8:offset + 8 + n].toreadonly()
+
+
+mapped_date = type("mapped_date", (_dt.date, _FixedDate), {"_builtin": _dt.date})
+mapped_datetime = type("mapped_datetime", (_dt.datetime, _FixedDateTime), {"_builtin": _dt.datetime})
+mapped_datetime_utc = type("mapped_datetime_utc", (_dt.datetime, _FixedDateTime),
+                           {"_builtin": _dt.datetime, "_naive_utc": True})
+mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
 mapped_decimal = _packed("mapped_decimal", _decimal.Decimal)
-proxied_tuple = _packed("proxied_tuple", tuple)
-proxied_list = _packed("proxied_list", list)
+class _ProxiedSeq(tuple):
+    """What ``proxied_list`` / ``proxied_tuple`` ``unpack_from`` return, as sharedbuffers' proxies behave: a
+    read-only sequence (item assignment raises ``TypeError``) equal to any list or tuple with the same items,
+    ordered against other sequences only (``NotImplementedError`` otherwise), ``iter(mask=)``, and a compact
+    repr naming the packer."""
+
+    __slots__ = ()
+    _name = "proxied_list"
+    _brackets = "[]"
+
+    def _cmp_items(self, other):
+        if isinstance(other, (list, tuple)):
+            return tuple(self), tuple(other)
+        raise NotImplementedError(f"cannot compare {self._name} with {type(other).__name__}")
+
+    def __eq__(self, other):
+        return isinstance(other, (list, tuple)) and tuple(self) == tuple(other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __lt__(self, other):
+        a, b = self._cmp_items(other)
+        return a < b
+
+    def __le__(self, other):
+        a, b = self._cmp_items(other)
+        return a <= b
+
+    def __gt__(self, other):
+        a, b = self._cmp_items(other)
+        return a > b
+
+    def __ge__(self, other):
+        a, b = self._cmp_items(other)
+        return a >= b
+
+    def __getitem__(self, index):
+        r = tuple.__getitem__(self, index)
+        return type(self)(r) if isinstance(index, slice) else r
+
+    def __setitem__(self, index, value):
+        raise TypeError(f"{self._name} is read-only")
+
+    def __delitem__(self, index):
+        raise TypeError(f"{self._name} is read-only")
+
+    def iter(self, mask=None, proxy_into=None):
+        if mask is None:
+            return iter(self)
+        return (x for x, m in zip(self, mask) if m)
+
+    iter_fast = iter
+
+    def getter(self, proxy_into=None, fast=False):
+        return self.__getitem__
+
+    def __str__(self):
+        o, c = self._brackets
+        return o + ",".join(repr(x) for x in self) + ("," if c == ")" and len(self) == 1 else "") + c
+
+    def __repr__(self):
+        return f"{self._name}({self})"
+
+
+class _ProxiedListView(_ProxiedSeq):
+    __slots__ = ()
+
+
+class _ProxiedTupleView(_ProxiedSeq):
+    __slots__ = ()
+    _name = "proxied_tuple"
+    _brackets = "()"
+
+
+def _proxied(name, base, view):
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        return view(_PackedValue.unpack_from.__func__(cls, buf, offset, idmap))
+
+    return type(name, (base, _PackedValue), {"__slots__": (), "_builtin": base,
+                                              "unpack_from": classmethod(unpack_from)})
+
+
+proxied_tuple = _proxied("proxied_tuple", tuple, _ProxiedTupleView)
+proxied_list = _proxied("proxied_list", list, _ProxiedListView)
 proxied_dict = _packed("proxied_dict", dict)
 proxied_frozenset = _packed("proxied_frozenset", frozenset)
-proxied_buffer = _packed("proxied_buffer", bytes)
+proxied_buffer = type("proxied_buffer", (bytes, _RawBuffer), {"__slots__": (), "_builtin": bytes})
 
 
 def __getattr__(name):
@@ -157,18 +427,22 @@ def _translate(t):
         return t._schema
     if isinstance(t, type) and issubclass(t, _PackedValue):
         return t._builtin
+    if t in (memoryview, bytearray):  # sharedbuffers' ``buffer`` slots hold bytes
+        return bytes
     return t
 
 
 class Schema:
     """A sharedbuffers-style schema over an mmstore :class:`mmstore.Schema` (``.native``)."""
 
-    def __init__(self, native: _Schema, cls=None) -> None:
+    def __init__(self, native: _Schema, cls=None, user_data=None) -> None:
+        _arm(native)  # hasattr(proxy, f) is False for an unset field
         self._schema = native
         self._cls = cls
+        self.user_data = user_data
 
     @classmethod
-    def from_typed_slots(cls, struct_class_or_slot_types, *p, **kw) -> Schema:
+    def from_typed_slots(cls, struct_class_or_slot_types, *p, user_data=None, **kw) -> Schema:
         if isinstance(struct_class_or_slot_types, dict):
             slot_types, klass = struct_class_or_slot_types, None
         else:
@@ -176,9 +450,25 @@ class Schema:
             slot_types = klass.__slot_types__
         fields = [(name, _translate(t)) for name, t in sorted(slot_types.items())]
         name = klass.__name__ if klass is not None else "Struct"
+        if _fixed_indexes(_Schema(fields, name=name)):
+            fields.append((_NONE_FIELD, object))
         native = _Schema(fields, name=name, factory=klass,
                          construct=_constructor(klass) if klass is not None else None)
-        return cls(native, klass)
+        return cls(native, klass, user_data)
+
+    def __reduce__(self):
+        cls = self._cls
+        if cls is not None and "<locals>" in getattr(cls, "__qualname__", ""):
+            cls = None  # not importable: the unpickled schema reads the same bytes, with plain proxies
+        return (_schema_from_blob, (self._schema.blob, cls, self.user_data))
+
+    def set_proxy_bases(self, bases) -> None:
+        """sharedbuffers lets proxies inherit behaviour from ``bases``; here unpacked proxies gain those
+        classes' methods (a proxy class deriving from them), keeping their read-only field access."""
+        native = self._schema
+        proxy = type(native.proxy_class.__name__, (native.proxy_class, *tuple(bases)), {"__slots__": ()})
+        native.proxy_class = proxy
+        native._native.bind(proxy, _records._coerce, native.factory)
 
     @property
     def native(self) -> _Schema:
@@ -186,13 +476,15 @@ class Schema:
 
     @property
     def slot_keys(self):
-        return self._schema.names
+        return tuple(n for n in self._schema.names if n != _NONE_FIELD)
 
-    def pack(self, obj) -> bytearray:
-        return bytearray(self._schema.pack(obj))
+    def pack(self, obj, idmap=None, packer=None, padding=None, implicit_offset=0) -> bytearray:
+        """``idmap`` (sharedbuffers' per-build dedup table) is accepted and unused: mmstore deduplicates
+        equal values itself when building arrays and mappings."""
+        return bytearray(self._schema.pack(_masked(self._schema, obj)))
 
     def pack_into(self, obj, buf, offset: int = 0, idmap=None, implicit_offset: int = 0) -> int:
-        return offset + self._schema.pack_into(obj, buf, offset)
+        return offset + self._schema.pack_into(_masked(self._schema, obj), buf, offset)
 
     def unpack_from(self, buf, offset: int = 0, idmap=None, factory_class_new=None, proxy_into=None):
         return self._schema.unpack_from(buf, offset)
@@ -220,24 +512,94 @@ class Schema:
     __hash__ = object.__hash__
 
 
+def _schema_from_blob(blob, cls, user_data):
+    native = _Schema.from_blob(blob)
+    if cls is not None:
+        native = _Schema(list(native.fields.items()), name=native.name, type_code=native.type_code, factory=cls,
+                         construct=_constructor(cls))
+    return Schema(native, cls, user_data)
+
+
+def _code_bytes(typecode) -> bytes:
+    return bytes([_typecode_number(typecode) & 0xFF])
+
+
+class _Packable:
+    """What ``mapped_object.OBJ_PACKERS[code][2]`` holds for a registered schema (sharedbuffers'
+    ``mapped_object_with_schema``): ``schema``, ``pack_into`` and ``unpack_from``."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    def pack_into(self, obj, buf, offset, idmap=None, implicit_offset=0):
+        return self.schema.pack_into(obj, buf, offset)
+
+    def unpack_from(self, buf, offset=0, idmap=None):
+        return self.schema.unpack_from(buf, offset)
+
+
 class mapped_object:
-    """Registry of typed classes (``mapped_object.register_schema``); ``TYPE_CODES`` maps each registered class
-    to its one-byte code, as in sharedbuffers."""
+    """Registry of typed classes (``mapped_object.register_schema``), as in sharedbuffers: ``TYPE_CODES``
+    maps each registered class to its one-byte code; ``PACKERS`` names the codes of the builtin scalar types
+    (code -> mmstore field type) and ``OBJ_PACKERS`` those of the container types and registered schemas
+    (code -> (pack_into, unpack_from, type)). A code already taken raises ``ValueError`` on registration."""
 
     TYPE_CODES: dict = {}
+    PACKERS: dict = {
+        b"B": _records.uint8, b"b": _records.int8, b"H": _records.uint16, b"h": _records.int16,
+        b"I": _records.uint32, b"i": _records.int32, b"Q": _records.uint64, b"q": _records.int64,
+        b"d": _records.float64, b"f": _records.float32, b"T": bool,
+    }
+    OBJ_PACKERS: dict = {}
 
     @classmethod
     def register_schema(cls, typ, schema: Schema, typecode):
+        codeb = _code_bytes(typecode)
+        if typ in cls.TYPE_CODES:
+            if cls.TYPE_CODES[typ] != codeb or getattr(cls.OBJ_PACKERS.get(codeb, (0, 0, None))[2], "schema",
+                                                       None) is not schema:
+                raise ValueError(f"registering different types with the same typecode {codeb!r}: "
+                                 f"{cls.TYPE_CODES[typ]!r} vs {typ!r}")
+            return cls.OBJ_PACKERS[codeb][2]
+        if codeb in cls.PACKERS:
+            raise ValueError(f"registering type {typ!r} with typecode {codeb!r} conflicts with a builtin type")
+        if codeb in cls.OBJ_PACKERS and getattr(cls.OBJ_PACKERS[codeb][2], "schema", None) is not schema:
+            raise ValueError(f"registering type {typ!r} with typecode {codeb!r} conflicts with previously "
+                             f"registered {cls.OBJ_PACKERS[codeb][2]!r}")
         code = _typecode_number(typecode)
         native = schema._schema
         if native.type_code != code:
             native = _Schema([(n, t if not isinstance(t, _Schema) else t) for n, t in native.fields.items()],
                              name=native.name, type_code=code, factory=typ, construct=_constructor(typ))
+            _arm(native)
             schema._schema = native
+        if _records._TYPES_BY_CODE.get(code) not in (None, native):
+            _records._TYPES_BY_CODE.pop(code)  # sharedbuffers re-registers a code freed from its registry
         _records.register_type(native)
+        # Instances nested in values (lists, object fields) pack through the codec's record hook: give it the
+        # same None mask and casts as a top-level pack.
+        _codec.register_record_type(native.factory, code, lambda o, n=native: n.pack(_masked(n, o)))
         _REGISTERED[typ] = schema
-        cls.TYPE_CODES[typ] = bytes([code & 0xFF])
-        return schema
+        packable = _Packable(schema)
+        cls.TYPE_CODES[typ] = codeb
+        cls.OBJ_PACKERS[codeb] = (packable.pack_into, packable.unpack_from, packable)
+        return packable
+
+
+def _builtin_obj_packers():
+    import sys
+
+    mod = sys.modules[__name__]
+    for code, name in ((b"Z", "mapped_frozenset"), (b"t", "mapped_tuple"), (b"e", "mapped_list"),
+                       (b"s", "mapped_bytes"), (b"u", "mapped_unicode"), (b"m", "mapped_dict"),
+                       (b"r", "proxied_buffer"), (b"W", "proxied_tuple"), (b"E", "proxied_list"),
+                       (b"v", "mapped_datetime"), (b"V", "mapped_date"), (b"F", "mapped_decimal"),
+                       (b"M", "proxied_dict"), (b"z", "proxied_frozenset")):
+        t = getattr(mod, name)
+        mapped_object.OBJ_PACKERS[code] = (t.pack_into, t.unpack_from, t)
+
+
+_builtin_obj_packers()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -286,9 +648,12 @@ def _map(factory, fileobj, offset=0, size=None):
 
 
 def _str_key(key):
-    """sharedbuffers' string mappers hash a str by its UTF-8 bytes, so str and bytes keys are one key here."""
-    if isinstance(key, (bytes, bytearray, memoryview)):
-        return bytes(key).decode("utf-8", "surrogateescape")
+    """sharedbuffers' string mappers key by bytes: a str is its UTF-8 bytes, so str and bytes are one key,
+    and keys come back as bytes."""
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
     return key
 
 
@@ -296,28 +661,43 @@ def _same_key(key):
     return key
 
 
+# sharedbuffers' base class of record proxies. mmstore's proxies are mmstore.RecordProxy instances; unlike
+# sharedbuffers' they are not reused between items (``proxy_into`` is ignored), so ``x is previous`` is False.
+BufferProxyObject = _records.RecordProxy
+
+
 class MappedArrayProxyBase:
     """Subclass with ``schema = Schema.from_typed_slots(...)``; ``build`` / ``map_file`` / ``map_buffer``
     return an instance (a sequence of record proxies)."""
 
     schema: Schema | None = None
+    # sharedbuffers' per-class file versions. mmstore files carry the engine's format version in their header
+    # (a newer one is refused with UnsupportedVersionError); these class attributes do not change the file.
+    _CURRENT_VERSION = 2
+    _CURRENT_MINIMUM_READER_VERSION = 2
 
     def __init__(self, array: RecordArray) -> None:
         self._array = array
 
     @classmethod
     def build(cls, initializer, destfile=None, tempdir=None, idmap=None, return_mapper=True, read_only=True):
+        native = cls.schema._schema
         f, off = _build_into(destfile, tempdir,
-                             lambda p: RecordArray.build(initializer, p, schema=cls.schema._schema, progress=False))
+                             lambda p: RecordArray.build((_masked(native, x) for x in initializer), p, schema=native,
+                                                         progress=False))
         return cls.map_file(f, off) if return_mapper else None
 
     @classmethod
+    def _native_schema(cls):
+        return cls.schema._schema if cls.schema is not None else None  # None: the schema stored in the file
+
+    @classmethod
     def map_file(cls, fileobj, offset=0, size=None, read_only=True):
-        return cls(_map(lambda *a, **k: RecordArray(*a, schema=cls.schema._schema, **k), fileobj, offset, size))
+        return cls(_map(lambda *a, **k: RecordArray(*a, schema=cls._native_schema(), **k), fileobj, offset, size))
 
     @classmethod
     def map_buffer(cls, buf, offset=0):
-        return cls(RecordArray.from_buffer(memoryview(buf)[offset:], schema=cls.schema._schema))
+        return cls(RecordArray.from_buffer(memoryview(buf)[offset:], schema=cls._native_schema()))
 
     def __getitem__(self, pos):
         return self._array[pos]
@@ -328,8 +708,10 @@ class MappedArrayProxyBase:
     def __iter__(self):
         return iter(self._array)
 
-    def iter_fast(self):
-        return iter(self._array)
+    def iter_fast(self, mask=None):
+        if mask is None:
+            return iter(self._array)
+        return (x for x, m in zip(self._array, mask) if m)
 
     def getter(self, proxy_into=None, no_idmap=False):
         return self._array.__getitem__
@@ -342,6 +724,22 @@ class MappedArrayProxyBase:
         return self._array
 
 
+class _Digest:
+    __slots__ = ("_v",)
+
+    def __init__(self, v: int) -> None:
+        self._v = v
+
+    def intdigest(self) -> int:
+        return self._v
+
+
+def _xxh(data) -> _Digest:
+    """``id_mapper.xxh(id_mapper.encode(key)).intdigest()``: the 64-bit hash an approximate mapper stores for
+    ``key`` (mmstore's key hash of the key's encoding, docs/format.md), which its ``iteritems`` yields."""
+    return _Digest(_hash64(bytes(data)))
+
+
 class _IdMapperBase:
     """Keys to integer ids (``build`` from (key, id) pairs)."""
 
@@ -350,9 +748,17 @@ class _IdMapperBase:
     approximate = False
     value_type = _records.uint64
     _key = staticmethod(_same_key)
+    xxh = staticmethod(_xxh)
 
-    def __init__(self, mapping: Mapping) -> None:
+    def __init__(self, mapping: Mapping, buf=None) -> None:
         self._m = mapping
+        self._buf = buf
+        self._src = None
+
+    @classmethod
+    def encode(cls, key) -> bytes:
+        """The bytes a key is hashed on (mmstore's codec encoding of the normalized key)."""
+        return _encode(cls._key(key))
 
     @classmethod
     def _build_native(cls, items, path):
@@ -361,19 +767,56 @@ class _IdMapperBase:
                              multi=cls.multi, approximate=cls.approximate, progress=False)
 
     @classmethod
-    def build(cls, initializer, destfile=None, tempdir=None, return_mapper=True, read_only=True, **kw):
+    def build(cls, initializer, destfile=None, tempdir=None, return_mapper=True, read_only=True,
+              discard_duplicates=False, discard_duplicate_keys=False, **kw):
+        """``discard_duplicates`` / ``discard_duplicate_keys`` are accepted: repeated (key, id) pairs are
+        stored once by mmstore's value dedup, and a non-multi mapper keeps one id per key anyway."""
         if hasattr(initializer, "items") and callable(initializer.items):
             initializer = initializer.items()
         f, off = _build_into(destfile, tempdir, lambda p: cls._build_native(initializer, p))
         return cls.map_file(f, off) if return_mapper else None
 
     @classmethod
+    def merge(cls, parts, destfile=None, tempdir=None, **kw):
+        """One mapper holding every (key, id) of ``parts`` (sharedbuffers' ``merge`` classmethod); a later
+        part wins for a key in several unless the mapper is multi."""
+        parts = list(parts)
+        if not parts:
+            return cls.build([], destfile=destfile, tempdir=tempdir)
+        tmpdir = _tempfile.mkdtemp(dir=tempdir, prefix="mmstore-sb-merge-")
+        try:
+            acc = parts[0]._m
+            for i, p in enumerate(parts[1:-1]):  # pairwise, natively (keys of approximate maps are hashes)
+                acc = Mapping.merge(acc, p._m, _os.path.join(tmpdir, f"{i}.mms"))
+            last = parts[-1]._m if len(parts) > 1 else None
+            f, off = _build_into(destfile, tempdir,
+                                 lambda path: Mapping.merge(acc, last, path) if last is not None
+                                 else _shutil.copyfile(acc.path, path) if acc.path != "<buffer>"
+                                 else cls._build_native(parts[0].iteritems(), path))
+            return cls.map_file(f, off)
+        finally:
+            _shutil.rmtree(tmpdir, ignore_errors=True)
+
+    @classmethod
     def map_file(cls, fileobj, offset=0, size=None, read_only=True):
-        return cls(_map(Mapping, fileobj, offset, size))
+        self = cls(_map(Mapping, fileobj, offset, size))
+        self._src = (fileobj, offset, size)
+        return self
 
     @classmethod
     def map_buffer(cls, buf, offset=0):
-        return cls(Mapping.from_buffer(memoryview(buf)[offset:]))
+        return cls(Mapping.from_buffer(memoryview(buf)[offset:]), memoryview(buf)[offset:])
+
+    @property
+    def buf(self):
+        """The bytes of the mapped image (read from its file when it was mapped from one)."""
+        if self._buf is None:
+            self._buf = _image_bytes(*self._src)
+        return self._buf
+
+    def copy(self):
+        """An independent in-memory copy of the mapper (its own buffer)."""
+        return type(self).map_buffer(bytearray(self.buf))
 
     def __getitem__(self, key):
         if self.multi:
@@ -398,12 +841,14 @@ class _IdMapperBase:
         return len(self._m)
 
     def __iter__(self):
-        return iter(self._m.keys())
+        return iter(self.iterkeys())
 
     def keys(self):
-        return list(self._m.keys())
+        return list(self.iterkeys())
 
     def iterkeys(self):
+        if self.approximate:
+            return (k for k, _ in self.iteritems())
         return self._m.keys()
 
     def values(self):
@@ -413,18 +858,33 @@ class _IdMapperBase:
         return self._m.values()
 
     def iteritems(self, make_sequential=False):
-        return self._m.items()
+        return _items(self._m)
 
     def items(self):
-        return list(self._m.items())
+        return list(self.iteritems())
 
     @property
     def native(self) -> Mapping:
         return self._m
 
 
+def _items(m: Mapping):
+    """(key, value) per entry; an approximate mapping yields its key hashes, as sharedbuffers' do."""
+    if m.approximate:
+        return ((m.entry_hash(e), m.entry_value(e)) for e in range(len(m)))
+    return m.items()
+
+
+def _image_bytes(fileobj, offset, size) -> bytes:
+    if isinstance(fileobj, (str, _os.PathLike)):
+        with open(fileobj, "rb") as f:
+            f.seek(offset)
+            return f.read(size) if size else f.read()
+    return _os.pread(fileobj.fileno(), size or (_os.fstat(fileobj.fileno()).st_size - offset), offset)
+
+
 class StringIdMapper(_IdMapperBase):
-    key_type = str
+    key_type = object  # bytes keys (str keys are their UTF-8 bytes)
     _key = staticmethod(_str_key)
 
 
@@ -479,6 +939,12 @@ class MappedMappingProxyBase:
     def __init__(self, mapping: Mapping) -> None:
         self._m = mapping
 
+    @property
+    def id_mapper(self):
+        """The key side of the mapping as an ``IdMapper`` (``xxh``/``encode`` name its key hash; lookups
+        return the values, since mmstore stores them in the same image)."""
+        return self.IdMapper(self._m)
+
     @classmethod
     def build(cls, initializer, destfile=None, tempdir=None, idmap=None, value_array_kwargs=None,
               id_mapper_kwargs=None, value_cache_size=1024):
@@ -488,10 +954,11 @@ class MappedMappingProxyBase:
         multi = cls._multi or idm.multi
         norm = idm._key
 
+        native = cls.ValueArray.schema._schema
+
         def write(p):
-            Mapping.build(((norm(k), v) for k, v in initializer), p, key=idm.key_type,
-                          schema=cls.ValueArray.schema._schema, multi=multi, approximate=idm.approximate,
-                          progress=False)
+            Mapping.build(((norm(k), _masked(native, v)) for k, v in initializer), p, key=idm.key_type,
+                          schema=native, multi=multi, approximate=idm.approximate, progress=False)
 
         f, off = _build_into(destfile, tempdir, write)
         return cls.map_file(f, off)
@@ -521,12 +988,14 @@ class MappedMappingProxyBase:
         return len(self._m)
 
     def __iter__(self):
-        return iter(self._m.keys())
+        return iter(self.iterkeys())
 
     def keys(self):
-        return list(self._m.keys())
+        return list(self.iterkeys())
 
     def iterkeys(self):
+        if self._m.approximate:
+            return (k for k, _ in self.iteritems())
         return self._m.keys()
 
     def values(self):
@@ -536,10 +1005,10 @@ class MappedMappingProxyBase:
         return self._m.values()
 
     def iteritems(self, g_kw=None, idm_kw=None):
-        return self._m.items()
+        return _items(self._m)
 
     def items(self):
-        return list(self._m.items())
+        return list(self.iteritems())
 
     @property
     def native(self) -> Mapping:
