@@ -234,14 +234,44 @@ def pool():
     p.close()
 
 
-def kill_writer(pool: WriterPool, cfg: dict, delay: float) -> None:
-    """Starts a writer on cfg, lets it run for `delay` seconds and SIGKILLs it."""
+def _logged_ops(log: Path) -> int:
+    try:
+        return max(0, log.read_bytes().count(b"\n") - 1)  # minus the "open" line
+    except FileNotFoundError:
+        return 0
+
+
+def _last_op(log: Path):
+    try:
+        lines = log.read_bytes().split(b"\n")[:-1]
+    except FileNotFoundError:
+        return None
+    return int(lines[-1]) if len(lines) > 1 else None
+
+
+def kill_writer(pool: WriterPool, cfg: dict, delay: float, min_ops: int = 0, in_compact: bool = False) -> None:
+    """Starts a writer on cfg, lets it run for `delay` seconds -- and, however busy the machine is, until it
+    has logged at least `min_ops` operations -- and SIGKILLs it. The kill instant stays random (the delay),
+    while the amount of work a campaign covers no longer depends on the machine's speed."""
     log = Path(cfg["log"])
     log.unlink(missing_ok=True)  # a writer killed before opening its log must not leave a stale one
     proc = pool.take()
     proc.stdin.write((json.dumps(cfg) + "\n").encode())
     proc.stdin.flush()
     time.sleep(delay)
+    deadline = time.monotonic() + 120
+    while min_ops and _logged_ops(log) < min_ops and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if in_compact:
+        # Wait until the op after the last logged one is a compact(): the writer is then inside it (a
+        # compaction of ~20,000 keys takes tens of milliseconds); kill within the first few of them.
+        make = MAKE[cfg["kind"]]
+        while proc.poll() is None and time.monotonic() < deadline:
+            j = _last_op(log)
+            if j is not None and make(cfg["seed"], j + 1, cfg["compact_every"])[0] == "compact":
+                break
+            time.sleep(0.001)
+        time.sleep(random.Random(delay).uniform(0, 0.004))
     alive = proc.poll() is None
     proc.kill()
     _, err = proc.communicate()
@@ -323,7 +353,7 @@ def prefill(kind: str, path: Path, seed: int, ops: int):
 
 
 def campaign(pool, tmp_path: Path, kind: str, seed: int, kills: int, same_file: bool, every: int = 0,
-             delays=(0.005, 0.3), prefilled: int = 0):
+             delays=(0.005, 0.3), prefilled: int = 0, min_ops: int = 0):
     """`kills` kill/reopen rounds, on one file that lives on (same_file) or on a fresh file each round.
     Returns {"ops": ops done on the last file, "max_len": largest store seen after a kill,
     "in_compact": kills that landed while compact() had not returned}."""
@@ -338,7 +368,7 @@ def campaign(pool, tmp_path: Path, kind: str, seed: int, kills: int, same_file: 
             if prefilled:
                 model, start = prefill(kind, path, seed, prefilled), prefilled
         cfg = {"kind": kind, "path": str(path), "log": str(log), "seed": seed, "start": start, "compact_every": every}
-        kill_writer(pool, cfg, rng.uniform(*delays))
+        kill_writer(pool, cfg, rng.uniform(*delays), min_ops, in_compact=bool(every))
         opened, end = read_log(log, start)
         if opened and MAKE[kind](seed, end, every)[0] == "compact":
             seen["in_compact"] += 1
@@ -369,7 +399,7 @@ def test_dict_kill_at_random_instants_on_fresh_files_loses_only_the_op_in_flight
 
 
 def test_dict_kill_and_continue_on_the_same_file_repairs_repaired_stores(pool, tmp_path):
-    seen = campaign(pool, tmp_path, "dict", seed=202, kills=40, same_file=True)
+    seen = campaign(pool, tmp_path, "dict", seed=202, kills=40, same_file=True, min_ops=1100)
     assert seen["ops"] > 40 * 1000 and seen["max_len"] > 5_000, seen  # the workload ran: thousands of keys
 
 
@@ -378,7 +408,7 @@ def test_list_kill_at_random_instants_on_fresh_files_loses_only_the_op_in_flight
 
 
 def test_list_kill_and_continue_on_the_same_file_repairs_repaired_stores(pool, tmp_path):
-    seen = campaign(pool, tmp_path, "list", seed=404, kills=35, same_file=True)
+    seen = campaign(pool, tmp_path, "list", seed=404, kills=35, same_file=True, min_ops=1100)
     assert seen["ops"] > 35 * 1000 and seen["max_len"] > 5_000, seen
 
 
