@@ -9,7 +9,7 @@
 // for every length 0..4096, random lengths up to 1 MiB and many seeds.
 //
 // What it provides:
-//   xxh3::hash64(data, len, seed = 0)   one-shot XXH3_64bits_withSeed (seed 0: XXH3_64bits)
+//   xxh3::hash64(data, len[, seed])     one-shot XXH3_64bits (seed 0) / XXH3_64bits_withSeed
 //   xxh3::Hasher                        streaming: reset(seed) / update(data, len) / digest(); digest() of
 //                                       any sequence of updates equals hash64 of their concatenation
 // mmstore code calls mmstore::hash64 (storage/checksum.hpp), which is hash64 with seed 0.
@@ -143,8 +143,11 @@ MMSTORE_XXH3_FORCE_INLINE void write64(unsigned char* p, std::uint64_t v) noexce
     std::memcpy(p, &v, 8);
 }
 
-// The full 128-bit product of a and b, folded to 64 bits by xoring its halves.
-MMSTORE_XXH3_FORCE_INLINE std::uint64_t mul128_fold64(std::uint64_t a, std::uint64_t b) noexcept {
+// The full 128-bit product of a and b, folded to 64 bits by xoring its halves. Plain inline on purpose: gcc
+// inlines it anyway, and forcing it made gcc 12 keep both halves of a product in callee-saved registers
+// across the 17-128 byte path, which cost every short hash 3 pushes and pops (measured: 0-16 byte hashes
+// ~1.3x slower than libxxhash until this was changed).
+inline std::uint64_t mul128_fold64(std::uint64_t a, std::uint64_t b) noexcept {
 #if defined(__SIZEOF_INT128__)
     const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
     return static_cast<std::uint64_t>(p) ^ static_cast<std::uint64_t>(p >> 64);
@@ -240,8 +243,8 @@ MMSTORE_XXH3_FORCE_INLINE std::uint64_t len_17to128(const unsigned char* p, std:
     return avalanche(acc);
 }
 
-MMSTORE_XXH3_NOINLINE inline std::uint64_t len_129to240(const unsigned char* p, std::size_t len,
-                                                        const unsigned char* s, std::uint64_t seed) noexcept {
+MMSTORE_XXH3_FORCE_INLINE std::uint64_t len_129to240(const unsigned char* p, std::size_t len, const unsigned char* s,
+                                                     std::uint64_t seed) noexcept {
     std::uint64_t acc = len * kPrime64_1;
     for (std::size_t i = 0; i < 8; ++i) acc += mix16(p + 16 * i, s + 16 * i, seed);
     acc = avalanche(acc);
@@ -333,8 +336,8 @@ inline void derive_secret(unsigned char* out, std::uint64_t seed) noexcept {
     }
 }
 
-MMSTORE_XXH3_NOINLINE inline std::uint64_t hash_long(const unsigned char* p, std::size_t len,
-                                                     const unsigned char* s) noexcept {
+MMSTORE_XXH3_FORCE_INLINE std::uint64_t hash_long(const unsigned char* p, std::size_t len,
+                                                  const unsigned char* s) noexcept {
     alignas(16) std::uint64_t acc[8];
     init_acc(acc);
     // Full blocks, except that the block holding the last byte is never one of them (len - 1).
@@ -350,24 +353,55 @@ MMSTORE_XXH3_NOINLINE inline std::uint64_t hash_long(const unsigned char* p, std
     return merge(acc, s + kMergeOffset, len * kPrime64_1);
 }
 
-MMSTORE_XXH3_NOINLINE inline std::uint64_t hash_long_seeded(const unsigned char* p, std::size_t len,
-                                                            std::uint64_t seed) noexcept {
-    if (seed == 0) return hash_long(p, len, kDefaultSecret);
+// The out-of-line bodies, one pair per seed kind: with seed 0 the secret and the seed are constants the
+// compiler folds into the code (as libxxhash does), which the seeded versions cannot.
+MMSTORE_XXH3_NOINLINE inline std::uint64_t mid_default(const unsigned char* p, std::size_t len) noexcept {
+    return len_129to240(p, len, kDefaultSecret, 0);
+}
+
+MMSTORE_XXH3_NOINLINE inline std::uint64_t mid_seeded(const unsigned char* p, std::size_t len,
+                                                      std::uint64_t seed) noexcept {
+    return len_129to240(p, len, kDefaultSecret, seed);
+}
+
+MMSTORE_XXH3_NOINLINE inline std::uint64_t long_default(const unsigned char* p, std::size_t len) noexcept {
+    return hash_long(p, len, kDefaultSecret);
+}
+
+MMSTORE_XXH3_NOINLINE inline std::uint64_t long_seeded(const unsigned char* p, std::size_t len,
+                                                       std::uint64_t seed) noexcept {
+    if (seed == 0) return long_default(p, len);  // the derived secret of seed 0 is the default one
     alignas(16) unsigned char secret[kSecretSize];
     derive_secret(secret, seed);
     return hash_long(p, len, secret);
 }
 
+// Length dispatch. Seeded = false pins the seed to 0 at compile time.
+template <bool Seeded>
+MMSTORE_XXH3_FORCE_INLINE std::uint64_t hash_impl(const void* data, std::size_t len, std::uint64_t seed) noexcept {
+    if constexpr (!Seeded) seed = 0;
+    const auto* p = static_cast<const unsigned char*>(data);
+    if (len <= 16) return len_0to16(p, len, kDefaultSecret, seed);
+    if (len <= 128) return len_17to128(p, len, kDefaultSecret, seed);
+    if constexpr (Seeded) {
+        if (len <= kMidMax) return mid_seeded(p, len, seed);
+        return long_seeded(p, len, seed);
+    } else {
+        if (len <= kMidMax) return mid_default(p, len);
+        return long_default(p, len);
+    }
+}
+
 }  // namespace detail
 
-// XXH3-64 of [data, data + len) with `seed` (0: the format's hash). data may be null when len is 0.
-inline std::uint64_t hash64(const void* data, std::size_t len, std::uint64_t seed = 0) noexcept {
-    const auto* p = static_cast<const unsigned char*>(data);
-    const unsigned char* s = detail::kDefaultSecret;
-    if (len <= 16) return detail::len_0to16(p, len, s, seed);
-    if (len <= 128) return detail::len_17to128(p, len, s, seed);
-    if (len <= detail::kMidMax) return detail::len_129to240(p, len, s, seed);
-    return detail::hash_long_seeded(p, len, seed);
+// XXH3-64 of [data, data + len): the file format's hash (seed 0). data may be null when len is 0.
+inline std::uint64_t hash64(const void* data, std::size_t len) noexcept {
+    return detail::hash_impl<false>(data, len, 0);
+}
+
+// XXH3-64 of [data, data + len) with `seed` (XXH3_64bits_withSeed; seed 0 gives the result above).
+inline std::uint64_t hash64(const void* data, std::size_t len, std::uint64_t seed) noexcept {
+    return detail::hash_impl<true>(data, len, seed);
 }
 
 // Streaming XXH3-64: digest() after any sequence of update() calls equals hash64 of their concatenation with
