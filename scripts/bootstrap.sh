@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev liblmdb-dev cmake g++ python3-venv)
+DEB_PACKAGES=(libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev liblmdb-dev cmake g++ python3-venv)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -34,5 +34,5 @@ if [ ! -x build/venv/bin/python ]; then
   python3 -m venv --system-site-packages build/venv
 fi
 build/venv/bin/python -m pip install -q --disable-pip-version-check \
-  "scikit-build-core>=0.10" "nanobind>=2.0" "cmake>=3.24" ninja pytest "hypothesis>=6" numpy \
+  "scikit-build-core>=0.10" "nanobind>=2.0" "cmake>=3.24" ninja pytest "hypothesis>=6" numpy xxhash \
   dask distributed zict psutil  # Pool: mmstore.dask, its tests, and the peers of bench/bench_pool.py

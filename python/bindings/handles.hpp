@@ -382,5 +382,6 @@ void bind_shared(nb::module_& m);
 void bind_lock(nb::module_& m);
 void bind_pool(nb::module_& m);  // pool.cpp
 void bind_records(nb::module_& m);
+void bind_hash(nb::module_& m);  // hash.cpp
 
 }  // namespace mmstore::py

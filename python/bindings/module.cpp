@@ -76,4 +76,5 @@ NB_MODULE(_core, m) {
     mmstore::py::bind_lock(m);
     mmstore::py::bind_pool(m);
     mmstore::py::bind_records(m);
+    mmstore::py::bind_hash(m);
 }

@@ -1549,7 +1549,6 @@ void bind_records(nb::module_& m) {
         o.mode = mode;
         return mmstore::merge(*st_of(a.ptr()).mapping, *st_of(b.ptr()).mapping, out, o);
     });
-    m.def("_hash64", [](nb::bytes data) { return mmstore::hash64(data.c_str(), data.size()); });
 }
 
 }  // namespace mmstore::py

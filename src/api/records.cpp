@@ -422,11 +422,10 @@ void TypedFile::parse(std::uint32_t kind) {
         header.nsections > 4096 * 2 + 8 || !in_bounds(header.table_off, std::uint64_t{header.nsections} * 32))
         throw_format(ErrorCode::kCorrupt, path, "corrupt records header (schema or section table out of bounds)");
     {
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
-        XXH3_64bits_update(&st, base + header.schema_off, header.schema_len);
-        XXH3_64bits_update(&st, base + header.table_off, std::uint64_t{header.nsections} * 32);
-        if (XXH3_64bits_digest(&st) != header.meta_checksum)
+        Hasher st;
+        st.update(base + header.schema_off, header.schema_len);
+        st.update(base + header.table_off, std::uint64_t{header.nsections} * 32);
+        if (st.digest() != header.meta_checksum)
             throw_format(ErrorCode::kCorrupt, path, "corrupt schema or section table (checksum mismatch)");
     }
     try {

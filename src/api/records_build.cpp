@@ -223,25 +223,23 @@ void assemble(const std::string& path, const std::string& prefix, const BuildOpt
     std::string buf(4 << 20, '\0');
     for (std::size_t k = 0; k < secs.size(); ++k) {
         TempFile* f = std::get<2>(secs[k]);
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
+        Hasher st;
         for (std::uint64_t done = 0; done < f->size();) {
             const std::size_t n = f->file().pread(buf.data(), std::min<std::uint64_t>(buf.size(), f->size() - done), done);
             if (n == 0) throw_error(ErrorCode::kIo, f->path(), "temporary file shorter than written");
-            XXH3_64bits_update(&st, buf.data(), n);
+            st.update(buf.data(), n);
             out.pwrite_all(buf.data(), n, table[k].offset + done);
             done += n;
         }
-        table[k].checksum = XXH3_64bits_digest(&st);
+        table[k].checksum = st.digest();
     }
     out.pwrite_all(schema_blob.data(), schema_blob.size(), rh.schema_off);
     out.pwrite_all(table.data(), table.size() * 32, rh.table_off);
     {
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
-        XXH3_64bits_update(&st, schema_blob.data(), schema_blob.size());
-        XXH3_64bits_update(&st, table.data(), table.size() * 32);
-        rh.meta_checksum = XXH3_64bits_digest(&st);
+        Hasher st;
+        st.update(schema_blob.data(), schema_blob.size());
+        st.update(table.data(), table.size() * 32);
+        rh.meta_checksum = st.digest();
     }
     rh.checksum = hash64(&rh, offsetof(detail::RecordsHeader, checksum));
     out.pwrite_all(&rh, sizeof rh, detail::kRecordsHeaderOffset);

@@ -18,11 +18,10 @@ constexpr std::string_view kNewPrefix = ".mmstore-pool-";  // being created; ren
 constexpr std::string_view kLockName = "lock";
 
 std::uint64_t prefix_checksum(const char* prefix, std::size_t len) {
-    XXH3_state_t st;
-    XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, prefix, offsetof(SpillHeader, checksum));
-    XXH3_64bits_update(&st, prefix + sizeof(SpillHeader), len - sizeof(SpillHeader));
-    return XXH3_64bits_digest(&st);
+    Hasher st;
+    st.update(prefix, offsetof(SpillHeader, checksum));
+    st.update(prefix + sizeof(SpillHeader), len - sizeof(SpillHeader));
+    return st.digest();
 }
 
 std::string temp_name(const std::string& path) {
