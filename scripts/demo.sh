@@ -14,10 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 if [ -x build/venv/bin/python ] && build/venv/bin/python -c 'import mmstore._core' 2>/dev/null; then
-  echo "mmstore demo: updating the package in build/venv (seconds), then the demo (about 10-20 s)"
+  echo "mmstore demo: updating the package in build/venv (seconds), then the demo (about 5 s)"
 else
   echo "mmstore demo: first run: setting up build/venv and compiling the C++ extension (about 3-4 min on 2 cores;"
-  echo "              later runs take seconds), then the demo itself (about 10-20 s)"
+  echo "              later runs about 10 s), then the demo itself (about 5 s)"
 fi
 scripts/_venv.sh
 args=()

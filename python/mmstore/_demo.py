@@ -137,7 +137,7 @@ def run(n: int = 100_000, keep: str | None = None, xlang: str | None = None) -> 
 
 def _run_in(tmp: str, n: int, xlang: str | None, kept: bool) -> int:
     t_start = time.perf_counter()
-    print(f"mmstore demo: the four faces on {n:,} entries, about 10-20 s. Files go to {tmp}"
+    print(f"mmstore demo: the four faces on {n:,} entries, about 5 s. Files go to {tmp}"
           f"{'' if kept else ' (a temporary directory, removed at the end; --keep DIR keeps them)'}.", flush=True)
     step = _Step()
     steps = (_demo_dict, _demo_list, _demo_crash, _demo_records, _demo_shared, _demo_pool)

@@ -13,7 +13,7 @@ from . import CorruptFileError, Dict, Error, List, WrongKindError
 
 _DESCRIPTION = "Inspect mmstore files, or run a short demo of what mmstore does."
 _EPILOG = """examples:
-  python -m mmstore demo                      a tour of the four faces (about 10-20 s)
+  python -m mmstore demo                      a tour of the four faces (about 5 s)
   python -m mmstore demo --keep /tmp/mms      the same, keeping its files for the commands below
   python -m mmstore stats /tmp/mms/demo.mms   a Dict's or List's statistics as JSON
   python -m mmstore verify /tmp/mms/demo.mms  check every invariant (exit 3 if the file is corrupt)
