@@ -131,6 +131,6 @@ def test_demo_has_the_cpp_tool_read_what_python_wrote(tmp_path):
         pytest.skip("mmstore_xlang not built (scripts/test.sh builds it and sets MMSTORE_XLANG)")
     out = _demo(cwd=tmp_path, env=_env(tool))
     assert out.returncode == 0, out.stderr
-    assert f"{tool} dump-dict: 7 entries (" in out.stdout
+    assert f"{os.path.abspath(tool)} dump-dict: 7 entries (" in out.stdout
     assert "byte-identical to Python's encoding: True" in out.stdout
     assert "  - C++: mmstore_xlang read all 7 entries Python wrote, byte for byte" in out.stdout
