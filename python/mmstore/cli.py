@@ -1,32 +1,27 @@
-"""The ``mmstore`` command line: ``python -m mmstore demo | stats PATH | verify PATH | compact PATH``."""
+"""The ``mmstore`` command line: ``python -m mmstore demo | stats PATH | verify PATH | compact PATH``.
+
+The help texts below are plain text (argparse prints them as they are), so they carry no reST markup.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 
 from . import CorruptFileError, Dict, Error, List, WrongKindError
 
-_REOPEN_CHECK = r"""
-import json, sys, time
-import mmstore
-t0 = time.perf_counter()
-d = mmstore.Dict(sys.argv[1], create=False)
-opened = time.perf_counter() - t0
-t0 = time.perf_counter()
-n = int(sys.argv[2])
-sample = {k: d[k] for k in (f"k0", f"k{n // 2}", f"k{n - 1}")}
-first = time.perf_counter() - t0
-d.verify()
-print(json.dumps({"pid": __import__("os").getpid(), "open_ms": opened * 1e3, "three_lookups_us": first * 1e6,
-                  "sample": sample, "entries": len(d), "stats": d.stats()}))
-d.close()
-"""
+_DESCRIPTION = "Inspect mmstore files, or run a short demo of what mmstore does."
+_EPILOG = """examples:
+  python -m mmstore demo                      a tour of the four faces (about 5 s)
+  python -m mmstore demo --keep /tmp/mms      the same, keeping its files for the commands below
+  python -m mmstore stats /tmp/mms/demo.mms   a Dict's or List's statistics as JSON
+  python -m mmstore verify /tmp/mms/demo.mms  check every invariant (exit 3 if the file is corrupt)
+  python -m mmstore compact /tmp/mms/demo.mms rewrite at the minimal size
+
+exit codes: 0 success, 1 a demo check failed, 2 an error (missing file, locked store, bad argument),
+3 a corrupt, truncated or foreign file"""
+
 
 
 def _open_any(path: str, readonly: bool = True):
@@ -36,123 +31,28 @@ def _open_any(path: str, readonly: bool = True):
         return List(path, create=False, readonly=readonly)
 
 
-def demo(n: int) -> int:
-    n = max(n, 1)
-    with tempfile.TemporaryDirectory(prefix="mmstore-demo-") as tmp:
-        path = os.path.join(tmp, "demo.mms")
-        print(f"1. persistent Dict: writing {n:,} entries to {path}")
-        t0 = time.perf_counter()
-        with Dict(path) as d:
-            d.update((f"k{i}", {"i": i, "sq": i * i, "tag": f"v{i}"}) for i in range(n))
-            d["meta"] = {"created_by": os.getpid(), "when": time.time()}
-        print(f"   wrote and closed in {time.perf_counter() - t0:.2f} s")
-        print("2. reopening in a new process (no load step: the file is mapped in place)")
-        out = subprocess.run([sys.executable, "-c", _REOPEN_CHECK, path, str(n)], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(out.stderr, file=sys.stderr)
-            return 1
-        info = json.loads(out.stdout)
-        print(f"   pid {info['pid']} opened {info['entries']:,} entries in {info['open_ms']:.2f} ms; "
-              f"3 lookups took {info['three_lookups_us']:.0f} us")
-        print(f"   sample: {info['sample']}")
-        st = info["stats"]
-        print(f"   stats: file {st['file_bytes'] / 2**20:.1f} MiB, on disk {st['allocated_bytes'] / 2**20:.1f} MiB, "
-              f"{st['allocated_bytes'] / max(1, st['entries']):.0f} B/entry, capacity {st['capacity']:,} entries before the next rebuild")
-        lpath = os.path.join(tmp, "demo.mml")
-        print(f"3. persistent List: appending {n:,} values to {lpath}")
-        with List(lpath) as lst:
-            lst.extend(range(n))
-            lst[0:3] = ["a", "b", "c"]
-        with List(lpath, readonly=True) as lst:
-            print(f"   reopened: len={len(lst):,} head={lst[:5]} tail={lst[-2:]} stats={lst.stats()}")
-        _demo_records(tmp, n)
-        if _demo_shared(n) != 0:
-            return 1
-        _demo_pool(tmp)
-    return 0
-
-
-def _demo_records(tmp: str, n: int) -> None:
-    import mmstore
-
-    @mmstore.struct
-    class Item:
-        a: int
-        b: float
-        s: str
-
-    path = os.path.join(tmp, "items.mms")
-    print(f"4. typed records: RecordArray.build of {n:,} {{a: int, b: float, s: str}} records to {path}")
-    t0 = time.perf_counter()
-    items = (Item(a=i, b=i / 2, s=f"k{i:07d}") for i in range(n))
-    arr = mmstore.RecordArray.build(items, path, schema=Item.__schema__, progress=False)
-    built = time.perf_counter() - t0
-    print(f"   built in {built:.2f} s, {os.path.getsize(path) / n:.1f} B/record; arr[{n // 2}] = "
-          f"(a={arr[n // 2].a}, b={arr[n // 2].b}, s={arr[n // 2].s!r}) read through a proxy, no unpickling")
-    print(f"   column('a') is a zero-copy numpy view: sum = {int(arr.column('a').sum()):,}")
-    mpath = os.path.join(tmp, "by_name.mms")
-    pairs = ((f"k{i:07d}", arr[i]) for i in range(n))
-    m = mmstore.Mapping.build(pairs, mpath, key=str, schema=Item.__schema__, progress=False)
-    print(f"   Mapping by name: m['k{n - 1:07d}'].a = {m[f'k{n - 1:07d}'].a}, 'nope' in m = {'nope' in m}")
-    arr.close()
-    m.close()
-
-
-_SHARED_WORKER = r"""
-import sys, mmstore
-d = mmstore.SharedDict(sys.argv[1], create=False)
-for _ in range(int(sys.argv[2])):
-    with d.lock:
-        d["n"] += 1
-    d.increment("m")
-d["workers"]["done"] += 1   # a nested dict, shared live
-d.close()
-"""
-
-
-def _demo_shared(n: int) -> int:
-    import mmstore
-
-    each, procs = max(1, min(n, 20_000)), 3
-    with mmstore.SharedDict(recurse=True) as d:
-        print(f"5. SharedDict {d.name!r} in /dev/shm: {procs} processes attach by name, each adds {each:,} "
-              f"under d.lock and {each:,} with d.increment")
-        d.update_many({"n": 0, "m": 0, "workers": {"done": 0}})
-        t0 = time.perf_counter()
-        kids = [subprocess.Popen([sys.executable, "-c", _SHARED_WORKER, d.name, str(each)]) for _ in range(procs)]
-        if any(k.wait() != 0 for k in kids):
-            return 1
-        print(f"   n = {d['n']:,}, m = {d['m']:,} (exactly {procs * each:,} each), nested workers done = "
-              f"{d['workers']['done']}, in {time.perf_counter() - t0:.2f} s; reads never took the lock")
-    return 0
-
-
-def _demo_pool(tmp: str) -> None:
-    import numpy as np
-
-    import mmstore
-
-    with mmstore.Pool(max_memory="8MiB", spill_dir=tmp) as pool:
-        print("6. Pool(max_memory='8MiB'): putting ten 2 MiB arrays, least recently used ones spill to disk")
-        refs = [pool.put(np.full(2**18, i, dtype=np.float64)) for i in range(10)]
-        st = pool.stats()
-        print(f"   ram {st['ram_bytes'] / 2**20:.0f} MiB, disk {st['disk_bytes'] / 2**20:.0f} MiB, spills {st['spills']}")
-        x = pool.get(refs[0])
-        print(f"   get(refs[0]) -> mean {x.mean():.0f}, read back by mapping (zero-copy view: {mmstore.is_mapped(x)})")
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mmstore", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="the four faces: Dict/List files, typed records, SharedDict, the spilling Pool")
-    d.add_argument("--n", type=int, default=100_000)
+    p = argparse.ArgumentParser(prog="mmstore", description=_DESCRIPTION, epilog=_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{demo,stats,verify,compact}")
+    demo_help = ("a tour of the four faces: Dict/List files reopened in a new process, a writer killed with "
+                 "SIGKILL, typed records, a SharedDict shared by three processes, the spilling Pool, and C++ "
+                 "reading what Python wrote")
+    d = sub.add_parser("demo", help=demo_help, description=demo_help + ". Needs no numpy (says what it skips).")
+    d.add_argument("--n", type=int, default=100_000, metavar="N", help="entries per store (default: 100,000)")
+    d.add_argument("--keep", metavar="DIR", help="write the files to DIR and keep them (default: a temporary "
+                   "directory removed at the end)")
+    d.add_argument("--xlang", metavar="PATH", help="the C++ example tool mmstore_xlang (default: $MMSTORE_XLANG, "
+                   "else ./build/test-cpp/mmstore_xlang; skipped with a note when absent)")
     for name, help_ in (("stats", "print a store's statistics as JSON"), ("verify", "check every invariant"),
                         ("compact", "rewrite a store at its minimal size")):
-        sp = sub.add_parser(name, help=help_)
-        sp.add_argument("path")
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("path", help="a Dict or List file")
     args = p.parse_args(argv)
     if args.cmd == "demo":
-        return demo(args.n)
+        from ._demo import run
+
+        return run(args.n, keep=args.keep, xlang=args.xlang)
     try:
         store = _open_any(args.path, readonly=args.cmd != "compact")
         with store:

@@ -1,4 +1,6 @@
-"""The ``mmstore`` command line (python -m mmstore): demo, stats, verify, compact, and its exit codes."""
+"""The ``mmstore`` command line (python -m mmstore): stats, verify, compact, help, and the exit codes.
+
+The demo has its own file, test_demo.py."""
 
 import json
 import subprocess
@@ -9,24 +11,6 @@ import mmstore
 
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "mmstore", *args], capture_output=True, text=True, timeout=120)
-
-
-def test_demo_reopens_the_dict_in_a_new_process_and_prints_stats():
-    out = _run("demo", "--n", "2000")
-    assert out.returncode == 0, out.stderr
-    assert "opened 2,001 entries" in out.stdout
-    assert "'k1000': {'i': 1000" in out.stdout and "'k1999'" in out.stdout
-    assert "B/entry" in out.stdout and "reopened: len=2,000" in out.stdout
-
-
-def test_demo_shows_the_other_three_faces_with_exact_results():
-    out = _run("demo", "--n", "2000")
-    assert out.returncode == 0, out.stderr
-    assert "arr[1000] = (a=1000, b=500.0, s='k0001000')" in out.stdout  # typed records
-    assert f"sum = {sum(range(2000)):,}" in out.stdout and "m['k0001999'].a = 1999" in out.stdout
-    assert "n = 6,000, m = 6,000" in out.stdout and "nested workers done = 3" in out.stdout  # SharedDict
-    assert "spills" in out.stdout and "zero-copy view: True" in out.stdout  # Pool
-    assert not [s for s in mmstore.shared_dicts() if s.name in out.stdout]  # the demo's segment is gone
 
 
 def test_stats_verify_and_compact_work_on_dicts_and_lists(tmp_path):
@@ -54,3 +38,12 @@ def test_a_corrupt_file_exits_3_with_the_problem_on_stderr(tmp_path):
     out = _run("verify", str(path))
     assert out.returncode == 3
     assert str(path) in out.stderr and "not an mmstore file" in out.stderr
+
+
+def test_help_texts_are_plain_text_without_rest_markup():
+    for args in (("--help",), ("demo", "--help"), ("stats", "--help"), ("verify", "--help"), ("compact", "--help")):
+        out = _run(*args)
+        assert out.returncode == 0, out.stderr
+        assert "``" not in out.stdout and ":class:" not in out.stdout, (args, out.stdout)
+    top = _run("--help").stdout
+    assert "python -m mmstore demo --keep" in top and "exit codes" in top
