@@ -91,8 +91,12 @@ def _fixed(arr: RecordArray, name: str):
 
 
 def _var_offsets(arr: RecordArray, name: str):
+    """The u64 heap offsets of a variable-width field (its column section, docs/format.md §8.1)."""
     np = _np()
-    off, _width, _ = arr.column_info(arr._field_index(name))
+    sid = _COLUMN + arr._field_index(name)
+    off, length = _sections(arr)[sid]
+    if length < 8 * len(arr):
+        raise _records.CorruptFileError(f"{arr.path}: the column of field {name!r} is shorter than its records")
     return np.frombuffer(arr, dtype="<u8", count=len(arr), offset=off)
 
 
@@ -207,7 +211,11 @@ def _column_to_arrow(pa, arr: RecordArray, name: str, ftype):
             t = pa.large_string() if is_str else pa.large_binary()
         return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)])
     values = [_plain(getattr(r, name)) for r in arr]
-    return pa.array(values, type=_arrow_type(pa, ftype))
+    try:
+        return pa.array(values, type=_arrow_type(pa, ftype))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TypeError(f"to_arrow: the values of field {name!r} of {arr.path} do not form one Arrow type "
+                        f"({exc})") from None
 
 
 def _plain(v):
