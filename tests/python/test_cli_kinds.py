@@ -84,7 +84,21 @@ def test_info_verify_and_compact_a_shared_dict_by_name(segment):
     got = json.loads(_run("info", f"shm:{name}", "--json").stdout)
     assert got["kind"] == "SharedDict" and got["entries"] == 2 and got["creator_pid"] == os.getpid()
     assert _run("verify", f"shm:{name}").returncode == 0
-    assert json.loads(_run("compact", f"shm:{name}").stdout)["compacted"] is True
+    busy = _run("compact", f"shm:{name}")  # compact needs the store to itself
+    assert busy.returncode == 2 and busy.stderr.count("\n") == 1 and "to itself" in busy.stderr
+
+
+def test_compact_an_unused_shared_dict_by_name():
+    name = f"clitest_compact_{os.getpid()}"
+    subprocess.run([sys.executable, "-c", _LEAVE_SEGMENT, name], check=True)
+    try:
+        out = _run("compact", f"shm:{name}")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["compacted"] is True
+        with mmstore.SharedDict(name, create=False) as d:
+            assert d.copy() == {"x": 1}
+    finally:
+        mmstore.SharedDict.unlink_by_name(name)
 
 
 def test_compact_of_a_built_image_says_there_is_nothing_to_do(stores):
