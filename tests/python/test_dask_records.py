@@ -86,7 +86,7 @@ def test_mapping_lookup_joins_rows_against_a_mapping_file(tmp_path, client):
     df = client.compute(joined).result()
     assert len(df) == 1000
     assert df.loc[3, "city"] == "city3" and df.loc[3, "size"] == 30
-    assert df.loc[6, "city"] is None and pd.isna(df.loc[6, "size"])
+    assert pd.isna(df.loc[6, "city"]) and pd.isna(df.loc[6, "size"])
     per_city = client.compute(joined.groupby("city")["size"].sum()).result()
     assert per_city["city2"] == 20 * len(range(2, 1000, 7))
 
