@@ -17,7 +17,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_generated/*.json"]
+exclude_patterns = ["_build", "_generated/bench_charts.md"]  # included by benchmarks.md, not a page
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 suppress_warnings = ["myst.header"]  # format.md and design.md start at level-2 sections under one title
