@@ -349,7 +349,7 @@ def from_arrow(data, path, *, schema: Schema | None = None, name: str = "Record"
 def from_pandas(df, path, *, schema: Schema | None = None, name: str = "Record", **build_kwargs) -> RecordArray:
     """Builds a RecordArray at ``path`` from a DataFrame (through Arrow, ``_BATCH_ROWS`` rows at a time)."""
     pd = _require("pandas", "pandas", "RecordArray.from_pandas")
-    pa = _pa("RecordArray.from_pandas")
+    pa = _require("pyarrow", "pandas", "RecordArray.from_pandas") and _pa("RecordArray.from_pandas")
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"RecordArray.from_pandas: expected a pandas.DataFrame, not {type(df).__name__}")
     if schema is None:
