@@ -42,6 +42,7 @@ _HEAP = 1            # section id of the variable-value heap (docs/format.md §8
 _COLUMN = 0x100      # + field index: column sections
 _PRESENCE = 0x200    # + field index: presence bitmaps
 _BATCH_ROWS = 65_536  # rows per batch when a source has no batches of its own: bounds memory, amortises calls
+_GATHER_ROWS = 16_384  # rows per chunk of a string gather: index arrays of a few hundred KiB stay in cache
 
 
 def _require(module: str, extra: str, what: str):
@@ -130,13 +131,30 @@ def _gather_strings(arr: RecordArray, name: str, short_base: int, long_tag: int,
         starts[long_] = lo + 5
     if len(offs) and (starts + lens > heap_len).any():
         raise _records.CorruptFileError(f"{arr.path}: field {name!r}: a value runs past the heap")
-    out_offsets = np.zeros(len(offs) + 1, dtype=np.int64)
+    n = len(offs)
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens, out=out_offsets[1:])
     total = int(out_offsets[-1])
-    # position of every output byte in the heap: the run's start, shifted by the byte's rank in its run
-    pos = np.repeat(starts - out_offsets[:-1], lens) + np.arange(total, dtype=np.int64)
-    data = heap[pos]
-    return out_offsets, data, (None if not none.any() else ~none)
+    valid = None if not none.any() else ~none
+    if n and short.all():
+        width = int(lens[0])
+        lo = int(offs[0])
+        if (lens == width).all() and lo + n * (width + 1) <= heap_len and (
+                n == 1 or (np.diff(offs) == width + 1).all()):
+            # the common case of a column built in row order: equal-length short values back to back, so
+            # the bytes are every row of a (n, 1 + width) block without its tag column: one strided copy
+            block = heap[lo:lo + n * (width + 1)].reshape(n, width + 1)
+            return out_offsets, np.ascontiguousarray(block[:, 1:]).reshape(-1), valid
+    data = np.empty(total, dtype=np.uint8)
+    # general case, in chunks of rows so the index arrays stay small (a byte's heap position is its run's
+    # start shifted by its rank in the run)
+    for c in range(0, n, _GATHER_ROWS):
+        o = out_offsets[c:c + _GATHER_ROWS + 1]
+        ln = lens[c:c + _GATHER_ROWS]
+        base, cnt = int(o[0]), int(o[-1] - o[0])
+        pos = np.repeat(starts[c:c + _GATHER_ROWS] - (o[:-1] - base), ln) + np.arange(cnt, dtype=np.int64)
+        data[base:base + cnt] = heap[pos]
+    return out_offsets, data, valid
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -227,11 +245,18 @@ def _plain(v):
     return v
 
 
-def to_arrow(arr: RecordArray):
-    """The records as a ``pyarrow.Table`` (see the module docstring for what is zero-copy)."""
+def to_arrow(arr: RecordArray, columns=None):
+    """The records as a ``pyarrow.Table`` (see the module docstring for what is zero-copy). ``columns``: the
+    field names to include (default all), as ``pyarrow.feather.read_table(columns=)``: converting only the
+    fixed-width columns costs no copy at all."""
     pa = _pa("RecordArray.to_arrow")
-    cols = [_column_to_arrow(pa, arr, n, t) for n, t in arr.schema.fields.items()]
-    return pa.Table.from_arrays(cols, names=list(arr.schema.names))
+    fields = arr.schema.fields
+    names = list(arr.schema.names) if columns is None else list(columns)
+    for n in names:
+        if n not in fields:
+            raise KeyError(f"to_arrow: {arr.path} has no field {n!r} (fields: {', '.join(fields)})")
+    cols = [_column_to_arrow(pa, arr, n, fields[n]) for n in names]
+    return pa.Table.from_arrays(cols, names=names)
 
 
 def to_numpy(arr: RecordArray):

@@ -98,6 +98,29 @@ def test_to_arrow_long_strings_unicode_and_every_fixed_type(tmp_path):
         del t
 
 
+def test_to_arrow_strings_shared_by_dedup_and_spanning_several_gather_chunks(tmp_path):
+    words = ["", "a", "bb", "x" * 31, "y" * 32, "ü" * 20]
+    rows = [Row(a=i, b=0.0, s=words[i % len(words)] + ("" if i % 7 else str(i))) for i in range(40_000)]
+    with mmstore.RecordArray.build(rows, tmp_path / "d.mma") as arr:
+        t = arr.to_arrow()
+        assert t.column("s").to_pylist() == [r.s for r in rows]
+        del t
+    same = [Row(a=i, b=0.0, s="same") for i in range(100)]  # every record points at one heap value
+    with mmstore.RecordArray.build(same, tmp_path / "s.mma") as arr:
+        t = arr.to_arrow()
+        assert t.column("s").to_pylist() == ["same"] * 100
+        del t
+
+
+def test_to_arrow_columns_selects_fields_without_converting_the_others(tmp_path):
+    with mmstore.RecordArray.build(_rows(10), tmp_path / "r.mma") as arr:
+        t = arr.to_arrow(columns=["a"])
+        assert t.column_names == ["a"] and t.column("a").to_pylist() == list(range(10))
+        with pytest.raises(KeyError, match="no field 'nope'"):
+            arr.to_arrow(columns=["nope"])
+        del t
+
+
 def test_to_numpy_is_a_structured_view_when_every_field_is_fixed_width(tmp_path):
     rows = [Fixed(x=i, y=i * 0.5, z=-i) for i in range(500)]
     with mmstore.RecordArray.build(rows, tmp_path / "f.mma") as arr:
