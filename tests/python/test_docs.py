@@ -65,3 +65,13 @@ def test_benchmark_charts_are_drawn_from_every_known_results_file(site):
                     reason="Debian's chromium is not installed")
 def test_the_start_page_and_its_chart_load_in_headless_chromium(site):
     assert _check_links_module().check_browser(site / "index.html") == []
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="Debian's chromium is not installed")
+def test_the_headless_check_reports_a_chart_that_does_not_load(tmp_path, site):
+    (tmp_path / "ok.svg").write_bytes((site / "_images" / "bench_records.svg").read_bytes())
+    page = tmp_path / "index.html"
+    page.write_text('<html><head><title>t</title></head><body><img src="ok.svg"><img src="gone.svg"></body></html>')
+    errors = _check_links_module().check_browser(page)
+    assert len(errors) == 1 and "gone.svg" in errors[0]
