@@ -284,15 +284,20 @@ def to_numpy(arr: RecordArray):
     return out
 
 
-def to_pandas(arr: RecordArray, start: int = 0, stop: int | None = None):
+def to_pandas(arr: RecordArray, start: int = 0, stop: int | None = None, columns=None):
     """The records ``start:stop`` as a ``pandas.DataFrame`` (fixed columns without missing values are
-    read-only views of the mapping)."""
+    read-only views of the mapping); ``columns``: the fields to include (default all)."""
     pd = _require("pandas", "pandas", "RecordArray.to_pandas")
     np = _np()
     start, stop, _ = slice(start, stop).indices(len(arr))
     stop = max(start, stop)
+    fields = arr.schema.fields
+    names = list(fields) if columns is None else list(columns)
+    for name in names:
+        if name not in fields:
+            raise KeyError(f"to_pandas: {arr.path} has no field {name!r} (fields: {', '.join(fields)})")
     data = {}
-    for name, t in arr.schema.fields.items():
+    for name, t in ((n, fields[n]) for n in names):
         if getattr(t, "dtype", None) is not None:
             values, bits = _fixed(arr, name)
             values = values[start:stop]

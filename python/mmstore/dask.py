@@ -214,22 +214,23 @@ def _opened(kind: str, path: str):
 
 def _records_partition(part):
     """One partition of :func:`read_records`: rows ``start:stop`` of the file, mapped by this worker."""
-    path, start, stop = part
+    path, start, stop, columns = part
     from ._arrow import to_pandas
 
-    df = to_pandas(_opened("array", path), start, stop)
+    df = to_pandas(_opened("array", path), start, stop, columns)
     df.index = __import__("pandas").RangeIndex(start, stop)
     return df
 
 
-def read_records(path, npartitions: int | None = None):
+def read_records(path, npartitions: int | None = None, columns=None):
     """A ``dask.dataframe`` of a RecordArray file, one partition per row range.
 
     Each task carries only ``(path, start, stop)``: workers map the file themselves (opened once per worker
     process), so no record data goes through the scheduler or between workers, and the graph's size depends
     on ``npartitions`` only, not on the file's size. ``npartitions`` defaults to one per 1M records. The
     index is the record number (divisions are known). Fixed-width columns come out as read-only views of
-    the worker's mapping; str columns are decoded per partition."""
+    the worker's mapping; str columns are decoded per partition. ``columns`` (field names) limits what each
+    partition converts, as ``read_parquet(columns=)``."""
     import dask.dataframe as dd
 
     from ._arrow import to_pandas
@@ -238,7 +239,8 @@ def read_records(path, npartitions: int | None = None):
     path = os.path.abspath(os.fspath(path))
     with RecordArray(path) as arr:
         n = len(arr)
-        meta = to_pandas(arr, 0, 0)
+        columns = None if columns is None else list(columns)
+        meta = to_pandas(arr, 0, 0, columns)
         meta = meta.copy()  # an empty frame holds no views, so the array can close
     if npartitions is None:
         npartitions = max(1, -(-n // 1_000_000))
@@ -246,7 +248,7 @@ def read_records(path, npartitions: int | None = None):
         raise ValueError(f"read_records: npartitions must be a positive int, not {npartitions!r}")
     npartitions = min(npartitions, max(n, 1))
     bounds = [n * i // npartitions for i in range(npartitions + 1)]
-    parts = [(path, bounds[i], bounds[i + 1]) for i in range(npartitions)]
+    parts = [(path, bounds[i], bounds[i + 1], columns) for i in range(npartitions)]
     import pandas as pd
 
     meta.index = pd.RangeIndex(0, 0)

@@ -70,6 +70,15 @@ def test_read_records_graph_size_does_not_depend_on_the_file_size(tmp_path):
     assert abs(size_small - size_large) < 200  # only the numbers in the row ranges differ
 
 
+def test_read_records_columns_converts_only_those_fields(tmp_path):
+    _sales(tmp_path / "a.mma", 100).close()
+    ddf = read_records(tmp_path / "a.mma", npartitions=2, columns=["amount"])
+    assert list(ddf.columns) == ["amount"]
+    assert ddf.amount.sum().compute(scheduler="sync") == sum(range(100))
+    with pytest.raises(KeyError, match="no field 'nope'"):
+        read_records(tmp_path / "a.mma", columns=["nope"])
+
+
 def test_read_records_rejects_bad_arguments(tmp_path):
     _sales(tmp_path / "a.mma", 10).close()
     with pytest.raises(ValueError, match="npartitions"):
