@@ -91,7 +91,13 @@ def _arrow(data, ax):
           "mmstore advantage (x; > 1 is better)", ref=1.0)
 
 
-_DRAW = {"bench_records": _records, "bench_dict": _dict, "bench_shared": _shared, "bench_pool": _pool,
+def _dask_records(data, ax):
+    med = data["medians"]
+    _bars(ax, [f"{k}: group-by" for k in med], list(med.values()),
+          f"group-by on a Dask LocalCluster, {data['config']['n']:,} records", "seconds (median; < is better)")
+
+
+_DRAW = {"bench_dask_records": _dask_records, "bench_records": _records, "bench_dict": _dict, "bench_shared": _shared, "bench_pool": _pool,
          "bench_cpp": _cpp, "bench_arrow": _arrow}
 
 
