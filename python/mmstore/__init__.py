@@ -28,6 +28,7 @@ from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
+from . import _arrow  # noqa: F401  (RecordArray/Mapping to_arrow, to_pandas, to_numpy, from_arrow, from_pandas)
 
 StoreLock = _core.StoreLock
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from ._pool import Pool, parse_bytes
 
-__all__ = ["PoolData", "PoolWorker", "SpilledSize"]
+__all__ = ["PoolData", "PoolWorker", "SpilledSize", "read_records", "mapping_lookup"]
 
 try:  # distributed's own type, so that its code sees what it expects
     from distributed.spill import SpilledSize
@@ -195,3 +195,116 @@ def __getattr__(name):
         globals()["PoolWorker"] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Typed records on a Dask cluster: a RecordArray file as a dask.dataframe, lookups in a Mapping file
+
+_OPEN_FILES: dict = {}  # (kind, path) -> the RecordArray / Mapping this worker process opened (once)
+
+
+def _opened(kind: str, path: str):
+    store = _OPEN_FILES.get((kind, path))
+    if store is None or store.closed:
+        from ._records import Mapping, RecordArray
+
+        store = _OPEN_FILES[(kind, path)] = (RecordArray if kind == "array" else Mapping)(path)
+    return store
+
+
+def _records_partition(part):
+    """One partition of :func:`read_records`: rows ``start:stop`` of the file, mapped by this worker."""
+    path, start, stop, columns = part
+    from ._arrow import to_pandas
+
+    df = to_pandas(_opened("array", path), start, stop, columns)
+    df.index = __import__("pandas").RangeIndex(start, stop)
+    return df
+
+
+def read_records(path, npartitions: int | None = None, columns=None):
+    """A ``dask.dataframe`` of a RecordArray file, one partition per row range.
+
+    Each task carries only ``(path, start, stop)``: workers map the file themselves (opened once per worker
+    process), so no record data goes through the scheduler or between workers, and the graph's size depends
+    on ``npartitions`` only, not on the file's size. ``npartitions`` defaults to one per 1M records. The
+    index is the record number (divisions are known). Fixed-width columns come out as read-only views of
+    the worker's mapping; str columns are decoded per partition. ``columns`` (field names) limits what each
+    partition converts, as ``read_parquet(columns=)``."""
+    import dask.dataframe as dd
+
+    from ._arrow import to_pandas
+    from ._records import RecordArray
+
+    path = os.path.abspath(os.fspath(path))
+    with RecordArray(path) as arr:
+        n = len(arr)
+        columns = None if columns is None else list(columns)
+        meta = to_pandas(arr, 0, 0, columns)
+        meta = meta.copy()  # an empty frame holds no views, so the array can close
+    if npartitions is None:
+        npartitions = max(1, -(-n // 1_000_000))
+    if not isinstance(npartitions, int) or npartitions < 1:
+        raise ValueError(f"read_records: npartitions must be a positive int, not {npartitions!r}")
+    npartitions = min(npartitions, max(n, 1))
+    bounds = [n * i // npartitions for i in range(npartitions + 1)]
+    parts = [(path, bounds[i], bounds[i + 1], columns) for i in range(npartitions)]
+    import pandas as pd
+
+    meta.index = pd.RangeIndex(0, 0)
+    divisions = tuple(bounds[:-1]) + (max(bounds[-1] - 1, 0),)
+    return dd.from_map(_records_partition, parts, meta=meta, divisions=divisions, enforce_metadata=False,
+                       label="mmstore-read-records")
+
+
+def _lookup_columns(m, prefix: str):
+    """{output column: (value field or None for plain values, pandas dtype)} for a Mapping's values."""
+    if m.schema is None:
+        return {prefix + "value": (None, "object")}
+    out = {}
+    for name, t in m.schema.fields.items():
+        tn = getattr(t, "name", "")
+        dtype = ("Float64" if tn.startswith("float") else "boolean" if tn == "bool"
+                 else ("UInt64" if tn == "uint64" else "Int64") if getattr(t, "dtype", None) else "object")
+        out[prefix + name] = (name, dtype)
+    return out
+
+
+def _lookup_partition(df, column: str, path: str, prefix: str):
+    import pandas as pd
+
+    m = _opened("mapping", path)
+    cols = _lookup_columns(m, prefix)
+    found = [m.get(k) for k in df[column].tolist()]
+    out = df.copy()
+    for out_name, (field, dtype) in cols.items():
+        if field is None:
+            vals = found
+        else:
+            vals = [None if r is None else getattr(r, field) for r in found]
+        out[out_name] = pd.array(vals, dtype=dtype) if dtype != "object" else pd.Series(vals, index=df.index,
+                                                                                         dtype=object).values
+    return out
+
+
+def mapping_lookup(ddf, column: str, mapping_path, *, prefix: str = ""):
+    """Joins ``ddf`` against a Mapping file: for each row, the value stored under ``ddf[column]`` is added as
+    columns (``prefix`` + each value field, or ``prefix + "value"`` for plain values); keys not in the mapping
+    give missing values. Each worker opens the file once and looks keys up in place (no shuffle, no broadcast
+    of the mapping)."""
+    import pandas as pd
+
+    from ._records import Mapping
+
+    path = os.path.abspath(os.fspath(mapping_path))
+    if column not in ddf.columns:
+        raise KeyError(f"mapping_lookup: the dataframe has no column {column!r}")
+    with Mapping(path) as m:
+        cols = _lookup_columns(m, prefix)
+    clash = [c for c in cols if c in ddf.columns]
+    if clash:
+        raise ValueError(f"mapping_lookup: columns {clash} already exist in the dataframe; pass prefix=")
+    meta = ddf._meta.copy()
+    for name, (_, dtype) in cols.items():
+        meta[name] = pd.Series([], dtype=dtype)
+    return ddf.map_partitions(_lookup_partition, column, path, prefix, meta=meta)
