@@ -196,7 +196,9 @@ File File::open(const std::string& path, bool writable, bool create, bool exclus
 
 File File::create_unlinked(const std::string& path, unsigned mode) {
     check_path(path);
-    const std::string dir = dir_of(path);
+    // At a dangling symbolic link, the store is created where the link points (as O_CREAT would).
+    const std::string where = resolve_symlinks(path);
+    const std::string dir = dir_of(where);
     File f;
     f.writable_ = true;
     f.path_ = path;
@@ -213,7 +215,7 @@ File File::create_unlinked(const std::string& path, unsigned mode) {
     if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) throw_errno(path, "cannot create", e);
     // No O_TMPFILE on this filesystem: a named temporary, linked into place by link_into_place() and
     // removed by the opener's stale-file sweep if we are killed first (Region::remove_stale_compactions).
-    f.temp_name_ = path + ".create." + std::to_string(current_pid());
+    f.temp_name_ = where + ".create." + std::to_string(current_pid());
     (void)::unlink(f.temp_name_.c_str());
     do {
         fd = ::open(f.temp_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -224,12 +226,13 @@ File File::create_unlinked(const std::string& path, unsigned mode) {
 }
 
 bool File::link_into_place() {
+    const std::string where = resolve_symlinks(path_);
     int rc;
     if (temp_name_.empty()) {
         const std::string self = "/proc/self/fd/" + std::to_string(fd_);
-        rc = ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path_.c_str(), AT_SYMLINK_FOLLOW);
+        rc = ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, where.c_str(), AT_SYMLINK_FOLLOW);
     } else {
-        rc = ::link(temp_name_.c_str(), path_.c_str());
+        rc = ::link(temp_name_.c_str(), where.c_str());
     }
     const int e = errno;
     if (!temp_name_.empty()) {

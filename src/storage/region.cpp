@@ -172,13 +172,13 @@ void Region::remove_stale_compactions() const {
     os::remove_with_prefix(target + ".compact.");
     // Where the filesystem has no O_TMPFILE, creation builds "<path>.create.<pid>" (os::File::
     // create_unlinked); one whose process is gone was killed before linking it into place.
-    const std::string stem = file_.path() + ".create.";
-    for (const std::string& name : os::list_dir(dir_of_path(file_.path()))) {
-        const std::string full = dir_of_path(file_.path()) + "/" + name;
-        if (!full.starts_with(stem)) continue;
-        const std::string pid = full.substr(stem.size());
-        if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-        if (!os::process_alive(std::stoi(pid))) os::remove_file(full);
+    const std::string dir = dir_of_path(target);
+    const std::string stem = target.substr(target.rfind('/') + 1) + ".create.";  // (npos + 1 == 0)
+    for (const std::string& name : os::list_dir(dir)) {
+        if (!name.starts_with(stem)) continue;
+        const std::string pid = name.substr(stem.size());
+        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        if (!os::process_alive(std::stoi(pid))) os::remove_file(dir + "/" + name);
     }
 }
 

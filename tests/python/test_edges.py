@@ -59,7 +59,7 @@ def test_nul_byte_in_any_path_raises_value_error_and_touches_nothing(tmp_path):
     cases = _nul_cases(tmp_path)
     for name, call in cases:
         listing = _listing(tmp_path)
-        with pytest.raises(ValueError, match="NUL") as info:
+        with pytest.raises(ValueError, match="(?i)nul") as info:
             call()
         assert not isinstance(info.value, mmstore.CorruptFileError), name
         assert _listing(tmp_path) == listing, f"{name} left files behind"
@@ -221,8 +221,8 @@ def test_killed_extend_leaves_a_prefix(tmp_path):
 
 
 def test_extend_is_documented_as_not_atomic():
-    assert "not atomic" in mmstore.List.extend.__doc__
-    assert "not atomic" in mmstore.List.__doc__
+    assert "not atomic" in " ".join(mmstore.List.extend.__doc__.split())
+    assert "not atomic" in " ".join(mmstore.List.__doc__.split())
 
 
 # -- 8. wrong-shaped records raise TypeError naming the item --------------------------------------------------

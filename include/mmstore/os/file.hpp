@@ -38,7 +38,8 @@ public:
     static File open(const std::string& path, bool writable, bool create, bool exclusive, unsigned mode);
     // Creates a new, nameless file in the directory of `path` (O_TMPFILE; where the filesystem lacks it, a
     // temporary "<path>.create.<pid>"), read-write, with `mode`. Nothing appears at `path` until
-    // link_into_place(); closing the File first leaves nothing behind. path() is `path`.
+    // link_into_place(); closing the File first leaves nothing behind. path() is `path`. When `path` is a
+    // (dangling) symbolic link, the file is created where the link points, as open(O_CREAT) would.
     static File create_unlinked(const std::string& path, unsigned mode);
     // Gives a file from create_unlinked() its name, atomically: true when it is now at path(), false (and
     // nothing changed) when something already exists there. Record locks held on it stay held.
