@@ -203,6 +203,8 @@ class SharedDict(Dict):
     @staticmethod
     def unlink_by_name(name: str) -> None:
         """Remove segment ``name`` (:class:`mmstore.NotFound` if there is none)."""
+        if not isinstance(name, str):
+            raise TypeError(f"SharedDict.unlink_by_name: name must be a str, not {type(name).__name__}")
         _core.unlink_shared(name)
 
     def copy(self) -> dict:

@@ -333,6 +333,12 @@ def test_mode_out_of_range_and_bad_path_type(tmp_path):
     assert _listing(tmp_path) == []
 
 
+def test_shared_dict_unlink_by_name_of_the_wrong_type_names_the_argument():
+    with pytest.raises(TypeError, match="name must be a str") as info:
+        mmstore.SharedDict.unlink_by_name(5)
+    assert "unlink_shared" not in str(info.value)
+
+
 def test_closed_error_names_the_class_of_the_handle(tmp_path):
     sd = mmstore.SharedDict()
     sd["k"] = 1
