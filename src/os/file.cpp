@@ -194,6 +194,12 @@ File File::open(const std::string& path, bool writable, bool create, bool exclus
     return f;
 }
 
+namespace {
+std::atomic<bool> g_named_temporaries{false};
+}  // namespace
+
+void use_named_temporaries(bool on) noexcept { g_named_temporaries.store(on, std::memory_order_relaxed); }
+
 File File::create_unlinked(const std::string& path, unsigned mode) {
     check_path(path);
     // At a dangling symbolic link, the store is created where the link points (as O_CREAT would).
@@ -202,20 +208,25 @@ File File::create_unlinked(const std::string& path, unsigned mode) {
     File f;
     f.writable_ = true;
     f.path_ = path;
-    int fd;
-    do {
-        fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-    } while (fd < 0 && errno == EINTR);
-    if (fd >= 0) {
-        f.fd_ = fd;
-        return f;
+    int fd = -1;
+    // link_into_place() names an O_TMPFILE file through /proc/self/fd (linkat with AT_EMPTY_PATH needs a
+    // capability), so without /proc the named temporary is used.
+    if (!g_named_temporaries.load(std::memory_order_relaxed) && ::access("/proc/self/fd", X_OK) == 0) {
+        do {
+            fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+        } while (fd < 0 && errno == EINTR);
+        if (fd >= 0) {
+            f.fd_ = fd;
+            return f;
+        }
+        const int e = errno;
+        if (e == ENOENT) throw_error(ErrorCode::kNotFound, path, "cannot create: the directory does not exist", e);
+        if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) throw_errno(path, "cannot create", e);
     }
-    const int e = errno;
-    if (e == ENOENT) throw_error(ErrorCode::kNotFound, path, "cannot create: the directory does not exist", e);
-    if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) throw_errno(path, "cannot create", e);
     // No O_TMPFILE on this filesystem: a named temporary, linked into place by link_into_place() and
     // removed by the opener's stale-file sweep if we are killed first (Region::remove_stale_compactions).
-    f.temp_name_ = where + ".create." + std::to_string(current_pid());
+    static std::atomic<std::uint64_t> counter{0};  // threads of one process may create side by side
+    f.temp_name_ = where + ".create." + std::to_string(current_pid()) + "-" + std::to_string(counter.fetch_add(1));
     (void)::unlink(f.temp_name_.c_str());
     do {
         fd = ::open(f.temp_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);

@@ -170,13 +170,14 @@ void Region::remove_stale_compactions() const {
     // compaction that was killed.
     const std::string target = os::resolve_symlinks(file_.path());
     os::remove_with_prefix(target + ".compact.");
-    // Where the filesystem has no O_TMPFILE, creation builds "<path>.create.<pid>" (os::File::
+    // Where the filesystem has no O_TMPFILE, creation builds "<path>.create.<pid>-<n>" (os::File::
     // create_unlinked); one whose process is gone was killed before linking it into place.
     const std::string dir = dir_of_path(target);
     const std::string stem = target.substr(target.rfind('/') + 1) + ".create.";  // (npos + 1 == 0)
     for (const std::string& name : os::list_dir(dir)) {
         if (!name.starts_with(stem)) continue;
-        const std::string pid = name.substr(stem.size());
+        const std::string rest = name.substr(stem.size());  // "<pid>-<n>"
+        const std::string pid = rest.substr(0, rest.find('-'));
         if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
         if (!os::process_alive(std::stoi(pid))) os::remove_file(dir + "/" + name);
     }

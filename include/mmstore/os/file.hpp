@@ -37,7 +37,7 @@ public:
     // after the check). A path containing a NUL byte throws kInvalidArgument (see check_path).
     static File open(const std::string& path, bool writable, bool create, bool exclusive, unsigned mode);
     // Creates a new, nameless file in the directory of `path` (O_TMPFILE; where the filesystem lacks it, a
-    // temporary "<path>.create.<pid>"), read-write, with `mode`. Nothing appears at `path` until
+    // temporary "<path>.create.<pid>-<n>"), read-write, with `mode`. Nothing appears at `path` until
     // link_into_place(); closing the File first leaves nothing behind. path() is `path`. When `path` is a
     // (dangling) symbolic link, the file is created where the link points, as open(O_CREAT) would.
     static File create_unlinked(const std::string& path, unsigned mode);
@@ -125,6 +125,9 @@ void remove_flat_dir(const std::string& path) noexcept;
 // Test hook for fault injection: the next `count` calls of File::pwrite_all fail with `sys_errno`
 // before writing anything (0 disarms). Thread-safe.
 void inject_write_failures(int sys_errno, int count) noexcept;
+// Test hook: File::create_unlinked uses its named-temporary fallback (as on a filesystem without
+// O_TMPFILE) while on. Thread-safe.
+void use_named_temporaries(bool on) noexcept;
 void rename_file(const std::string& from, const std::string& to);
 void remove_file(const std::string& path) noexcept;
 // The file a chain of symbolic links at `path` ends at (`path` itself when it is no link). Relative

@@ -190,4 +190,32 @@ TEST_F(RegionOpenTest, FailedCompactionRemovesItsCopy) {
     d.verify();
 }
 
+TEST_F(RegionOpenTest, NamedTemporaryFallbackCreatesAndCleansUp) {
+    mmstore::os::use_named_temporaries(true);
+    {
+        mmstore::Dict d(path_);
+        d.set("k", "v");
+    }
+    auto g = mmstore::os::File::create_unlinked(path_, 0600);
+    EXPECT_FALSE(g.link_into_place());  // taken: the temporary is removed, the store untouched
+    g.close();
+    mmstore::os::use_named_temporaries(false);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);
+    // A creator killed before linking leaves "<path>.create.<pid>-<n>": the next writer removes it once
+    // that process is gone, and leaves those of live processes alone.
+    const pid_t dead = ::fork();
+    if (dead == 0) ::_exit(0);
+    ::waitpid(dead, nullptr, 0);
+    const std::string stale = path_ + ".create." + std::to_string(dead) + "-0";
+    const std::string live = path_ + ".create." + std::to_string(::getpid()) + "-7";
+    mmstore_test::write_file(stale, "x");
+    mmstore_test::write_file(live, "x");
+    {
+        mmstore::Dict d(path_);
+        EXPECT_EQ(d.get("k"), std::optional<std::string_view>("v"));
+    }
+    EXPECT_FALSE(std::filesystem::exists(stale));
+    EXPECT_TRUE(std::filesystem::exists(live));
+}
+
 }  // namespace
