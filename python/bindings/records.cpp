@@ -328,8 +328,8 @@ Shape shape_of(SchemaObj* so, PyObject* obj) {
             if (PyObject_HasAttr(obj, fi.name)) return Shape::kAttrs;
     }
     PyErr_Format(PyExc_TypeError,
-                 "cannot pack %s as a %s record: expected a %s, a mapping of its field names or a sequence of %zd "
-                 "values",
+                 "cannot pack %s as a record of %s: expected an instance of %s, a mapping of its field names or a "
+                 "sequence of %zd values",
                  Py_TYPE(obj)->tp_name, schema_label(so).c_str(), schema_label(so).c_str(),
                  static_cast<Py_ssize_t>(n.fields.size()));
     return Shape::kBad;
@@ -395,7 +395,7 @@ bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth) {
     if (shape == Shape::kBad) return false;
     if (shape == Shape::kSequence && PySequence_Size(obj) != static_cast<Py_ssize_t>(nf)) {
         if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "a %s record has %zd fields, but the %s has %zd values",
+            PyErr_Format(PyExc_TypeError, "a record of %s has %zd fields, but the %s has %zd values",
                          schema_label(so).c_str(), static_cast<Py_ssize_t>(nf), Py_TYPE(obj)->tp_name,
                          PySequence_Size(obj));
         return false;
