@@ -17,6 +17,11 @@
 // may move them; copy what you keep.
 // Errors: Error(kClosed) after close(); FormatError on a damaged file; Error(kDiskFull) when the file
 // cannot grow (the operation then had no effect). Iteration order is insertion order.
+// Opening: a path containing a NUL byte throws Error(kInvalidArgument) before the filesystem is touched
+// (every path parameter of mmstore does, os::check_path); a FIFO, directory or other non-regular file
+// throws FormatError(kForeign) at once, as does an existing empty file (a new store is built under no
+// name and linked into place complete, so an empty file is never one of mmstore's). compact() through a
+// symbolic link rewrites the file the link points at; a failed compact() leaves no copy behind.
 // Thread safety: none -- use one Dict from one thread at a time. Process safety: any number of processes
 // may open the file, read-write or read-only. Each write takes the store's process-shared robust mutex
 // for its duration (lock()/unlock() group several); reads take no lock and retry when a concurrent writer

@@ -213,14 +213,24 @@ private:
 
 mmstore::OpenOptions make_options(nb::handle create, unsigned mode, bool durable, bool readonly);
 
-// The handle of `self` if it is initialized and open; otherwise nullptr with ClosedError set. `kind` names
-// the type in the message ("Dict", "List").
+// The name of the Python class of `self` without its module ("SharedDict" for a SharedDict, whose native
+// base is _Dict), so that errors name the class the user holds; `fallback` when self is null.
+inline std::string class_name_of(PyObject* self, const char* fallback) {
+    if (self == nullptr) return fallback;
+    const char* n = Py_TYPE(self)->tp_name;
+    const char* dot = std::strrchr(n, '.');
+    return dot != nullptr ? std::string(dot + 1) : std::string(n);
+}
+
+// The handle of `self` if it is initialized and open; otherwise nullptr with ClosedError set. The message
+// names the class of `self` ("closed SharedDict"); `kind` is used when it cannot be found.
 template <class H>
 H* open_handle(PyObject* self, const char* kind) {
     H* h = handle_of<H>(self);
     if (h == nullptr) return nullptr;
     if (!h->obj || !h->obj->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, std::string("operation on a closed ") + kind);
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->path,
+                    "operation on a closed " + class_name_of(self, kind));
         return nullptr;
     }
     return h;
@@ -299,7 +309,8 @@ nb::dict stats_dict(const mmstore::Stats& s);
 // The handle's store, or Error(kClosed).
 template <class H>
 H& checked(H& h) {
-    if (!h.obj || !h.obj->is_open()) throw mmstore::Error(ErrorCode::kClosed, h.path, "operation on a closed store");
+    if (!h.obj || !h.obj->is_open()) [[unlikely]]
+        throw mmstore::Error(ErrorCode::kClosed, h.path, "operation on a closed " + class_name_of(nb::find(&h).ptr(), "store"));
     return h;
 }
 

@@ -356,7 +356,9 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef list_methods[] = {
     {"append", list_append, METH_O, "append(object, /)\n--\n\nAppend object to the end of the list."},
-    {"extend", list_extend, METH_O, "extend(iterable, /)\n--\n\nAppend every element of iterable."},
+    {"extend", list_extend, METH_O, "extend(iterable, /)\n--\n\nAppend every element of iterable, one atomic append at a time: not atomic as a "
+     "whole. Other processes may see a part of it, and a process killed during extend leaves a prefix of the "
+     "elements appended (like Dict.update)."},
     {"pop", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_pop)), METH_FASTCALL,
      "pop(index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
     {"insert", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_insert)), METH_FASTCALL,

@@ -146,17 +146,6 @@ void schema_dealloc(PyObject* o) {
 
 // The value of field `name` of `obj` (new reference), nullptr with no error when missing, or nullptr with
 // an error set.
-PyObject* field_of(PyObject* obj, PyObject* name) {
-    if (PyDict_CheckExact(obj)) {
-        PyObject* v = PyDict_GetItemWithError(obj, name);
-        Py_XINCREF(v);
-        return v;
-    }
-    PyObject* v = PyObject_GetAttr(obj, name);
-    if (v == nullptr && PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
-    return v;
-}
-
 bool family_tag_ok(FieldType t, std::uint8_t tg) {
     switch (t) {
         case FieldType::kStr: return (tg >= tag::kShortStr && tg < tag::kShortStr + 32) || tg == tag::kStr;
@@ -309,19 +298,126 @@ bool encode_var(SchemaObj* so, const FieldInfo& fi, PyObject* v, std::string& ou
     return true;
 }
 
-// Appends the packed row of `obj` (attributes, or keys of a dict) to `out`.
+// How pack_row reads the fields of an item. Accepted: an instance of the schema's class or a record proxy
+// (attributes), a mapping of field names (every key must be a field), a tuple or list of exactly one value
+// per field in order, or another object that has at least one of the fields as an attribute (duck typing:
+// dataclasses of a compatible class, namedtuples). Anything else (a number, a str, a mapping with an
+// unknown key, a sequence of the wrong length) is a TypeError: storing it as an empty record would lose it.
+enum class Shape { kAttrs, kDict, kMapping, kSequence, kBad };
+
+std::string schema_label(SchemaObj* so) {
+    const auto& n = *so->n;
+    if (n.factory != nullptr && PyType_Check(n.factory)) {
+        const char* t = reinterpret_cast<PyTypeObject*>(n.factory)->tp_name;
+        const char* dot = std::strrchr(t, '.');
+        return dot != nullptr ? dot + 1 : t;
+    }
+    return n.schema->name();
+}
+
+Shape shape_of(SchemaObj* so, PyObject* obj) {
+    const auto& n = *so->n;
+    if (PyDict_Check(obj)) return Shape::kDict;
+    if (n.factory != nullptr && PyType_Check(n.factory) && PyObject_TypeCheck(obj, reinterpret_cast<PyTypeObject*>(n.factory)))
+        return Shape::kAttrs;
+    if (PyObject_TypeCheck(obj, g_proxy_type)) return Shape::kAttrs;
+    const bool scalar = obj == Py_None || PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj) ||
+                        PyLong_Check(obj) || PyFloat_Check(obj) || PyComplex_Check(obj) || PyMemoryView_Check(obj);
+    if (!scalar) {
+        if (PyList_Check(obj)) return Shape::kSequence;
+        if (PyTuple_Check(obj)) {
+            // A namedtuple names its fields: read them by name.
+            if (PyObject_HasAttrString(obj, "_fields")) return Shape::kAttrs;
+            return Shape::kSequence;
+        }
+        if (PyMapping_Check(obj) && !PySequence_Check(obj) && PyObject_HasAttrString(obj, "keys")) return Shape::kMapping;
+        for (const FieldInfo& fi : n.fields)
+            if (PyObject_HasAttr(obj, fi.name)) return Shape::kAttrs;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "cannot pack %s as a record of %s: expected an instance of %s, a mapping of its field names or a "
+                 "sequence of %zd values",
+                 Py_TYPE(obj)->tp_name, schema_label(so).c_str(), schema_label(so).c_str(),
+                 static_cast<Py_ssize_t>(n.fields.size()));
+    return Shape::kBad;
+}
+
+// TypeError naming the first key of mapping `obj` that is not a field of the schema (it has one).
+void unknown_key_error(SchemaObj* so, PyObject* obj) {
+    PyObject* keys = PyMapping_Keys(obj);
+    if (keys == nullptr) return;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); ++i) {
+        PyObject* k = PyList_GET_ITEM(keys, i);
+        bool known = false;
+        for (const FieldInfo& fi : so->n->fields) {
+            const int eq = PyObject_RichCompareBool(k, fi.name, Py_EQ);
+            if (eq < 0) {
+                Py_DECREF(keys);
+                return;
+            }
+            if (eq) {
+                known = true;
+                break;
+            }
+        }
+        if (!known) {
+            PyErr_Format(PyExc_TypeError, "%s has no field %R", schema_label(so).c_str(), k);
+            Py_DECREF(keys);
+            return;
+        }
+    }
+    Py_DECREF(keys);
+    PyErr_Format(PyExc_TypeError, "a mapping with keys that are not fields of %s", schema_label(so).c_str());
+}
+
+// Field `i` of `obj` read according to `shape` (a new reference), or nullptr: absent (no error) or failed.
+PyObject* field_value(SchemaObj* so, Shape shape, PyObject* obj, std::size_t i) {
+    PyObject* name = so->n->fields[i].name;
+    switch (shape) {
+        case Shape::kDict: {
+            PyObject* v = PyDict_GetItemWithError(obj, name);
+            Py_XINCREF(v);
+            return v;
+        }
+        case Shape::kMapping: {
+            PyObject* v = PyObject_GetItem(obj, name);
+            if (v == nullptr && PyErr_ExceptionMatches(PyExc_KeyError)) PyErr_Clear();
+            return v;
+        }
+        case Shape::kSequence:
+            return PySequence_GetItem(obj, static_cast<Py_ssize_t>(i));
+        default: {
+            PyObject* v = PyObject_GetAttr(obj, name);
+            if (v == nullptr && PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
+            return v;
+        }
+    }
+}
+
+// Appends the packed row of `obj` (see Shape for what it may be) to `out`.
 bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth) {
     const auto& s = *so->n->schema;
+    const std::size_t nf = so->n->fields.size();
+    const Shape shape = shape_of(so, obj);
+    if (shape == Shape::kBad) return false;
+    if (shape == Shape::kSequence && PySequence_Size(obj) != static_cast<Py_ssize_t>(nf)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "a record of %s has %zd fields, but the %s has %zd values",
+                         schema_label(so).c_str(), static_cast<Py_ssize_t>(nf), Py_TYPE(obj)->tp_name,
+                         PySequence_Size(obj));
+        return false;
+    }
     const std::size_t start = out.size();
     out.resize(start + s.row_header_size(), '\0');
-    const std::size_t nf = so->n->fields.size();
+    Py_ssize_t found = 0;  // keys of a mapping that name a field
     for (std::size_t i = 0; i < nf; ++i) {
         const FieldInfo& fi = so->n->fields[i];
-        PyObject* v = field_of(obj, fi.name);
+        PyObject* v = field_value(so, shape, obj, i);
         if (v == nullptr) {
             if (PyErr_Occurred()) return false;
             continue;
         }
+        ++found;
         if (v == Py_None) {
             Py_DECREF(v);
             if (so->n->missing_raises && !fi.width) {  // a present None: its slot points at a kNone byte
@@ -354,6 +450,14 @@ bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth) {
         Py_DECREF(v);
         if (!ok) return false;
         out[start + 4 + i / 8] = static_cast<char>(out[start + 4 + i / 8] | (1 << (i % 8)));
+    }
+    if (shape == Shape::kDict || shape == Shape::kMapping) {
+        const Py_ssize_t size = shape == Shape::kDict ? PyDict_GET_SIZE(obj) : PyObject_Size(obj);
+        if (size < 0) return false;
+        if (size > found) {
+            unknown_key_error(so, obj);
+            return false;
+        }
     }
     const std::uint64_t total = out.size() - start;
     if (total > 0xFFFFFFFFu) {
@@ -991,7 +1095,8 @@ PyObject* image_closed(PyObject* self, void*) { return PyBool_FromLong(st_of(sel
 
 inline bool open_or_raise(ImageState& st) {
     if (!st.closed) [[likely]] return true;
-    raise_error(static_cast<int>(ErrorCode::kClosed), st.path, "operation on a closed handle");
+    raise_error(static_cast<int>(ErrorCode::kClosed), st.path,
+                std::string("operation on a closed ") + (st.mapping ? "Mapping" : "RecordArray"));
     return false;
 }
 
@@ -1364,6 +1469,7 @@ PyType_Spec mapping_spec = {"mmstore._core._MappingNative", sizeof(ImageObj), 0,
 struct ArrayBuilderH {
     std::unique_ptr<mmstore::RecordArrayBuilder> b;
     nb::object so;
+    std::uint64_t done = 0;  // items added by earlier add_many calls (error messages index the whole input)
 };
 
 struct MappingBuilderH {
@@ -1371,6 +1477,7 @@ struct MappingBuilderH {
     nb::object so;
     mmstore::KeyKind key_kind;
     bool plain;
+    std::uint64_t done = 0;  // items added by earlier add_many calls
 };
 
 bool check_key_kind(mmstore::KeyKind k, PyObject* key) {
@@ -1383,6 +1490,34 @@ bool check_key_kind(mmstore::KeyKind k, PyObject* key) {
         return false;
     }
     return true;
+}
+
+// Rewrites a pending TypeError, ValueError or OverflowError raised for item `index` of a build as
+// "<what>: item <index>: <message>" (same type, the original chained as __cause__), so the caller can find
+// the bad item in its input.
+void name_item_in_error(const char* what, std::uint64_t index) {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_ValueError) &&
+        !PyErr_ExceptionMatches(PyExc_OverflowError))
+        return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != nullptr) PyException_SetTraceback(value, tb);
+    PyObject* msg = PyObject_Str(value);
+    if (msg == nullptr) {
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    PyErr_Format(type, "%s: item %llu: %U", what, static_cast<unsigned long long>(index), msg);
+    Py_DECREF(msg);
+    PyObject *t2, *v2, *tb2;
+    PyErr_Fetch(&t2, &v2, &tb2);
+    PyErr_NormalizeException(&t2, &v2, &tb2);
+    PyException_SetCause(v2, value);  // steals value
+    PyException_SetContext(v2, nullptr);
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    PyErr_Restore(t2, v2, tb2);
 }
 
 // Packs `v` as the value of a mapping entry: a record, or a plain value wrapped in the one-field row.
@@ -1437,6 +1572,7 @@ void bind_records(nb::module_& m) {
                      Py_DECREF(obj);
                      if (!ok) {
                          Py_DECREF(it);
+                         name_item_in_error("RecordArray.build", h.done + n);
                          throw nb::python_error();
                      }
                      h.b->add_row(row);
@@ -1451,6 +1587,7 @@ void bind_records(nb::module_& m) {
                  }
                  Py_DECREF(it);
                  if (PyErr_Occurred()) throw nb::python_error();
+                 h.done += n;
                  return n;
              },
              nb::arg("iterable"), nb::arg("progress").none())
@@ -1502,6 +1639,7 @@ void bind_records(nb::module_& m) {
                                  PyErr_SetString(PyExc_TypeError, "Mapping.build expects (key, value) pairs");
                              Py_XDECREF(item);
                              Py_DECREF(it);
+                             name_item_in_error("Mapping.build", h.done + n);
                              throw nb::python_error();
                          }
                      }
@@ -1515,6 +1653,7 @@ void bind_records(nb::module_& m) {
                      Py_DECREF(item);
                      if (!ok) {
                          Py_DECREF(it);
+                         name_item_in_error("Mapping.build", h.done + n);
                          throw nb::python_error();
                      }
                      h.b->add_encoded(key, row);
@@ -1529,6 +1668,7 @@ void bind_records(nb::module_& m) {
                  }
                  Py_DECREF(it);
                  if (PyErr_Occurred()) throw nb::python_error();
+                 h.done += n;
                  return n;
              },
              nb::arg("iterable"), nb::arg("progress").none())

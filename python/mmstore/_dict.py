@@ -90,6 +90,8 @@ class Dict(StoreHandle, _core._Dict):
 
     # -- mutation --------------------------------------------------------------------------------------
     def update(self, other=(), /, **kwargs) -> None:
+        """Store every pair, one atomic write per pair: not atomic as a whole (a process killed during it
+        leaves some of the pairs stored). ``update_many`` stores a batch as one atomic step."""
         src = other
         if isinstance(other, Dict):
             src = other._iter(_ITEMS)

@@ -129,6 +129,13 @@ class SchemaMismatchError(CorruptFileError):
     not registered in this process."""
 
 
+# Tracebacks and reprs show the public name (mmstore.CorruptFileError, not mmstore._errors.CorruptFileError).
+# Pickling looks classes up by __module__ and __qualname__, and `mmstore` exports every one of them.
+for _name in __all__:
+    globals()[_name].__module__ = "mmstore"
+del _name
+
+
 _BY_CODE = {
     1: StoreIOError,
     2: DiskFullError,

@@ -7,6 +7,37 @@ import os
 from ._codec import Serializer
 
 
+def check_path(path, where: str, arg: str = "path") -> str:
+    """``path`` as a str; TypeError for anything but str or os.PathLike[str], ValueError for a NUL byte
+    (the kernel would stop there and act on another file: ``"x/a\\0.secret"`` is ``"x/a"``)."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{where}: {arg} must be a str or os.PathLike[str], not {type(path).__name__}") from None
+    if not isinstance(path, str):
+        raise TypeError(f"{where}: {arg} must be a str or os.PathLike[str], not {type(path).__name__}")
+    if "\0" in path:
+        raise ValueError(f"{where}: {arg} {path!r} contains a NUL byte")
+    return path
+
+
+def check_options(where: str, **options) -> None:
+    """TypeError naming the option and its type for a wrong-typed store option (instead of nanobind's
+    signature dump); ValueError for a mode outside 0..0o7777."""
+    for key, value in options.items():
+        if key == "mode":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{where}: mode must be an int (permission bits such as 0o600), "
+                                f"not {type(value).__name__}")
+            if not 0 <= value <= 0o7777:
+                raise ValueError(f"{where}: mode {value:#o} is not a set of permission bits (0 to 0o7777)")
+        elif key == "create":
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"{where}: create must be None, True or False, not {type(value).__name__}")
+        elif not isinstance(value, bool):
+            raise TypeError(f"{where}: {key} must be a bool, not {type(value).__name__}")
+
+
 class StoreHandle:
     """Mixin placed before a native handle type (``_core._Dict``, ``_core._List``) in the bases."""
 
@@ -24,13 +55,14 @@ class StoreHandle:
         pickler=None,
         unpickler=None,
     ) -> None:
+        name = type(self).__name__
+        path = check_path(path, name)
+        check_options(name, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
         if (pickler is not None or unpickler is not None) and not allow_pickle:
-            raise ValueError(f"{type(self).__name__}({os.fspath(path)!r}): pickler=/unpickler= write and read the "
-                             "pickle payload that allow_pickle=False refuses; pass one or the other")
+            raise ValueError(f"{name}({path!r}): pickler=/unpickler= write and read the pickle payload that "
+                             "allow_pickle=False refuses; pass one or the other")
         serializer = Serializer(pickler, unpickler) if pickler is not None or unpickler is not None else None
-        super().__init__(
-            os.fspath(path), create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly
-        )
+        super().__init__(path, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
         if serializer is not None:
             self._set_serializer(serializer)
 

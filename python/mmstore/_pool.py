@@ -598,7 +598,7 @@ class Pool:
 
     def _check(self):
         if self._closed:
-            raise ClosedError("the pool is closed", self._dirs[0])
+            raise ClosedError("operation on a closed Pool", self._dirs[0])
 
     def _entry(self, ref: Ref) -> _Entry:
         self._check()

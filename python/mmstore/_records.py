@@ -330,7 +330,10 @@ class Schema:
 
     # -- packing
     def pack(self, obj) -> bytes:
-        """The packed record of ``obj`` (attributes, or keys of a dict; missing fields are None)."""
+        """The packed record of ``obj``: an instance of the schema's class (or a record proxy, or another
+        object with some of the fields as attributes), a mapping of field names, or a sequence of one value
+        per field in order; missing fields are None. Anything else -- a number, a str, a mapping with a key
+        that is no field, a sequence of the wrong length -- raises ``TypeError``."""
         return self._native.pack(obj)
 
     def pack_into(self, obj, buf, offset: int = 0) -> int:
@@ -517,8 +520,9 @@ class RecordArray(_core._ArrayNative):
     @classmethod
     def build(cls, iterable, path, *, schema: Schema | None = None, dedup: bool = True,
               dedup_budget: int = 64 << 20, progress=None, mode: int = 0o600) -> RecordArray:
-        """Writes every record of ``iterable`` (objects with the schema's attributes, or dicts) to ``path``
-        and opens it. Streams with bounded memory; the file appears complete or not at all.
+        """Writes every record of ``iterable`` (each as for :meth:`Schema.pack`: instances, mappings of field
+        names or sequences of field values) to ``path`` and opens it. A wrong-shaped item raises
+        ``TypeError`` naming its index, and no file is written. Streams with bounded memory; the file appears complete or not at all.
 
         ``schema`` defaults to ``type(first item).__schema__``; ``dedup`` writes identical variable values
         once (cache bounded by ``dedup_budget`` bytes); ``progress`` False/True/None (a tqdm bar on a

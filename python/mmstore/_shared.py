@@ -14,6 +14,7 @@ from typing import Any, Iterator, NamedTuple
 
 from . import _core
 from ._dict import Dict
+from ._handle import check_options
 from ._errors import StoreExistsError, StoreNotFoundError
 
 __all__ = ["SharedDict", "SharedDictInfo", "NestedDict", "shared_dicts"]
@@ -154,6 +155,7 @@ class SharedDict(Dict):
             name, create = "sd_" + secrets.token_hex(8), True
         if not isinstance(name, str):
             raise TypeError(f"SharedDict name must be a str, not {type(name).__name__}")
+        check_options("SharedDict", create=create, mode=mode, allow_pickle=allow_pickle)
         path = _core.shared_segment_path(name)  # ValueError for an invalid name
         try:
             _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, _segment=True)
@@ -201,6 +203,8 @@ class SharedDict(Dict):
     @staticmethod
     def unlink_by_name(name: str) -> None:
         """Remove segment ``name`` (:class:`mmstore.NotFound` if there is none)."""
+        if not isinstance(name, str):
+            raise TypeError(f"SharedDict.unlink_by_name: name must be a str, not {type(name).__name__}")
         _core.unlink_shared(name)
 
     def copy(self) -> dict:

@@ -274,6 +274,7 @@ struct RecordArrayBuilder::Impl {
 };
 
 RecordArrayBuilder::RecordArrayBuilder(std::string path, SchemaPtr schema, BuildOptions options) : schema_(std::move(schema)) {
+    os::check_path(path);  // before any temporary is made from it
     if (!schema_) throw_error(ErrorCode::kInvalidArgument, path, "RecordArrayBuilder needs a schema");
     impl_ = std::make_unique<Impl>(std::move(path), *schema_, std::move(options));
 }
@@ -357,6 +358,7 @@ struct MappingBuilder::Impl {
 };
 
 MappingBuilder::MappingBuilder(std::string path, SchemaPtr schema, MappingOptions options) : schema_(std::move(schema)) {
+    os::check_path(path);  // before any temporary is made from it
     if (!schema_) throw_error(ErrorCode::kInvalidArgument, path, "MappingBuilder needs a schema");
     if (options.plain_values && (schema_->size() != 1 || schema_->field(0).name != "value"))
         throw_error(ErrorCode::kInvalidArgument, path, "plain values need a schema of one field named 'value'");
@@ -521,6 +523,7 @@ std::uint64_t MappingBuilder::finish() {
 }
 
 std::uint64_t merge(const Mapping& a, const Mapping& b, const std::string& out, BuildOptions options) {
+    os::check_path(out);
     if (!(a.schema() == b.schema()) || a.multi() != b.multi() || a.approximate() != b.approximate() ||
         a.plain_values() != b.plain_values())
         throw_error(ErrorCode::kInvalidArgument, out, "merge: the mappings differ in schema or options");

@@ -42,6 +42,7 @@ std::string random_hex() {
 
 std::uint64_t write_spill_file(const std::string& path, std::string_view meta,
                                std::span<const std::span<const std::byte>> buffers, const SpillWriteOptions& opt) {
+    os::check_path(path);
     if (buffers.size() > kSpillMaxBuffers)
         throw_error(ErrorCode::kCapacity, path, "too many buffers for one spill file: " + std::to_string(buffers.size()));
     if (meta.size() > kSpillMaxMeta)

@@ -103,8 +103,10 @@ std::size_t os_page_size() noexcept {
 
 File::~File() { close(); }
 
-File::File(File&& other) noexcept : fd_(other.fd_), writable_(other.writable_), path_(std::move(other.path_)) {
+File::File(File&& other) noexcept
+    : fd_(other.fd_), writable_(other.writable_), path_(std::move(other.path_)), temp_name_(std::move(other.temp_name_)) {
     other.fd_ = -1;
+    other.temp_name_.clear();
 }
 
 File& File::operator=(File&& other) noexcept {
@@ -113,13 +115,70 @@ File& File::operator=(File&& other) noexcept {
         fd_ = other.fd_;
         writable_ = other.writable_;
         path_ = std::move(other.path_);
+        temp_name_ = std::move(other.temp_name_);
         other.fd_ = -1;
+        other.temp_name_.clear();
     }
     return *this;
 }
 
+void check_path(std::string_view path) {
+    const auto nul = path.find('\0');
+    if (nul == std::string_view::npos) return;
+    // The kernel would stop at the NUL and act on another file ("a\0.secret" is "a"): refuse, as os.open does.
+    std::string shown(path.substr(0, nul));
+    shown += "\\0";
+    shown += path.substr(nul + 1);
+    for (std::size_t i = shown.find('\0'); i != std::string::npos; i = shown.find('\0', i))
+        shown.replace(i, 1, "\\0");
+    throw_error(ErrorCode::kInvalidArgument, "",
+                "path '" + shown + "' contains a NUL byte at position " + std::to_string(nul));
+}
+
+namespace {
+File::Kind kind_of(mode_t m) {
+    return S_ISFIFO(m) ? File::Kind::kFifo : S_ISDIR(m) ? File::Kind::kDirectory : File::Kind::kOther;
+}
+
+const char* kind_text(File::Kind k) {
+    switch (k) {
+        case File::Kind::kFifo: return "a FIFO";
+        case File::Kind::kDirectory: return "a directory";
+        default: return "a device, socket or other special file";
+    }
+}
+
+// Refuses anything but a regular file, then makes the descriptor blocking again (it was opened with
+// O_NONBLOCK so that a FIFO with no writer cannot hang open(2)).
+void require_regular(int fd, const std::string& path) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        const int e = errno;
+        ::close(fd);
+        throw_errno(path, "fstat failed", e);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw_format(ErrorCode::kForeign, path,
+                     std::string("not an mmstore file: ") + kind_text(kind_of(st.st_mode)) + ", not a regular file");
+    }
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        const int e = errno;
+        ::close(fd);
+        throw_errno(path, "cannot clear O_NONBLOCK", e);
+    }
+}
+
+std::string dir_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+}  // namespace
+
 File File::open(const std::string& path, bool writable, bool create, bool exclusive, unsigned mode) {
-    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    check_path(path);
+    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK;
     if (create) flags |= O_CREAT;
     if (create && exclusive) flags |= O_EXCL;
     int fd;
@@ -131,13 +190,78 @@ File File::open(const std::string& path, bool writable, bool create, bool exclus
         if (e == ENOENT)
             throw_error(ErrorCode::kNotFound, path, create ? "cannot create: the directory does not exist" : "no such store", e);
         if (e == EEXIST) throw_error(ErrorCode::kExists, path, "store already exists", e);
+        if (e == EISDIR) throw_format(ErrorCode::kForeign, path, "not an mmstore file: a directory, not a regular file");
+        if (e == ENXIO) throw_format(ErrorCode::kForeign, path, "not an mmstore file: a socket or special file, not a regular file");
         throw_errno(path, "cannot open", e);
     }
+    require_regular(fd, path);
     File f;
     f.fd_ = fd;
     f.writable_ = writable;
     f.path_ = path;
     return f;
+}
+
+namespace {
+std::atomic<bool> g_named_temporaries{false};
+}  // namespace
+
+void use_named_temporaries(bool on) noexcept { g_named_temporaries.store(on, std::memory_order_relaxed); }
+
+File File::create_unlinked(const std::string& path, unsigned mode) {
+    check_path(path);
+    // At a dangling symbolic link, the store is created where the link points (as O_CREAT would).
+    const std::string where = resolve_symlinks(path);
+    const std::string dir = dir_of(where);
+    File f;
+    f.writable_ = true;
+    f.path_ = path;
+    int fd = -1;
+    // link_into_place() names an O_TMPFILE file through /proc/self/fd (linkat with AT_EMPTY_PATH needs a
+    // capability), so without /proc the named temporary is used.
+    if (!g_named_temporaries.load(std::memory_order_relaxed) && ::access("/proc/self/fd", X_OK) == 0) {
+        do {
+            fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+        } while (fd < 0 && errno == EINTR);
+        if (fd >= 0) {
+            f.fd_ = fd;
+            return f;
+        }
+        const int e = errno;
+        if (e == ENOENT) throw_error(ErrorCode::kNotFound, path, "cannot create: the directory does not exist", e);
+        if (e != EOPNOTSUPP && e != EISDIR && e != EINVAL) throw_errno(path, "cannot create", e);
+    }
+    // No O_TMPFILE on this filesystem: a named temporary, linked into place by link_into_place() and
+    // removed by the opener's stale-file sweep if we are killed first (Region::remove_stale_compactions).
+    static std::atomic<std::uint64_t> counter{0};  // threads of one process may create side by side
+    f.temp_name_ = where + ".create." + std::to_string(current_pid()) + "-" + std::to_string(counter.fetch_add(1));
+    (void)::unlink(f.temp_name_.c_str());
+    do {
+        fd = ::open(f.temp_name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) throw_errno(path, "cannot create " + f.temp_name_, errno);
+    f.fd_ = fd;
+    return f;
+}
+
+bool File::link_into_place() {
+    const std::string where = resolve_symlinks(path_);
+    int rc;
+    if (temp_name_.empty()) {
+        const std::string self = "/proc/self/fd/" + std::to_string(fd_);
+        rc = ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, where.c_str(), AT_SYMLINK_FOLLOW);
+    } else {
+        rc = ::link(temp_name_.c_str(), where.c_str());
+    }
+    const int e = errno;
+    if (!temp_name_.empty()) {
+        (void)::unlink(temp_name_.c_str());
+        temp_name_.clear();
+    }
+    if (rc == 0) return true;
+    if (e == EEXIST) return false;
+    if (e == ENOENT) throw_error(ErrorCode::kNotFound, path_, "cannot create: the directory does not exist", e);
+    throw_errno(path_, "cannot link the new store into place", e);
 }
 
 std::uint64_t File::size() const {
@@ -257,6 +381,10 @@ void File::range_unlock(std::uint64_t at) noexcept {
 }
 
 void File::close() noexcept {
+    if (!temp_name_.empty()) {  // created aside and never linked into place
+        (void)::unlink(temp_name_.c_str());
+        temp_name_.clear();
+    }
     if (fd_ >= 0) {
         ::close(fd_);
         fd_ = -1;
@@ -334,6 +462,7 @@ void trim_heap() noexcept {
 }
 
 bool make_dir(const std::string& path, unsigned mode) {
+    check_path(path);
     if (::mkdir(path.c_str(), static_cast<mode_t>(mode)) == 0) return true;
     const int e = errno;
     if (e == EEXIST) return false;
@@ -343,6 +472,7 @@ bool make_dir(const std::string& path, unsigned mode) {
 
 std::vector<std::string> list_dir(const std::string& path) {
     std::vector<std::string> names;
+    if (path.find('\0') != std::string::npos) return names;
     DIR* d = ::opendir(path.c_str());
     if (d == nullptr) return names;
     while (const dirent* e = ::readdir(d)) {
@@ -354,22 +484,45 @@ std::vector<std::string> list_dir(const std::string& path) {
 }
 
 void remove_flat_dir(const std::string& path) noexcept {
+    if (path.find('\0') != std::string::npos) return;  // never created: mmstore refuses such paths
     for (const std::string& n : list_dir(path)) (void)::unlink((path + "/" + n).c_str());
     (void)::rmdir(path.c_str());
 }
 
-bool path_exists(const std::string& path) noexcept {
+bool path_exists(const std::string& path) {
+    check_path(path);
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0;
 }
 
 void rename_file(const std::string& from, const std::string& to) {
+    check_path(from);
+    check_path(to);
     if (::rename(from.c_str(), to.c_str()) != 0) throw_errno(to, "cannot rename " + from, errno);
 }
 
-void remove_file(const std::string& path) noexcept { (void)::unlink(path.c_str()); }
+void remove_file(const std::string& path) noexcept {
+    if (path.find('\0') == std::string::npos) (void)::unlink(path.c_str());
+}
+
+std::string resolve_symlinks(const std::string& path) {
+    check_path(path);
+    std::string cur = path;
+    for (int hops = 0; hops < 40; ++hops) {  // 40: the kernel's own limit (MAXSYMLINKS)
+        struct stat st {};
+        if (::lstat(cur.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+        std::string target(static_cast<std::size_t>(st.st_size > 0 ? st.st_size : 4096) + 1, '\0');
+        const ssize_t n = ::readlink(cur.c_str(), target.data(), target.size());
+        if (n < 0) throw_errno(cur, "cannot read the symbolic link", errno);
+        target.resize(static_cast<std::size_t>(n));
+        // A relative target is relative to the link's directory.
+        cur = (target.empty() || target[0] == '/') ? target : dir_of(cur) + "/" + target;
+    }
+    throw_errno(path, "cannot resolve the symbolic link", ELOOP);
+}
 
 void remove_with_prefix(const std::string& prefix) noexcept {
+    if (prefix.find('\0') != std::string::npos) return;
     const auto slash = prefix.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : prefix.substr(0, slash));
     const std::string stem = slash == std::string::npos ? prefix : prefix.substr(slash + 1);
@@ -382,8 +535,8 @@ void remove_with_prefix(const std::string& prefix) noexcept {
 }
 
 void fsync_parent_dir(const std::string& path) noexcept {
-    const auto slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    if (path.find('\0') != std::string::npos) return;
+    const std::string dir = dir_of(path);
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         (void)::fsync(fd);

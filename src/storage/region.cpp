@@ -24,6 +24,11 @@ constexpr std::uint64_t kPresenceByte = kGateByte + 1;
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
 
+std::string dir_of_path(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
 std::uint64_t header_checksum(const FileHeader& h) { return hash64(&h, offsetof(FileHeader, checksum)); }
 std::uint64_t slot_checksum(const CommitSlot& s) { return hash64(&s, offsetof(CommitSlot, checksum)); }
 
@@ -61,9 +66,27 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
     if (path.empty()) throw_error(ErrorCode::kInvalidArgument, path, "empty path");
     const bool writable = !options.readonly;
     bool fresh = false;
+    // A new store is built under no name (os::File::create_unlinked) and linked into place with its header
+    // complete, holding the gate, so a file at `path` is never a half-created store: an empty or all-zero
+    // file there is someone else's (ForeignFileError), and a failed creation leaves nothing behind.
+    // Returns false when another process linked its store there first (nothing of ours remains).
+    auto create_aside = [&] {
+        file_ = os::File::create_unlinked(path, options.mode);
+        try {
+            file_.range_lock(kGateByte, os::LockMode::kExclusive, true);  // nobody else can see it yet
+            volatile_ = options.volatile_memory;
+            create_layout(kind, options);
+            if (!file_.link_into_place()) return false;
+        } catch (...) {
+            file_.close();  // the nameless file goes with its descriptor (a named temporary is unlinked)
+            throw;
+        }
+        if (!volatile_) os::fsync_parent_dir(path);
+        return true;
+    };
     if (options.create == Create::kAlways) {
         if (!writable) throw_error(ErrorCode::kInvalidArgument, path, "cannot create a store read-only");
-        file_ = os::File::open(path, true, true, true, options.mode);
+        if (!create_aside()) throw_error(ErrorCode::kExists, path, "store already exists", EEXIST);
         fresh = true;
     } else if (options.create == Create::kNever || !writable) {
         file_ = os::File::open(path, writable, false, false, 0);
@@ -72,13 +95,8 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
             file_ = os::File::open(path, true, false, false, 0);
         } catch (const Error& e) {
             if (e.code() != ErrorCode::kNotFound) throw;
-            try {
-                file_ = os::File::open(path, true, true, true, options.mode);
-                fresh = true;
-            } catch (const Error& e2) {
-                if (e2.code() != ErrorCode::kExists) throw;
-                file_ = os::File::open(path, true, false, false, 0);  // lost a creation race
-            }
+            fresh = create_aside();
+            if (!fresh) file_ = os::File::open(path, true, false, false, 0);  // lost a creation race
         }
     }
     volatile_ = options.volatile_memory;
@@ -94,8 +112,8 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
         } catch (const Error& e) {
             // The last handle of a SharedDict removed it while we waited: create it anew if allowed.
             if (e.code() != ErrorCode::kNotFound || !writable || options.create == Create::kNever) throw;
-            file_ = os::File::open(path, true, true, false, options.mode);
-            fresh = true;
+            fresh = create_aside();
+            if (!fresh) file_ = os::File::open(path, true, false, false, 0);  // lost a creation race
         }
     }
     gate_ = true;
@@ -103,22 +121,9 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
         alone_ = writable && file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false);
         std::uint64_t file_size = file_.size();
         if (alone_) {
-            if (file_size == 0 && options.create != Create::kNever) fresh = true;
-            if (!fresh && file_size > 0 && creation_unfinished(file_size)) {
-                // Killed inside create_layout (the magic is written last): nothing was ever stored here.
-                if (options.create == Create::kNever)
-                    throw_format(ErrorCode::kCorrupt, path, "store creation did not complete (header pages are empty)");
-                fresh = true;
-            }
             remove_stale_compactions();
-        } else if (!writable && file_size > 0 && creation_unfinished(file_size)) {
-            throw_format(ErrorCode::kCorrupt, path, "store creation did not complete (header pages are empty)");
         } else {
             fresh = false;  // someone else has it open: it exists, whatever it holds
-        }
-        if (fresh) {
-            create_layout(kind, options);
-            file_size = file_.size();
         }
         validate_header(kind, options, file_size);
         file_.range_lock(kPresenceByte, os::LockMode::kShared, true);  // (from exclusive: one call, atomic)
@@ -159,26 +164,28 @@ bool Region::claim_exclusive() {
     return false;
 }
 
-bool Region::creation_unfinished(std::uint64_t file_size) const {
-    // create_layout first sizes the file to exactly kInitialSize; any other size of zeros is foreign data.
-    if (file_size != kInitialSize) return false;
-    char page[kDataStart];
-    const std::size_t n = file_.pread(page, std::min<std::uint64_t>(file_size, kDataStart), 0);
-    for (std::size_t i = 0; i < n; ++i)
-        if (page[i] != 0) return false;
-    return true;
-}
-
 void Region::remove_stale_compactions() const {
-    // compact() writes "<path>.compact.<pid>" and renames it over the store while holding the write lock;
-    // holding the lock now means any such file is left over from a compaction that was killed.
-    os::remove_with_prefix(file_.path() + ".compact.");
+    // compact() writes "<target>.compact.<pid>" next to the file the path resolves to and renames it over
+    // that file while holding the write lock; holding the lock now means any such file is left over from a
+    // compaction that was killed.
+    const std::string target = os::resolve_symlinks(file_.path());
+    os::remove_with_prefix(target + ".compact.");
+    // Where the filesystem has no O_TMPFILE, creation builds "<path>.create.<pid>-<n>" (os::File::
+    // create_unlinked); one whose process is gone was killed before linking it into place.
+    const std::string dir = dir_of_path(target);
+    const std::string stem = target.substr(target.rfind('/') + 1) + ".create.";  // (npos + 1 == 0)
+    for (const std::string& name : os::list_dir(dir)) {
+        if (!name.starts_with(stem)) continue;
+        const std::string rest = name.substr(stem.size());  // "<pid>-<n>"
+        const std::string pid = rest.substr(0, rest.find('-'));
+        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        if (!os::process_alive(std::stoi(pid))) os::remove_file(dir + "/" + name);
+    }
 }
 
 void Region::create_layout(StoreKind kind, const OpenOptions& options) {
-    // Sizes the file, then writes the header pages through a temporary mapping with the magic last: a kill
-    // before the magic lands leaves an all-zero file of kInitialSize, which the next writer re-creates
-    // (creation_unfinished) and a reader refuses; it is never trusted as a store.
+    // Sizes the file, then writes the header pages through a temporary mapping with the magic last. The
+    // file has no name yet (open: create_aside), so a kill here leaves nothing at the store's path.
     file_.resize(kInitialSize);
     std::string page(kDataStart, '\0');
     FileHeader h{};
@@ -211,13 +218,12 @@ void Region::create_layout(StoreKind kind, const OpenOptions& options) {
         std::memcpy(static_cast<char*>(tmp) + kLiveHeaderOffset, page.data() + kLiveHeaderOffset,
                     kPageSize - kLiveHeaderOffset);
         std::memcpy(tmp, page.data(), kLiveHeaderOffset);
-        os::sync_range(file_.path(), tmp, kDataStart);
+        if (!volatile_) os::sync_range(file_.path(), tmp, kDataStart);
     } catch (...) {
         os::release_address_space(tmp, kDataStart);
         throw;
     }
     os::release_address_space(tmp, kDataStart);
-    os::fsync_parent_dir(file_.path());
 }
 
 void Region::validate_header(StoreKind kind, const OpenOptions& options, std::uint64_t file_size) {
@@ -230,6 +236,10 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
                 throw_format(ErrorCode::kTruncated, path,
                              "truncated: " + std::to_string(file_size) + " bytes, shorter than the header");
         }
+        if (file_size == 0)
+            throw_format(ErrorCode::kForeign, path,
+                         "not an mmstore file (empty); mmstore creates its stores itself, so an existing empty file "
+                         "is not initialized: remove it or choose another path");
         throw_format(ErrorCode::kForeign, path, "not an mmstore file (too short for a header)");
     }
     if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0)

@@ -560,15 +560,18 @@ TEST_F(DictTest, TruncatedFileIsRejectedAtEveryPageBoundary) {
     EXPECT_EQ(whole.size(), 3'000u);
 }
 
-TEST_F(DictTest, EmptyExistingFileIsInitializedOnlyWhenCreationIsAllowed) {
+TEST_F(DictTest, EmptyExistingFileIsForeignEvenWhenCreationIsAllowed) {
+    // mmstore builds a new store aside and links it into place complete, so an empty file at the path is
+    // never one of its own half-created stores: it belongs to someone else and is left alone.
     mmstore_test::write_file(path_, "");
     OpenOptions never;
     never.create = OpenOptions::Create::kNever;
-    EXPECT_TRUE(throws_format_error([&] { Dict d(path_, never); }, {ErrorCode::kForeign, ErrorCode::kTruncated}));
-    Dict d(path_);  // a creator that died before writing anything: start afresh
-    EXPECT_EQ(d.size(), 0u);
-    d.set("k", "v");
-    EXPECT_EQ(d.get("k"), "v");
+    OpenOptions always;
+    always.create = OpenOptions::Create::kAlways;
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_, never); }, {ErrorCode::kForeign}));
+    EXPECT_TRUE(throws_format_error([&] { Dict d(path_); }, {ErrorCode::kForeign}));
+    EXPECT_THROW(Dict d(path_, always), mmstore::Error);
+    EXPECT_EQ(mmstore_test::file_size(path_), 0u);
 }
 
 TEST_F(DictTest, ForeignFileIsRejected) {
@@ -966,24 +969,20 @@ protected:
     std::string path_ = dir_.file("d.mms");
 };
 
-TEST_F(DictCreationTest, FileLeftEmptyByAKillDuringCreationIsCreatedAgain) {
-    // create_layout sizes the file before writing the header, magic last: a kill in between leaves zeros.
+TEST_F(DictCreationTest, FileOfZerosIsForeignNotCreatedAgain) {
+    // Creation happens under no name (os::File::create_unlinked), so zeros at the path are someone else's.
     { std::ofstream(path_, std::ios::binary) << std::string(64 * 1024, '\0'); }
-    {
-        mmstore::OpenOptions never;
-        never.create = mmstore::OpenOptions::Create::kNever;
+    for (auto create : {mmstore::OpenOptions::Create::kNever, mmstore::OpenOptions::Create::kIfMissing}) {
+        mmstore::OpenOptions o;
+        o.create = create;
         try {
-            mmstore::Dict d(path_, never);
-            FAIL() << "opened a store whose creation never finished";
+            mmstore::Dict d(path_, o);
+            FAIL() << "opened a file of zeros as a store";
         } catch (const mmstore::FormatError& e) {
-            EXPECT_EQ(e.code(), mmstore::ErrorCode::kCorrupt);
-            EXPECT_NE(std::string(e.what()).find("creation did not complete"), std::string::npos);
+            EXPECT_EQ(e.code(), mmstore::ErrorCode::kForeign);
         }
     }
-    mmstore::Dict d(path_);
-    d.set("k", "v");
-    d.verify();
-    EXPECT_EQ(d.get("k"), std::optional<std::string_view>("v"));
+    EXPECT_EQ(std::filesystem::file_size(path_), 64u * 1024);
 }
 
 TEST_F(DictCreationTest, OpeningForWritingRemovesFilesOfAKilledCompaction) {

@@ -78,7 +78,9 @@ def test_sigkill_mid_spill_leaves_nothing_trusted_and_no_orphans(tmp_path):
                 continue
             assert arr.shape == (N,) and np.all(arr == arr[0]), rounds
             found += 1
-        assert found >= 1
+        # Every published spill file is readable through its ref (each id is printed before it is spilled,
+        # so refs holds them all). Not ">= 1": a kill inside the very first spill publishes nothing.
+        assert found >= sum(name.endswith(".spill") for name in names)
 
         with mmstore.Pool(spill_dir=tmp_path) as fresh:
             assert os.listdir(tmp_path) == [os.path.basename(fresh.directory)]

@@ -6,6 +6,7 @@ import collections.abc
 import datetime as dt
 import decimal
 import pickle
+import types
 import zipfile
 
 import numpy as np
@@ -108,10 +109,12 @@ def test_pack_unpack_round_trips_every_field_type():
 
 def test_missing_and_none_fields_read_as_none():
     s = ABS.__schema__
-    for obj in (ABS(a=None, b=None, s=None), {"a": 1}, object()):
+    for obj in (ABS(a=None, b=None, s=None), {"a": 1}, types.SimpleNamespace(a=1)):
         p = s.unpack_from(s.pack(obj))
         assert p.s is None and p.b is None
     assert s.unpack_from(s.pack({"a": 1})).a == 1
+    with pytest.raises(TypeError, match="cannot pack object"):  # no field at all: not silently empty
+        s.pack(object())
 
 
 def test_dynamic_schema_from_fields_and_dict_input():

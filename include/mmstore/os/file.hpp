@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mmstore::os {
@@ -29,8 +30,20 @@ public:
     File(const File&) = delete;
     File& operator=(const File&) = delete;
 
+    enum class Kind { kFifo, kDirectory, kOther };
     // Opens `path` read-write (or read-only). With create, creates it with `mode` (O_EXCL when exclusive).
+    // Only regular files are accepted: a FIFO, directory, device or socket throws FormatError kForeign at
+    // once (the open uses O_NONBLOCK, so a FIFO without a writer cannot block it; the flag is cleared
+    // after the check). A path containing a NUL byte throws kInvalidArgument (see check_path).
     static File open(const std::string& path, bool writable, bool create, bool exclusive, unsigned mode);
+    // Creates a new, nameless file in the directory of `path` (O_TMPFILE; where the filesystem lacks it, a
+    // temporary "<path>.create.<pid>-<n>"), read-write, with `mode`. Nothing appears at `path` until
+    // link_into_place(); closing the File first leaves nothing behind. path() is `path`. When `path` is a
+    // (dangling) symbolic link, the file is created where the link points, as open(O_CREAT) would.
+    static File create_unlinked(const std::string& path, unsigned mode);
+    // Gives a file from create_unlinked() its name, atomically: true when it is now at path(), false (and
+    // nothing changed) when something already exists there. Record locks held on it stay held.
+    bool link_into_place();
 
     bool is_open() const noexcept { return fd_ >= 0; }
     int fd() const noexcept { return fd_; }
@@ -66,7 +79,14 @@ private:
     int fd_ = -1;
     bool writable_ = false;
     std::string path_;
+    std::string temp_name_;  // the named temporary of create_unlinked() until linked ("" when none)
 };
+
+// Throws Error kInvalidArgument (a ValueError in Python) when `path` contains a NUL byte: the kernel would
+// read the path only up to it and act on another file. Every function of this layer that takes a path
+// calls it first (those that only clean up do nothing instead), so such a path never reaches the
+// filesystem.
+void check_path(std::string_view path);
 
 // Reserves `len` bytes of address space (PROT_NONE, MAP_NORESERVE): costs no memory and no commit charge.
 void* reserve_address_space(std::size_t len);
@@ -94,7 +114,7 @@ void unmap(const void* addr, std::size_t len) noexcept;
 // the heap, so without it a process's RSS stays at its high-water mark after spilling.
 void trim_heap() noexcept;
 
-bool path_exists(const std::string& path) noexcept;
+bool path_exists(const std::string& path);
 // mkdir(2) with `mode`; false (no error) when it already exists.
 bool make_dir(const std::string& path, unsigned mode);
 // Names in `path` (without "." and ".."); empty when it cannot be read.
@@ -105,8 +125,14 @@ void remove_flat_dir(const std::string& path) noexcept;
 // Test hook for fault injection: the next `count` calls of File::pwrite_all fail with `sys_errno`
 // before writing anything (0 disarms). Thread-safe.
 void inject_write_failures(int sys_errno, int count) noexcept;
+// Test hook: File::create_unlinked uses its named-temporary fallback (as on a filesystem without
+// O_TMPFILE) while on. Thread-safe.
+void use_named_temporaries(bool on) noexcept;
 void rename_file(const std::string& from, const std::string& to);
 void remove_file(const std::string& path) noexcept;
+// The file a chain of symbolic links at `path` ends at (`path` itself when it is no link). Relative
+// targets are taken relative to the link's directory; more than 40 links throw kIo (ELOOP).
+std::string resolve_symlinks(const std::string& path);
 // Removes every file whose path starts with `prefix` (same directory); errors are ignored.
 void remove_with_prefix(const std::string& prefix) noexcept;
 void fsync_parent_dir(const std::string& path) noexcept;

@@ -139,7 +139,6 @@ public:
 
 private:
     void create_layout(StoreKind kind, const OpenOptions& options);
-    bool creation_unfinished(std::uint64_t file_size) const;
     void remove_stale_compactions() const;
     void validate_header(StoreKind kind, const OpenOptions& options, std::uint64_t file_size);
     void write_commit_slot(bool clean);

@@ -1,0 +1,221 @@
+// Opening and creating store files (storage/region.cpp, os/file.cpp), through the public Dict: creation
+// aside and linked into place, refusal of NUL bytes in paths and of non-regular files, compaction through
+// symbolic links and after failures (issue 15).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mmstore/dict.hpp"
+#include "mmstore/error.hpp"
+#include "mmstore/os/file.hpp"
+#include "../test_util.hpp"
+
+namespace {
+
+class RegionOpenTest : public ::testing::Test {
+protected:
+    mmstore_test::TempDir dir_;
+    std::string path_ = dir_.file("d.mms");
+};
+
+TEST(FileTest, CheckPathRefusesNulBytes) {
+    EXPECT_NO_THROW(mmstore::os::check_path("a/b.mms"));
+    try {
+        mmstore::os::check_path(std::string("a/b\0c", 6));
+        FAIL();
+    } catch (const mmstore::Error& e) {
+        EXPECT_EQ(e.code(), mmstore::ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("a/b\\0c"), std::string::npos) << e.what();
+    }
+}
+
+TEST_F(RegionOpenTest, FileOpenRefusesNonRegularFilesWithoutBlocking) {
+    ASSERT_EQ(::mkfifo(path_.c_str(), 0600), 0);
+    for (bool writable : {false, true}) {
+        try {
+            (void)mmstore::os::File::open(path_, writable, false, false, 0);
+            FAIL() << "opened a FIFO";
+        } catch (const mmstore::FormatError& e) {
+            EXPECT_EQ(e.code(), mmstore::ErrorCode::kForeign);
+        }
+    }
+    EXPECT_THROW((void)mmstore::os::File::open(dir_.path(), false, false, false, 0), mmstore::FormatError);
+}
+
+TEST_F(RegionOpenTest, UnlinkedFileAppearsOnlyWhenLinked) {
+    auto f = mmstore::os::File::create_unlinked(path_, 0600);
+    f.pwrite_all("abc", 3, 0);
+    EXPECT_FALSE(std::filesystem::exists(path_));
+    EXPECT_TRUE(f.link_into_place());
+    EXPECT_EQ(std::filesystem::file_size(path_), 3u);
+    auto g = mmstore::os::File::create_unlinked(path_, 0600);
+    EXPECT_FALSE(g.link_into_place());  // taken: nothing replaced
+    g.close();
+    EXPECT_EQ(std::filesystem::file_size(path_), 3u);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);
+}
+
+TEST_F(RegionOpenTest, FailedCreationLeavesNothingAtThePath) {
+    // A full disk while sizing the new file (fallocate fails: simulated with RLIMIT_FSIZE in a child).
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit lim{16 * 1024, 16 * 1024};
+        ::setrlimit(RLIMIT_FSIZE, &lim);
+        try {
+            mmstore::Dict d(path_);
+            ::_exit(2);
+        } catch (const mmstore::Error& e) {
+            ::_exit(e.code() == mmstore::ErrorCode::kDiskFull ? 0 : 3);
+        }
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 0);
+}
+
+TEST_F(RegionOpenTest, ManyOpenersCreateOneStore) {
+    constexpr int kProcs = 6;
+    std::vector<pid_t> kids;
+    for (int i = 0; i < kProcs; ++i) {
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            try {
+                mmstore::Dict d(path_);
+                d.set("k" + std::to_string(i), "v");
+                d.close();
+                ::_exit(0);
+            } catch (...) {
+                ::_exit(1);
+            }
+        }
+        kids.push_back(pid);
+    }
+    for (pid_t k : kids) {
+        int status = 0;
+        ASSERT_EQ(::waitpid(k, &status, 0), k);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    mmstore::Dict d(path_);
+    EXPECT_EQ(d.size(), static_cast<std::uint64_t>(kProcs));
+    d.verify();
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);
+}
+
+TEST_F(RegionOpenTest, PathWithNulByteIsRefusedBeforeTouchingTheFilesystem) {
+    const std::string bad = path_ + std::string("\0.secret", 8);
+    try {
+        mmstore::Dict d(bad);
+        FAIL() << "opened a path with a NUL byte";
+    } catch (const mmstore::Error& e) {
+        EXPECT_EQ(e.code(), mmstore::ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("NUL"), std::string::npos);
+    }
+    EXPECT_FALSE(std::filesystem::exists(path_));
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 0);
+}
+
+TEST_F(RegionOpenTest, FifoIsRefusedAtOnce) {
+    ASSERT_EQ(::mkfifo(path_.c_str(), 0600), 0);
+    mmstore::OpenOptions ro;
+    ro.readonly = true;
+    for (const auto& o : {ro, mmstore::OpenOptions{}}) {
+        try {
+            mmstore::Dict d(path_, o);  // a blocking open(2) would hang here forever
+            FAIL() << "opened a FIFO";
+        } catch (const mmstore::FormatError& e) {
+            EXPECT_EQ(e.code(), mmstore::ErrorCode::kForeign);
+            EXPECT_NE(std::string(e.what()).find("FIFO"), std::string::npos);
+        }
+    }
+}
+
+TEST_F(RegionOpenTest, CompactThroughSymlinkRewritesTheTargetAndKeepsTheLink) {
+    const std::string target = dir_.file("target.mms");
+    std::filesystem::create_symlink("target.mms", path_);  // relative to the link's directory
+    {
+        mmstore::Dict d(path_);
+        for (int i = 0; i < 3000; ++i) d.set("k" + std::to_string(i), std::string(200, 'v'));
+        for (int i = 10; i < 3000; ++i) d.erase("k" + std::to_string(i));
+        const auto big = std::filesystem::file_size(target);
+        d.compact();
+        EXPECT_LT(std::filesystem::file_size(target), big);
+        d.set("after", "x");
+    }
+    EXPECT_TRUE(std::filesystem::is_symlink(path_));
+    mmstore::Dict t(target);
+    EXPECT_EQ(t.size(), 11u);
+    EXPECT_EQ(t.get("after"), std::optional<std::string_view>("x"));
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 2);
+}
+
+TEST_F(RegionOpenTest, FailedCompactionRemovesItsCopy) {
+    {
+        mmstore::Dict d(path_);
+        for (int i = 0; i < 20000; ++i) d.set("k" + std::to_string(i), std::string(100, 'v'));
+        for (int i = 0; i < 20000; i += 2) d.erase("k" + std::to_string(i));
+    }
+    ASSERT_GT(std::filesystem::file_size(path_), 2u << 20);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit lim{1 << 20, 1 << 20};
+        ::setrlimit(RLIMIT_FSIZE, &lim);
+        try {
+            mmstore::Dict d(path_);
+            d.compact();
+            ::_exit(2);
+        } catch (const mmstore::Error& e) {
+            ::_exit(e.code() == mmstore::ErrorCode::kDiskFull ? 0 : 3);
+        }
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);  // no .compact.<pid>
+    mmstore::Dict d(path_);
+    EXPECT_EQ(d.size(), 10000u);
+    d.verify();
+}
+
+TEST_F(RegionOpenTest, NamedTemporaryFallbackCreatesAndCleansUp) {
+    mmstore::os::use_named_temporaries(true);
+    {
+        mmstore::Dict d(path_);
+        d.set("k", "v");
+    }
+    auto g = mmstore::os::File::create_unlinked(path_, 0600);
+    EXPECT_FALSE(g.link_into_place());  // taken: the temporary is removed, the store untouched
+    g.close();
+    mmstore::os::use_named_temporaries(false);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);
+    // A creator killed before linking leaves "<path>.create.<pid>-<n>": the next writer removes it once
+    // that process is gone, and leaves those of live processes alone.
+    const pid_t dead = ::fork();
+    if (dead == 0) ::_exit(0);
+    ::waitpid(dead, nullptr, 0);
+    const std::string stale = path_ + ".create." + std::to_string(dead) + "-0";
+    const std::string live = path_ + ".create." + std::to_string(::getpid()) + "-7";
+    mmstore_test::write_file(stale, "x");
+    mmstore_test::write_file(live, "x");
+    {
+        mmstore::Dict d(path_);
+        EXPECT_EQ(d.get("k"), std::optional<std::string_view>("v"));
+    }
+    EXPECT_FALSE(std::filesystem::exists(stale));
+    EXPECT_TRUE(std::filesystem::exists(live));
+}
+
+}  // namespace
