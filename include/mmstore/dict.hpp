@@ -22,7 +22,10 @@
 // throws FormatError(kForeign) at once, as does an existing empty file (a new store is built under no
 // name and linked into place complete, so an empty file is never one of mmstore's). compact() through a
 // symbolic link rewrites the file the link points at; a failed compact() leaves no copy behind.
-// Thread safety: none -- use one Dict from one thread at a time. Process safety: any number of processes
+// Thread safety: any number of threads may read one Dict at once (get, get_encoded, contains, get_many,
+// size: the lock-free reads), also while other handles -- in this process or others -- write (tests/cpp/threads_test.cpp, under
+// TSan). Writes through one handle take one thread at a time, and not while that handle's readers run: give
+// a writer thread its own handle. close() must not race with any other use. Process safety: any number of processes
 // may open the file, read-write or read-only. Each write takes the store's process-shared robust mutex
 // for its duration (lock()/unlock() group several); reads take no lock and retry when a concurrent writer
 // freed what they read, so a returned copy is always a value the key really had. A string_view returned

@@ -9,7 +9,7 @@
 // next call that modifies the List (appends included: short values live in the word array, which moves
 // when it grows), or close().
 // Errors: std::out_of_range for a bad index; otherwise as in dict.hpp.
-// Thread safety: none. Process safety: many processes may open it read-write at once, as Dict (each write
+// Thread safety: as Dict -- any number of reader threads per handle, one writer thread per handle. Process safety: many processes may open it read-write at once, as Dict (each write
 // holds the store's process-shared lock; reads are lock-free and retried when they raced a writer).
 #pragma once
 

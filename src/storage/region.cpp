@@ -329,7 +329,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         base_ = nullptr;
         throw;
     }
-    mapped_ = live.file_size;
+    set_mapped(live.file_size);
     if (alone_) {
         // Nobody else maps the store: take over the live state (possibly the committed fallback), and
         // (re)create the mutex, whose previous state belongs to processes that are gone.
@@ -347,6 +347,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
 }
 
 void Region::refresh_slow() const {
+    std::lock_guard<std::mutex> g(refresh_mu_);  // another reader thread may be mapping the same growth
     const std::uint64_t size = __atomic_load_n(&live().file_size, __ATOMIC_ACQUIRE);
     if (size <= mapped_) return;  // only growth is published while others have the store open
     if (size > reserved_)
@@ -354,7 +355,7 @@ void Region::refresh_slow() const {
                     "another process grew the store to " + std::to_string(size) + " bytes, past this handle's address "
                     "reservation of " + std::to_string(reserved_) + "; reopen it");
     map_range(mapped_, size);
-    mapped_ = size;
+    set_mapped(size);
 }
 
 void Region::map_range(std::uint64_t from, std::uint64_t to) const {
@@ -363,6 +364,7 @@ void Region::map_range(std::uint64_t from, std::uint64_t to) const {
 
 void Region::grow(std::uint64_t min_size) {
     refresh();  // another writer may have grown it already
+    std::lock_guard<std::mutex> g(refresh_mu_);  // reader threads of this handle may be refreshing
     if (min_size <= mapped_) return;
     // Grow by 1/8 (at least 1 MiB, at most 1 GiB): blocks are reserved with fallocate as the file grows,
     // so the step bounds the disk held beyond the data (a doubling step held up to 2x, measured 95 B per
@@ -378,7 +380,7 @@ void Region::grow(std::uint64_t min_size) {
     }
     file_.resize(target);  // reserves blocks first: a full disk throws here, nothing changed
     map_range(mapped_, target);
-    mapped_ = target;
+    set_mapped(target);
     __atomic_store_n(&live().file_size, target, __ATOMIC_RELEASE);  // publish: one 8-byte store
 }
 
@@ -387,7 +389,7 @@ void Region::shrink(std::uint64_t new_size) {
     if (new_size >= mapped_) return;
     live().file_size = new_size;  // publish the smaller size before cutting the file
     os::unmap_to_reservation(base_ + new_size, mapped_ - new_size);
-    mapped_ = new_size;
+    set_mapped(new_size);
     file_.resize(new_size);
 }
 
@@ -430,7 +432,7 @@ void Region::sync() {
     if (before_commit_) before_commit_();
     refresh();
     if (!volatile_) {
-        os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
+        os::sync_range(path(), base_ + kDataStart, size() - kDataStart);
         os::sync_range(path(), base_, kPageSize);
         file_.fsync();
     }
@@ -448,7 +450,7 @@ bool Region::close_prepare() {
     gate_ = true;
     last_ = file_.range_lock(kPresenceByte, os::LockMode::kExclusive, false);
     if (!volatile_) {
-        os::sync_range(path(), base_ + kDataStart, mapped_ - kDataStart);
+        os::sync_range(path(), base_ + kDataStart, size() - kDataStart);
         file_.fsync();
     }
     return last_;
@@ -467,7 +469,7 @@ void Region::close() {
     if (last_ && live().unlink_on_last_close != 0) os::remove_file(path());
     os::release_address_space(base_, reserved_);
     base_ = nullptr;
-    mapped_ = 0;
+    set_mapped(0);
     closing_prepared_ = false;
     last_ = false;
     gate_ = false;
@@ -477,7 +479,7 @@ void Region::close() {
 void Region::abandon() noexcept {
     if (base_ != nullptr) os::release_address_space(base_, reserved_);
     base_ = nullptr;
-    mapped_ = 0;
+    set_mapped(0);
     closing_prepared_ = false;
     last_ = false;
     gate_ = false;

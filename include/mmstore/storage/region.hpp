@@ -7,7 +7,10 @@
 //
 // Pointers into the region stay valid until close(). Offsets read from the file must be bounds-checked
 // with check_range() before use (DESIGN.md contract 5).
-// Thread safety: none; one thread at a time per Region. Process safety: any number of processes may open
+// Thread safety: any number of threads may read through one Region at once (size(), in_bounds(), at(),
+// refresh(): mapping growth another process published is serialized by a process-local mutex, and the mapped
+// size is read and written atomically); everything that writes (grow, shrink, sync, close) needs the caller
+// to hold the store's write lock, and close() must not race with other threads' use. Process safety: any number of processes may open
 // a store, read-write or read-only. Writers serialize on the LockSlot's ProcessMutex (the caller takes it,
 // see containers::Store); readers take no lock. Two open-file-description locks on bytes past any data
 // coordinate opening and closing (docs/design.md, "Many processes"):
@@ -19,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "mmstore/os/file.hpp"
@@ -89,12 +93,12 @@ public:
     std::uint8_t* base() const noexcept { return base_; }
     LiveHeader& live() const noexcept { return *reinterpret_cast<LiveHeader*>(base_ + kLiveHeaderOffset); }
     LockSlot* lock_slot() const noexcept { return reinterpret_cast<LockSlot*>(base_ + sizeof(FileHeader)); }
-    std::uint64_t size() const noexcept { return mapped_; }
+    std::uint64_t size() const noexcept { return __atomic_load_n(&mapped_, __ATOMIC_ACQUIRE); }
     // Maps what other processes added since this handle last looked (the file only grows while shared).
     // Cheap when nothing changed: one load and a compare. Throws kCapacity if the growth exceeds this
     // handle's address reservation.
     void refresh() const {
-        if (__atomic_load_n(&live().file_size, __ATOMIC_ACQUIRE) != mapped_) [[unlikely]] refresh_slow();
+        if (__atomic_load_n(&live().file_size, __ATOMIC_ACQUIRE) != size()) [[unlikely]] refresh_slow();
     }
     // The reclaim counter (LiveHeader::reclaims): readers snapshot it before and compare it after a read.
     std::uint64_t reclaims() const noexcept { return __atomic_load_n(&live().reclaims, __ATOMIC_ACQUIRE); }
@@ -109,7 +113,8 @@ public:
     T* at(std::uint64_t offset) const noexcept { return reinterpret_cast<T*>(base_ + offset); }
     // True when [offset, offset+len) lies inside the arena part of the mapping.
     bool in_bounds(std::uint64_t offset, std::uint64_t len) const noexcept {
-        return offset >= kDataStart && offset <= mapped_ && len <= mapped_ - offset;
+        const std::uint64_t mapped = size();
+        return offset >= kDataStart && offset <= mapped && len <= mapped - offset;
     }
 
     // Grows the file (and mapping) to at least `min_size`, by at least 1/8 of its size. Throws kDiskFull or
@@ -149,7 +154,9 @@ private:
     os::File file_;
     std::uint8_t* base_ = nullptr;
     std::uint64_t reserved_ = 0;
-    mutable std::uint64_t mapped_ = 0;
+    mutable std::uint64_t mapped_ = 0;  // bytes mapped; read with size(), written with set_mapped()
+    mutable std::mutex refresh_mu_;      // threads of this process mapping another process's growth
+    void set_mapped(std::uint64_t v) const noexcept { __atomic_store_n(&mapped_, v, __ATOMIC_RELEASE); }
     std::uint64_t generation_ = 0;
     bool was_dirty_ = false;
     bool rolled_back_ = false;
