@@ -6,7 +6,7 @@ from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, Values
 from typing import Any, Iterator
 
 from . import _core
-from ._handle import StoreHandle
+from ._handle import store_handle
 
 _KEYS, _VALUES, _ITEMS = 0, 1, 2
 _MISSING = object()
@@ -49,7 +49,8 @@ class DictItems(ItemsView):
         return f"mmstore.DictItems({list(self)!r})"
 
 
-class Dict(StoreHandle, _core._Dict):
+@store_handle
+class Dict(_core._Dict):
     """A dict that lives in a file: ``mmstore.Dict(path, *, create=None, mode=0o600, allow_pickle=True,
     durable=False, readonly=False)``.
 

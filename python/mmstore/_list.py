@@ -6,12 +6,13 @@ from collections.abc import Iterable, MutableSequence, Sequence
 from typing import Any, Callable
 
 from . import _core
-from ._handle import StoreHandle
+from ._handle import store_handle
 
 _REPR_LIMIT = 50
 
 
-class List(StoreHandle, _core._List):
+@store_handle
+class List(_core._List):
     """A list that lives in a file: ``mmstore.List(path, *, create=None, mode=0o600, allow_pickle=True,
     durable=False, readonly=False)`` (options as for :class:`mmstore.Dict`).
 

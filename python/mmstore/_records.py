@@ -259,11 +259,14 @@ class Schema:
                 self._native.set_nested(i, nested._native)
         self.factory = factory if factory is not None else _dc.make_dataclass(
             name if name.isidentifier() else "Record", [(n, _typing.Any, _dc.field(default=None)) for n in self.names])
-        ns = {"__slots__": (), "_schema": self}
+        # _ProxyMixin's methods are copied in, not inherited: nanobind before 3.0 (the one Python 3.9 gets)
+        # refuses a mixin beside a native base.
+        ns = {k: v for k, v in vars(_ProxyMixin).items() if k not in ("__slots__", "__dict__", "__weakref__", "__qualname__", "__annotations__")}
+        ns.update({"__slots__": (), "_schema": self})
         for i, n in enumerate(self.names):
             ns[n] = _core._Field(self._native, i)
         self._construct = construct if construct is not None else self.factory
-        self.proxy_class = type(f"{name}Proxy", (_ProxyMixin, _core.RecordProxy), ns)
+        self.proxy_class = type(f"{name}Proxy", (_core.RecordProxy,), ns)
         self._native.bind(self.proxy_class, _coerce, self.factory)
 
     def _value(self):
