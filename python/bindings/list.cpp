@@ -124,11 +124,12 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
         return out;
     }
     if (PyIndex_Check(key)) {
-        PyObject* idx = PyNumber_Index(key);
-        if (!idx) return nullptr;
-        PyObject* r = list_subscript(self, idx);
-        Py_DECREF(idx);
-        return r;
+        // Not PyNumber_Index + recursion: before 3.10 it returns an int subclass (True) as it is.
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);  // as list: IndexError for huge indices
+        if (i == -1 && PyErr_Occurred()) return nullptr;
+        i = norm_index(h, i, "list");
+        if (i < 0) return nullptr;
+        return item_at(h, static_cast<std::uint64_t>(i));
     }
     PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %s", Py_TYPE(key)->tp_name);
     return nullptr;

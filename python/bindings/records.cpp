@@ -116,7 +116,37 @@ PyObject* schema_new(PyTypeObject* type, PyObject* args, PyObject*) {
     return reinterpret_cast<PyObject*>(self);
 }
 
+// Garbage collection: a schema holds its struct class (factory), whose methods hold their module's globals,
+// which hold the class and whatever handles the module keeps (a Dict in a script's globals). Unless the
+// collector can see these references the cycle is never freed, the handles in it are never closed, and
+// nanobind reports them as leaked at exit. So _SchemaNative, _Field and the record images traverse what they
+// hold. (Proxies and iterators do not: they are made per row on the hot path, and a proxy kept in a
+// module's globals is the one case left to the close-at-exit of mmstore/_handle.py.)
+int schema_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* self = reinterpret_cast<SchemaObj*>(o);
+    if (self->n) {
+        for (auto& f : self->n->fields) Py_VISIT(f.nested);
+        Py_VISIT(self->n->proxy_cls);
+        Py_VISIT(self->n->coerce);
+        Py_VISIT(self->n->factory);
+    }
+    return 0;
+}
+
+int schema_clear(PyObject* o) {
+    auto* self = reinterpret_cast<SchemaObj*>(o);
+    if (self->n) {
+        for (auto& f : self->n->fields) Py_CLEAR(f.nested);
+        Py_CLEAR(self->n->proxy_cls);
+        Py_CLEAR(self->n->coerce);
+        Py_CLEAR(self->n->factory);
+    }
+    return 0;
+}
+
 void schema_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* self = reinterpret_cast<SchemaObj*>(o);
     if (self->n) {
         for (auto& f : self->n->fields) {
@@ -588,7 +618,19 @@ PyObject* field_new(PyTypeObject* type, PyObject* args, PyObject*) {
     return reinterpret_cast<PyObject*>(f);
 }
 
+int field_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    Py_VISIT(reinterpret_cast<FieldObj*>(o)->so);
+    return 0;
+}
+
+int field_clear(PyObject* o) {
+    Py_CLEAR(reinterpret_cast<FieldObj*>(o)->so);
+    return 0;
+}
+
 void field_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     Py_XDECREF(reinterpret_cast<FieldObj*>(o)->so);
     PyTypeObject* tp = Py_TYPE(o);
     tp->tp_free(o);
@@ -616,11 +658,13 @@ int field_set(PyObject*, PyObject*, PyObject*) {
 PyType_Slot field_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(field_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(field_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(field_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(field_clear)},
     {Py_tp_descr_get, reinterpret_cast<void*>(field_get)},
     {Py_tp_descr_set, reinterpret_cast<void*>(field_set)},
     {0, nullptr},
 };
-PyType_Spec field_spec = {"mmstore._core._Field", sizeof(FieldObj), 0, Py_TPFLAGS_DEFAULT, field_slots};
+PyType_Spec field_spec = {"mmstore._core._Field", sizeof(FieldObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, field_slots};
 
 // ---------------------------------------------------------------------------------------------------------
 // Buffer owner for unpack_from
@@ -748,10 +792,13 @@ PyMethodDef schema_methods[] = {
 PyType_Slot schema_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(schema_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(schema_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(schema_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(schema_clear)},
     {Py_tp_methods, schema_methods},
     {0, nullptr},
 };
-PyType_Spec schema_spec = {"mmstore._core._SchemaNative", sizeof(SchemaObj), 0, Py_TPFLAGS_DEFAULT, schema_slots};
+PyType_Spec schema_spec = {"mmstore._core._SchemaNative", sizeof(SchemaObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                           schema_slots};
 
 // ---------------------------------------------------------------------------------------------------------
 // Opened images: shared state of _ArrayNative and _MappingNative
@@ -834,7 +881,21 @@ PyObject* image_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     return reinterpret_cast<PyObject*>(self);
 }
 
+int image_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* self = reinterpret_cast<ImageObj*>(o);
+    if (self->st) Py_VISIT(self->st->so);
+    return 0;
+}
+
+int image_clear(PyObject* o) {
+    auto* self = reinterpret_cast<ImageObj*>(o);
+    if (self->st) Py_CLEAR(self->st->so);
+    return 0;
+}
+
 void image_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* self = reinterpret_cast<ImageObj*>(o);
     if (self->st) {
         self->st->array.reset();
@@ -1083,6 +1144,8 @@ PyMethodDef array_methods[] = {
 PyType_Slot array_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(image_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(image_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(image_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(image_clear)},
     {Py_tp_methods, array_methods},
     {Py_tp_getset, image_getset},
     {Py_tp_iter, reinterpret_cast<void*>(array_iter)},
@@ -1094,7 +1157,7 @@ PyType_Slot array_slots[] = {
     {Py_bf_releasebuffer, reinterpret_cast<void*>(image_releasebuffer)},
     {0, nullptr},
 };
-PyType_Spec array_spec = {"mmstore._core._ArrayNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+PyType_Spec array_spec = {"mmstore._core._ArrayNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
                           array_slots};
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1245,6 +1308,8 @@ PyMethodDef mapping_methods[] = {
 PyType_Slot mapping_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(image_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(image_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(image_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(image_clear)},
     {Py_tp_methods, mapping_methods},
     {Py_tp_getset, image_getset},
     {Py_sq_length, reinterpret_cast<void*>(image_len)},
@@ -1255,7 +1320,7 @@ PyType_Slot mapping_slots[] = {
     {Py_bf_releasebuffer, reinterpret_cast<void*>(image_releasebuffer)},
     {0, nullptr},
 };
-PyType_Spec mapping_spec = {"mmstore._core._MappingNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+PyType_Spec mapping_spec = {"mmstore._core._MappingNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
                             mapping_slots};
 
 // ---------------------------------------------------------------------------------------------------------

@@ -28,11 +28,11 @@ from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
+from ._version import __version__
 
 StoreLock = _core.StoreLock
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
-__version__ = "0.1.0"
 
 __all__ = [
     "Dict",
@@ -52,6 +52,7 @@ __all__ = [
     "load",
     "is_mapped",
     "FORMAT_VERSION",
+    "__version__",
     "merge",
     *_records.__all__,
     *_errors.__all__,

@@ -355,10 +355,24 @@ class Schema:
 _BY_BLOB: dict[bytes, Schema] = {}
 
 
+def _as_schema(value, where: str, param: str = "schema", optional: bool = True) -> Schema | None:
+    """A :class:`Schema` from what a ``schema`` argument accepts: a Schema, an ``@mmstore.struct`` class (or one
+    of its instances), or None where optional. Anything else is a TypeError naming the parameter."""
+    if isinstance(value, Schema):
+        return value
+    if value is None and optional:
+        return None
+    found = getattr(value if isinstance(value, type) else type(value), "__schema__", None)
+    if isinstance(found, Schema):
+        return found
+    raise TypeError(f"{where}: {param} must be a Schema or an @mmstore.struct class, not "
+                    f"{value.__name__ if isinstance(value, type) else type(value).__name__}")
+
+
 def register_type(cls_or_schema, type_code: int | None = None):
     """Registers a record type under a stable code, so that ``object`` fields (and any mmstore value) can
     hold its instances: they are stored as packed records (codec tag 0x1C) and read back as proxies."""
-    schema = cls_or_schema if isinstance(cls_or_schema, Schema) else cls_or_schema.__schema__
+    schema = _as_schema(cls_or_schema, "register_type", "cls_or_schema", optional=False)
     code = schema.type_code if type_code is None else type_code
     if code != schema.type_code:
         raise ValueError("type_code differs from the schema's own code")
@@ -473,6 +487,7 @@ def _zip_member(path, member: str):
 
 
 def _bind(native, schema):
+    schema = _as_schema(schema, type(native).__name__)
     stored = native.schema_blob()
     if schema is None:
         schema = Schema.from_blob(stored)
@@ -526,6 +541,7 @@ class RecordArray(_core._ArrayNative):
         ``schema`` defaults to ``type(first item).__schema__``; ``dedup`` writes identical variable values
         once (cache bounded by ``dedup_budget`` bytes); ``progress`` False/True/None (a tqdm bar on a
         terminal)/callable(count)."""
+        schema = _as_schema(schema, "RecordArray.build")
         path = _os.fspath(path)
         it = iter(iterable)
         first = []
@@ -673,6 +689,7 @@ class Mapping(_core._MappingNative):
         schema, plain values of type ``value`` (object: any codec value). A repeated key keeps its last value
         unless ``multi``. The build runs within ``memory_budget`` bytes whatever the input size (entries are
         partitioned by hash into temporary files next to ``path``)."""
+        schema = _as_schema(schema, "Mapping.build")
         path = _os.fspath(path)
         if key not in _KEY_KINDS:
             raise TypeError("key must be str, int or object")
