@@ -91,8 +91,8 @@ run_suite "$venv" "sdist-py$v" || failed+=("sdist-py$v")
 echo "== types: mypy.stubtest mmstore, mypy --strict tests/typing/example.py (Python $v)"
 t=$SECONDS
 "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "mypy>=1.10"
-if (cd tests/typing && "../../$venv/bin/python" -m mypy.stubtest mmstore --allowlist stubtest-allowlist.txt \
-      && "../../$venv/bin/python" -m mypy --strict example.py); then
+if (cd tests/typing && "../../$venv/bin/python" -m mypy.stubtest mmstore --mypy-config-file mypy.ini \
+      --allowlist stubtest-allowlist.txt && "../../$venv/bin/python" -m mypy --strict --config-file mypy.ini example.py); then
   SUMMARY+=("types: stubtest and mypy --strict passed ($(elapsed $t))")
 else
   failed+=("types"); SUMMARY+=("types: FAILED")

@@ -356,12 +356,12 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef list_methods[] = {
-    {"append", list_append, METH_O, "append(object, /)\n--\n\nAppend object to the end of the list."},
-    {"extend", list_extend, METH_O, "extend(iterable, /)\n--\n\nAppend every element of iterable."},
+    {"append", list_append, METH_O, "append($self, object, /)\n--\n\nAppend object to the end of the list."},
+    {"extend", list_extend, METH_O, "extend($self, iterable, /)\n--\n\nAppend every element of iterable."},
     {"pop", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_pop)), METH_FASTCALL,
-     "pop(index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
+     "pop($self, index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
     {"insert", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_insert)), METH_FASTCALL,
-     "insert(index, object, /)\n--\n\nInsert object before index."},
+     "insert($self, index, object, /)\n--\n\nInsert object before index."},
     {"__reversed__", list_reversed, METH_NOARGS, "Return a reverse iterator."},
     {nullptr, nullptr, 0, nullptr},
 };

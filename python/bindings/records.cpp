@@ -120,8 +120,9 @@ PyObject* schema_new(PyTypeObject* type, PyObject* args, PyObject*) {
 // which hold the class and whatever handles the module keeps (a Dict in a script's globals). Unless the
 // collector can see these references the cycle is never freed, the handles in it are never closed, and
 // nanobind reports them as leaked at exit. So _SchemaNative, _Field and the record images traverse what they
-// hold. (Proxies and iterators do not: they are made per row on the hot path, and a proxy kept in a
-// module's globals is the one case left to the close-at-exit of mmstore/_handle.py.)
+// hold, and so do proxies and record iterators (a proxy in a script's globals holds its schema too). Proxies
+// and iterators have no tp_clear: they never start a cycle of their own, and the collector breaks every cycle
+// through them by clearing the schema or the image on it.
 int schema_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(Py_TYPE(o));
     auto* self = reinterpret_cast<SchemaObj*>(o);
@@ -437,7 +438,16 @@ PyObject* row_proxy(PyObject* so, PyObject* owner, const CodecFlags* flags, cons
     return o;
 }
 
+int proxy_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* p = reinterpret_cast<ProxyObj*>(o);
+    Py_VISIT(p->so);
+    Py_VISIT(p->owner);
+    return 0;
+}
+
 void proxy_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* p = reinterpret_cast<ProxyObj*>(o);
     Py_CLEAR(p->so);
     Py_CLEAR(p->owner);
@@ -588,11 +598,13 @@ PyMethodDef proxy_methods[] = {
 
 PyType_Slot proxy_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(proxy_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(proxy_traverse)},
     {Py_tp_methods, proxy_methods},
     {Py_tp_doc, const_cast<char*>("Base of record proxies: fields read straight from the stored bytes.")},
     {0, nullptr},
 };
-PyType_Spec proxy_spec = {"mmstore._core.RecordProxy", sizeof(ProxyObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+PyType_Spec proxy_spec = {"mmstore._core.RecordProxy", sizeof(ProxyObj), 0,
+                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
                           proxy_slots};
 
 // _Field(schema_native, index): the descriptor of one field.
@@ -1095,14 +1107,24 @@ PyObject* iter_next(PyObject* o) {
         Py_INCREF(slot);
         return reinterpret_cast<PyObject*>(slot);
     }
-    Py_XDECREF(slot);
+    Py_CLEAR(slot);  // (cleared before allocating: a collection may traverse this iterator meanwhile)
     slot = reinterpret_cast<ProxyObj*>(col_proxy(st.so, it->owner, &st.flags, st.cols, i));
     if (slot == nullptr) return nullptr;
     Py_INCREF(slot);
     return reinterpret_cast<PyObject*>(slot);
 }
 
+int iter_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* it = reinterpret_cast<IterObj*>(o);
+    Py_VISIT(it->owner);
+    Py_VISIT(reinterpret_cast<PyObject*>(it->spare[0]));
+    Py_VISIT(reinterpret_cast<PyObject*>(it->spare[1]));
+    return 0;
+}
+
 void iter_dealloc_(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* it = reinterpret_cast<IterObj*>(o);
     Py_XDECREF(it->spare[0]);
     Py_XDECREF(it->spare[1]);
@@ -1114,11 +1136,13 @@ void iter_dealloc_(PyObject* o) {
 
 PyType_Slot iter_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc_)},
+    {Py_tp_traverse, reinterpret_cast<void*>(iter_traverse)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
     {Py_tp_iternext, reinterpret_cast<void*>(iter_next)},
     {0, nullptr},
 };
-PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py_TPFLAGS_DEFAULT, iter_slots};
+PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                         iter_slots};
 
 PyObject* image_path(PyObject* self, void*) {
     const auto& p = st_of(self).path;

@@ -52,8 +52,15 @@ __all__ = [
     "load",
     "is_mapped",
     "FORMAT_VERSION",
-    "__version__",
     "merge",
-    *_records.__all__,
-    *_errors.__all__,
+    "__version__",
+    # _records.__all__ and _errors.__all__, written out so that type checkers see them
+    # (tests/python/test_packaging.py checks that they are all here)
+    "struct", "Schema", "RecordArray", "Mapping", "RecordProxy", "clone", "register_type", "int8", "int16",
+    "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64",
+    "Error", "CorruptFileError", "TruncatedFileError", "ForeignFileError", "WrongKindError",
+    "UnsupportedVersionError", "StoreLockedError", "ClosedError", "EncodeError", "StoreIOError",
+    "DiskFullError", "CapacityError", "StoreNotFoundError", "StoreExistsError", "ForkedHandleError",
+    "ReadOnlyError", "CannotAcquireLock", "CannotAcquireLockTimeout", "AlreadyExists", "NotFound",
+    "SchemaMismatchError",
 ]

@@ -388,6 +388,14 @@ def register_type(cls_or_schema, type_code: int | None = None):
     return cls_or_schema
 
 
+if _typing.TYPE_CHECKING:
+    from typing_extensions import dataclass_transform as _dataclass_transform
+else:  # type checkers only: it tells them that @struct makes a dataclass (its __init__, its fields)
+    def _dataclass_transform(**kwargs):
+        return lambda f: f
+
+
+@_dataclass_transform()
 def struct(cls=None, *, name: str | None = None, type_code: int = 0):
     """Class decorator: a dataclass whose annotated fields form ``cls.__schema__``.
 
@@ -505,7 +513,7 @@ class RecordArray(_core._ArrayNative):
     Open with ``RecordArray(path)``, :meth:`open`, :meth:`from_buffer` or :meth:`open_zip`; build with
     :meth:`build`. Proxies and column views keep the mapping alive after :meth:`close`."""
 
-    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | None = None,
+    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | type | None = None,
                 allow_pickle: bool = True):
         if buffer is None:
             self = super().__new__(cls, path=path, offset=offset, length=length, allow_pickle=allow_pickle)
@@ -518,22 +526,22 @@ class RecordArray(_core._ArrayNative):
         pass
 
     @classmethod
-    def open(cls, path, *, schema: Schema | None = None, allow_pickle: bool = True) -> RecordArray:
+    def open(cls, path, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> RecordArray:
         return cls(path, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def from_buffer(cls, buffer, *, schema: Schema | None = None, allow_pickle: bool = True) -> RecordArray:
+    def from_buffer(cls, buffer, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> RecordArray:
         """Reads a file image in any buffer (bytes, mmap, memoryview), which it keeps alive."""
         return cls(buffer=buffer, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def open_zip(cls, zip_path, member: str, *, schema: Schema | None = None, allow_pickle: bool = True):
+    def open_zip(cls, zip_path, member: str, *, schema: Schema | type | None = None, allow_pickle: bool = True):
         """Maps an uncompressed (ZIP_STORED) member of a zip file in place."""
         offset, length = _zip_member(zip_path, member)
         return cls(zip_path, offset=offset, length=length, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def build(cls, iterable, path, *, schema: Schema | None = None, dedup: bool = True,
+    def build(cls, iterable, path, *, schema: Schema | type | None = None, dedup: bool = True,
               dedup_budget: int = 64 << 20, progress=None, mode: int = 0o600) -> RecordArray:
         """Writes every record of ``iterable`` (objects with the schema's attributes, or dicts) to ``path``
         and opens it. Streams with bounded memory; the file appears complete or not at all.
@@ -649,7 +657,7 @@ class Mapping(_core._MappingNative):
     keys, and a lookup may return the value of a different key whose 64-bit hash collides (about 2**-64 per
     pair of keys; a key never stored can also match with that probability)."""
 
-    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | None = None,
+    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | type | None = None,
                 allow_pickle: bool = True):
         if buffer is None:
             self = super().__new__(cls, path=path, offset=offset, length=length, allow_pickle=allow_pickle)
@@ -667,20 +675,20 @@ class Mapping(_core._MappingNative):
         pass
 
     @classmethod
-    def open(cls, path, *, schema: Schema | None = None, allow_pickle: bool = True) -> Mapping:
+    def open(cls, path, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> Mapping:
         return cls(path, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def from_buffer(cls, buffer, *, schema: Schema | None = None, allow_pickle: bool = True) -> Mapping:
+    def from_buffer(cls, buffer, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> Mapping:
         return cls(buffer=buffer, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def open_zip(cls, zip_path, member: str, *, schema: Schema | None = None, allow_pickle: bool = True):
+    def open_zip(cls, zip_path, member: str, *, schema: Schema | type | None = None, allow_pickle: bool = True):
         offset, length = _zip_member(zip_path, member)
         return cls(zip_path, offset=offset, length=length, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def build(cls, items, path, *, key=object, schema: Schema | None = None, value=object, multi: bool = False,
+    def build(cls, items, path, *, key=object, schema: Schema | type | None = None, value=object, multi: bool = False,
               approximate: bool = False, dedup: bool = True, dedup_budget: int = 64 << 20,
               memory_budget: int = 256 << 20, progress=None, mode: int = 0o600) -> Mapping:
         """Writes ``items`` ((key, value) pairs, or a mapping) to ``path`` and opens it.

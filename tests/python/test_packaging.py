@@ -61,6 +61,8 @@ sd = mmstore.SharedDict(); sd["x"] = 1
 pool = mmstore.Pool(max_memory=1 << 20); ref = pool.put(b"x" * 100)
 arr = mmstore.RecordArray.build([Item(1, "a"), Item(2, "b")], "a.mms", schema=Item)
 m = mmstore.Mapping.build({"k": Item(3, "c")}, "m.mms", key=str, schema=Item)
+proxy = arr[0]
+it = iter(arr); next(it)
 print(sd.name)
 """
 
@@ -121,3 +123,14 @@ def test_a_wrong_schema_argument_is_a_type_error_naming_it(tmp_path, bad):
 def test_a_wrong_path_type_is_a_type_error_naming_it(cls):
     with pytest.raises(TypeError, match="path must be a str or os.PathLike, not int"):
         cls(42)
+
+
+def test_the_written_out_export_lists_are_complete():
+    from mmstore import _errors, _records
+    from mmstore.compat import sharedbuffers
+    from mmstore.compat.sharedbuffers import mapped_struct
+
+    assert set(_records.__all__) | set(_errors.__all__) <= set(mmstore.__all__)
+    assert set(mapped_struct.__all__) <= set(sharedbuffers.__all__)
+    for name in mmstore.__all__:
+        assert hasattr(mmstore, name), name
