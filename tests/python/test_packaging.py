@@ -134,3 +134,9 @@ def test_the_written_out_export_lists_are_complete():
     assert set(mapped_struct.__all__) <= set(sharedbuffers.__all__)
     for name in mmstore.__all__:
         assert hasattr(mmstore, name), name
+
+
+def test_the_installed_package_ships_its_types():
+    here = Path(mmstore.__file__).parent
+    assert (here / "py.typed").is_file()
+    assert (here / "_core.pyi").is_file()
