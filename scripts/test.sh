@@ -73,7 +73,8 @@ for v in "${PYTHONS[@]}"; do
   echo "== Python $v: fresh venv, install ${wheel[0]##*/}[test], run the suite"
   rm -rf "$venv"
   "$(python_for "$v")" -m venv "$venv"
-  "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "${wheel[0]}[test]"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "${wheel[0]}[test]" \
+    -c tests/python/constraints.txt
   run_suite "$venv" "wheel-py$v" || failed+=("wheel-py$v")
 done
 
@@ -85,7 +86,8 @@ rm -rf "$venv"
 sdist=(dist/mmstore-*.tar.gz)
 # pip unpacks the sdist under TMPDIR: inside the tree, ccache (base dir: the tree) reuses the wheels' objects.
 mkdir -p build/tmp
-TMPDIR="$PWD/build/tmp" CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1 "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "${sdist[0]}[test]"
+TMPDIR="$PWD/build/tmp" CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1 "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "${sdist[0]}[test]" \
+  -c tests/python/constraints.txt
 run_suite "$venv" "sdist-py$v" || failed+=("sdist-py$v")
 
 echo "== types: mypy.stubtest mmstore, mypy --strict tests/typing/example.py (Python $v)"
