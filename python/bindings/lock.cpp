@@ -160,7 +160,7 @@ void lock_dealloc(PyObject* self) {
 
 PyMethodDef lock_methods[] = {
     {"acquire", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(lock_acquire)), METH_FASTCALL | METH_KEYWORDS,
-     "acquire(block=True, timeout=None)\n--\n\nTake the store's lock and return True. With block=False raise "
+     "acquire($self, block=True, timeout=None)\n--\n\nTake the store's lock and return True. With block=False raise "
      "CannotAcquireLock when it is held elsewhere; with a timeout (seconds) raise CannotAcquireLockTimeout when it "
      "passes. Both carry blocking_pid. A holder that died is detected and the store repaired before this returns."},
     {"release", lock_release, METH_NOARGS, "Release one level of this thread's hold (RuntimeError if not held)."},

@@ -123,7 +123,38 @@ PyObject* schema_new(PyTypeObject* type, PyObject* args, PyObject*) {
     return reinterpret_cast<PyObject*>(self);
 }
 
+// Garbage collection: a schema holds its struct class (factory), whose methods hold their module's globals,
+// which hold the class and whatever handles the module keeps (a Dict in a script's globals). Unless the
+// collector can see these references the cycle is never freed, the handles in it are never closed, and
+// nanobind reports them as leaked at exit. So _SchemaNative, _Field and the record images traverse what they
+// hold, and so do proxies and record iterators (a proxy in a script's globals holds its schema too). Proxies
+// and iterators have no tp_clear: they never start a cycle of their own, and the collector breaks every cycle
+// through them by clearing the schema or the image on it.
+int schema_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* self = reinterpret_cast<SchemaObj*>(o);
+    if (self->n) {
+        for (auto& f : self->n->fields) Py_VISIT(f.nested);
+        Py_VISIT(self->n->proxy_cls);
+        Py_VISIT(self->n->coerce);
+        Py_VISIT(self->n->factory);
+    }
+    return 0;
+}
+
+int schema_clear(PyObject* o) {
+    auto* self = reinterpret_cast<SchemaObj*>(o);
+    if (self->n) {
+        for (auto& f : self->n->fields) Py_CLEAR(f.nested);
+        Py_CLEAR(self->n->proxy_cls);
+        Py_CLEAR(self->n->coerce);
+        Py_CLEAR(self->n->factory);
+    }
+    return 0;
+}
+
 void schema_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* self = reinterpret_cast<SchemaObj*>(o);
     if (self->n) {
         for (auto& f : self->n->fields) {
@@ -529,7 +560,16 @@ PyObject* row_proxy(PyObject* so, PyObject* owner, const CodecFlags* flags, cons
     return o;
 }
 
+int proxy_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* p = reinterpret_cast<ProxyObj*>(o);
+    Py_VISIT(p->so);
+    Py_VISIT(p->owner);
+    return 0;
+}
+
 void proxy_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* p = reinterpret_cast<ProxyObj*>(o);
     Py_CLEAR(p->so);
     Py_CLEAR(p->owner);
@@ -696,11 +736,13 @@ PyMethodDef proxy_methods[] = {
 
 PyType_Slot proxy_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(proxy_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(proxy_traverse)},
     {Py_tp_methods, proxy_methods},
     {Py_tp_doc, const_cast<char*>("Base of record proxies: fields read straight from the stored bytes.")},
     {0, nullptr},
 };
-PyType_Spec proxy_spec = {"mmstore._core.RecordProxy", sizeof(ProxyObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+PyType_Spec proxy_spec = {"mmstore._core.RecordProxy", sizeof(ProxyObj), 0,
+                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
                           proxy_slots};
 
 // _Field(schema_native, index): the descriptor of one field.
@@ -726,7 +768,19 @@ PyObject* field_new(PyTypeObject* type, PyObject* args, PyObject*) {
     return reinterpret_cast<PyObject*>(f);
 }
 
+int field_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    Py_VISIT(reinterpret_cast<FieldObj*>(o)->so);
+    return 0;
+}
+
+int field_clear(PyObject* o) {
+    Py_CLEAR(reinterpret_cast<FieldObj*>(o)->so);
+    return 0;
+}
+
 void field_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     Py_XDECREF(reinterpret_cast<FieldObj*>(o)->so);
     PyTypeObject* tp = Py_TYPE(o);
     tp->tp_free(o);
@@ -785,11 +839,13 @@ int field_set(PyObject*, PyObject*, PyObject*) {
 PyType_Slot field_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(field_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(field_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(field_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(field_clear)},
     {Py_tp_descr_get, reinterpret_cast<void*>(field_get)},
     {Py_tp_descr_set, reinterpret_cast<void*>(field_set)},
     {0, nullptr},
 };
-PyType_Spec field_spec = {"mmstore._core._Field", sizeof(FieldObj), 0, Py_TPFLAGS_DEFAULT, field_slots};
+PyType_Spec field_spec = {"mmstore._core._Field", sizeof(FieldObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, field_slots};
 
 // ---------------------------------------------------------------------------------------------------------
 // Buffer owner for unpack_from
@@ -932,10 +988,13 @@ PyMethodDef schema_methods[] = {
 PyType_Slot schema_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(schema_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(schema_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(schema_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(schema_clear)},
     {Py_tp_methods, schema_methods},
     {0, nullptr},
 };
-PyType_Spec schema_spec = {"mmstore._core._SchemaNative", sizeof(SchemaObj), 0, Py_TPFLAGS_DEFAULT, schema_slots};
+PyType_Spec schema_spec = {"mmstore._core._SchemaNative", sizeof(SchemaObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                           schema_slots};
 
 // ---------------------------------------------------------------------------------------------------------
 // Opened images: shared state of _ArrayNative and _MappingNative
@@ -1018,7 +1077,21 @@ PyObject* image_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     return reinterpret_cast<PyObject*>(self);
 }
 
+int image_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* self = reinterpret_cast<ImageObj*>(o);
+    if (self->st) Py_VISIT(self->st->so);
+    return 0;
+}
+
+int image_clear(PyObject* o) {
+    auto* self = reinterpret_cast<ImageObj*>(o);
+    if (self->st) Py_CLEAR(self->st->so);
+    return 0;
+}
+
 void image_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* self = reinterpret_cast<ImageObj*>(o);
     if (self->st) {
         self->st->array.reset();
@@ -1219,14 +1292,24 @@ PyObject* iter_next(PyObject* o) {
         Py_INCREF(slot);
         return reinterpret_cast<PyObject*>(slot);
     }
-    Py_XDECREF(slot);
+    Py_CLEAR(slot);  // (cleared before allocating: a collection may traverse this iterator meanwhile)
     slot = reinterpret_cast<ProxyObj*>(col_proxy(st.so, it->owner, &st.flags, st.cols, i));
     if (slot == nullptr) return nullptr;
     Py_INCREF(slot);
     return reinterpret_cast<PyObject*>(slot);
 }
 
+int iter_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    auto* it = reinterpret_cast<IterObj*>(o);
+    Py_VISIT(it->owner);
+    Py_VISIT(reinterpret_cast<PyObject*>(it->spare[0]));
+    Py_VISIT(reinterpret_cast<PyObject*>(it->spare[1]));
+    return 0;
+}
+
 void iter_dealloc_(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     auto* it = reinterpret_cast<IterObj*>(o);
     Py_XDECREF(it->spare[0]);
     Py_XDECREF(it->spare[1]);
@@ -1238,11 +1321,13 @@ void iter_dealloc_(PyObject* o) {
 
 PyType_Slot iter_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc_)},
+    {Py_tp_traverse, reinterpret_cast<void*>(iter_traverse)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
     {Py_tp_iternext, reinterpret_cast<void*>(iter_next)},
     {0, nullptr},
 };
-PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py_TPFLAGS_DEFAULT, iter_slots};
+PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                         iter_slots};
 
 PyObject* image_path(PyObject* self, void*) {
     const auto& p = st_of(self).path;
@@ -1268,6 +1353,8 @@ PyMethodDef array_methods[] = {
 PyType_Slot array_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(image_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(image_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(image_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(image_clear)},
     {Py_tp_methods, array_methods},
     {Py_tp_getset, image_getset},
     {Py_tp_iter, reinterpret_cast<void*>(array_iter)},
@@ -1279,7 +1366,7 @@ PyType_Slot array_slots[] = {
     {Py_bf_releasebuffer, reinterpret_cast<void*>(image_releasebuffer)},
     {0, nullptr},
 };
-PyType_Spec array_spec = {"mmstore._core._ArrayNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+PyType_Spec array_spec = {"mmstore._core._ArrayNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
                           array_slots};
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1450,6 +1537,8 @@ PyMethodDef mapping_methods[] = {
 PyType_Slot mapping_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(image_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(image_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(image_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(image_clear)},
     {Py_tp_methods, mapping_methods},
     {Py_tp_getset, image_getset},
     {Py_sq_length, reinterpret_cast<void*>(image_len)},
@@ -1460,7 +1549,7 @@ PyType_Slot mapping_slots[] = {
     {Py_bf_releasebuffer, reinterpret_cast<void*>(image_releasebuffer)},
     {0, nullptr},
 };
-PyType_Spec mapping_spec = {"mmstore._core._MappingNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+PyType_Spec mapping_spec = {"mmstore._core._MappingNative", sizeof(ImageObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
                             mapping_slots};
 
 // ---------------------------------------------------------------------------------------------------------

@@ -28,12 +28,12 @@ from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
+from ._version import __version__
 from . import _arrow  # noqa: F401  (RecordArray/Mapping to_arrow, to_pandas, to_numpy, from_arrow, from_pandas)
 
 StoreLock = _core.StoreLock
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
-__version__ = "0.1.0"
 
 __all__ = [
     "Dict",
@@ -55,6 +55,14 @@ __all__ = [
     "register_spill",
     "FORMAT_VERSION",
     "merge",
-    *_records.__all__,
-    *_errors.__all__,
+    "__version__",
+    # _records.__all__ and _errors.__all__, written out so that type checkers see them
+    # (tests/python/test_packaging.py checks that they are all here)
+    "struct", "Schema", "RecordArray", "Mapping", "RecordProxy", "clone", "register_type", "int8", "int16",
+    "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64",
+    "Error", "CorruptFileError", "TruncatedFileError", "ForeignFileError", "WrongKindError",
+    "UnsupportedVersionError", "StoreLockedError", "ClosedError", "EncodeError", "StoreIOError",
+    "DiskFullError", "CapacityError", "StoreNotFoundError", "StoreExistsError", "ForkedHandleError",
+    "ReadOnlyError", "CannotAcquireLock", "CannotAcquireLockTimeout", "AlreadyExists", "NotFound",
+    "SchemaMismatchError",
 ]

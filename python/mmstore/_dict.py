@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import _core
-from ._handle import StoreHandle
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+from ._handle import store_handle
 
 _KEYS, _VALUES, _ITEMS = 0, 1, 2
 _MISSING = object()
@@ -49,7 +54,8 @@ class DictItems(ItemsView):
         return f"mmstore.DictItems({list(self)!r})"
 
 
-class Dict(StoreHandle, _core._Dict):
+@store_handle
+class Dict(_core._Dict):
     """A dict that lives in a file: ``mmstore.Dict(path, *, create=None, mode=0o600, allow_pickle=True,
     durable=False, readonly=False)``.
 
@@ -70,6 +76,15 @@ class Dict(StoreHandle, _core._Dict):
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:  # what @store_handle copies in (mmstore/_handle.py), spelled out for type checkers
+        def __init__(self, path: str | os.PathLike[str], *, create: bool | None = None, mode: int = 0o600,
+                     allow_pickle: bool = True, durable: bool = False, readonly: bool = False) -> None: ...
+        def __enter__(self) -> Self: ...
+        def __exit__(self, *exc: object) -> None: ...
+        def update_many(self, items: Any = (), /, **kwargs: Any) -> None: ...
+        def stats(self) -> dict[str, Any]: ...
+        def __class_getitem__(cls, item: object) -> type[Self]: ...
 
     # -- views and copies ------------------------------------------------------------------------------
     def keys(self) -> DictKeys:

@@ -1,10 +1,20 @@
-"""What every store handle shares: opening options, context manager, stats, pickling as "reopen by path"."""
+"""What every store handle shares: opening options, context manager, stats, pickling as "reopen by path".
+
+``StoreHandle`` holds these methods once; :func:`store_handle` copies them into a class whose only base is a
+native handle type (``_core._Dict``, ``_core._List``). They are copied rather than inherited as a mixin
+because nanobind's metaclass accepts one base only before nanobind 3 (which needs Python >= 3.10), so
+``class Dict(StoreHandle, _core._Dict)`` cannot be created on Python 3.9. Copying also keeps the method
+resolution order of the hot paths as short as a plain subclass's.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any, Callable, TypeVar
 
 from ._codec import Serializer
+
+_T = TypeVar("_T", bound=type)
 
 
 def check_path(path, where: str, arg: str = "path") -> str:
@@ -39,32 +49,9 @@ def check_options(where: str, **options) -> None:
 
 
 class StoreHandle:
-    """Mixin placed before a native handle type (``_core._Dict``, ``_core._List``) in the bases."""
+    """The shared methods (never a base class: see the module docstring)."""
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        create: bool | None = None,
-        mode: int = 0o600,
-        allow_pickle: bool = True,
-        durable: bool = False,
-        readonly: bool = False,
-        pickler=None,
-        unpickler=None,
-    ) -> None:
-        name = type(self).__name__
-        path = check_path(path, name)
-        check_options(name, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
-        if (pickler is not None or unpickler is not None) and not allow_pickle:
-            raise ValueError(f"{name}({path!r}): pickler=/unpickler= write and read the pickle payload that "
-                             "allow_pickle=False refuses; pass one or the other")
-        serializer = Serializer(pickler, unpickler) if pickler is not None or unpickler is not None else None
-        super().__init__(path, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
-        if serializer is not None:
-            self._set_serializer(serializer)
 
     def __enter__(self):
         return self
@@ -104,8 +91,55 @@ class StoreHandle:
         # pickler is not sent along: the receiver opens with its own, as pyrsistence users do).
         return (_reopen, (type(self), self.path, self.allow_pickle))
 
-    def __class_getitem__(cls, item):  # Dict[str, int] in annotations
-        return cls
+
+def _make_init(native: type) -> Callable[..., None]:
+    native_init = native.__init__
+
+    def __init__(
+        self: Any,
+        path: str | os.PathLike[str],
+        *,
+        create: bool | None = None,
+        mode: int = 0o600,
+        allow_pickle: bool = True,
+        durable: bool = False,
+        readonly: bool = False,
+        pickler: Any = None,
+        unpickler: Any = None,
+    ) -> None:
+        name = type(self).__name__
+        path = check_path(path, name)
+        check_options(name, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
+        if (pickler is not None or unpickler is not None) and not allow_pickle:
+            raise ValueError(f"{name}({path!r}): pickler=/unpickler= write and read the pickle payload that "
+                             "allow_pickle=False refuses; pass one or the other")
+        serializer = Serializer(pickler, unpickler) if pickler is not None or unpickler is not None else None
+        native_init(self, path, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
+        if serializer is not None:
+            self._set_serializer(serializer)
+
+    return __init__
+
+
+def store_handle(cls: _T) -> _T:
+    """Class decorator: give ``cls`` (whose one base is a native handle type) the shared handle methods it
+    does not define itself, and ``cls[...]`` for annotations such as ``Dict[str, int]``."""
+    (native,) = cls.__bases__
+    own = vars(cls)
+    if "__init__" not in own:
+        init = _make_init(native)
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        setattr(cls, "__init__", init)
+    for name, value in vars(StoreHandle).items():
+        if callable(value) and name not in own and name not in ("__init__",) and not name.startswith("__slot"):
+            setattr(cls, name, value)
+    if "__class_getitem__" not in own:
+        setattr(cls, "__class_getitem__", classmethod(_class_getitem))
+    return cls
+
+
+def _class_getitem(cls: type, item: object) -> type:  # Dict[str, int] in annotations
+    return cls
 
 
 def _reopen(cls, path: str, allow_pickle: bool):

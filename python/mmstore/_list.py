@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterable, MutableSequence, Sequence
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import _core
-from ._handle import StoreHandle
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+from ._handle import store_handle
 
 _REPR_LIMIT = 50
 
 
-class List(StoreHandle, _core._List):
+@store_handle
+class List(_core._List):
     """A list that lives in a file: ``mmstore.List(path, *, create=None, mode=0o600, allow_pickle=True,
     durable=False, readonly=False)`` (options as for :class:`mmstore.Dict`).
 
@@ -30,6 +36,15 @@ class List(StoreHandle, _core._List):
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:  # what @store_handle copies in (mmstore/_handle.py), spelled out for type checkers
+        def __init__(self, path: str | os.PathLike[str], *, create: bool | None = None, mode: int = 0o600,
+                     allow_pickle: bool = True, durable: bool = False, readonly: bool = False) -> None: ...
+        def __enter__(self) -> Self: ...
+        def __exit__(self, *exc: object) -> None: ...
+        def update_many(self, items: Any = (), /, **kwargs: Any) -> None: ...
+        def stats(self) -> dict[str, Any]: ...
+        def __class_getitem__(cls, item: object) -> type[Self]: ...
 
     # -- slices (called by the native mp_ass_subscript) ---------------------------------------------------
     def _setslice(self, key: slice, value: Iterable[Any]) -> None:

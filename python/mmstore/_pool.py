@@ -36,7 +36,6 @@ of the pool, or -- after a crash -- by the next pool created in the same ``spill
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import re
@@ -52,7 +51,13 @@ from ._errors import ClosedError, CorruptFileError, DiskFullError, EncodeError, 
 
 __all__ = ["Pool", "Ref", "load", "is_mapped", "sizeof", "parse_bytes", "register_spill"]
 
-logger = logging.getLogger("mmstore.pool")
+
+def _log():
+    # logging is imported on first use: it is most of what `import mmstore` would otherwise cost.
+    import logging
+
+    return logging.getLogger("mmstore.pool")
+
 
 _UNITS = {
     "": 1, "b": 1,
@@ -452,7 +457,7 @@ class Pool:
                 except (EncodeError, OSError):
                     if strict:
                         raise
-                    logger.error("mmstore pool %s: cannot spill a value larger than max_memory; keeping it in "
+                    _log().error("mmstore pool %s: cannot spill a value larger than max_memory; keeping it in "
                                  "memory", self._id, exc_info=True)
                     self._order[id] = None
                     self._ram += sz
@@ -462,7 +467,7 @@ class Pool:
                 except DiskFullError:
                     if strict:
                         raise
-                    logger.error("mmstore pool %s: disk full while spilling; keeping data in memory", self._id)
+                    _log().error("mmstore pool %s: disk full while spilling; keeping data in memory", self._id)
                 self._order[id] = None
                 self._ram += sz
             self._entries[id] = e
@@ -652,7 +657,7 @@ class Pool:
                 try:
                     self._write(id, e)
                 except EncodeError as exc:
-                    logger.warning("mmstore pool %s: object %d cannot be spilled and stays in RAM: %s", self._id, id,
+                    _log().warning("mmstore pool %s: object %d cannot be spilled and stays in RAM: %s", self._id, id,
                                    exc)
                     continue
                 self._drop(id, e)
@@ -669,10 +674,10 @@ class Pool:
                 try:
                     self._write(id, e)
                 except EncodeError as exc:
-                    logger.warning("mmstore pool %s: object %d cannot be spilled: %s", self._id, id, exc)
+                    _log().warning("mmstore pool %s: object %d cannot be spilled: %s", self._id, id, exc)
                     continue
                 except OSError as exc:
-                    logger.error("mmstore pool %s: spill failed, data kept in memory: %s", self._id, exc)
+                    _log().error("mmstore pool %s: spill failed, data kept in memory: %s", self._id, exc)
                     return -1
                 self._drop(id, e)
                 self._trim()

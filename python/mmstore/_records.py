@@ -259,11 +259,14 @@ class Schema:
                 self._native.set_nested(i, nested._native)
         self.factory = factory if factory is not None else _dc.make_dataclass(
             name if name.isidentifier() else "Record", [(n, _typing.Any, _dc.field(default=None)) for n in self.names])
-        ns = {"__slots__": (), "_schema": self}
+        # _ProxyMixin's methods are copied in, not inherited: nanobind before 3.0 (the one Python 3.9 gets)
+        # refuses a mixin beside a native base.
+        ns = {k: v for k, v in vars(_ProxyMixin).items() if k not in ("__slots__", "__dict__", "__weakref__", "__qualname__", "__annotations__")}
+        ns.update({"__slots__": (), "_schema": self})
         for i, n in enumerate(self.names):
             ns[n] = _core._Field(self._native, i)
         self._construct = construct if construct is not None else self.factory
-        self.proxy_class = type(f"{name}Proxy", (_ProxyMixin, _core.RecordProxy), ns)
+        self.proxy_class = type(f"{name}Proxy", (_core.RecordProxy,), ns)
         self._native.bind(self.proxy_class, _coerce, self.factory)
 
     def _value(self):
@@ -355,10 +358,24 @@ class Schema:
 _BY_BLOB: dict[bytes, Schema] = {}
 
 
+def _as_schema(value, where: str, param: str = "schema", optional: bool = True) -> Schema | None:
+    """A :class:`Schema` from what a ``schema`` argument accepts: a Schema, an ``@mmstore.struct`` class (or one
+    of its instances), or None where optional. Anything else is a TypeError naming the parameter."""
+    if isinstance(value, Schema):
+        return value
+    if value is None and optional:
+        return None
+    found = getattr(value if isinstance(value, type) else type(value), "__schema__", None)
+    if isinstance(found, Schema):
+        return found
+    raise TypeError(f"{where}: {param} must be a Schema or an @mmstore.struct class, not "
+                    f"{value.__name__ if isinstance(value, type) else type(value).__name__}")
+
+
 def register_type(cls_or_schema, type_code: int | None = None):
     """Registers a record type under a stable code, so that ``object`` fields (and any mmstore value) can
     hold its instances: they are stored as packed records (codec tag 0x1C) and read back as proxies."""
-    schema = cls_or_schema if isinstance(cls_or_schema, Schema) else cls_or_schema.__schema__
+    schema = _as_schema(cls_or_schema, "register_type", "cls_or_schema", optional=False)
     code = schema.type_code if type_code is None else type_code
     if code != schema.type_code:
         raise ValueError("type_code differs from the schema's own code")
@@ -374,6 +391,14 @@ def register_type(cls_or_schema, type_code: int | None = None):
     return cls_or_schema
 
 
+if _typing.TYPE_CHECKING:
+    from typing_extensions import dataclass_transform as _dataclass_transform
+else:  # type checkers only: it tells them that @struct makes a dataclass (its __init__, its fields)
+    def _dataclass_transform(**kwargs):
+        return lambda f: f
+
+
+@_dataclass_transform()
 def struct(cls=None, *, name: str | None = None, type_code: int = 0):
     """Class decorator: a dataclass whose annotated fields form ``cls.__schema__``.
 
@@ -473,6 +498,7 @@ def _zip_member(path, member: str):
 
 
 def _bind(native, schema):
+    schema = _as_schema(schema, type(native).__name__)
     stored = native.schema_blob()
     if schema is None:
         schema = Schema.from_blob(stored)
@@ -490,7 +516,7 @@ class RecordArray(_core._ArrayNative):
     Open with ``RecordArray(path)``, :meth:`open`, :meth:`from_buffer` or :meth:`open_zip`; build with
     :meth:`build`. Proxies and column views keep the mapping alive after :meth:`close`."""
 
-    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | None = None,
+    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | type | None = None,
                 allow_pickle: bool = True):
         if buffer is None:
             self = super().__new__(cls, path=path, offset=offset, length=length, allow_pickle=allow_pickle)
@@ -503,22 +529,22 @@ class RecordArray(_core._ArrayNative):
         pass
 
     @classmethod
-    def open(cls, path, *, schema: Schema | None = None, allow_pickle: bool = True) -> RecordArray:
+    def open(cls, path, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> RecordArray:
         return cls(path, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def from_buffer(cls, buffer, *, schema: Schema | None = None, allow_pickle: bool = True) -> RecordArray:
+    def from_buffer(cls, buffer, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> RecordArray:
         """Reads a file image in any buffer (bytes, mmap, memoryview), which it keeps alive."""
         return cls(buffer=buffer, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def open_zip(cls, zip_path, member: str, *, schema: Schema | None = None, allow_pickle: bool = True):
+    def open_zip(cls, zip_path, member: str, *, schema: Schema | type | None = None, allow_pickle: bool = True):
         """Maps an uncompressed (ZIP_STORED) member of a zip file in place."""
         offset, length = _zip_member(zip_path, member)
         return cls(zip_path, offset=offset, length=length, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def build(cls, iterable, path, *, schema: Schema | None = None, dedup: bool = True,
+    def build(cls, iterable, path, *, schema: Schema | type | None = None, dedup: bool = True,
               dedup_budget: int = 64 << 20, progress=None, mode: int = 0o600) -> RecordArray:
         """Writes every record of ``iterable`` (each as for :meth:`Schema.pack`: instances, mappings of field
         names or sequences of field values) to ``path`` and opens it. A wrong-shaped item raises
@@ -527,6 +553,7 @@ class RecordArray(_core._ArrayNative):
         ``schema`` defaults to ``type(first item).__schema__``; ``dedup`` writes identical variable values
         once (cache bounded by ``dedup_budget`` bytes); ``progress`` False/True/None (a tqdm bar on a
         terminal)/callable(count)."""
+        schema = _as_schema(schema, "RecordArray.build")
         path = _os.fspath(path)
         it = iter(iterable)
         first = []
@@ -634,7 +661,7 @@ class Mapping(_core._MappingNative):
     keys, and a lookup may return the value of a different key whose 64-bit hash collides (about 2**-64 per
     pair of keys; a key never stored can also match with that probability)."""
 
-    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | None = None,
+    def __new__(cls, path=None, *, buffer=None, offset: int = 0, length: int = 0, schema: Schema | type | None = None,
                 allow_pickle: bool = True):
         if buffer is None:
             self = super().__new__(cls, path=path, offset=offset, length=length, allow_pickle=allow_pickle)
@@ -652,20 +679,20 @@ class Mapping(_core._MappingNative):
         pass
 
     @classmethod
-    def open(cls, path, *, schema: Schema | None = None, allow_pickle: bool = True) -> Mapping:
+    def open(cls, path, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> Mapping:
         return cls(path, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def from_buffer(cls, buffer, *, schema: Schema | None = None, allow_pickle: bool = True) -> Mapping:
+    def from_buffer(cls, buffer, *, schema: Schema | type | None = None, allow_pickle: bool = True) -> Mapping:
         return cls(buffer=buffer, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def open_zip(cls, zip_path, member: str, *, schema: Schema | None = None, allow_pickle: bool = True):
+    def open_zip(cls, zip_path, member: str, *, schema: Schema | type | None = None, allow_pickle: bool = True):
         offset, length = _zip_member(zip_path, member)
         return cls(zip_path, offset=offset, length=length, schema=schema, allow_pickle=allow_pickle)
 
     @classmethod
-    def build(cls, items, path, *, key=object, schema: Schema | None = None, value=object, multi: bool = False,
+    def build(cls, items, path, *, key=object, schema: Schema | type | None = None, value=object, multi: bool = False,
               approximate: bool = False, dedup: bool = True, dedup_budget: int = 64 << 20,
               memory_budget: int = 256 << 20, progress=None, mode: int = 0o600) -> Mapping:
         """Writes ``items`` ((key, value) pairs, or a mapping) to ``path`` and opens it.
@@ -674,6 +701,7 @@ class Mapping(_core._MappingNative):
         schema, plain values of type ``value`` (object: any codec value). A repeated key keeps its last value
         unless ``multi``. The build runs within ``memory_budget`` bytes whatever the input size (entries are
         partitioned by hash into temporary files next to ``path``)."""
+        schema = _as_schema(schema, "Mapping.build")
         path = _os.fspath(path)
         if key not in _KEY_KINDS:
             raise TypeError("key must be str, int or object")

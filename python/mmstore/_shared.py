@@ -7,7 +7,7 @@ Same engine and behaviour as :class:`mmstore.Dict` (the segment is an mmstore st
 from __future__ import annotations
 
 import atexit
-import secrets
+import os
 import weakref
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Iterator, NamedTuple
@@ -152,7 +152,8 @@ class SharedDict(Dict):
         if name is None:
             if create is False:
                 raise ValueError("create=False needs the name of an existing SharedDict")
-            name, create = "sd_" + secrets.token_hex(8), True
+            # os.urandom(8).hex() is secrets.token_hex(8), without the import of hmac that secrets costs
+            name, create = "sd_" + os.urandom(8).hex(), True
         if not isinstance(name, str):
             raise TypeError(f"SharedDict name must be a str, not {type(name).__name__}")
         check_options("SharedDict", create=create, mode=mode, allow_pickle=allow_pickle)

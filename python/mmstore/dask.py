@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._pool import Pool, parse_bytes
 
@@ -185,6 +185,14 @@ def _worker_class():
     PoolWorker.__module__ = __name__
     PoolWorker.__qualname__ = "PoolWorker"  # picklable by reference (nannies send the class)
     return PoolWorker
+
+
+if TYPE_CHECKING:  # made on first access by __getattr__ below
+    from distributed import Worker
+
+    class PoolWorker(Worker):
+        def __init__(self, *args: Any, pool_max_memory: Any = None, **kwargs: Any) -> None: ...
+        async def close(self, *args: Any, **kwargs: Any) -> Any: ...  # type: ignore[override]
 
 
 def __getattr__(name):

@@ -38,25 +38,34 @@ SPILLER = textwrap.dedent(
         sys.stdout.write(pickle.dumps(ref).hex() + "\\n"); sys.stdout.flush()
         if i % 2:
             pool.move_to_disk(ref)
+            print("on disk", flush=True)  # this ref's file is published: it must survive the kill
         i += 1
     """
 )
 
 
 def test_sigkill_mid_spill_leaves_nothing_trusted_and_no_orphans(tmp_path):
-    # Kills land at random instants; rounds continue until several landed inside a spill write (a temporary
-    # file was left behind), which happens in about 40% of rounds.
+    # Kills land at random instants after a state the test waited for (at least one object published on disk,
+    # so at least one ref must read back); rounds continue until several landed inside a spill write (a
+    # temporary file was left behind), which happens in about 40% of rounds.
     rng = random.Random(11)
     mid_spill = rounds = 0
     while mid_spill < 3 and rounds < 40:
         rounds += 1
         child = subprocess.Popen([sys.executable, "-c", SPILLER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready"
-        refs = [pickle.loads(bytes.fromhex(child.stdout.readline().strip())) for _ in range(rng.randrange(2, 8))]
+        refs, published, want = [], 0, rng.randrange(2, 8)
+        while len(refs) < want or not published:
+            line = child.stdout.readline().strip()
+            if line == "on disk":
+                published += 1
+            else:
+                refs.append(pickle.loads(bytes.fromhex(line)))
         time.sleep(rng.uniform(0, 0.01))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-        refs += [pickle.loads(bytes.fromhex(line.strip())) for line in child.stdout if line.endswith("\n")]
+        refs += [pickle.loads(bytes.fromhex(line.strip())) for line in child.stdout
+                 if line.endswith("\n") and line != "on disk\n"]
         child.stdout.close()
 
         dead = [d for d in os.listdir(tmp_path) if d.startswith("mmstore-pool-")]

@@ -30,16 +30,13 @@ def _file_in(dirname: str | os.PathLike[str], name: str) -> str:
     return os.path.join(dirname, name)
 
 
-class _InDirectory:
+def _reduce_to_directory(self):
     """Pickles as "reopen this directory", pyrsistence's unit of storage."""
-
-    __slots__ = ()
-
-    def __reduce__(self):
-        return (_reopen, (type(self), os.path.dirname(self.path), self.allow_pickle))
+    return (_reopen, (type(self), os.path.dirname(self.path), self.allow_pickle))
 
 
-class EMDict(_InDirectory, Dict):
+# One base each: nanobind before 3.0 (the one Python 3.9 gets) refuses a mixin beside a native base.
+class EMDict(Dict):
     """External-memory dict stored in directory ``dirname`` (pyrsistence's ``EMDict``)."""
 
     __slots__ = ()
@@ -47,11 +44,15 @@ class EMDict(_InDirectory, Dict):
     def __init__(self, dirname: str | os.PathLike[str], **options) -> None:
         super().__init__(_file_in(dirname, _DICT_FILE), **options)
 
+    __reduce__ = _reduce_to_directory
 
-class EMList(_InDirectory, List):
+
+class EMList(List):
     """External-memory list stored in directory ``dirname`` (pyrsistence's ``EMList``)."""
 
     __slots__ = ()
 
     def __init__(self, dirname: str | os.PathLike[str], **options) -> None:
         super().__init__(_file_in(dirname, _LIST_FILE), **options)
+
+    __reduce__ = _reduce_to_directory
