@@ -29,7 +29,6 @@ from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
 from ._version import __version__
-from . import _arrow  # noqa: F401  (RecordArray/Mapping to_arrow, to_pandas, to_numpy, from_arrow, from_pandas)
 
 StoreLock = _core.StoreLock
 

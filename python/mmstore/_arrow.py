@@ -457,19 +457,3 @@ def _pairs(keys, values):
         ks = keys.slice(start, _BATCH_ROWS).to_pylist()
         vs = values.slice(start, _BATCH_ROWS).to_pylist()
         yield from zip(ks, vs)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The methods on the classes (defined here so the records face's own file stays about records)
-
-def _install() -> None:
-    RecordArray.to_arrow = to_arrow
-    RecordArray.to_numpy = to_numpy
-    RecordArray.to_pandas = to_pandas
-    RecordArray.from_arrow = staticmethod(from_arrow)
-    RecordArray.from_pandas = staticmethod(from_pandas)
-    Mapping.to_arrow = mapping_to_arrow
-    Mapping.from_arrow = staticmethod(mapping_from_arrow)
-
-
-_install()

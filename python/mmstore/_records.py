@@ -643,6 +643,40 @@ class RecordArray(_core._ArrayNative):
         for i in range(len(self) - 1, -1, -1):
             yield self[i]
 
+    # -- Arrow, pandas and numpy (python/mmstore/_arrow.py; pyarrow and pandas are optional extras) --------
+    def to_arrow(self, columns: _typing.Any = None) -> _typing.Any:
+        """A ``pyarrow.Table``: fixed-width columns are zero-copy views of the file (the table keeps the
+        mapping alive); str and bytes columns are copied into Arrow's layout. Needs ``mmstore[arrow]``."""
+        from . import _arrow
+
+        return _arrow.to_arrow(self, columns)
+
+    def to_numpy(self) -> _typing.Any:
+        """A structured numpy array: a zero-copy view when every field is fixed-width and of one width."""
+        from . import _arrow
+
+        return _arrow.to_numpy(self)
+
+    def to_pandas(self, start: int = 0, stop: int | None = None, columns: _typing.Any = None) -> _typing.Any:
+        """A ``pandas.DataFrame`` of records [start, stop). Needs ``mmstore[pandas]``."""
+        from . import _arrow
+
+        return _arrow.to_pandas(self, start, stop, columns)
+
+    @staticmethod
+    def from_arrow(data: _typing.Any, path: _typing.Any, *, schema: _typing.Any = None, name: str = "Record", **build_kwargs: _typing.Any) -> _typing.Any:
+        """Build from a pyarrow Table, RecordBatch, reader or iterable of batches, one batch at a time."""
+        from . import _arrow
+
+        return _arrow.from_arrow(data, path, schema=schema, name=name, **build_kwargs)
+
+    @staticmethod
+    def from_pandas(df: _typing.Any, path: _typing.Any, *, schema: _typing.Any = None, name: str = "Record", **build_kwargs: _typing.Any) -> _typing.Any:
+        """Build from a pandas DataFrame, one batch at a time."""
+        from . import _arrow
+
+        return _arrow.from_pandas(df, path, schema=schema, name=name, **build_kwargs)
+
 
 _abc.Sequence.register(RecordArray)
 
@@ -651,7 +685,6 @@ _abc.Sequence.register(RecordArray)
 # Mapping
 
 _KEY_KINDS = {object: 0, None: 0, str: 1, int: 2}
-
 
 class Mapping(_core._MappingNative):
     """A read-only mapping from keys to records (or plain values) in a file, built once.
@@ -779,6 +812,20 @@ class Mapping(_core._MappingNative):
         out = _os.fspath(out)
         _core._merge_mappings(a, b, out, dedup, mode)
         return Mapping(out, schema=a.schema)
+
+    # -- Arrow (python/mmstore/_arrow.py) ----------------------------------------------------------------
+    def to_arrow(self) -> _typing.Any:
+        """A ``pyarrow.Table``: a ``key`` column, then the value's fields (or one ``value`` column)."""
+        from . import _arrow
+
+        return _arrow.mapping_to_arrow(self)
+
+    @staticmethod
+    def from_arrow(keys: _typing.Any, values: _typing.Any, path: _typing.Any, *, schema: _typing.Any = None, **build_kwargs: _typing.Any) -> _typing.Any:
+        """Build a Mapping from two Arrow columns (a struct column of values becomes records)."""
+        from . import _arrow
+
+        return _arrow.mapping_from_arrow(keys, values, path, schema=schema, **build_kwargs)
 
 
 _MISSING = object()

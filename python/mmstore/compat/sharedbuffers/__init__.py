@@ -14,4 +14,5 @@ __all__ = [
     "StringIdMultiMapper", "StringId32MultiMapper", "NumericIdMultiMapper", "NumericId32MultiMapper",
     "ApproxStringIdMultiMapper", "ApproxStringId32MultiMapper", "ubyte", "byte", "ushort", "short", "uint8",
     "int8", "uint16", "int16", "int32", "uint32", "int64", "uint64", "float32", "float64",
+    "bsearch", "sorted_contains", "index_merge", "cmp",
 ]

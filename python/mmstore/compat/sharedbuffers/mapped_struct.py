@@ -748,7 +748,9 @@ class _IdMapperBase:
     approximate = False
     value_type = _records.uint64
     _key = staticmethod(_same_key)
-    xxh = staticmethod(_xxh)
+    @staticmethod
+    def xxh(data: Any) -> _Digest:
+        return _xxh(data)
 
     def __init__(self, mapping: Mapping, buf=None) -> None:
         self._m = mapping
