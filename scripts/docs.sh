@@ -7,7 +7,7 @@
 #   scripts/docs.sh --browser    ... + headless Chromium check of the start page
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=build/venv/bin/python
+PY=${MMSTORE_DOCS_PYTHON:-build/venv/bin/python}  # scripts/test.sh passes a matrix venv that has mmstore
 [ -x "$PY" ] || scripts/bootstrap.sh
 $PY -m pip install -q --disable-pip-version-check "sphinx>=7" "myst-parser>=2" matplotlib
 if ! $PY -c "import mmstore" 2>/dev/null; then

@@ -100,6 +100,14 @@ else
   failed+=("types"); SUMMARY+=("types: FAILED")
 fi
 
+echo "== docs: Sphinx with warnings as errors, internal links and anchors (scripts/docs.sh, Python $v)"
+t=$SECONDS
+if MMSTORE_DOCS_PYTHON="$venv/bin/python" scripts/docs.sh $(command -v chromium >/dev/null && echo --browser); then
+  SUMMARY+=("docs: built with -W, links checked ($(elapsed $t))")
+else
+  failed+=("docs"); SUMMARY+=("docs: FAILED")
+fi
+
 echo
 echo "== summary"
 printf '   %s\n' "${SUMMARY[@]}"
