@@ -131,7 +131,8 @@ def store_handle(cls: _T) -> _T:
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         setattr(cls, "__init__", init)
     for name, value in vars(StoreHandle).items():
-        if callable(value) and name not in own and name not in ("__init__",) and not name.startswith("__slot"):
+        shared = callable(value) or isinstance(value, property)  # methods, and properties (pickler, unpickler)
+        if shared and name not in own and name not in ("__init__",) and not name.startswith("__slot"):
             setattr(cls, name, value)
     if "__class_getitem__" not in own:
         setattr(cls, "__class_getitem__", classmethod(_class_getitem))
