@@ -44,12 +44,17 @@ void List::check_index(std::uint64_t i) const {
 std::uint64_t List::size() const { return store_->read([&] { return seq_->size_checked(); }); }
 
 std::string List::get_encoded(std::uint64_t i) const {
-    return store_->read([&] {
+    // Past the end of a snapshot that read() then validated means past the end at that instant: out of
+    // range. (Re-reading the live count instead, as this once did, could find the index in range after a
+    // writer grew the list and go on with no element: a null dereference, found by threads_test under TSan.)
+    std::optional<std::string> got = store_->read([&]() -> std::optional<std::string> {
         const std::uint64_t* slot = seq_->word_ptr_checked(i);
-        if (slot == nullptr) check_index(i);  // throws out_of_range
+        if (slot == nullptr) return std::nullopt;
         containers::WordBuf buf;
         return std::string(store_->view(slot, buf));
     });
+    if (!got) throw std::out_of_range("list index " + std::to_string(i) + " out of range");
+    return *std::move(got);
 }
 
 void List::push_back_encoded(std::string_view enc) {
@@ -203,11 +208,8 @@ void List::reserve(std::uint64_t n) {
 }
 
 std::string_view List::get(std::uint64_t i) const {
-    const std::uint64_t* slot = store_->read([&] {
-        const std::uint64_t* p = seq_->word_ptr_checked(i);
-        if (p == nullptr) check_index(i);  // throws out_of_range
-        return p;
-    });
+    const std::uint64_t* slot = store_->read([&] { return seq_->word_ptr_checked(i); });
+    if (slot == nullptr) throw std::out_of_range("list index " + std::to_string(i) + " out of range");  // as get_encoded
     containers::WordBuf buf;
     const std::string_view enc = store_->view(slot, buf);
     std::uint8_t fam = 0;
