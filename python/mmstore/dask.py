@@ -268,7 +268,12 @@ def read_records(path, npartitions: int | None = None, columns=None):
 def _lookup_columns(m, prefix: str):
     """{output column: (value field or None for plain values, pandas dtype)} for a Mapping's values."""
     if m.schema is None:
-        return {prefix + "value": (None, "object")}
+        # Plain values: a nullable numeric dtype when they are numbers (an object column would be turned into
+        # strings by dask's "dataframe.convert-string", the default of some dask versions).
+        sample = next(iter(m.values()), None)
+        dtype = ("boolean" if isinstance(sample, bool) else "Int64" if isinstance(sample, int)
+                 else "Float64" if isinstance(sample, float) else "object")
+        return {prefix + "value": (None, dtype)}
     out = {}
     for name, t in m.schema.fields.items():
         tn = getattr(t, "name", "")

@@ -371,7 +371,7 @@ def test_exceptions_live_in_the_mmstore_module_and_pickle(tmp_path):
     try:
         mmstore.Dict(path)
     except mmstore.CorruptFileError as e:
-        text = "".join(traceback.format_exception(e))
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))  # the form 3.9 has too
         err = e
     assert "mmstore.ForeignFileError: " in text and "_errors" not in text
     back = pickle.loads(pickle.dumps(err))
