@@ -57,15 +57,17 @@ void Sequence::reserve(std::uint64_t n) {
     store_->arena().free(old_off, old_bytes);
 }
 
+SequenceHeader* Sequence::make_room_for_push() {
+    if (header()->count == header()->capacity) grow_for_push();
+    else copy_on_write();
+    return header();
+}
+
 void Sequence::grow_for_push() { reserve(std::max(kMinCapacity, header()->capacity * 2)); }
 
 void Sequence::push_back(const void* elem) {
     SequenceHeader* h = header();
-    if (h->count == h->capacity || h->count < h->committed) {
-        if (h->count == h->capacity) grow_for_push();
-        else copy_on_write();
-        h = header();
-    }
+    if (h->count == h->capacity || h->count < h->committed) h = make_room_for_push();
     std::memcpy(data() + h->count * elem_size_, elem, elem_size_);
     __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
 }

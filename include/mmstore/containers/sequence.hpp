@@ -85,11 +85,7 @@ public:
     // push_back for 8-byte elements (List words), inline: the hot path of appends.
     void push_back_word(std::uint64_t w) {
         SequenceHeader* h = header();
-        if (h->count == h->capacity || h->count < h->committed) [[unlikely]] {
-            if (h->count == h->capacity) grow_for_push();
-            else copy_on_write();
-            h = header();
-        }
+        if (h->count == h->capacity || h->count < h->committed) [[unlikely]] h = make_room_for_push();
         reinterpret_cast<std::uint64_t*>(h + 1)[h->count] = w;
         __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
     }
@@ -114,6 +110,9 @@ private:
     SequenceHeader* header() const noexcept { return store_->region().at<SequenceHeader>(store_->root()); }
     std::uint64_t build(std::uint64_t capacity);  // allocates and initializes an empty block
     void grow_for_push();                          // doubles the capacity
+    // The slow path of both push_backs: grows a full block, or copies one whose next slot is committed
+    // (SequenceHeader::committed). Returns the (possibly new) header.
+    SequenceHeader* make_room_for_push();
 
     Store* store_;
     std::uint64_t elem_size_;
