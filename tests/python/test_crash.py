@@ -353,15 +353,21 @@ def prefill(kind: str, path: Path, seed: int, ops: int):
 
 
 def campaign(pool, tmp_path: Path, kind: str, seed: int, kills: int, same_file: bool, every: int = 0,
-             delays=(0.005, 0.3), prefilled: int = 0, min_ops: int = 0):
-    """`kills` kill/reopen rounds, on one file that lives on (same_file) or on a fresh file each round.
+             delays=(0.005, 0.3), prefilled: int = 0, min_ops: int = 0, min_in_compact: int = 0,
+             max_kills: int = 0):
+    """`kills` kill/reopen rounds, on one file that lives on (same_file) or on a fresh file each round; with
+    `min_in_compact`, more rounds (up to `max_kills`) until that many kills landed inside compact(): how many
+    of the random kill instants fall inside a compaction depends on the machine's load, so the campaign runs
+    until it has covered the case rather than for a fixed number of rounds.
     Returns {"ops": ops done on the last file, "max_len": largest store seen after a kill,
     "in_compact": kills that landed while compact() had not returned}."""
     rng = random.Random(seed)
     log = tmp_path / "ops.log"
     model, start, path = None, 0, None
     seen = {"ops": 0, "max_len": 0, "in_compact": 0}
-    for k in range(kills):
+    k = 0
+    while k < kills or (seen["in_compact"] < min_in_compact and k < max_kills):
+        k += 1
         if not same_file or path is None:
             path = tmp_path / f"{kind}-{k}.mms"
             model, start = ({} if kind == "dict" else []), 0
@@ -421,11 +427,11 @@ def test_dict_kill_during_compact_leaves_old_or_new_content(pool, tmp_path):
     # A compact() every 150 ops on a store of ~20,000 keys: most of the writer's time is spent compacting,
     # so most kills land inside compact(); it counts as an op that changes no content.
     seen = campaign(pool, tmp_path, "dict", seed=505, kills=12, same_file=True, every=150, delays=(0.02, 0.3),
-                    prefilled=40_000)
+                    prefilled=40_000, min_in_compact=6, max_kills=48)
     assert seen["in_compact"] >= 6 and seen["max_len"] > 5_000, seen
 
 
 def test_list_kill_during_compact_leaves_old_or_new_content(pool, tmp_path):
     seen = campaign(pool, tmp_path, "list", seed=606, kills=12, same_file=True, every=150, delays=(0.02, 0.3),
-                    prefilled=40_000)
+                    prefilled=40_000, min_in_compact=6, max_kills=48)
     assert seen["in_compact"] >= 6 and seen["max_len"] > 2_000, seen
