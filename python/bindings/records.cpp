@@ -620,6 +620,26 @@ PyObject* decode_value(const ProxyObj* p, const FieldInfo& fi, std::string_view 
     return decode(v.data(), v.size(), *p->flags);
 }
 
+// A str or bytes field stored in Arrow layout (format version 3): the bytes, validated at open.
+PyObject* read_arrow(const ColumnSet* c, const FieldInfo& fi, std::size_t i, std::uint64_t idx) {
+    if (!c->present(i, idx)) Py_RETURN_NONE;
+    const std::string_view v = c->var_bytes(i, idx);
+    if (fi.type == FieldType::kBytes) return PyBytes_FromStringAndSize(v.data(), static_cast<Py_ssize_t>(v.size()));
+    // ASCII (the common case) needs no decoder: check 8 bytes at a time, then copy into a compact str.
+    const auto* d = reinterpret_cast<const unsigned char*>(v.data());
+    const std::size_t n = v.size();
+    std::uint64_t hi = 0;
+    std::size_t k = 0;
+    for (; k + 8 <= n; k += 8) hi |= load<std::uint64_t>(v.data() + k);
+    for (; k < n; ++k) hi |= d[k];
+    if ((hi & 0x8080808080808080ull) == 0) {
+        PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+        if (s != nullptr) std::memcpy(PyUnicode_DATA(s), d, n);
+        return s;
+    }
+    return PyUnicode_DecodeUTF8(v.data(), static_cast<Py_ssize_t>(n), "strict");
+}
+
 PyObject* read_field(const ProxyObj* p, std::size_t i) {
     const SchemaNative& n = sn(p->so);
     const FieldInfo& fi = n.fields[i];
@@ -645,6 +665,7 @@ PyObject* read_field(const ProxyObj* p, std::size_t i) {
         if (pres != nullptr && !(pres[p->idx / 8] >> (p->idx % 8) & 1)) Py_RETURN_NONE;
         return box_fixed(fi.type, c->data[i] + p->idx * fi.width);
     }
+    if (c->off_width[i]) return read_arrow(c, fi, i, p->idx);
     try {
         const auto v = c->heap_value(load<std::uint64_t>(c->data[i] + p->idx * 8));
         return decode_value(p, fi, v);
@@ -664,10 +685,7 @@ bool field_present(const ProxyObj* p, std::size_t i) {
         return fi.width != 0 || load<std::uint32_t>(p->row + fi.row_off) != 0;
     }
     const ColumnSet* c = p->cols;
-    if (fi.width) {
-        const std::uint8_t* pres = c->presence[i];
-        return pres == nullptr || (pres[p->idx / 8] >> (p->idx % 8) & 1);
-    }
+    if (fi.width || c->off_width[i]) return c->present(i, p->idx);
     const auto off = load<std::uint64_t>(c->data[i] + p->idx * 8);
     return !(off < c->heap_len && c->heap[off] == 0);  // a column stores an unset value as a kNone byte
 }
@@ -709,6 +727,12 @@ PyObject* proxy_row(PyObject* self, PyObject*) {
                 const std::uint8_t* pres = c->presence[i];
                 if (pres != nullptr && !(pres[p->idx / 8] >> (p->idx % 8) & 1)) continue;
                 std::memcpy(&row[fi.row_off], c->data[i] + p->idx * fi.width, fi.width);
+            } else if (c->off_width[i]) {
+                if (!c->present(i, p->idx)) continue;
+                const auto at = static_cast<std::uint32_t>(row.size());
+                std::memcpy(&row[fi.row_off], &at, 4);
+                const auto raw = c->var_bytes(i, p->idx);
+                codec::encode(fi.type == FieldType::kStr ? codec::Value::str(raw) : codec::Value::bytes(raw), row);
             } else {
                 const auto val = c->heap_value(load<std::uint64_t>(c->data[i] + p->idx * 8));
                 if (val.size() == 1 && val[0] == 0) continue;
@@ -1193,6 +1217,26 @@ PyObject* image_column_info(PyObject* self, PyObject* arg) {
     return Py_BuildValue("nIn", off, mmstore::fixed_width(st.cols->schema->field(i).type), poff);
 }
 
+// (offsets offset in the image, offset width 4 or 8, data offset, data length, presence offset or -1) of a
+// str/bytes field in Arrow layout (format version 3), or None for any other field or an older file.
+PyObject* image_var_column_info(PyObject* self, PyObject* arg) {
+    ImageState& st = st_of(self);
+    if (!open_or_raise(st)) return nullptr;
+    const Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) return nullptr;
+    const ColumnSet* c = st.cols;
+    if (i < 0 || static_cast<std::size_t>(i) >= c->schema->size()) {
+        PyErr_SetString(PyExc_IndexError, "field index out of range");
+        return nullptr;
+    }
+    if (!c->off_width[i]) Py_RETURN_NONE;
+    const char* base = st.image.data();
+    const Py_ssize_t poff = c->presence[i] ? reinterpret_cast<const char*>(c->presence[i]) - base : -1;
+    return Py_BuildValue("nInKn", static_cast<Py_ssize_t>(c->data[i] - base), static_cast<unsigned>(c->off_width[i]),
+                         static_cast<Py_ssize_t>(c->var_data[i] - base),
+                         static_cast<unsigned long long>(c->var_len[i]), poff);
+}
+
 inline bool bound(ImageState& st) {
     if (st.closed) [[unlikely]] {
         raise_error(static_cast<int>(ErrorCode::kClosed), st.path, "operation on a closed " +
@@ -1347,6 +1391,7 @@ PyMethodDef array_methods[] = {
     {"exports", image_exports, METH_NOARGS, nullptr},
     {"close", image_close, METH_NOARGS, "Close the handle (BufferError while numpy column views are alive)."},
     {"column_info", image_column_info, METH_O, nullptr},
+    {"var_column_info", image_var_column_info, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -1622,6 +1667,7 @@ bool pack_value(SchemaObj* so, bool plain, PyObject* v, std::string& row) {
 }  // namespace
 
 void bind_records(nb::module_& m) {
+    m.attr("RECORDS_FORMAT_VERSION") = mmstore::detail::kRecordsFormatVersion;
     auto make = [&](PyType_Spec& spec, PyTypeObject*& out, const char* name) {
         out = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
         if (out == nullptr) throw nb::python_error();

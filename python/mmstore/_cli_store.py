@@ -163,9 +163,11 @@ def _image_stats(store, target: str) -> dict:
         out["heap_bytes"] = heap[1]
     names = store.schema.names if store.schema is not None else ("value",)
     cols = {}
+    # per field: its column, presence bitmap and (str/bytes, format version 3) data sections
     for sid, (_off, length) in sorted(sections.items()):
-        if 0x100 <= sid < 0x200 and sid - 0x100 < len(names):
-            cols[names[sid - 0x100]] = length
+        if 0x100 <= sid < 0x400 and sid % 0x100 < len(names):
+            name = names[sid % 0x100]
+            cols[name] = cols.get(name, 0) + length
     out["column_bytes"] = cols
     return out
 

@@ -131,15 +131,23 @@ void validate_row(const Schema& s, std::string_view row) {
     }
 }
 
-// The column sections of one record set.
+// The column sections of one record set (format version 3: str and bytes fields in Arrow's layout).
 class ColumnsWriter {
 public:
     ColumnsWriter(const Schema& s, const std::string& prefix, const BuildOptions& o)
-        : s_(s), heap_(prefix + "heap", o.mode, o.dedup, o.dedup_budget) {
+        : s_(s), prefix_(prefix), mode_(o.mode), narrow_limit_(std::min<std::uint64_t>(o.narrow_offsets_limit, 0x7FFFFFFF)),
+          heap_(prefix + "heap", o.mode, o.dedup, o.dedup_budget) {
         for (std::size_t i = 0; i < s.size(); ++i) {
+            const auto t = s.field(i).type;
             cols_.emplace_back(prefix + "c" + std::to_string(i), o.mode);
             pres_.emplace_back();
-            if (is_fixed(s.field(i).type)) pres_.back() = std::make_unique<TempFile>(prefix + "p" + std::to_string(i), o.mode);
+            var_.emplace_back();
+            if (is_fixed(t) || detail::arrow_layout(t))
+                pres_.back() = std::make_unique<TempFile>(prefix + "p" + std::to_string(i), o.mode);
+            if (detail::arrow_layout(t)) {
+                var_.back() = std::make_unique<VarColumn>(TempFile(prefix + "d" + std::to_string(i), o.mode));
+                cols_.back().put(std::uint32_t{0});  // offsets start at 0
+            }
             pending_.push_back(0);
             any_null_.push_back(false);
         }
@@ -159,6 +167,25 @@ public:
                     pres_[i]->put(pending_[i]);
                     pending_[i] = 0;
                 }
+            } else if (var_[i]) {
+                VarColumn& vc = *var_[i];
+                const auto at = load<std::uint32_t>(r + s_.row_offset(i));
+                bool has = false;
+                if (present && at != 0) {
+                    const std::size_t end = detail::value_end(r, row.size(), at);
+                    const std::string_view raw = payload(i, std::string_view(r + at, end - at), has);
+                    vc.data.append(raw);
+                    vc.len += raw.size();
+                }
+                if (has) pending_[i] |= static_cast<std::uint8_t>(1u << (n_ % 8));
+                else any_null_[i] = true;
+                if (n_ % 8 == 7) {
+                    pres_[i]->put(pending_[i]);
+                    pending_[i] = 0;
+                }
+                if (!vc.wide && vc.len > narrow_limit_) widen(i);
+                if (vc.wide) cols_[i].put(vc.len);
+                else cols_[i].put(static_cast<std::uint32_t>(vc.len));
             } else {
                 const auto at = load<std::uint32_t>(r + s_.row_offset(i));
                 std::uint64_t off = 0;
@@ -178,8 +205,13 @@ public:
         for (std::size_t i = 0; i < s_.size(); ++i) {
             const auto t = s_.field(i).type;
             cols_[i].flush();
-            out.emplace_back(detail::kSectionColumn + i, is_fixed(t) ? fixed_width(t) : 8, &cols_[i]);
-            if (is_fixed(t) && any_null_[i]) {
+            const unsigned width = var_[i] ? (var_[i]->wide ? 8 : 4) : is_fixed(t) ? fixed_width(t) : 8;
+            out.emplace_back(detail::kSectionColumn + i, width, &cols_[i]);
+            if (var_[i]) {
+                var_[i]->data.flush();
+                out.emplace_back(detail::kSectionVarData + i, 1, &var_[i]->data);
+            }
+            if (pres_[i] && any_null_[i]) {
                 if (n_ % 8) pres_[i]->put(pending_[i]);
                 pres_[i]->flush();
                 out.emplace_back(detail::kSectionPresence + i, 1, pres_[i].get());
@@ -190,9 +222,55 @@ public:
     }
 
 private:
+    // A str/bytes field in Arrow layout: its bytes, their count, and whether its offsets are u64 yet.
+    struct VarColumn {
+        explicit VarColumn(TempFile f) : data(std::move(f)) {}
+        TempFile data;
+        std::uint64_t len = 0;
+        bool wide = false;
+    };
+
+    // The bytes of the codec value `v` of Arrow-layout field i (has: false for a None value).
+    std::string_view payload(std::size_t i, std::string_view v, bool& has) const {
+        const auto tg = static_cast<std::uint8_t>(v[0]);
+        const bool is_str = s_.field(i).type == FieldType::kStr;
+        const std::uint8_t short_tag = is_str ? codec::tag::kShortStr : codec::tag::kShortBytes;
+        const std::uint8_t long_tag = is_str ? codec::tag::kStr : codec::tag::kBytes;
+        has = true;
+        if (tg >= short_tag && tg < short_tag + 32) return v.substr(1);
+        if (tg == long_tag && v.size() >= 5) return v.substr(5);
+        if (tg == codec::tag::kNone) {
+            has = false;
+            return {};
+        }
+        bad_row("field '" + s_.field(i).name + "' (" + field_type_name(s_.field(i).type) + ") holds a value of another type");
+    }
+
+    // Rewrites the u32 offsets of field i as u64 (its bytes passed 2 GiB - 1, Arrow's int32 limit).
+    void widen(std::size_t i) {
+        TempFile& old = cols_[i];
+        old.flush();
+        TempFile wide(prefix_ + "c" + std::to_string(i) + "w", mode_);
+        std::vector<std::uint32_t> buf(1 << 16);
+        for (std::uint64_t done = 0; done < old.size();) {
+            const std::size_t want = std::min<std::uint64_t>(buf.size() * 4, old.size() - done);
+            if (old.file().pread(buf.data(), want, done) != want) throw_error(ErrorCode::kIo, old.path(), "short read");
+            for (std::size_t k = 0; k < want / 4; ++k) wide.put(std::uint64_t{buf[k]});
+            done += want;
+        }
+        const std::string name = old.path();
+        cols_[i] = std::move(wide);
+        os::remove_file(name);
+        var_[i]->wide = true;
+    }
+
     const Schema& s_;
+    std::string prefix_;
+    unsigned mode_;
+    std::uint64_t narrow_limit_;
     HeapWriter heap_;
     std::vector<TempFile> cols_;
+    std::vector<std::unique_ptr<VarColumn>> var_;
     std::vector<std::unique_ptr<TempFile>> pres_;
     std::vector<std::uint8_t> pending_;
     std::vector<bool> any_null_;
@@ -245,7 +323,7 @@ void assemble(const std::string& path, const std::string& prefix, const BuildOpt
     out.pwrite_all(&rh, sizeof rh, detail::kRecordsHeaderOffset);
     storage::FileHeader fh{};
     std::memcpy(fh.magic, storage::kMagic, 8);
-    fh.format_version = storage::kFormatVersion;
+    fh.format_version = detail::kRecordsFormatVersion;
     fh.kind = kind;
     fh.byte_order = storage::kByteOrderMark;
     fh.word_size = 8;
