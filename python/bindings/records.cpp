@@ -356,6 +356,7 @@ Shape shape_of(SchemaObj* so, PyObject* obj) {
                         PyLong_Check(obj) || PyFloat_Check(obj) || PyComplex_Check(obj) || PyMemoryView_Check(obj);
     if (!scalar) {
         if (PyList_Check(obj)) return Shape::kSequence;
+        if (PyTuple_CheckExact(obj)) return Shape::kSequence;  // (no _fields lookup: it raises, slowly)
         if (PyTuple_Check(obj)) {
             // A namedtuple names its fields: read them by name.
             if (PyObject_HasAttrString(obj, "_fields")) return Shape::kAttrs;

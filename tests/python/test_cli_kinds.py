@@ -243,3 +243,76 @@ def test_shm_rm_removes_an_unused_segment(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"removed": [name]}
     assert name not in {s.name for s in mmstore.shared_dicts()}
+
+
+# -- verify's progress bar ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def big_stores(tmp_path):
+    """One file of each kind, of 1-3 MiB: large enough for many bar updates (about 50 chunks per file)."""
+    paths = {k: tmp_path / f"big{k}.mms" for k in ("Dict", "List", "RecordArray", "Mapping", "PoolFile")}
+    blob = b"x" * 1000
+    with mmstore.Dict(paths["Dict"]) as d:
+        d.update((f"k{i}", blob) for i in range(2000))
+    with mmstore.List(paths["List"]) as lst:
+        lst.extend([blob] * 2000)
+    mmstore.RecordArray.build([Item(i, 0.0, "s" * 100) for i in range(20_000)], paths["RecordArray"],
+                              progress=False).close()
+    mmstore.Mapping.build(((f"k{i}", Item(i, 0.0, "v" * 100)) for i in range(20_000)), paths["Mapping"], key=str,
+                          schema=Item.__schema__, progress=False).close()
+    with mmstore.Pool() as pool:
+        pool.save(pool.put(np.zeros(300_000)), paths["PoolFile"])
+    return paths
+
+
+def _bar_lines(stderr: str) -> list:
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("verify ") and "%" in line for line in lines), stderr
+    return [int(line.split("]")[1].split("%")[0]) for line in lines]
+
+
+@pytest.mark.parametrize("kind", ["Dict", "List", "RecordArray", "Mapping", "PoolFile"])
+def test_verify_progress_bar_advances_through_the_file_to_100_percent(big_stores, kind):
+    out = _run("verify", big_stores[kind], "--progress")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"{big_stores[kind]}: OK")
+    pcts = _bar_lines(out.stderr)
+    assert len(pcts) >= 10 and pcts[0] == 0 and pcts[-1] == 100 and pcts == sorted(pcts), pcts
+    # no bar without --progress when stderr is not a terminal, and never with --json
+    quiet = _run("verify", big_stores[kind])
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    js = _run("verify", big_stores[kind], "--json", "--progress")
+    assert js.returncode == 0 and js.stderr == "" and json.loads(js.stdout)["ok"] is True
+
+
+def test_verify_progress_bar_of_a_shared_dict(segment):
+    name, _ = segment
+    out = _run("verify", f"shm:{name}", "--progress")
+    assert out.returncode == 0, out.stderr
+    assert _bar_lines(out.stderr) == [0, 100]
+
+
+class _FakeTTY:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_verify_bar_on_a_terminal_redraws_one_line_and_only_for_large_files(big_stores, monkeypatch):
+    from mmstore import _cli_store as cs
+
+    tty = _FakeTTY()
+    assert cs.verify(str(big_stores["Dict"]), None, tty)["ok"] is True
+    assert tty.text == ""  # below _BAR_MIN_BYTES: no bar by default
+    monkeypatch.setattr(cs, "_BAR_MIN_BYTES", 1 << 20)
+    assert cs.verify(str(big_stores["Dict"]), None, tty)["ok"] is True
+    assert tty.text.startswith("\rverify ") and "] 100%  " in tty.text.rsplit("\r", 1)[1]
+    assert tty.text.count("\n") == 1 and tty.text.endswith("\n") and tty.text.count("\r") >= 10
