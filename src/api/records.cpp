@@ -387,7 +387,7 @@ Value RecordView::get(std::size_t i) const {
         }
         return Value::integer(get_int(i));
     }
-    const auto enc = get_encoded(i);
+    const auto enc = encoded_view(i);  // (a str/bytes column in Arrow layout returned above)
     if (enc.empty()) return Value::none();
     return codec::decode(enc);
 }
