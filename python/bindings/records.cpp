@@ -1374,6 +1374,110 @@ PyType_Slot iter_slots[] = {
 PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
                          iter_slots};
 
+// _FieldValues(array, field): one field of every record as a read-only sequence (RecordArray.values(name)).
+// v[i] reads field `field` of record i straight from the mapping, with no proxy in between: the analogue of
+// Arrow's table.column(name)[i]. It holds the array (so the mapping stays) and raises ClosedError once the
+// array is closed, as proxies do.
+struct ValuesObj {
+    PyObject_HEAD
+    PyObject* owner;  // the _ArrayNative (strong)
+    std::size_t field;
+};
+
+PyObject* values_new(PyTypeObject* type, PyObject* args, PyObject*) {
+    PyObject* owner;
+    Py_ssize_t field;
+    if (!PyArg_ParseTuple(args, "O!n", g_array_type, &owner, &field)) return nullptr;
+    if (!bound(st_of(owner))) return nullptr;
+    if (field < 0 || static_cast<std::size_t>(field) >= sn(st_of(owner).so).fields.size()) {
+        PyErr_SetString(PyExc_IndexError, "field index out of range");
+        return nullptr;
+    }
+    auto* v = reinterpret_cast<ValuesObj*>(type->tp_alloc(type, 0));
+    if (v == nullptr) return nullptr;
+    Py_INCREF(owner);
+    v->owner = owner;
+    v->field = static_cast<std::size_t>(field);
+    return reinterpret_cast<PyObject*>(v);
+}
+
+void values_dealloc(PyObject* o) {
+    Py_XDECREF(reinterpret_cast<ValuesObj*>(o)->owner);
+    PyTypeObject* tp = Py_TYPE(o);
+    tp->tp_free(o);
+    Py_DECREF(tp);
+}
+
+Py_ssize_t values_len(PyObject* self) { return image_len(reinterpret_cast<ValuesObj*>(self)->owner); }
+
+PyObject* values_item(PyObject* self, Py_ssize_t i) {
+    auto* v = reinterpret_cast<ValuesObj*>(self);
+    ImageState& st = st_of(v->owner);
+    if (!bound(st)) return nullptr;
+    const auto n = static_cast<Py_ssize_t>(st.cols->count);
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) {
+        PyErr_SetString(PyExc_IndexError, "RecordArray index out of range");
+        return nullptr;
+    }
+    const std::size_t f = v->field;
+    const FieldInfo& fi = sn(st.so).fields[f];
+    const ColumnSet* c = st.cols;
+    const auto idx = static_cast<std::uint64_t>(i);
+    if (fi.width) {
+        if (!c->present(f, idx)) Py_RETURN_NONE;
+        return box_fixed(fi.type, c->data[f] + idx * fi.width);
+    }
+    if (c->off_width[f]) return read_arrow(c, fi, f, idx);
+    ProxyObj p{};  // read_field's view of record i (never handed out, so no reference is taken)
+    p.so = st.so;
+    p.owner = v->owner;
+    p.cols = c;
+    p.idx = idx;
+    p.flags = &st.flags;
+    return read_field(&p, f);
+}
+
+PyObject* values_subscript(PyObject* self, PyObject* key) {
+    if (PyLong_CheckExact(key) || PyIndex_Check(key)) {
+        const Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) return nullptr;
+        return values_item(self, i);
+    }
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+        const Py_ssize_t n = values_len(self);
+        if (n < 0) return nullptr;
+        const Py_ssize_t len = PySlice_AdjustIndices(n, &start, &stop, step);
+        PyObject* out = PyList_New(len);
+        if (out == nullptr) return nullptr;
+        for (Py_ssize_t k = 0, i = start; k < len; ++k, i += step) {
+            PyObject* x = values_item(self, i);
+            if (x == nullptr) {
+                Py_DECREF(out);
+                return nullptr;
+            }
+            PyList_SET_ITEM(out, k, x);
+        }
+        return out;
+    }
+    PyErr_Format(PyExc_TypeError, "indices must be integers or slices, not %s", Py_TYPE(key)->tp_name);
+    return nullptr;
+}
+
+PyType_Slot values_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(values_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(values_dealloc)},
+    {Py_sq_length, reinterpret_cast<void*>(values_len)},
+    {Py_sq_item, reinterpret_cast<void*>(values_item)},
+    {Py_mp_length, reinterpret_cast<void*>(values_len)},
+    {Py_mp_subscript, reinterpret_cast<void*>(values_subscript)},
+    {Py_tp_doc, const_cast<char*>("One field of every record of a RecordArray, as a read-only sequence.")},
+    {0, nullptr},
+};
+PyType_Spec values_spec = {"mmstore._core._FieldValues", sizeof(ValuesObj), 0, Py_TPFLAGS_DEFAULT, values_slots};
+
 PyObject* image_path(PyObject* self, void*) {
     const auto& p = st_of(self).path;
     return PyUnicode_DecodeFSDefaultAndSize(p.data(), static_cast<Py_ssize_t>(p.size()));
@@ -1681,6 +1785,8 @@ void bind_records(nb::module_& m) {
     make(mapping_spec, g_mapping_type, "_MappingNative");
     make(bufowner_spec, g_bufowner_type, "_BufferOwner");
     make(iter_spec, g_iter_type, "_RecordIterator");
+    PyTypeObject* values_type = nullptr;
+    make(values_spec, values_type, "_FieldValues");
 
     nb::class_<ArrayBuilderH>(m, "_ArrayBuilder")
         .def("__init__",

@@ -667,3 +667,36 @@ def test_progress_bar_on_a_terminal_uses_tqdm(tmp_path, monkeypatch):
     assert len(bars) == 1 and bars[0].total == 70000 and bars[0].n == 70000 and bars[0].closed
     mmstore.RecordArray.build([ABS(1, 0.0, "x")], tmp_path / "b.mms", progress=False)
     assert len(bars) == 1
+
+
+def _plain_field(v):
+    if isinstance(v, mmstore.RecordProxy):
+        return ("record", v._asdict())
+    if isinstance(v, np.ndarray):
+        return ("ndarray", v.dtype.str, v.tolist())
+    return v
+
+
+def test_values_reads_one_field_of_every_record_like_the_proxies(tmp_path):
+    rows = [full_everything(), Everything()] + [Everything(i64=i, text=None if i % 3 else "t%d" % i, raw=b"r" * i,
+                                                           f64=i / 2, tup=(i,)) for i in range(30)]
+    with mmstore.RecordArray.build(rows, tmp_path / "e.mma", progress=False) as arr:
+        for name in Everything.__schema__.names:
+            vals = arr.values(name)
+            assert len(vals) == len(rows)
+            want = [_plain_field(getattr(r, name)) for r in arr]
+            assert [_plain_field(v) for v in vals] == want, name
+            assert _plain_field(vals[-1]) == want[-1] and [_plain_field(v) for v in vals[3:20:4]] == want[3:20:4]
+            with pytest.raises(IndexError):
+                vals[len(rows)]
+            with pytest.raises(TypeError):
+                vals["x"]
+        with pytest.raises(KeyError):
+            arr.values("nope")
+        s = arr.values("text")
+    with pytest.raises(mmstore.ClosedError):
+        s[0]
+    old = mmstore.RecordArray(V2_DATA / "records_v2.mma")  # heap layout: the same reads
+    assert list(old.values("s")) == [r["s"] for r in v2_rows()]
+    assert list(old.values("b")) == [r["b"] for r in v2_rows()]
+    old.close()
