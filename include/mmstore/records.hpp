@@ -226,7 +226,10 @@ private:
 struct BuildOptions {
     bool dedup = true;                               // write identical variable values once
     std::uint64_t dedup_budget = 64ull << 20;        // bytes the dedup cache may hold (it is reset when full)
-    std::uint64_t memory_budget = 256ull << 20;      // Mapping builds: bound on buffered entry bytes
+    // Bound on buffered bytes: Mapping builds' entries; and a quarter of it for the sections of records,
+    // kept in memory until they exceed it (then they spill to temporary files), so a build that fits writes
+    // each byte once.
+    std::uint64_t memory_budget = 256ull << 20;
     unsigned mode = 0600;
     std::function<void(std::uint64_t done)> progress;  // called every 65536 entries (and at the end)
     // A str/bytes field whose bytes pass this total switches to u64 offsets (Arrow's large_string); the

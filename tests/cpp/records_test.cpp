@@ -393,3 +393,27 @@ TEST(Records, MalformedRowsAreRejected) {
     auto v = mmstore::RecordView::from_row(*s, good);
     EXPECT_EQ(v.get("s").data, "k0000003");
 }
+
+// Sections kept in memory (a build that fits its budget), spilled part-way, or never kept give the same
+// bytes: the image does not depend on where the builder held its sections.
+TEST(Records, BuildIsByteIdenticalWhetherSectionsStayInMemoryOrSpill) {
+    TmpDir d;
+    auto s = abs_schema();
+    std::string images[3];
+    const std::uint64_t budgets[3] = {256ull << 20, 8ull << 20, 0};  // all in memory, 2 MiB then spill, none
+    for (int k = 0; k < 3; ++k) {
+        mmstore::BuildOptions o;
+        o.memory_budget = budgets[k];
+        mmstore::RecordArrayBuilder b(d / "a.mms", s, o);
+        for (int i = 0; i < 300000; ++i) b.add(abs_values(i));
+        b.finish();
+        images[k] = file_bytes(d / "a.mms");
+        auto a = mmstore::RecordArray::open(d / "a.mms");
+        ASSERT_EQ(a.size(), 300000u);
+        EXPECT_EQ(a[299999].get(2).data, "k0299999");
+        EXPECT_EQ(a[123456].get(0).i, 123456);
+    }
+    EXPECT_EQ(images[0], images[1]);
+    EXPECT_EQ(images[0], images[2]);
+    EXPECT_GT(images[0].size(), 300000u * 28);
+}
