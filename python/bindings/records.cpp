@@ -1377,7 +1377,7 @@ PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py
 // _FieldValues(array, field): one field of every record as a read-only sequence (RecordArray.values(name)).
 // v[i] reads field `field` of record i straight from the mapping, with no proxy in between: the analogue of
 // Arrow's table.column(name)[i]. It holds the array (so the mapping stays) and raises ClosedError once the
-// array is closed, as proxies do.
+// array is closed, as arr[i] does.
 struct ValuesObj {
     PyObject_HEAD
     PyObject* owner;  // the _ArrayNative (strong)
@@ -1401,17 +1401,40 @@ PyObject* values_new(PyTypeObject* type, PyObject* args, PyObject*) {
     return reinterpret_cast<PyObject*>(v);
 }
 
+int values_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    Py_VISIT(reinterpret_cast<ValuesObj*>(o)->owner);
+    return 0;
+}
+
+int values_clear(PyObject* o) {
+    Py_CLEAR(reinterpret_cast<ValuesObj*>(o)->owner);
+    return 0;
+}
+
 void values_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
     Py_XDECREF(reinterpret_cast<ValuesObj*>(o)->owner);
     PyTypeObject* tp = Py_TYPE(o);
     tp->tp_free(o);
     Py_DECREF(tp);
 }
 
-Py_ssize_t values_len(PyObject* self) { return image_len(reinterpret_cast<ValuesObj*>(self)->owner); }
+Py_ssize_t values_len(PyObject* self) {
+    PyObject* owner = reinterpret_cast<ValuesObj*>(self)->owner;
+    if (owner == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "field values of a collected RecordArray");
+        return -1;
+    }
+    return image_len(owner);
+}
 
 PyObject* values_item(PyObject* self, Py_ssize_t i) {
     auto* v = reinterpret_cast<ValuesObj*>(self);
+    if (v->owner == nullptr) {  // cleared by the garbage collector while in a cycle
+        PyErr_SetString(PyExc_RuntimeError, "field values of a collected RecordArray");
+        return nullptr;
+    }
     ImageState& st = st_of(v->owner);
     if (!bound(st)) return nullptr;
     const auto n = static_cast<Py_ssize_t>(st.cols->count);
@@ -1469,6 +1492,8 @@ PyObject* values_subscript(PyObject* self, PyObject* key) {
 PyType_Slot values_slots[] = {
     {Py_tp_new, reinterpret_cast<void*>(values_new)},
     {Py_tp_dealloc, reinterpret_cast<void*>(values_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(values_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(values_clear)},
     {Py_sq_length, reinterpret_cast<void*>(values_len)},
     {Py_sq_item, reinterpret_cast<void*>(values_item)},
     {Py_mp_length, reinterpret_cast<void*>(values_len)},
@@ -1476,7 +1501,8 @@ PyType_Slot values_slots[] = {
     {Py_tp_doc, const_cast<char*>("One field of every record of a RecordArray, as a read-only sequence.")},
     {0, nullptr},
 };
-PyType_Spec values_spec = {"mmstore._core._FieldValues", sizeof(ValuesObj), 0, Py_TPFLAGS_DEFAULT, values_slots};
+PyType_Spec values_spec = {"mmstore._core._FieldValues", sizeof(ValuesObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                           values_slots};
 
 PyObject* image_path(PyObject* self, void*) {
     const auto& p = st_of(self).path;
