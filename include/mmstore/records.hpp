@@ -11,7 +11,8 @@
 //                     pickle, so opening an untrusted file runs no code.
 //   packed record     ("row") one record as a self-delimiting byte string: Schema::pack, RecordView::from_row.
 //   RecordArray       a file (or buffer) of N records stored column by column: every fixed-width field is a
-//                     contiguous little-endian array (zero-copy column views), variable fields are u64
+//                     contiguous little-endian array (zero-copy column views); str and bytes fields are in
+//                     Arrow's layout (offsets + bytes, zero-copy Arrow arrays); other variable fields are u64
 //                     offsets into one heap of codec values (identical values stored once when deduplicated).
 //   Mapping           keys (codec-encoded, hashed with hash64) to records or to plain values, through a
 //                     build-once index sorted by hash with a bucket directory (FrozenIndex, docs/format.md).
@@ -127,8 +128,12 @@ public:
     std::int64_t get_int(std::size_t field) const;
     // float32/float64 (ints convert); NaN when null.
     double get_float(std::size_t field) const;
-    // Variable fields: the codec encoding of the value (empty when null), bounds-checked.
-    std::string_view get_encoded(std::size_t field) const;
+    // Variable fields: the codec encoding of the value (empty when null), bounds-checked. A copy: a str or
+    // bytes field of a column set stores its bytes without the codec tag (get_bytes reads them in place).
+    std::string get_encoded(std::size_t field) const;
+    // str and bytes fields: the UTF-8 or raw bytes, in place (valid as long as the view); nullopt when null.
+    // Error(kInvalidArgument) for other fields.
+    std::optional<std::string_view> get_bytes(std::size_t field) const;
     // Any field as a codec value (Value::none() when null).
     codec::Value get(std::size_t field) const;
     codec::Value get(std::string_view name) const;
@@ -139,6 +144,8 @@ private:
     friend class RecordArray;
     friend class Mapping;
     friend struct detail::ColumnSet;
+    // The codec value of a variable field stored as one (a row, or the heap of a column set).
+    std::string_view encoded_view(std::size_t field) const;
     const Schema* schema_ = nullptr;
     const detail::ColumnSet* cols_ = nullptr;  // column mode
     std::uint64_t index_ = 0;
@@ -161,7 +168,13 @@ public:
     RecordView at(std::uint64_t i) const;
     // Fixed-width field: its column (size() * width bytes, little-endian, not necessarily aligned).
     std::span<const std::byte> column(std::size_t field) const;
-    // Presence bitmap of a fixed field (bit i%8 of byte i/8 set = present), or nullptr when none is null.
+    // str/bytes field of a version-3 file: Arrow's offsets (size() + 1 little-endian values of offset_width()
+    // bytes, 4 or 8) and data. Error(kInvalidArgument) for another field or an older file (offset_width 0).
+    unsigned offset_width(std::size_t field) const;
+    std::span<const std::byte> offsets(std::size_t field) const;
+    std::span<const std::byte> var_data(std::size_t field) const;
+    // Presence bitmap of a fixed or str/bytes field (bit i%8 of byte i/8 set = present), or nullptr when none
+    // is null.
     const std::uint8_t* presence(std::size_t field) const;
     // Checks every section checksum; FormatError(kCorrupt) naming the first bad section.
     void verify() const;
@@ -213,9 +226,15 @@ private:
 struct BuildOptions {
     bool dedup = true;                               // write identical variable values once
     std::uint64_t dedup_budget = 64ull << 20;        // bytes the dedup cache may hold (it is reset when full)
-    std::uint64_t memory_budget = 256ull << 20;      // Mapping builds: bound on buffered entry bytes
+    // Bound on buffered bytes: Mapping builds' entries; and a quarter of it for the sections of records,
+    // kept in memory until they exceed it (then they spill to temporary files), so a build that fits writes
+    // each byte once.
+    std::uint64_t memory_budget = 256ull << 20;
     unsigned mode = 0600;
     std::function<void(std::uint64_t done)> progress;  // called every 65536 entries (and at the end)
+    // A str/bytes field whose bytes pass this total switches to u64 offsets (Arrow's large_string); the
+    // default is Arrow's int32 limit, lowered only by tests to exercise the switch.
+    std::uint64_t narrow_offsets_limit = 0x7FFFFFFF;
 };
 
 class RecordArrayBuilder {

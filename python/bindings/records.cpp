@@ -356,6 +356,7 @@ Shape shape_of(SchemaObj* so, PyObject* obj) {
                         PyLong_Check(obj) || PyFloat_Check(obj) || PyComplex_Check(obj) || PyMemoryView_Check(obj);
     if (!scalar) {
         if (PyList_Check(obj)) return Shape::kSequence;
+        if (PyTuple_CheckExact(obj)) return Shape::kSequence;  // (no _fields lookup: it raises, slowly)
         if (PyTuple_Check(obj)) {
             // A namedtuple names its fields: read them by name.
             if (PyObject_HasAttrString(obj, "_fields")) return Shape::kAttrs;
@@ -620,6 +621,26 @@ PyObject* decode_value(const ProxyObj* p, const FieldInfo& fi, std::string_view 
     return decode(v.data(), v.size(), *p->flags);
 }
 
+// A str or bytes field stored in Arrow layout (format version 3): the bytes, validated at open.
+PyObject* read_arrow(const ColumnSet* c, const FieldInfo& fi, std::size_t i, std::uint64_t idx) {
+    if (!c->present(i, idx)) Py_RETURN_NONE;
+    const std::string_view v = c->var_bytes(i, idx);
+    if (fi.type == FieldType::kBytes) return PyBytes_FromStringAndSize(v.data(), static_cast<Py_ssize_t>(v.size()));
+    // ASCII (the common case) needs no decoder: check 8 bytes at a time, then copy into a compact str.
+    const auto* d = reinterpret_cast<const unsigned char*>(v.data());
+    const std::size_t n = v.size();
+    std::uint64_t hi = 0;
+    std::size_t k = 0;
+    for (; k + 8 <= n; k += 8) hi |= load<std::uint64_t>(v.data() + k);
+    for (; k < n; ++k) hi |= d[k];
+    if ((hi & 0x8080808080808080ull) == 0) {
+        PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+        if (s != nullptr) std::memcpy(PyUnicode_DATA(s), d, n);
+        return s;
+    }
+    return PyUnicode_DecodeUTF8(v.data(), static_cast<Py_ssize_t>(n), "strict");
+}
+
 PyObject* read_field(const ProxyObj* p, std::size_t i) {
     const SchemaNative& n = sn(p->so);
     const FieldInfo& fi = n.fields[i];
@@ -645,6 +666,7 @@ PyObject* read_field(const ProxyObj* p, std::size_t i) {
         if (pres != nullptr && !(pres[p->idx / 8] >> (p->idx % 8) & 1)) Py_RETURN_NONE;
         return box_fixed(fi.type, c->data[i] + p->idx * fi.width);
     }
+    if (c->off_width[i]) return read_arrow(c, fi, i, p->idx);
     try {
         const auto v = c->heap_value(load<std::uint64_t>(c->data[i] + p->idx * 8));
         return decode_value(p, fi, v);
@@ -664,10 +686,7 @@ bool field_present(const ProxyObj* p, std::size_t i) {
         return fi.width != 0 || load<std::uint32_t>(p->row + fi.row_off) != 0;
     }
     const ColumnSet* c = p->cols;
-    if (fi.width) {
-        const std::uint8_t* pres = c->presence[i];
-        return pres == nullptr || (pres[p->idx / 8] >> (p->idx % 8) & 1);
-    }
+    if (fi.width || c->off_width[i]) return c->present(i, p->idx);
     const auto off = load<std::uint64_t>(c->data[i] + p->idx * 8);
     return !(off < c->heap_len && c->heap[off] == 0);  // a column stores an unset value as a kNone byte
 }
@@ -709,6 +728,12 @@ PyObject* proxy_row(PyObject* self, PyObject*) {
                 const std::uint8_t* pres = c->presence[i];
                 if (pres != nullptr && !(pres[p->idx / 8] >> (p->idx % 8) & 1)) continue;
                 std::memcpy(&row[fi.row_off], c->data[i] + p->idx * fi.width, fi.width);
+            } else if (c->off_width[i]) {
+                if (!c->present(i, p->idx)) continue;
+                const auto at = static_cast<std::uint32_t>(row.size());
+                std::memcpy(&row[fi.row_off], &at, 4);
+                const auto raw = c->var_bytes(i, p->idx);
+                codec::encode(fi.type == FieldType::kStr ? codec::Value::str(raw) : codec::Value::bytes(raw), row);
             } else {
                 const auto val = c->heap_value(load<std::uint64_t>(c->data[i] + p->idx * 8));
                 if (val.size() == 1 && val[0] == 0) continue;
@@ -1193,6 +1218,26 @@ PyObject* image_column_info(PyObject* self, PyObject* arg) {
     return Py_BuildValue("nIn", off, mmstore::fixed_width(st.cols->schema->field(i).type), poff);
 }
 
+// (offsets offset in the image, offset width 4 or 8, data offset, data length, presence offset or -1) of a
+// str/bytes field in Arrow layout (format version 3), or None for any other field or an older file.
+PyObject* image_var_column_info(PyObject* self, PyObject* arg) {
+    ImageState& st = st_of(self);
+    if (!open_or_raise(st)) return nullptr;
+    const Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) return nullptr;
+    const ColumnSet* c = st.cols;
+    if (i < 0 || static_cast<std::size_t>(i) >= c->schema->size()) {
+        PyErr_SetString(PyExc_IndexError, "field index out of range");
+        return nullptr;
+    }
+    if (!c->off_width[i]) Py_RETURN_NONE;
+    const char* base = st.image.data();
+    const Py_ssize_t poff = c->presence[i] ? reinterpret_cast<const char*>(c->presence[i]) - base : -1;
+    return Py_BuildValue("nInKn", static_cast<Py_ssize_t>(c->data[i] - base), static_cast<unsigned>(c->off_width[i]),
+                         static_cast<Py_ssize_t>(c->var_data[i] - base),
+                         static_cast<unsigned long long>(c->var_len[i]), poff);
+}
+
 inline bool bound(ImageState& st) {
     if (st.closed) [[unlikely]] {
         raise_error(static_cast<int>(ErrorCode::kClosed), st.path, "operation on a closed " +
@@ -1329,6 +1374,136 @@ PyType_Slot iter_slots[] = {
 PyType_Spec iter_spec = {"mmstore._core._RecordIterator", sizeof(IterObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
                          iter_slots};
 
+// _FieldValues(array, field): one field of every record as a read-only sequence (RecordArray.values(name)).
+// v[i] reads field `field` of record i straight from the mapping, with no proxy in between: the analogue of
+// Arrow's table.column(name)[i]. It holds the array (so the mapping stays) and raises ClosedError once the
+// array is closed, as arr[i] does.
+struct ValuesObj {
+    PyObject_HEAD
+    PyObject* owner;  // the _ArrayNative (strong)
+    std::size_t field;
+};
+
+PyObject* values_new(PyTypeObject* type, PyObject* args, PyObject*) {
+    PyObject* owner;
+    Py_ssize_t field;
+    if (!PyArg_ParseTuple(args, "O!n", g_array_type, &owner, &field)) return nullptr;
+    if (!bound(st_of(owner))) return nullptr;
+    if (field < 0 || static_cast<std::size_t>(field) >= sn(st_of(owner).so).fields.size()) {
+        PyErr_SetString(PyExc_IndexError, "field index out of range");
+        return nullptr;
+    }
+    auto* v = reinterpret_cast<ValuesObj*>(type->tp_alloc(type, 0));
+    if (v == nullptr) return nullptr;
+    Py_INCREF(owner);
+    v->owner = owner;
+    v->field = static_cast<std::size_t>(field);
+    return reinterpret_cast<PyObject*>(v);
+}
+
+int values_traverse(PyObject* o, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(o));
+    Py_VISIT(reinterpret_cast<ValuesObj*>(o)->owner);
+    return 0;
+}
+
+int values_clear(PyObject* o) {
+    Py_CLEAR(reinterpret_cast<ValuesObj*>(o)->owner);
+    return 0;
+}
+
+void values_dealloc(PyObject* o) {
+    PyObject_GC_UnTrack(o);
+    Py_XDECREF(reinterpret_cast<ValuesObj*>(o)->owner);
+    PyTypeObject* tp = Py_TYPE(o);
+    tp->tp_free(o);
+    Py_DECREF(tp);
+}
+
+Py_ssize_t values_len(PyObject* self) {
+    PyObject* owner = reinterpret_cast<ValuesObj*>(self)->owner;
+    if (owner == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "field values of a collected RecordArray");
+        return -1;
+    }
+    return image_len(owner);
+}
+
+PyObject* values_item(PyObject* self, Py_ssize_t i) {
+    auto* v = reinterpret_cast<ValuesObj*>(self);
+    if (v->owner == nullptr) {  // cleared by the garbage collector while in a cycle
+        PyErr_SetString(PyExc_RuntimeError, "field values of a collected RecordArray");
+        return nullptr;
+    }
+    ImageState& st = st_of(v->owner);
+    if (!bound(st)) return nullptr;
+    const auto n = static_cast<Py_ssize_t>(st.cols->count);
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) {
+        PyErr_SetString(PyExc_IndexError, "RecordArray index out of range");
+        return nullptr;
+    }
+    const std::size_t f = v->field;
+    const FieldInfo& fi = sn(st.so).fields[f];
+    const ColumnSet* c = st.cols;
+    const auto idx = static_cast<std::uint64_t>(i);
+    if (fi.width) {
+        if (!c->present(f, idx)) Py_RETURN_NONE;
+        return box_fixed(fi.type, c->data[f] + idx * fi.width);
+    }
+    if (c->off_width[f]) return read_arrow(c, fi, f, idx);
+    ProxyObj p{};  // read_field's view of record i (never handed out, so no reference is taken)
+    p.so = st.so;
+    p.owner = v->owner;
+    p.cols = c;
+    p.idx = idx;
+    p.flags = &st.flags;
+    return read_field(&p, f);
+}
+
+PyObject* values_subscript(PyObject* self, PyObject* key) {
+    if (PyLong_CheckExact(key) || PyIndex_Check(key)) {
+        const Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) return nullptr;
+        return values_item(self, i);
+    }
+    if (PySlice_Check(key)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+        const Py_ssize_t n = values_len(self);
+        if (n < 0) return nullptr;
+        const Py_ssize_t len = PySlice_AdjustIndices(n, &start, &stop, step);
+        PyObject* out = PyList_New(len);
+        if (out == nullptr) return nullptr;
+        for (Py_ssize_t k = 0, i = start; k < len; ++k, i += step) {
+            PyObject* x = values_item(self, i);
+            if (x == nullptr) {
+                Py_DECREF(out);
+                return nullptr;
+            }
+            PyList_SET_ITEM(out, k, x);
+        }
+        return out;
+    }
+    PyErr_Format(PyExc_TypeError, "indices must be integers or slices, not %s", Py_TYPE(key)->tp_name);
+    return nullptr;
+}
+
+PyType_Slot values_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(values_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(values_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(values_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(values_clear)},
+    {Py_sq_length, reinterpret_cast<void*>(values_len)},
+    {Py_sq_item, reinterpret_cast<void*>(values_item)},
+    {Py_mp_length, reinterpret_cast<void*>(values_len)},
+    {Py_mp_subscript, reinterpret_cast<void*>(values_subscript)},
+    {Py_tp_doc, const_cast<char*>("One field of every record of a RecordArray, as a read-only sequence.")},
+    {0, nullptr},
+};
+PyType_Spec values_spec = {"mmstore._core._FieldValues", sizeof(ValuesObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                           values_slots};
+
 PyObject* image_path(PyObject* self, void*) {
     const auto& p = st_of(self).path;
     return PyUnicode_DecodeFSDefaultAndSize(p.data(), static_cast<Py_ssize_t>(p.size()));
@@ -1347,6 +1522,7 @@ PyMethodDef array_methods[] = {
     {"exports", image_exports, METH_NOARGS, nullptr},
     {"close", image_close, METH_NOARGS, "Close the handle (BufferError while numpy column views are alive)."},
     {"column_info", image_column_info, METH_O, nullptr},
+    {"var_column_info", image_var_column_info, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -1622,6 +1798,7 @@ bool pack_value(SchemaObj* so, bool plain, PyObject* v, std::string& row) {
 }  // namespace
 
 void bind_records(nb::module_& m) {
+    m.attr("RECORDS_FORMAT_VERSION") = mmstore::detail::kRecordsFormatVersion;
     auto make = [&](PyType_Spec& spec, PyTypeObject*& out, const char* name) {
         out = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
         if (out == nullptr) throw nb::python_error();
@@ -1634,6 +1811,8 @@ void bind_records(nb::module_& m) {
     make(mapping_spec, g_mapping_type, "_MappingNative");
     make(bufowner_spec, g_bufowner_type, "_BufferOwner");
     make(iter_spec, g_iter_type, "_RecordIterator");
+    PyTypeObject* values_type = nullptr;
+    make(values_spec, values_type, "_FieldValues");
 
     nb::class_<ArrayBuilderH>(m, "_ArrayBuilder")
         .def("__init__",

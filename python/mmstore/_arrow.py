@@ -6,10 +6,12 @@ What it provides, and what each conversion costs:
   their Arrow data buffer is the column section of the mapping and their validity bitmap is the presence
   bitmap section (same bit order as Arrow's), so no byte is copied and the table keeps the mapping alive
   (``close()`` then raises ``BufferError`` until the table is gone, as ``mmap.close()`` does). ``str`` and
-  ``bytes`` columns cannot be zero-copy: a record stores a heap offset per value and the heap holds codec
-  values (a tag byte before each string, deduplicated values shared), while Arrow needs one contiguous run
-  of bytes with an offsets array. They are gathered by numpy in one vectorised pass (O(total bytes), no
-  Python object per value). Other variable types (date, list, dict, ...) are decoded value by value.
+  ``bytes`` columns are zero-copy too in files of records format version 3 (mmstore 0.3 on): they are stored
+  in Arrow's layout (offsets, bytes and presence bitmap sections, docs/format.md §8.1) and become ``string``
+  / ``binary`` arrays (``large_string`` / ``large_binary`` past 2 GiB of bytes) over those sections. Files
+  of version 2 keep them as codec values in the heap; there they are gathered by numpy in one vectorised
+  pass (O(total bytes), no Python object per value). Other variable types (date, list, dict, ...) are decoded
+  value by value.
 * ``RecordArray.to_numpy()`` -- a structured numpy array. When every field is fixed-width and of one width
   (the column sections are evenly strided then) it is a zero-copy view; mixed widths are copied into a new
   structured array. Variable-width fields raise ``TypeError`` (use ``to_arrow`` or ``to_pandas``).
@@ -99,6 +101,29 @@ def _var_offsets(arr: RecordArray, name: str):
     if length < 8 * len(arr):
         raise _records.CorruptFileError(f"{arr.path}: the column of field {name!r} is shorter than its records")
     return np.frombuffer(arr, dtype="<u8", count=len(arr), offset=off)
+
+
+def _string_buffers(arr: RecordArray, name: str, start: int = 0, stop: int | None = None):
+    """(offsets, data, validity) of a str or bytes field, rows start:stop: numpy views of the mapping for a
+    version-3 file (offsets int32 or int64, validity the presence bitmap bytes or None; start must be 0 or a
+    multiple of 8 for the bitmap to line up, else validity is a bool array), else _gather_strings's copy
+    (validity a bool array or None)."""
+    np = _np()
+    info = arr.var_column_info(arr._field_index(name))
+    if info is None:
+        is_str = arr.schema.fields[name] is _records._str
+        return _gather_strings(arr, name, 0x20 if is_str else 0x40, 0x10 if is_str else 0x11, start, stop)
+    off, width, doff, dlen, poff = info
+    n = len(arr)
+    start, stop, _ = slice(start, stop).indices(n)
+    stop = max(start, stop)
+    offsets = np.frombuffer(arr, dtype="<i4" if width == 4 else "<i8", count=n + 1, offset=off)[start:stop + 1]
+    data = np.frombuffer(arr, dtype=np.uint8, count=dlen, offset=doff)
+    valid = None
+    if poff >= 0:
+        bits = np.frombuffer(arr, dtype=np.uint8, count=(n + 7) // 8, offset=poff)
+        valid = bits if start == 0 else np.unpackbits(bits, bitorder="little")[start:stop].astype(bool)
+    return offsets, data, valid
 
 
 def _gather_strings(arr: RecordArray, name: str, short_base: int, long_tag: int, start: int = 0,
@@ -220,9 +245,13 @@ def _column_to_arrow(pa, arr: RecordArray, name: str, ftype):
         return pa.Array.from_buffers(_arrow_type(pa, ftype), n, [validity, pa.py_buffer(values)])
     if ftype is _records._str or ftype is _records._bytes:
         is_str = ftype is _records._str
-        offsets, data, valid = _gather_strings(arr, name, 0x20 if is_str else 0x40, 0x10 if is_str else 0x11)
-        validity = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
-        if offsets[-1] < 2**31:
+        offsets, data, valid = _string_buffers(arr, name)
+        if valid is not None and valid.dtype == bool:
+            valid = np.packbits(valid, bitorder="little")
+        validity = None if valid is None else pa.py_buffer(valid)
+        if offsets.dtype.itemsize == 4:
+            t = pa.string() if is_str else pa.binary()
+        elif offsets[-1] < 2**31:
             t = pa.string() if is_str else pa.binary()
             offsets = offsets.astype(np.int32)
         else:
@@ -312,10 +341,13 @@ def to_pandas(arr: RecordArray, start: int = 0, stop: int | None = None, columns
                 else:
                     data[name] = pd.arrays.IntegerArray(values.copy(), mask)
         elif t is _records._str:
-            offsets, raw, valid = _gather_strings(arr, name, 0x20, 0x10, start, stop)
-            buf, o = raw.tobytes(), offsets.tolist()
-            col = [buf[o[i]:o[i + 1]].decode() for i in range(stop - start)]
+            offsets, raw, valid = _string_buffers(arr, name, start, stop)
+            o = offsets.tolist()
+            buf = raw[o[0]:o[-1]].tobytes() if o else b""
+            col = [buf[o[i] - o[0]:o[i + 1] - o[0]].decode() for i in range(stop - start)]
             if valid is not None:
+                if valid.dtype != bool:
+                    valid = np.unpackbits(valid, bitorder="little")[:stop - start].astype(bool)
                 col = [c if v else None for c, v in zip(col, valid)]
             data[name] = _objects(np, col)
         else:

@@ -163,9 +163,11 @@ def _image_stats(store, target: str) -> dict:
         out["heap_bytes"] = heap[1]
     names = store.schema.names if store.schema is not None else ("value",)
     cols = {}
+    # per field: its column, presence bitmap and (str/bytes, format version 3) data sections
     for sid, (_off, length) in sorted(sections.items()):
-        if 0x100 <= sid < 0x200 and sid - 0x100 < len(names):
-            cols[names[sid - 0x100]] = length
+        if 0x100 <= sid < 0x400 and sid % 0x100 < len(names):
+            name = names[sid % 0x100]
+            cols[name] = cols.get(name, 0) + length
     out["column_bytes"] = cols
     return out
 
@@ -183,29 +185,98 @@ def stats(target: str) -> dict:
         _close(store)
 
 
-def verify(target: str) -> dict:
+def verify(target: str, progress: bool | None = None, stream=None) -> dict:
+    """Checks a store (exit 3 on failure). ``progress``: True draws a bar on ``stream`` (stderr), False none,
+    None one when stderr is a terminal and the target is at least ``_BAR_MIN_BYTES``.
+
+    The bar follows the read of the file: verify reads every byte, and on a large file reading it from disk
+    is most of the time, so the file is read through in chunks first (each chunk advances the bar), then the
+    native check runs over the now cached pages. A SharedDict segment is already in memory: its bar moves
+    from 0 to 100% around the check."""
+    stream = sys.stderr if stream is None else stream
     kind = kind_of(target)
-    if kind == "PoolFile":
-        import mmstore
-
-        obj = mmstore.load(target, verify=True)  # checks the data hashes Pool.save wrote
-        del obj
-        return {"target": target, "kind": kind, "ok": True, "entries": 1}
-    store = open_target(target, kind)
+    size = _target_bytes(target, kind)
+    if progress is None:
+        progress = stream.isatty() and size >= _BAR_MIN_BYTES
+    bar = _Bar(f"verify {target}", size, stream) if progress else None
     try:
-        _progress_note(target, kind)
-        store.verify()
-        return {"target": target, "kind": kind, "ok": True, "entries": len(store)}
+        if bar is not None and kind != "SharedDict":
+            _read_through(target, bar.update)
+        if kind == "PoolFile":
+            import mmstore
+
+            obj = mmstore.load(target, verify=True)  # checks the data hashes Pool.save wrote
+            del obj
+            result = {"target": target, "kind": kind, "ok": True, "entries": 1}
+        else:
+            store = open_target(target, kind)
+            try:
+                store.verify()
+                result = {"target": target, "kind": kind, "ok": True, "entries": len(store)}
+            finally:
+                _close(store)
+        if bar is not None:
+            bar.update(size)
+        return result
     finally:
-        _close(store)
+        if bar is not None:
+            bar.close()
 
 
-def _progress_note(target: str, kind: str) -> None:
-    """On a terminal, say that a large file is being read (verify reads every byte)."""
-    if kind != "SharedDict" and sys.stderr.isatty():
-        size = os.path.getsize(target)
-        if size > 256 << 20:
-            print(f"verifying {size / 2**20:,.0f} MiB ...", file=sys.stderr, flush=True)
+_BAR_MIN_BYTES = 64 << 20  # automatic bar (terminal only) from this size: smaller files verify in a blink
+
+
+def _target_bytes(target: str, kind: str) -> int:
+    if kind == "SharedDict":
+        seg = {s.name: s for s in __import__("mmstore").shared_dicts()}.get(target[4:])
+        return seg.size if seg is not None else 0
+    return os.path.getsize(target)
+
+
+def _read_through(path: str, update) -> None:
+    """Reads ``path`` sequentially (into the page cache), calling update(bytes read) after each chunk: about
+    50 chunks per file, 64 KiB to 16 MiB each."""
+    size = os.path.getsize(path)
+    chunk = min(16 << 20, max(64 << 10, size // 50))
+    buf = bytearray(chunk)
+    done = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            done += n
+            update(done)
+
+
+class _Bar:
+    """A text progress bar: ``verify PATH [######------]  45%  12.3/27.0 MiB``. On a terminal it is redrawn in
+    place (``\r``) and ends with a newline; elsewhere (``--progress`` into a pipe or file) each update is
+    one line. At most one update per percent."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, stream) -> None:
+        self.label, self.total, self.stream = label, max(total, 1), stream
+        self.tty = stream.isatty()
+        self.shown = -1
+        self.update(0)
+
+    def update(self, done: int) -> None:
+        pct = min(100, done * 100 // self.total)
+        if pct == self.shown:
+            return
+        self.shown = pct
+        fill = pct * self.WIDTH // 100
+        line = (f"{self.label} [{'#' * fill}{'-' * (self.WIDTH - fill)}] {pct:3d}%  "
+                f"{min(done, self.total) / 2**20:.1f}/{self.total / 2**20:.1f} MiB")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def compact(target: str) -> dict:

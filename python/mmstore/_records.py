@@ -551,7 +551,8 @@ class RecordArray(_core._ArrayNative):
         ``TypeError`` naming its index, and no file is written. Streams with bounded memory; the file appears complete or not at all.
 
         ``schema`` defaults to ``type(first item).__schema__``; ``dedup`` writes identical variable values
-        once (cache bounded by ``dedup_budget`` bytes); ``progress`` False/True/None (a tqdm bar on a
+        once (cache bounded by ``dedup_budget`` bytes; str and bytes fields are stored in Arrow's layout, one
+        copy per record, docs/format.md §8.1); ``progress`` False/True/None (a tqdm bar on a
         terminal)/callable(count)."""
         schema = _as_schema(schema, "RecordArray.build")
         path = _os.fspath(path)
@@ -583,6 +584,14 @@ class RecordArray(_core._ArrayNative):
     @property
     def schema(self) -> Schema:
         return self._schema
+
+    def values(self, name: str):
+        """Field ``name`` of every record as a read-only sequence: ``vals[i]`` reads record i's field straight
+        from the mapping, without making a record proxy (the fastest random access to one field, like
+        ``table.column(name)[i]`` in Arrow; ``arr[i].name`` reads the same value). Supports ``len()``,
+        iteration, negative indices and slices; reads raise ``ClosedError`` once the array is closed, as
+        ``arr[i]`` does."""
+        return _core._FieldValues(self, self._field_index(name))
 
     def column(self, name: str):
         """Zero-copy numpy view of a fixed-width field (read-only). Missing/None values read as 0; see

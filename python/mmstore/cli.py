@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.add_argument("path", metavar="TARGET", help=_TARGET_HELP)
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
+        if name == "verify":
+            sp.add_argument("--progress", action="store_true",
+                            help="draw a progress bar on stderr (default: only on a terminal, for files of "
+                                 "64 MiB or more; never with --json)")
     sp = sub.add_parser("dump", help="write a store as JSON lines (or an Arrow file for records)",
                         description="Write a store as JSON lines: a header line, then one line per entry; types "
                                     "JSON cannot carry are tagged {\"$t\": type, \"v\": ...}.")
@@ -99,7 +103,8 @@ def _run(args) -> int:
     elif args.cmd == "stats":
         _print(cs.stats(args.path), True, None)
     elif args.cmd == "verify":
-        _print(cs.verify(args.path), args.json, lambda r: f"{args.path}: OK ({r['entries']:,} entries)")
+        progress = False if args.json else (True if args.progress else None)
+        _print(cs.verify(args.path, progress), args.json, lambda r: f"{args.path}: OK ({r['entries']:,} entries)")
     elif args.cmd == "compact":
         _print(cs.compact(args.path), True, None)
     elif args.cmd == "dump":

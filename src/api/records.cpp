@@ -270,6 +270,7 @@ RecordView RecordView::from_row(const Schema& schema, std::string_view row) {
 bool RecordView::is_null(std::size_t i) const {
     if (i >= schema_->size()) throw std::out_of_range("field index out of range");
     if (row_ != nullptr) return !(static_cast<std::uint8_t>(row_[4 + i / 8]) >> (i % 8) & 1);
+    if (cols_->is_arrow(i)) return !cols_->present(i, index_);
     if (!is_fixed(schema_->field(i).type)) {
         const auto off = load<std::uint64_t>(cols_->data[i] + index_ * 8);
         return off < cols_->heap_len && cols_->heap[off] == 0;  // codec None
@@ -312,10 +313,45 @@ double RecordView::get_float(std::size_t i) const {
     return t == FieldType::kFloat32 ? load<float>(p) : load<double>(p);
 }
 
-std::string_view RecordView::get_encoded(std::size_t i) const {
+namespace {
+// The codec value of `raw` as a str or bytes (codec §6: short forms below 32 bytes).
+std::string encode_raw(FieldType t, std::string_view raw) {
+    return codec::encode(t == FieldType::kStr ? Value::str(raw) : Value::bytes(raw));
+}
+}  // namespace
+
+std::string RecordView::get_encoded(std::size_t i) const {
     if (i >= schema_->size()) throw std::out_of_range("field index out of range");
     if (is_fixed(schema_->field(i).type))
         throw_error(ErrorCode::kInvalidArgument, "", "field '" + schema_->field(i).name + "' is a fixed-width field");
+    if (row_ == nullptr && cols_->is_arrow(i)) {
+        if (!cols_->present(i, index_)) return {};
+        return encode_raw(schema_->field(i).type, cols_->var_bytes(i, index_));
+    }
+    return std::string(encoded_view(i));
+}
+
+std::optional<std::string_view> RecordView::get_bytes(std::size_t i) const {
+    if (i >= schema_->size()) throw std::out_of_range("field index out of range");
+    const auto t = schema_->field(i).type;
+    if (t != FieldType::kStr && t != FieldType::kBytes)
+        throw_error(ErrorCode::kInvalidArgument, "", "field '" + schema_->field(i).name + "' is not a str or bytes field");
+    if (row_ == nullptr && cols_->is_arrow(i)) {
+        if (!cols_->present(i, index_)) return std::nullopt;
+        return cols_->var_bytes(i, index_);
+    }
+    const auto enc = encoded_view(i);
+    if (enc.empty()) return std::nullopt;
+    // codec §6: short forms are one tag byte (0x20+n str, 0x40+n bytes), long ones a tag and a u32 length.
+    const auto tg = static_cast<std::uint8_t>(enc[0]);
+    if ((tg >= tag::kShortStr && tg < tag::kShortStr + 32) || (tg >= tag::kShortBytes && tg < tag::kShortBytes + 32))
+        return enc.substr(1);
+    if ((tg == tag::kStr || tg == tag::kBytes) && enc.size() >= 5) return enc.substr(5);
+    throw_format(ErrorCode::kCorrupt, cols_ && cols_->path ? *cols_->path : "",
+                 "field '" + schema_->field(i).name + "' holds a value that is not a str or bytes");
+}
+
+std::string_view RecordView::encoded_view(std::size_t i) const {
     if (row_ != nullptr) {
         const auto at = load<std::uint32_t>(row_ + schema_->row_offset(i));
         if (at == 0) return {};
@@ -330,6 +366,11 @@ std::string_view RecordView::get_encoded(std::size_t i) const {
 
 Value RecordView::get(std::size_t i) const {
     const auto t = schema_->field(i).type;
+    if (row_ == nullptr && cols_->is_arrow(i)) {
+        if (!cols_->present(i, index_)) return Value::none();
+        const auto raw = cols_->var_bytes(i, index_);
+        return t == FieldType::kStr ? Value::str(raw) : Value::bytes(raw);
+    }
     if (is_fixed(t)) {
         if (is_null(i)) return Value::none();
         if (t == FieldType::kFloat32 || t == FieldType::kFloat64) return Value::real(get_float(i));
@@ -346,7 +387,7 @@ Value RecordView::get(std::size_t i) const {
         }
         return Value::integer(get_int(i));
     }
-    const auto enc = get_encoded(i);
+    const auto enc = encoded_view(i);  // (a str/bytes column in Arrow layout returned above)
     if (enc.empty()) return Value::none();
     return codec::decode(enc);
 }
@@ -398,8 +439,11 @@ void TypedFile::parse(std::uint32_t kind) {
     const auto fh = load<FileHeader>(base);
     if (fh.checksum != hash64(&fh, offsetof(FileHeader, checksum)))
         throw_format(ErrorCode::kCorrupt, path, "corrupt file header (checksum mismatch at offset 0)");
-    if (fh.format_version > storage::kFormatVersion || fh.format_version == 0)
-        throw_format(ErrorCode::kVersion, path, "format version " + std::to_string(fh.format_version) + " is not supported");
+    if (fh.format_version > kRecordsFormatVersion || fh.format_version == 0)
+        throw_format(ErrorCode::kVersion, path, "records format version " + std::to_string(fh.format_version) +
+                                                    " is not supported (this build reads 1 to " +
+                                                    std::to_string(kRecordsFormatVersion) + ")");
+    const bool arrow_strings = fh.format_version >= kArrowStringsVersion;
     if (fh.byte_order != storage::kByteOrderMark || fh.word_size != 8)
         throw_format(ErrorCode::kVersion, path, "incompatible layout (byte order or word size)");
     if (fh.kind != kind) {
@@ -438,6 +482,11 @@ void TypedFile::parse(std::uint32_t kind) {
     cols.count = header.count;
     cols.data.assign(s.size(), nullptr);
     cols.presence.assign(s.size(), nullptr);
+    cols.off_width.assign(s.size(), 0);
+    cols.var_data.assign(s.size(), nullptr);
+    cols.var_len.assign(s.size(), 0);
+    std::vector<bool> has_var_data(s.size(), false);
+    auto is_arrow_field = [&](std::size_t i) { return arrow_strings && arrow_layout(s.field(i).type); };
     sections.resize(header.nsections);
     const bool is_map = kind == static_cast<std::uint32_t>(storage::StoreKind::kMapping);
     const bool approx = header.flags & kFlagApproximate;
@@ -463,13 +512,25 @@ void TypedFile::parse(std::uint32_t kind) {
         const char* p = base + sl.offset;
         if (sl.id >= kSectionColumn && sl.id < kSectionColumn + s.size()) {
             const std::size_t i = sl.id - kSectionColumn;
-            const unsigned w = is_fixed(s.field(i).type) ? fixed_width(s.field(i).type) : 8;
-            bad_len(sl, n * w);
+            if (is_arrow_field(i)) {
+                if (sl.width != 4 && sl.width != 8)
+                    throw_format(ErrorCode::kCorrupt, path, "corrupt section " + std::to_string(sl.id) +
+                                                                ": offset width " + std::to_string(sl.width));
+                bad_len(sl, (n + 1) * sl.width);
+                cols.off_width[i] = static_cast<std::uint8_t>(sl.width);
+            } else {
+                bad_len(sl, n * (is_fixed(s.field(i).type) ? fixed_width(s.field(i).type) : 8));
+            }
             cols.data[i] = p;
         } else if (sl.id >= kSectionPresence && sl.id < kSectionPresence + s.size() &&
-                   is_fixed(s.field(sl.id - kSectionPresence).type)) {
+                   (is_fixed(s.field(sl.id - kSectionPresence).type) || is_arrow_field(sl.id - kSectionPresence))) {
             bad_len(sl, (n + 7) / 8);
             cols.presence[sl.id - kSectionPresence] = reinterpret_cast<const std::uint8_t*>(p);
+        } else if (sl.id >= kSectionVarData && sl.id < kSectionVarData + s.size() && is_arrow_field(sl.id - kSectionVarData)) {
+            const std::size_t i = sl.id - kSectionVarData;
+            cols.var_data[i] = p;
+            cols.var_len[i] = sl.length;
+            has_var_data[i] = true;
         } else if (sl.id == kSectionHeap) {
             if (sl.length == 0 || p[0] != 0) throw_format(ErrorCode::kCorrupt, path, "corrupt heap (no leading None)");
             cols.heap = p;
@@ -490,9 +551,15 @@ void TypedFile::parse(std::uint32_t kind) {
             throw_format(ErrorCode::kCorrupt, path, "corrupt section table: unexpected section id " + std::to_string(sl.id));
         }
     }
-    for (std::size_t i = 0; i < s.size(); ++i)
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (is_arrow_field(i)) {
+            if (cols.off_width[i] == 0 || !has_var_data[i])
+                throw_format(ErrorCode::kCorrupt, path, "corrupt file: missing offsets or data of field '" + s.field(i).name + "'");
+            continue;
+        }
         if (cols.data[i] == nullptr && n > 0)
             throw_format(ErrorCode::kCorrupt, path, "corrupt file: missing column of field '" + s.field(i).name + "'");
+    }
     static const char kNoneByte = 0;
     if (cols.heap == nullptr) {
         cols.heap = &kNoneByte;
@@ -512,6 +579,33 @@ void TypedFile::parse(std::uint32_t kind) {
         const auto plain = header.flags & kFlagPlainValues;
         if (plain && (s.size() != 1 || s.field(0).name != "value"))
             throw_format(ErrorCode::kCorrupt, path, "corrupt mapping: plain values need a single 'value' field");
+    }
+    // Arrow offsets: 0 first, non-decreasing, the data's length last (and below 2^31 when 32-bit, which Arrow
+    // reads as signed), so a read (and an Arrow array wrapping them) never leaves the data section.
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (cols.off_width[i] == 0) continue;
+        const char* o = cols.data[i];
+        std::uint64_t prev = 0;
+        bool ok = true;
+        if (cols.off_width[i] == 4) {
+            ok = load<std::uint32_t>(o) == 0;
+            for (std::uint64_t k = 1; k <= n && ok; ++k) {
+                const std::uint64_t x = load<std::uint32_t>(o + k * 4);
+                ok = x >= prev;
+                prev = x;
+            }
+            ok = ok && prev <= 0x7FFFFFFFu;
+        } else {
+            ok = load<std::uint64_t>(o) == 0;
+            for (std::uint64_t k = 1; k <= n && ok; ++k) {
+                const std::uint64_t x = load<std::uint64_t>(o + k * 8);
+                ok = x >= prev;
+                prev = x;
+            }
+            ok = ok && prev <= 0x7FFFFFFFFFFFFFFFull;
+        }
+        if (!ok || prev != cols.var_len[i])
+            throw_format(ErrorCode::kCorrupt, path, "corrupt offsets of field '" + s.field(i).name + "'");
     }
     // Checked reads (docs/design.md, "Integrity"): every byte a read can return lies in a section, so the
     // sections' checksums are verified once, here, and nothing read through this handle is unchecked. One
@@ -602,6 +696,22 @@ std::span<const std::byte> RecordArray::column(std::size_t field) const {
     if (field >= s.size() || !is_fixed(s.field(field).type))
         throw_error(ErrorCode::kInvalidArgument, path(), "column(): not a fixed-width field");
     return {reinterpret_cast<const std::byte*>(f_->cols.data[field]), size() * fixed_width(s.field(field).type)};
+}
+
+unsigned RecordArray::offset_width(std::size_t field) const {
+    if (field >= schema().size()) throw_error(ErrorCode::kInvalidArgument, path(), "offset_width(): no such field");
+    return f_->cols.off_width[field];
+}
+
+std::span<const std::byte> RecordArray::offsets(std::size_t field) const {
+    const unsigned w = offset_width(field);
+    if (w == 0) throw_error(ErrorCode::kInvalidArgument, path(), "offsets(): not a str/bytes field in Arrow layout");
+    return {reinterpret_cast<const std::byte*>(f_->cols.data[field]), (size() + 1) * w};
+}
+
+std::span<const std::byte> RecordArray::var_data(std::size_t field) const {
+    if (offset_width(field) == 0) throw_error(ErrorCode::kInvalidArgument, path(), "var_data(): not a str/bytes field in Arrow layout");
+    return {reinterpret_cast<const std::byte*>(f_->cols.var_data[field]), f_->cols.var_len[field]};
 }
 
 const std::uint8_t* RecordArray::presence(std::size_t field) const { return f_->cols.presence.at(field); }

@@ -131,17 +131,30 @@ void validate_row(const Schema& s, std::string_view row) {
     }
 }
 
-// The column sections of one record set.
+// The column sections of one record set (format version 3: str and bytes fields in Arrow's layout).
 class ColumnsWriter {
 public:
     ColumnsWriter(const Schema& s, const std::string& prefix, const BuildOptions& o)
-        : s_(s), heap_(prefix + "heap", o.mode, o.dedup, o.dedup_budget) {
+        : s_(s), prefix_(prefix), mode_(o.mode), narrow_limit_(std::min<std::uint64_t>(o.narrow_offsets_limit, 0x7FFFFFFF)),
+          in_memory_(o.memory_budget / 4), heap_(prefix + "heap", o.mode, o.dedup, o.dedup_budget) {
+        heap_.file().keep_in_memory(&in_memory_);
         for (std::size_t i = 0; i < s.size(); ++i) {
+            const auto t = s.field(i).type;
             cols_.emplace_back(prefix + "c" + std::to_string(i), o.mode);
+            cols_.back().keep_in_memory(&in_memory_);
             pres_.emplace_back();
-            if (is_fixed(s.field(i).type)) pres_.back() = std::make_unique<TempFile>(prefix + "p" + std::to_string(i), o.mode);
+            var_.emplace_back();
+            if (is_fixed(t) || detail::arrow_layout(t))
+                pres_.back() = std::make_unique<TempFile>(prefix + "p" + std::to_string(i), o.mode);
+            if (detail::arrow_layout(t)) {
+                var_.back() = std::make_unique<VarColumn>(TempFile(prefix + "d" + std::to_string(i), o.mode));
+                var_.back()->data.keep_in_memory(&in_memory_);
+                cols_.back().put(std::uint32_t{0});  // offsets start at 0
+            }
             pending_.push_back(0);
             any_null_.push_back(false);
+            width_.push_back(fixed_width(t));
+            row_off_.push_back(s.row_offset(i));
         }
     }
     // `row` already validated.
@@ -149,18 +162,35 @@ public:
         const char* r = row.data();
         for (std::size_t i = 0; i < s_.size(); ++i) {
             const bool present = static_cast<std::uint8_t>(r[4 + i / 8]) >> (i % 8) & 1;
-            const auto t = s_.field(i).type;
-            if (is_fixed(t)) {
+            if (const unsigned w = width_[i]) {
                 static const char kZero[8] = {};
-                cols_[i].append(present ? r + s_.row_offset(i) : kZero, fixed_width(t));
+                cols_[i].append(present ? r + row_off_[i] : kZero, w);
                 if (present) pending_[i] |= static_cast<std::uint8_t>(1u << (n_ % 8));
                 else any_null_[i] = true;
                 if (n_ % 8 == 7) {
                     pres_[i]->put(pending_[i]);
                     pending_[i] = 0;
                 }
+            } else if (var_[i]) {
+                VarColumn& vc = *var_[i];
+                const auto at = load<std::uint32_t>(r + row_off_[i]);
+                bool has = false;
+                if (present && at != 0) {
+                    const std::string_view raw = payload(i, row, at, has);
+                    vc.data.append(raw);
+                    vc.len += raw.size();
+                }
+                if (has) pending_[i] |= static_cast<std::uint8_t>(1u << (n_ % 8));
+                else any_null_[i] = true;
+                if (n_ % 8 == 7) {
+                    pres_[i]->put(pending_[i]);
+                    pending_[i] = 0;
+                }
+                if (!vc.wide && vc.len > narrow_limit_) widen(i);
+                if (vc.wide) cols_[i].put(vc.len);
+                else cols_[i].put(static_cast<std::uint32_t>(vc.len));
             } else {
-                const auto at = load<std::uint32_t>(r + s_.row_offset(i));
+                const auto at = load<std::uint32_t>(r + row_off_[i]);
                 std::uint64_t off = 0;
                 if (present && at != 0) {
                     const std::size_t end = detail::value_end(r, row.size(), at);
@@ -177,25 +207,84 @@ public:
         heap_.drop_cache();
         for (std::size_t i = 0; i < s_.size(); ++i) {
             const auto t = s_.field(i).type;
-            cols_[i].flush();
-            out.emplace_back(detail::kSectionColumn + i, is_fixed(t) ? fixed_width(t) : 8, &cols_[i]);
-            if (is_fixed(t) && any_null_[i]) {
+            const unsigned width = var_[i] ? (var_[i]->wide ? 8 : 4) : is_fixed(t) ? fixed_width(t) : 8;
+            out.emplace_back(detail::kSectionColumn + i, width, &cols_[i]);
+            if (var_[i]) {
+                out.emplace_back(detail::kSectionVarData + i, 1, &var_[i]->data);
+            }
+            if (pres_[i] && any_null_[i]) {
                 if (n_ % 8) pres_[i]->put(pending_[i]);
-                pres_[i]->flush();
                 out.emplace_back(detail::kSectionPresence + i, 1, pres_[i].get());
             }
         }
-        heap_.file().flush();
         out.emplace_back(detail::kSectionHeap, 0, &heap_.file());
     }
 
 private:
+    // A str/bytes field in Arrow layout: its bytes, their count, and whether its offsets are u64 yet.
+    struct VarColumn {
+        explicit VarColumn(TempFile f) : data(std::move(f)) {}
+        TempFile data;
+        std::uint64_t len = 0;
+        bool wide = false;
+    };
+
+    // The bytes of the codec value at `at` of `row`, Arrow-layout field i (has: false for a None value).
+    // Parsed here rather than by codec::skip: a str/bytes value is a tag and at most a u32 length (codec §6).
+    std::string_view payload(std::size_t i, std::string_view row, std::uint32_t at, bool& has) const {
+        if (at >= row.size()) bad_row("value offset past the record");
+        const auto tg = static_cast<std::uint8_t>(row[at]);
+        const bool is_str = s_.field(i).type == FieldType::kStr;
+        const std::uint8_t short_tag = is_str ? codec::tag::kShortStr : codec::tag::kShortBytes;
+        const std::uint8_t long_tag = is_str ? codec::tag::kStr : codec::tag::kBytes;
+        has = true;
+        std::size_t start = at + 1, len;
+        if (tg >= short_tag && tg < short_tag + 32) {
+            len = tg - short_tag;
+        } else if (tg == long_tag && row.size() - at >= 5) {
+            len = load<std::uint32_t>(row.data() + at + 1);
+            start = at + 5;
+        } else if (tg == codec::tag::kNone) {
+            has = false;
+            return {};
+        } else {
+            bad_row("field '" + s_.field(i).name + "' (" + field_type_name(s_.field(i).type) + ") holds a value of another type");
+        }
+        if (len > row.size() - start) bad_row("value runs past the record");
+        return row.substr(start, len);
+    }
+
+    // Rewrites the u32 offsets of field i as u64 (its bytes passed 2 GiB - 1, Arrow's int32 limit).
+    void widen(std::size_t i) {
+        TempFile& old = cols_[i];
+        old.flush();
+        TempFile wide(prefix_ + "c" + std::to_string(i) + "w", mode_);
+        std::vector<std::uint32_t> buf(1 << 16);
+        for (std::uint64_t done = 0; done < old.size();) {
+            const std::size_t want = std::min<std::uint64_t>(buf.size() * 4, old.size() - done);
+            if (old.file().pread(buf.data(), want, done) != want) throw_error(ErrorCode::kIo, old.path(), "short read");
+            for (std::size_t k = 0; k < want / 4; ++k) wide.put(std::uint64_t{buf[k]});
+            done += want;
+        }
+        const std::string name = old.path();
+        cols_[i] = std::move(wide);
+        os::remove_file(name);
+        var_[i]->wide = true;
+    }
+
     const Schema& s_;
+    std::string prefix_;
+    unsigned mode_;
+    std::uint64_t narrow_limit_;
+    std::uint64_t in_memory_;  // bytes of full buffers the sections may still keep in memory (TempFile)
     HeapWriter heap_;
     std::vector<TempFile> cols_;
+    std::vector<std::unique_ptr<VarColumn>> var_;
     std::vector<std::unique_ptr<TempFile>> pres_;
     std::vector<std::uint8_t> pending_;
     std::vector<bool> any_null_;
+    std::vector<unsigned> width_;           // per field: fixed_width (0: variable)
+    std::vector<std::uint32_t> row_off_;    // per field: Schema::row_offset
     std::uint64_t n_ = 0;
 };
 
@@ -219,18 +308,18 @@ void assemble(const std::string& path, const std::string& prefix, const BuildOpt
     }
     rh.file_size = pos;
     out.resize(pos);
-    // Copy the sections, checksumming on the way.
-    std::string buf(4 << 20, '\0');
+    // Copy the sections (from memory, or from their temporary files), checksumming on the way.
+    std::string scratch;
     for (std::size_t k = 0; k < secs.size(); ++k) {
         TempFile* f = std::get<2>(secs[k]);
         Hasher st;
-        for (std::uint64_t done = 0; done < f->size();) {
-            const std::size_t n = f->file().pread(buf.data(), std::min<std::uint64_t>(buf.size(), f->size() - done), done);
-            if (n == 0) throw_error(ErrorCode::kIo, f->path(), "temporary file shorter than written");
-            st.update(buf.data(), n);
-            out.pwrite_all(buf.data(), n, table[k].offset + done);
+        std::uint64_t done = 0;
+        f->for_each_block(scratch, [&](const char* p, std::size_t n) {
+            st.update(p, n);
+            out.pwrite_all(p, n, table[k].offset + done);
             done += n;
-        }
+        });
+        if (done != f->size()) throw_error(ErrorCode::kIo, f->path(), "temporary file shorter than written");
         table[k].checksum = st.digest();
     }
     out.pwrite_all(schema_blob.data(), schema_blob.size(), rh.schema_off);
@@ -245,7 +334,7 @@ void assemble(const std::string& path, const std::string& prefix, const BuildOpt
     out.pwrite_all(&rh, sizeof rh, detail::kRecordsHeaderOffset);
     storage::FileHeader fh{};
     std::memcpy(fh.magic, storage::kMagic, 8);
-    fh.format_version = storage::kFormatVersion;
+    fh.format_version = detail::kRecordsFormatVersion;
     fh.kind = kind;
     fh.byte_order = storage::kByteOrderMark;
     fh.word_size = 8;

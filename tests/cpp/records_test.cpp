@@ -133,22 +133,82 @@ TEST(Records, ArrayMatchesModelWithNullsAndDedup) {
     }
 }
 
-TEST(Records, DedupWritesRepeatedValuesOnce) {
+TEST(Records, DedupWritesRepeatedHeapValuesOnce) {
+    // Heap fields (a tuple here) are deduplicated; str/bytes are in Arrow's layout, one copy per record.
     TmpDir d;
-    auto s = abs_schema();
+    auto s = std::make_shared<const Schema>("T", std::vector<mmstore::FieldSpec>{
+        {"a", FieldType::kInt64, nullptr}, {"t", FieldType::kTuple, nullptr}});
     std::uint64_t sizes[2];
+    auto value = [](int i) {
+        return Value::sequence(VT::kTuple, {Value::str("a fairly long repeated string value"), Value::integer(i % 3)});
+    };
     for (int dedup = 0; dedup < 2; ++dedup) {
         mmstore::BuildOptions o;
         o.dedup = dedup;
         mmstore::RecordArrayBuilder b(d / "a.mms", s, o);
-        for (int i = 0; i < 2000; ++i)
-            b.add({Value::integer(i), Value::real(0), Value::str("a fairly long repeated string value " + std::to_string(i % 3))});
+        for (int i = 0; i < 2000; ++i) b.add({Value::integer(i), value(i)});
         b.finish();
         sizes[dedup] = fs::file_size(d / "a.mms");
         auto a = mmstore::RecordArray::open(d / "a.mms");
-        EXPECT_EQ(a[1999].get(2).data, "a fairly long repeated string value 1");
+        EXPECT_EQ(a[1999].get(1), value(1999));
     }
     EXPECT_LT(sizes[1] + 2000 * 30, sizes[0]);
+}
+
+// Version-3 str/bytes columns (Arrow layout) against a model: values, nulls, get_bytes/get_encoded, the
+// offsets and data spans, and the switch to u64 offsets once a field's bytes pass the limit.
+TEST(Records, StrAndBytesColumnsInArrowLayoutMatchModel) {
+    TmpDir d;
+    auto s = std::make_shared<const Schema>("SB", std::vector<mmstore::FieldSpec>{
+        {"s", FieldType::kStr, nullptr}, {"raw", FieldType::kBytes, nullptr}, {"n", FieldType::kInt32, nullptr}});
+    std::mt19937_64 rng(7);
+    for (std::uint64_t limit : {std::uint64_t{0x7FFFFFFF}, std::uint64_t{5000}}) {
+        std::vector<std::vector<Value>> model;
+        mmstore::BuildOptions o;
+        o.narrow_offsets_limit = limit;
+        mmstore::RecordArrayBuilder b(d / "a.mms", s, o);
+        for (int i = 0; i < 3000; ++i) {
+            std::vector<Value> v(3);
+            if (rng() % 5) v[0] = Value::str(std::string(rng() % 40, static_cast<char>('a' + rng() % 26)));
+            if (rng() % 7) v[1] = Value::bytes(std::string(rng() % 70, static_cast<char>(rng() % 256)));
+            v[2] = Value::integer(i);
+            b.add(v);
+            model.push_back(v);
+        }
+        b.finish();
+        auto a = mmstore::RecordArray::open(d / "a.mms");
+        const unsigned want_width = limit == 5000 ? 8 : 4;
+        ASSERT_EQ(a.offset_width(0), want_width);
+        ASSERT_EQ(a.offset_width(1), want_width);
+        EXPECT_EQ(a.offset_width(2), 0u);
+        EXPECT_THROW(a.offsets(2), mmstore::Error);
+        for (std::size_t f = 0; f < 2; ++f) {
+            const auto offs = a.offsets(f);
+            const auto data = a.var_data(f);
+            ASSERT_EQ(offs.size(), (a.size() + 1) * want_width);
+            std::uint64_t last = 0;
+            std::memcpy(&last, offs.data() + a.size() * want_width, want_width);
+            EXPECT_EQ(last, data.size());
+            EXPECT_NE(a.presence(f), nullptr);
+        }
+        for (std::size_t i = 0; i < model.size(); ++i)
+            for (std::size_t f = 0; f < 3; ++f) {
+                ASSERT_EQ(a[i].get(f), model[i][f]) << i << " " << f;
+                if (f == 2) continue;
+                const auto raw = a[i].get_bytes(f);
+                ASSERT_EQ(raw.has_value(), model[i][f].type != VT::kNone);
+                EXPECT_EQ(a[i].is_null(f), !raw.has_value());
+                if (raw) {
+                    EXPECT_EQ(*raw, model[i][f].data);
+                    EXPECT_EQ(a[i].get_encoded(f), mmstore::codec::encode(model[i][f]));
+                } else {
+                    EXPECT_EQ(a[i].get_encoded(f), "");
+                }
+                // to_row re-encodes: the packed row reads back the same value
+                const std::string row = a[i].to_row();
+                EXPECT_EQ(mmstore::RecordView::from_row(*s, row).get(f), model[i][f]);
+            }
+    }
 }
 
 TEST(Records, AbandonedBuildLeavesNoFiles) {
@@ -332,4 +392,28 @@ TEST(Records, MalformedRowsAreRejected) {
     EXPECT_THROW(mmstore::RecordView::from_row(*s, good.substr(0, good.size() - 1)), mmstore::FormatError);
     auto v = mmstore::RecordView::from_row(*s, good);
     EXPECT_EQ(v.get("s").data, "k0000003");
+}
+
+// Sections kept in memory (a build that fits its budget), spilled part-way, or never kept give the same
+// bytes: the image does not depend on where the builder held its sections.
+TEST(Records, BuildIsByteIdenticalWhetherSectionsStayInMemoryOrSpill) {
+    TmpDir d;
+    auto s = abs_schema();
+    std::string images[3];
+    const std::uint64_t budgets[3] = {256ull << 20, 8ull << 20, 0};  // all in memory, 2 MiB then spill, none
+    for (int k = 0; k < 3; ++k) {
+        mmstore::BuildOptions o;
+        o.memory_budget = budgets[k];
+        mmstore::RecordArrayBuilder b(d / "a.mms", s, o);
+        for (int i = 0; i < 300000; ++i) b.add(abs_values(i));
+        b.finish();
+        images[k] = file_bytes(d / "a.mms");
+        auto a = mmstore::RecordArray::open(d / "a.mms");
+        ASSERT_EQ(a.size(), 300000u);
+        EXPECT_EQ(a[299999].get(2).data, "k0299999");
+        EXPECT_EQ(a[123456].get(0).i, 123456);
+    }
+    EXPECT_EQ(images[0], images[1]);
+    EXPECT_EQ(images[0], images[2]);
+    EXPECT_GT(images[0].size(), 300000u * 28);
 }

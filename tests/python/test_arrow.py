@@ -67,6 +67,62 @@ def test_to_arrow_fixed_columns_are_zero_copy_views_of_the_mapping(tmp_path):
         del t, chunk, data
 
 
+def _inside(buf, lo, hi):
+    return buf is not None and lo <= buf.address and buf.address + buf.size <= hi
+
+
+def test_to_arrow_str_and_bytes_columns_are_zero_copy_views_of_the_mapping(tmp_path):
+    s = mmstore.Schema.from_fields({"s": str, "raw": bytes})
+    rows = [{"s": None if i % 9 == 4 else "é" * (i % 3) + f"v{i}", "raw": None if i % 11 == 2 else bytes([i % 256]) * (i % 50)}
+            for i in range(3000)]
+    with mmstore.RecordArray.build(rows, tmp_path / "v.mma", schema=s, progress=False) as arr:
+        lo, hi = _mapping_range(arr)
+        t = arr.to_arrow()
+        assert t.column("s").type == pa.string() and t.column("raw").type == pa.binary()
+        for name in ("s", "raw"):
+            validity, offsets, data = t.column(name).chunk(0).buffers()
+            assert _inside(validity, lo, hi) and _inside(offsets, lo, hi) and _inside(data, lo, hi), name
+        assert t.column("s").to_pylist() == [r["s"] for r in rows]
+        assert t.column("raw").to_pylist() == [r["raw"] for r in rows]
+        assert t.column("s").null_count == sum(r["s"] is None for r in rows)
+        t.validate(full=True)
+        with pytest.raises(BufferError):
+            arr.close()
+        del t, validity, offsets, data
+
+
+def _strs(series):
+    """A pandas string column as a list, missing values as None (pandas 3 shows them as NaN)."""
+    return [x if isinstance(x, str) else None for x in series]
+
+
+def test_version_2_files_still_read_and_convert(tmp_path):
+    """tests/python/data/*_v2.* were written by mmstore 0.2 (records format version 2: str and bytes as codec
+    values in the heap); this version reads them, gathering str/bytes for Arrow as before."""
+    from test_records import V2_DATA, v2_rows
+
+    arr = mmstore.RecordArray(V2_DATA / "records_v2.mma")
+    assert arr.var_column_info(1) is None  # heap layout
+    t = arr.to_arrow(columns=["a", "s", "b"])
+    want = v2_rows()
+    for name in ("a", "s", "b"):
+        assert t.column(name).to_pylist() == [r[name] for r in want], name
+    assert t.column("s").type == pa.string()
+    df = arr.to_pandas(start=8, stop=30)
+    assert _strs(df["s"]) == [r["s"] for r in want[8:30]]
+    del t, df
+    arr.close()
+
+
+def test_to_pandas_str_slices_of_a_version_3_file(tmp_path):
+    rows = [Row(a=i, b=0.0, s=None if i % 4 == 1 else "ü%d" % i) for i in range(50)]
+    with mmstore.RecordArray.build(rows, tmp_path / "p.mma") as arr:
+        for start, stop in ((0, 50), (8, 20), (3, 17), (49, 50), (10, 10)):
+            df = arr.to_pandas(start=start, stop=stop)
+            assert _strs(df["s"]) == [r.s for r in rows[start:stop]], (start, stop)
+            del df
+
+
 def test_to_arrow_missing_values_are_nulls_through_the_presence_bitmap(tmp_path):
     rows = [Row(a=None if i % 3 == 0 else i, b=i * 1.0, s=None if i % 5 == 0 else str(i)) for i in range(100)]
     with mmstore.RecordArray.build(rows, tmp_path / "r.mma") as arr:

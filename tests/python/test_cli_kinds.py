@@ -60,7 +60,8 @@ def test_info_stats_verify_report_every_file_kind(stores, kind, entries):
     info = _run("info", stores[kind], "--json")
     assert info.returncode == 0, info.stderr
     got = json.loads(info.stdout)
-    assert got["kind"] == kind and got["entries"] == entries and got["format_version"] == 2
+    version = mmstore._core.RECORDS_FORMAT_VERSION if kind in ("RecordArray", "Mapping") else mmstore.FORMAT_VERSION
+    assert got["kind"] == kind and got["entries"] == entries and got["format_version"] == version
     assert got["file_bytes"] == os.path.getsize(stores[kind])
     if kind in ("RecordArray", "Mapping"):
         assert got["schema"] == {"a": "int64", "b": "float64", "s": "str"}
@@ -242,3 +243,172 @@ def test_shm_rm_removes_an_unused_segment(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"removed": [name]}
     assert name not in {s.name for s in mmstore.shared_dicts()}
+
+
+# -- verify's progress bar ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def big_stores(tmp_path):
+    """One file of each kind, of 1-3 MiB: large enough for many bar updates (about 50 chunks per file)."""
+    paths = {k: tmp_path / f"big{k}.mms" for k in ("Dict", "List", "RecordArray", "Mapping", "PoolFile")}
+    blob = b"x" * 1000
+    with mmstore.Dict(paths["Dict"]) as d:
+        d.update((f"k{i}", blob) for i in range(2000))
+    with mmstore.List(paths["List"]) as lst:
+        lst.extend([blob] * 2000)
+    mmstore.RecordArray.build([Item(i, 0.0, "s" * 100) for i in range(20_000)], paths["RecordArray"],
+                              progress=False).close()
+    mmstore.Mapping.build(((f"k{i}", Item(i, 0.0, "v" * 100)) for i in range(20_000)), paths["Mapping"], key=str,
+                          schema=Item.__schema__, progress=False).close()
+    with mmstore.Pool() as pool:
+        pool.save(pool.put(np.zeros(300_000)), paths["PoolFile"])
+    return paths
+
+
+def _bar_lines(stderr: str) -> list:
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("verify ") and "%" in line for line in lines), stderr
+    return [int(line.split("]")[1].split("%")[0]) for line in lines]
+
+
+@pytest.mark.parametrize("kind", ["Dict", "List", "RecordArray", "Mapping", "PoolFile"])
+def test_verify_progress_bar_advances_through_the_file_to_100_percent(big_stores, kind):
+    out = _run("verify", big_stores[kind], "--progress")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"{big_stores[kind]}: OK")
+    pcts = _bar_lines(out.stderr)
+    assert len(pcts) >= 10 and pcts[0] == 0 and pcts[-1] == 100 and pcts == sorted(pcts), pcts
+    # no bar without --progress when stderr is not a terminal, and never with --json
+    quiet = _run("verify", big_stores[kind])
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    js = _run("verify", big_stores[kind], "--json", "--progress")
+    assert js.returncode == 0 and js.stderr == "" and json.loads(js.stdout)["ok"] is True
+
+
+def test_verify_progress_bar_of_a_shared_dict(segment):
+    name, _ = segment
+    out = _run("verify", f"shm:{name}", "--progress")
+    assert out.returncode == 0, out.stderr
+    assert _bar_lines(out.stderr) == [0, 100]
+
+
+class _FakeTTY:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_verify_bar_on_a_terminal_redraws_one_line_and_only_for_large_files(big_stores, monkeypatch):
+    from mmstore import _cli_store as cs
+
+    tty = _FakeTTY()
+    assert cs.verify(str(big_stores["Dict"]), None, tty)["ok"] is True
+    assert tty.text == ""  # below _BAR_MIN_BYTES: no bar by default
+    monkeypatch.setattr(cs, "_BAR_MIN_BYTES", 1 << 20)
+    assert cs.verify(str(big_stores["Dict"]), None, tty)["ok"] is True
+    assert tty.text.startswith("\rverify ") and "] 100%  " in tty.text.rsplit("\r", 1)[1]
+    assert tty.text.count("\n") == 1 and tty.text.endswith("\n") and tty.text.count("\r") >= 10
+
+
+# -- every codec type through dump/load, and --json on every command ------------------------------------------
+
+@mmstore.struct
+class Point:
+    x: mmstore.int32
+    label: str
+
+
+@mmstore.struct
+class AllFields:
+    i8: mmstore.int8
+    i16: mmstore.int16
+    i32: mmstore.int32
+    i64: int
+    u8: mmstore.uint8
+    u16: mmstore.uint16
+    u32: mmstore.uint32
+    u64: mmstore.uint64
+    f32: mmstore.float32
+    f64: float
+    ok: bool
+    s: str
+    raw: bytes
+    day: dt.date
+    when: dt.datetime
+    money: decimal.Decimal
+    tup: tuple
+    lst: list
+    dct: dict
+    fs: frozenset
+    arr: np.ndarray
+    obj: object
+    pt: Point
+
+
+MORE_VALUES = [2**64 - 1, -0.0, "", b"", "x" * 40, b"y" * 40, dt.datetime(2024, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=-3), "X")),
+               Point(x=3, label="p"), {"nested": [1, {"deep": (b"z",)}]}]
+
+
+def _all_fields(i):
+    return AllFields(i8=-i, i16=300 + i, i32=-70000 - i, i64=2**40 + i, u8=200, u16=60000, u32=2**32 - 1 - i,
+                     u64=2**64 - 1 - i, f32=0.5 * i, f64=float("nan") if i == 2 else i / 3, ok=i % 2 == 0,
+                     s="é%d" % i, raw=bytes([i, 0, 255]), day=dt.date(2024, 2, 29),
+                     when=dt.datetime(2024, 1, 2, 3, 4, 5, i, tzinfo=dt.timezone.utc if i else None),
+                     money=decimal.Decimal("1.%d0" % i), tup=(i, "t"), lst=[i, [i]], dct={"k": i, 1: None},
+                     fs=frozenset({i, "f"}), arr=np.arange(4, dtype=np.int16) * i, obj={1, 2, i},
+                     pt=Point(x=i, label="p%d" % i))
+
+
+def test_dump_load_round_trip_of_every_field_type_and_more_codec_values(tmp_path):
+    src, dump, dst = tmp_path / "a.mma", tmp_path / "a.jsonl", tmp_path / "b.mma"
+    rows = [_all_fields(i) for i in range(4)] + [AllFields()]
+    mmstore.RecordArray.build(rows, src, progress=False).close()
+    assert _run("dump", src, "-o", dump).returncode == 0
+    out = _run("load", dump, dst)
+    assert out.returncode == 0, out.stderr
+    with mmstore.RecordArray(src) as a, mmstore.RecordArray(dst) as b:
+        assert len(a) == len(b) == len(rows)
+        for ra, rb in zip(a, b):
+            for name in AllFields.__schema__.names:
+                va, vb = getattr(ra, name), getattr(rb, name)
+                if name == "pt":
+                    va, vb = va and va._asdict(), vb and vb._asdict()
+                assert _same(va, vb), (name, va, vb)
+    d_src, d_dump, d_dst = tmp_path / "d.mms", tmp_path / "d.jsonl", tmp_path / "d2.mms"
+    with mmstore.Dict(d_src) as d:
+        for i, v in enumerate(MORE_VALUES):
+            d[i] = v
+    assert _run("dump", d_src, "-o", d_dump).returncode == 0
+    assert _run("load", d_dump, d_dst).returncode == 0
+    with mmstore.Dict(d_dst, readonly=True) as d:
+        for i, v in enumerate(MORE_VALUES):
+            got = d[i]
+            if isinstance(v, Point):
+                assert (got.x, got.label) == (v.x, v.label)
+            elif isinstance(v, float):
+                assert str(got) == str(v)  # -0.0 stays -0.0
+            else:
+                assert _same(v, got), (v, got)
+
+
+def test_every_command_answers_json(stores, tmp_path, segment):
+    name, _ = segment
+    for cmd in ("info", "stats", "verify", "compact"):
+        for kind in ("Dict", "List", "RecordArray", "Mapping"):
+            out = _run(cmd, stores[kind], "--json")
+            assert out.returncode == 0, (cmd, kind, out.stderr)
+            assert isinstance(json.loads(out.stdout), dict)
+    out = _run("dump", stores["RecordArray"], "-o", tmp_path / "r.jsonl", "--json")
+    assert out.returncode == 0 and json.loads(out.stderr)["entries"] == 40
+    out = _run("load", tmp_path / "r.jsonl", tmp_path / "r2.mma", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["entries"] == 40
+    assert name in {r["name"] for r in json.loads(_run("shm", "ls", "--json").stdout)}
+    assert "removed" in json.loads(_run("shm", "gc", "--json").stdout)

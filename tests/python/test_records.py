@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections.abc
 import datetime as dt
 import decimal
+import pathlib
 import pickle
+import struct
 import types
 import zipfile
 
@@ -15,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mmstore
+from mmstore import _core
 from conftest import canon, keys, values
 
 
@@ -304,11 +307,86 @@ def test_untrusted_pickle_values_can_be_refused(tmp_path):
 
 
 def test_dedup_writes_repeated_values_once(tmp_path):
-    items = [{"a": i, "s": "a repeated value that is longer than a few bytes %d" % (i % 5)} for i in range(5000)]
-    a = mmstore.RecordArray.build(items, tmp_path / "a.mms", schema=ABS.__schema__, dedup=True)
-    b = mmstore.RecordArray.build(items, tmp_path / "b.mms", schema=ABS.__schema__, dedup=False)
+    # dedup covers the heap's fields (tuple here); str and bytes are in Arrow's layout, one copy per record
+    s = mmstore.Schema.from_fields({"a": int, "t": tuple, "s": str})
+    items = [{"a": i, "t": ("a repeated value that is longer than a few bytes", i % 5), "s": "x" * 40}
+             for i in range(5000)]
+    a = mmstore.RecordArray.build(items, tmp_path / "a.mms", schema=s, dedup=True)
+    b = mmstore.RecordArray.build(items, tmp_path / "b.mms", schema=s, dedup=False)
     assert (tmp_path / "a.mms").stat().st_size + 5000 * 40 < (tmp_path / "b.mms").stat().st_size
-    assert [r.s for r in a] == [r.s for r in b]
+    assert [(r.t, r.s) for r in a] == [(r.t, r.s) for r in b] == [(d["t"], d["s"]) for d in items]
+    # the str column is 40 bytes per record in both (no dedup, no tag), plus 4-byte offsets
+    assert (tmp_path / "a.mms").stat().st_size > 5000 * 44
+
+
+V2_DATA = pathlib.Path(__file__).parent / "data"
+
+
+def v2_rows():
+    """The records of data/records_v2.mma, written by mmstore 0.2 with this formula."""
+    return [{"a": i, "s": None if i % 7 == 3 else ("é%d" % i if i % 5 == 0 else "k%d" % i) * (1 if i % 4 else 9),
+             "b": None if i % 6 == 1 else bytes([i]) * (i % 3 + (40 if i % 10 == 0 else 0)), "t": (i, "x")}
+            for i in range(40)]
+
+
+def test_records_format_version_3_is_written_and_version_2_files_still_read(tmp_path):
+    arr = mmstore.RecordArray.build([ABS(1, 1.0, "x")], tmp_path / "a.mms")
+    assert struct.unpack_from("<I", (tmp_path / "a.mms").read_bytes(), 8)[0] == _core.RECORDS_FORMAT_VERSION == 3
+    arr.close()
+    old = mmstore.RecordArray(V2_DATA / "records_v2.mma")
+    assert struct.unpack_from("<I", (V2_DATA / "records_v2.mma").read_bytes(), 8)[0] == 2
+    assert [r._asdict() for r in old] == v2_rows()
+    old.verify()
+    m = mmstore.Mapping(V2_DATA / "mapping_v2.mmm")
+    assert {k: (v.n, v.s) for k, v in m.items()} == {"k%d" % i: (i, None if i == 2 else "v%d" % i) for i in range(10)}
+    m.close()
+    old.close()
+
+
+def _rewrite(image: bytearray, section_id: int, edit) -> bytes:
+    """Applies edit(image, offset, length) to a section and recomputes every checksum over it."""
+    table_off, nsections = struct.unpack_from("<QI", image, 64 + 24)
+    for k in range(nsections):
+        sid, _w, off, length = struct.unpack_from("<IIQQ", image, table_off + 32 * k)
+        if sid == section_id:
+            edit(image, off, length)
+            struct.pack_into("<Q", image, table_off + 32 * k + 24, _core._hash64(bytes(image[off:off + length])))
+    schema_off, schema_len = struct.unpack_from("<QQ", image, 64 + 8)
+    meta = bytes(image[schema_off:schema_off + schema_len]) + bytes(image[table_off:table_off + 32 * nsections])
+    struct.pack_into("<Q", image, 64 + 56, _core._hash64(meta))
+    struct.pack_into("<Q", image, 64 + 120, _core._hash64(bytes(image[64:64 + 120])))
+    return bytes(image)
+
+
+def test_offsets_out_of_order_or_past_the_data_are_corrupt_even_with_valid_checksums(tmp_path):
+    mmstore.RecordArray.build([ABS(i, 0.0, "v%d" % i) for i in range(20)], tmp_path / "a.mms", progress=False)
+    good = bytearray((tmp_path / "a.mms").read_bytes())
+    s_col = 0x100 + 2
+    assert mmstore.RecordArray.from_buffer(_rewrite(bytearray(good), s_col, lambda im, o, n: None))[19].s == "v19"
+
+    def swap(im, off, n):  # offsets 5 and 6 out of order
+        a, b = struct.unpack_from("<II", im, off + 20)
+        struct.pack_into("<II", im, off + 20, b, a)
+
+    def past_end(im, off, n):
+        struct.pack_into("<I", im, off + n - 4, 10_000)
+
+    def not_zero_first(im, off, n):
+        struct.pack_into("<I", im, off, 1)
+
+    for edit in (swap, past_end, not_zero_first):
+        with pytest.raises(mmstore.CorruptFileError, match="offsets of field 's'"):
+            mmstore.RecordArray.from_buffer(_rewrite(bytearray(good), s_col, edit))
+
+
+def test_newer_records_format_version_is_unsupported(tmp_path):
+    mmstore.RecordArray.build([ABS(1, 1.0, "x")], tmp_path / "a.mms", progress=False)
+    image = bytearray((tmp_path / "a.mms").read_bytes())
+    struct.pack_into("<I", image, 8, _core.RECORDS_FORMAT_VERSION + 1)
+    struct.pack_into("<Q", image, 56, _core._hash64(bytes(image[:56])))
+    (tmp_path / "n.mms").write_bytes(image)
+    with pytest.raises(mmstore.UnsupportedVersionError, match="records format version 4"):
+        mmstore.RecordArray(tmp_path / "n.mms")
 
 
 def test_failed_build_leaves_nothing(tmp_path):
@@ -589,3 +667,36 @@ def test_progress_bar_on_a_terminal_uses_tqdm(tmp_path, monkeypatch):
     assert len(bars) == 1 and bars[0].total == 70000 and bars[0].n == 70000 and bars[0].closed
     mmstore.RecordArray.build([ABS(1, 0.0, "x")], tmp_path / "b.mms", progress=False)
     assert len(bars) == 1
+
+
+def _plain_field(v):
+    if isinstance(v, mmstore.RecordProxy):
+        return ("record", v._asdict())
+    if isinstance(v, np.ndarray):
+        return ("ndarray", v.dtype.str, v.tolist())
+    return v
+
+
+def test_values_reads_one_field_of_every_record_like_the_proxies(tmp_path):
+    rows = [full_everything(), Everything()] + [Everything(i64=i, text=None if i % 3 else "t%d" % i, raw=b"r" * i,
+                                                           f64=i / 2, tup=(i,)) for i in range(30)]
+    with mmstore.RecordArray.build(rows, tmp_path / "e.mma", progress=False) as arr:
+        for name in Everything.__schema__.names:
+            vals = arr.values(name)
+            assert len(vals) == len(rows)
+            want = [_plain_field(getattr(r, name)) for r in arr]
+            assert [_plain_field(v) for v in vals] == want, name
+            assert _plain_field(vals[-1]) == want[-1] and [_plain_field(v) for v in vals[3:20:4]] == want[3:20:4]
+            with pytest.raises(IndexError):
+                vals[len(rows)]
+            with pytest.raises(TypeError):
+                vals["x"]
+        with pytest.raises(KeyError):
+            arr.values("nope")
+        s = arr.values("text")
+    with pytest.raises(mmstore.ClosedError):
+        s[0]
+    old = mmstore.RecordArray(V2_DATA / "records_v2.mma")  # heap layout: the same reads
+    assert list(old.values("s")) == [r["s"] for r in v2_rows()]
+    assert list(old.values("b")) == [r["b"] for r in v2_rows()]
+    old.close()

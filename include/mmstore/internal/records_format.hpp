@@ -62,9 +62,24 @@ static_assert(sizeof(SectionSlot) == 32);
 
 inline constexpr std::uint32_t kSectionHeap = 1;        // codec values of variable fields; byte 0 is None
 // Mapping index sections 2..5: containers::kSectionIndexSlots .. kSectionDirectory (frozen_index.hpp).
-inline constexpr std::uint32_t kSectionColumn = 0x100;  // + field: fixed values, or u64 heap offsets
-inline constexpr std::uint32_t kSectionPresence = 0x200;  // + field: presence bitmap of a fixed field
+inline constexpr std::uint32_t kSectionColumn = 0x100;  // + field: fixed values, u64 heap offsets, or Arrow offsets
+inline constexpr std::uint32_t kSectionPresence = 0x200;  // + field: presence bitmap of a fixed or str/bytes field
+inline constexpr std::uint32_t kSectionVarData = 0x300;   // + field: the bytes of a str/bytes field (version 3)
 inline constexpr std::uint64_t kSectionAlign = 64;
+
+// The records format version (FileHeader::format_version of kinds 4 and 5; docs/format.md §8). It is the
+// records' own, independent of storage::kFormatVersion (Dict/List), since the two layouts change apart.
+//   2  every variable field is a column of u64 offsets into the heap of codec values.
+//   3  str and bytes fields use Arrow's layout instead (so RecordArray.to_arrow wraps them without a copy):
+//      column 0x100+f holds count+1 offsets (u32 when the field's bytes total less than 2 GiB, else u64; the
+//      slot's width says which), section 0x300+f the bytes, 0x200+f the presence bitmap when a value is
+//      missing. Other variable fields keep the heap.
+// Readers read versions 1..3; builders write 3; a newer version is FormatError(kVersion).
+inline constexpr std::uint32_t kRecordsFormatVersion = 3;
+inline constexpr std::uint32_t kArrowStringsVersion = 3;
+
+// Whether a field of type t is stored in Arrow's variable-width layout by a version-3 builder.
+inline bool arrow_layout(FieldType t) noexcept { return t == FieldType::kStr || t == FieldType::kBytes; }
 
 template <class T>
 inline T load(const char* p) noexcept {
@@ -78,13 +93,35 @@ struct ColumnSet {
     SchemaPtr schema;
     std::uint64_t count = 0;
     std::vector<const char*> data;               // per field: the column
-    std::vector<const std::uint8_t*> presence;   // per fixed field: bitmap or nullptr
+    std::vector<const std::uint8_t*> presence;   // per fixed or Arrow-layout field: bitmap or nullptr
+    // Per field: 4 or 8 when the field is in Arrow layout (data[i] holds count+1 offsets of that width into
+    // var_data[i], validated at open: 0 first, non-decreasing, var_len[i] last), 0 otherwise.
+    std::vector<std::uint8_t> off_width;
+    std::vector<const char*> var_data;
+    std::vector<std::uint64_t> var_len;
     const char* heap = nullptr;
     std::uint64_t heap_len = 0;
     const std::string* path = nullptr;
 
     // The codec value at heap offset `off` (bounds-checked).
     std::string_view heap_value(std::uint64_t off) const;
+    bool is_arrow(std::size_t i) const noexcept { return off_width[i] != 0; }
+    // Arrow-layout field i of record idx: its bytes (empty for a missing value; check presence). Never
+    // out of bounds: the offsets were validated at open.
+    std::string_view var_bytes(std::size_t i, std::uint64_t idx) const noexcept {
+        std::uint64_t a, b;
+        if (off_width[i] == 4) {
+            a = load<std::uint32_t>(data[i] + idx * 4);
+            b = load<std::uint32_t>(data[i] + idx * 4 + 4);
+        } else {
+            a = load<std::uint64_t>(data[i] + idx * 8);
+            b = load<std::uint64_t>(data[i] + idx * 8 + 8);
+        }
+        return {var_data[i] + a, static_cast<std::size_t>(b - a)};
+    }
+    bool present(std::size_t i, std::uint64_t idx) const noexcept {
+        return presence[i] == nullptr || (presence[i][idx / 8] >> (idx % 8) & 1);
+    }
 };
 
 // A validated file image.
