@@ -3,7 +3,10 @@
 // The C++ state behind the Python handle types mmstore._core._Dict and _List, and helpers shared by
 // their slot functions. The hot paths (item get/set/delete, contains, len, iteration, append) are raw
 // CPython slot functions installed with nb::type_slots, so a lookup costs one C call, not a nanobind
-// dispatch. Everything runs under the GIL; a handle is not shared across threads without it.
+// dispatch. Everything runs under the GIL except the long bulk reads (verify, compact, get_many, large
+// iterator refills), which let go of it around their C++ part (ReleasedCall below): meanwhile other threads
+// may use the handle, except to close it (close() raises while such a call runs) and, during compact(),
+// for anything at all (compact replaces the handle's store object: every use raises until it returns).
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -29,6 +32,12 @@ struct Handle {
     std::string path;
     bool recurse = false;  // SharedDict(recurse=True): dict values become nested tables (dict.cpp)
     nb::object serializer;  // pickler=/unpickler= (mmstore._codec.Serializer) that flags.serializer borrows
+    // Calls of this handle running without the GIL (ReleasedCall). Read and written only under the GIL.
+    int busy = 0;
+    // Set while compact() runs without the GIL: it replaces `obj`'s store, so every other use must wait.
+    bool exclusive = false;
+    // Bumped by compact(): the store behind `obj` is another object (iterators drop what they read ahead).
+    std::uint32_t epoch = 0;
 };
 using DictHandle = Handle<mmstore::Dict>;
 using ListHandle = Handle<mmstore::List>;
@@ -222,15 +231,46 @@ inline std::string class_name_of(PyObject* self, const char* fallback) {
     return dot != nullptr ? std::string(dot + 1) : std::string(n);
 }
 
+// The error for a use of a handle whose compact() runs in another thread (Handle::exclusive).
+inline void raise_busy(const std::string& path, const std::string& cls) {
+    raise_error(static_cast<int>(ErrorCode::kInvalidArgument), path,
+                cls + " is being compacted by another thread; use it after compact() returns");
+}
+
+// Runs the C++ part of a long call without the GIL, marking the handle busy meanwhile (close() refuses,
+// and with `exclusive` every other use refuses). Construct and destroy it holding the GIL; touch no Python
+// object while it lives.
+template <class H>
+class ReleasedCall {
+public:
+    explicit ReleasedCall(H& h, bool exclusive = false) : h_(h), exclusive_(exclusive) {
+        ++h_.busy;
+        if (exclusive_) h_.exclusive = true;
+        state_ = PyEval_SaveThread();
+    }
+    ~ReleasedCall() {
+        PyEval_RestoreThread(state_);
+        if (exclusive_) h_.exclusive = false;
+        --h_.busy;
+    }
+    ReleasedCall(const ReleasedCall&) = delete;
+    ReleasedCall& operator=(const ReleasedCall&) = delete;
+
+private:
+    H& h_;
+    bool exclusive_;
+    PyThreadState* state_;
+};
+
 // The handle of `self` if it is initialized and open; otherwise nullptr with ClosedError set. The message
 // names the class of `self` ("closed SharedDict"); `kind` is used when it cannot be found.
 template <class H>
 H* open_handle(PyObject* self, const char* kind) {
     H* h = handle_of<H>(self);
     if (h == nullptr) return nullptr;
-    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->path,
-                    "operation on a closed " + class_name_of(self, kind));
+    if (h->exclusive || !h->obj || !h->obj->is_open()) [[unlikely]] {
+        if (h->exclusive) raise_busy(h->path, class_name_of(self, kind));
+        else raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed " + class_name_of(self, kind));
         return nullptr;
     }
     return h;
@@ -277,6 +317,7 @@ template <class H>
 PyObject* get_closed(PyObject* self, void*) {
     if (!nb::inst_ready(self)) Py_RETURN_TRUE;
     const H* h = nb::inst_ptr<H>(self);
+    if (h->exclusive) Py_RETURN_FALSE;  // compact() in another thread: open, but its store is being replaced
     return PyBool_FromLong(!h->obj || !h->obj->is_open());
 }
 
@@ -309,8 +350,23 @@ nb::dict stats_dict(const mmstore::Stats& s);
 // The handle's store, or Error(kClosed).
 template <class H>
 H& checked(H& h) {
+    if (h.exclusive) [[unlikely]]
+        throw mmstore::Error(ErrorCode::kInvalidArgument, h.path,
+                             class_name_of(nb::find(&h).ptr(), "store") + " is being compacted by another thread; use it after compact() returns");
     if (!h.obj || !h.obj->is_open()) [[unlikely]]
         throw mmstore::Error(ErrorCode::kClosed, h.path, "operation on a closed " + class_name_of(nb::find(&h).ptr(), "store"));
+    return h;
+}
+
+// `h`, or Error(kInvalidArgument) when a call of it runs without the GIL in another thread: `what` (close,
+// compact) would pull the store from under it.
+template <class H>
+H& refuse_while_busy(H& h, const char* what) {
+    if (h.busy != 0) [[unlikely]]
+        throw mmstore::Error(ErrorCode::kInvalidArgument, h.path,
+                             std::string(what) + "() while another thread of this process is inside a call of this " +
+                                 class_name_of(nb::find(&h).ptr(), "store") +
+                                 " that runs without the GIL (verify, compact, get_many, iteration); call it after that returns");
     return h;
 }
 
@@ -342,12 +398,28 @@ void bind_handle_common(nb::class_<H>& cls) {
              },
              "Use s (mmstore._codec.Serializer) instead of pickle for values without a native encoding.")
         .def("_serializer", [](H& h) -> nb::object { return h.serializer.is_valid() ? h.serializer : nb::none(); })
-        .def("close", [](H& h) { if (h.obj) h.obj->close(); }, "Sync and close; further use raises ClosedError.")
+        .def("close", [](H& h) { if (h.obj) refuse_while_busy(h, "close").obj->close(); },
+             "Sync and close; further use raises ClosedError.")
         .def("sync", [](H& h) { checked(h).obj->sync(); }, "Make every change so far durable (msync + fsync).")
-        .def("verify", [](H& h) { checked(h).obj->verify(); },
-             "Check every invariant of the file; raises CorruptFileError naming the first problem.")
-        .def("compact", [](H& h) { checked(h).obj->compact(); },
-             "Rewrite the store at its minimal size and replace the file atomically.")
+        .def("verify",
+             [](H& h) {
+                 checked(h);
+                 ReleasedCall<H> unlocked(h);  // reads and checks only C++ memory; may wait for the lock
+                 h.obj->verify();
+             },
+             "Check every invariant of the file; raises CorruptFileError naming the first problem.\n\n"
+             "Runs without the GIL: other threads go on meanwhile (close() from one of them raises).")
+        .def("compact",
+             [](H& h) {
+                 refuse_while_busy(checked(h), "compact");
+                 {
+                     ReleasedCall<H> unlocked(h, /*exclusive=*/true);
+                     h.obj->compact();
+                 }
+                 ++h.epoch;
+             },
+             "Rewrite the store at its minimal size and replace the file atomically.\n\n"
+             "Runs without the GIL; other threads using this handle meanwhile get an mmstore.Error.")
         .def("_stats", [](H& h) { return stats_dict(checked(h).obj->stats()); })
         .def_prop_ro("_created", [](H& h) { return checked(h).obj->store().region().created(); })
         .def("_request_unlink_on_last_close",
@@ -357,7 +429,7 @@ void bind_handle_common(nb::class_<H>& cls) {
                  // One 8-byte store: no lock needed (a close must never wait for a lock holder).
                  __atomic_store_n(&store.region().live().unlink_on_last_close, 1, __ATOMIC_RELEASE);
              })
-        .def("_abandon", [](H& h) { if (h.obj) h.obj->abandon(); }, "Drop the mapping without a clean close (tests).")
+        .def("_abandon", [](H& h) { if (h.obj) refuse_while_busy(h, "_abandon").obj->abandon(); }, "Drop the mapping without a clean close (tests).")
         .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.")
         .def("_change_count", [](H& h) { return checked(h).obj->store().change_count(); })
         .def(
