@@ -36,7 +36,8 @@ struct Handle {
     int busy = 0;
     // Set while compact() runs without the GIL: it replaces `obj`'s store, so every other use must wait.
     bool exclusive = false;
-    // Bumped by compact(): the store behind `obj` is another object (iterators drop what they read ahead).
+    // Bumped by close() and compact() (which replaces the store behind `obj`): iterators drop what they
+    // read ahead and let go of pointers into the mapping.
     std::uint32_t epoch = 0;
 };
 using DictHandle = Handle<mmstore::Dict>;
@@ -398,7 +399,13 @@ void bind_handle_common(nb::class_<H>& cls) {
              },
              "Use s (mmstore._codec.Serializer) instead of pickle for values without a native encoding.")
         .def("_serializer", [](H& h) -> nb::object { return h.serializer.is_valid() ? h.serializer : nb::none(); })
-        .def("close", [](H& h) { if (h.obj) refuse_while_busy(h, "close").obj->close(); },
+        .def("close",
+             [](H& h) {
+                 if (!h.obj) return;
+                 refuse_while_busy(h, "close");
+                 ++h.epoch;  // first: a close that fails half way must not leave iterators pointing into it
+                 h.obj->close();
+             },
              "Sync and close; further use raises ClosedError.")
         .def("sync", [](H& h) { checked(h).obj->sync(); }, "Make every change so far durable (msync + fsync).")
         .def("verify",
@@ -412,11 +419,9 @@ void bind_handle_common(nb::class_<H>& cls) {
         .def("compact",
              [](H& h) {
                  refuse_while_busy(checked(h), "compact");
-                 {
-                     ReleasedCall<H> unlocked(h, /*exclusive=*/true);
-                     h.obj->compact();
-                 }
-                 ++h.epoch;
+                 ++h.epoch;  // the store object is replaced (or left closed if reopening fails)
+                 ReleasedCall<H> unlocked(h, /*exclusive=*/true);
+                 h.obj->compact();
              },
              "Rewrite the store at its minimal size and replace the file atomically.\n\n"
              "Runs without the GIL; other threads using this handle meanwhile get an mmstore.Error.")
@@ -429,7 +434,13 @@ void bind_handle_common(nb::class_<H>& cls) {
                  // One 8-byte store: no lock needed (a close must never wait for a lock holder).
                  __atomic_store_n(&store.region().live().unlink_on_last_close, 1, __ATOMIC_RELEASE);
              })
-        .def("_abandon", [](H& h) { if (h.obj) refuse_while_busy(h, "_abandon").obj->abandon(); }, "Drop the mapping without a clean close (tests).")
+        .def("_abandon",
+             [](H& h) {
+                 if (!h.obj) return;
+                 refuse_while_busy(h, "_abandon");
+                 ++h.epoch;
+                 h.obj->abandon();
+             }, "Drop the mapping without a clean close (tests).")
         .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.")
         .def("_change_count", [](H& h) { return checked(h).obj->store().change_count(); })
         .def(

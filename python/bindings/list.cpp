@@ -222,8 +222,10 @@ struct ListIter {
     std::uint32_t fill;
     std::uint32_t batch;      // size of the next refill
     std::uint32_t change;     // store.change_count() read before the refill
-    std::uint32_t epoch;      // h->epoch at the refill (compact() replaces the store object)
+    std::uint32_t epoch;      // h->epoch at the refill (close() and compact() bump it)
     std::uint32_t records;    // record words in the last refill
+    // The store's change counter (LockSlot::change), mapped while h->epoch == epoch and !h->exclusive.
+    const std::uint32_t* change_word;
 };
 
 PyTypeObject* g_list_iter_type = nullptr;
@@ -296,9 +298,14 @@ void copy_batch(const mmstore::List& list, std::uint64_t pos, std::uint32_t want
     }
 }
 
-// True while `h` may be read through the store object the iterator's batch came from.
-inline bool same_store(ListHandle* h, std::uint32_t epoch) {
-    return !h->exclusive && h->epoch == epoch && h->obj->store().usable();
+// True while `h` may be read through the store object (and mapping) the iterator's batch came from: the
+// handle bumps `epoch` when it closes or compacts, and sets `exclusive` while compact() runs.
+inline bool same_store(const ListHandle* h, std::uint32_t epoch) { return !h->exclusive && h->epoch == epoch; }
+
+// Inline ints, strs and bytes decode without running Python code; anything else may run some (pickles,
+// Decimal, dates), which may close or compact the store.
+inline bool decodes_natively(std::uint64_t w) {
+    return containers::is_inline(w) && containers::inline_kind(w) != containers::InlineKind::kRaw;
 }
 
 // Refills it->buf from it->pos and returns its first element (stolen from the batch), or nullptr: at the
@@ -338,7 +345,7 @@ PyObject* list_iter_refill(ListIter* it) {
         bool error = false;
         for (std::uint32_t i = 0; i < b.n; ++i) {
             // Decoding can run Python code (pickles), which may close or compact the store meanwhile.
-            if (i > 0 && !same_store(h, epoch)) break;
+            if (i > 0 && !decodes_natively(b.words[i - 1]) && (!same_store(h, epoch) || !h->obj->store().usable())) break;
             const std::uint64_t w = b.words[i];
             PyObject* x = nullptr;
             Got g;
@@ -369,6 +376,7 @@ PyObject* list_iter_refill(ListIter* it) {
         }
         it->change = b.change;
         it->epoch = epoch;
+        it->change_word = &h->obj->store().region().lock_slot()->change;
         it->head = 1;
         it->fill = got;
         ++it->pos;
@@ -395,7 +403,7 @@ PyObject* list_iter_next(PyObject* self) {
         return item_at(h, --it->pos);
     }
     if (it->head < it->fill) [[likely]] {
-        if (same_store(h, it->epoch) && h->obj->store().change_count() == it->change) [[likely]] {
+        if (same_store(h, it->epoch) && __atomic_load_n(it->change_word, __ATOMIC_ACQUIRE) == it->change) [[likely]] {
             ++it->pos;
             return it->buf[it->head++];
         }
@@ -423,6 +431,7 @@ PyObject* make_list_iter(PyObject* self, bool reverse) {
     it->change = 0;
     it->epoch = h->epoch;
     it->records = 0;
+    it->change_word = nullptr;
     return reinterpret_cast<PyObject*>(it);
 }
 
