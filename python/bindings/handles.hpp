@@ -3,10 +3,12 @@
 // The C++ state behind the Python handle types mmstore._core._Dict and _List, and helpers shared by
 // their slot functions. The hot paths (item get/set/delete, contains, len, iteration, append) are raw
 // CPython slot functions installed with nb::type_slots, so a lookup costs one C call, not a nanobind
-// dispatch. Everything runs under the GIL except the long bulk reads (verify, compact, get_many, large
-// iterator refills), which let go of it around their C++ part (ReleasedCall below): meanwhile other threads
-// may use the handle, except to close it (close() raises while such a call runs) and, during compact(),
-// for anything at all (compact replaces the handle's store object: every use raises until it returns).
+// dispatch. Everything runs under the GIL except the long bulk reads (verify, get_many, large iterator
+// refills), which let go of it around their C++ part (ReleasedCall below): meanwhile other threads may use
+// the handle, except to close it (close() raises while such a call runs). compact() keeps the GIL: it
+// replaces the handle's store object, and another thread of this handle may be inside a write that runs
+// Python code (a pickle's __reduce__) past its open check; only the GIL keeps such a write from running
+// against the store being replaced.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -34,8 +36,6 @@ struct Handle {
     nb::object serializer;  // pickler=/unpickler= (mmstore._codec.Serializer) that flags.serializer borrows
     // Calls of this handle running without the GIL (ReleasedCall). Read and written only under the GIL.
     int busy = 0;
-    // Set while compact() runs without the GIL: it replaces `obj`'s store, so every other use must wait.
-    bool exclusive = false;
     // Bumped by close() and compact() (which replaces the store behind `obj`): iterators drop what they
     // read ahead and let go of pointers into the mapping.
     std::uint32_t epoch = 0;
@@ -232,26 +232,17 @@ inline std::string class_name_of(PyObject* self, const char* fallback) {
     return dot != nullptr ? std::string(dot + 1) : std::string(n);
 }
 
-// The error for a use of a handle whose compact() runs in another thread (Handle::exclusive).
-inline void raise_busy(const std::string& path, const std::string& cls) {
-    raise_error(static_cast<int>(ErrorCode::kInvalidArgument), path,
-                cls + " is being compacted by another thread; use it after compact() returns");
-}
-
-// Runs the C++ part of a long call without the GIL, marking the handle busy meanwhile (close() refuses,
-// and with `exclusive` every other use refuses). Construct and destroy it holding the GIL; touch no Python
-// object while it lives.
+// Runs the C++ part of a long read without the GIL, marking the handle busy meanwhile (close() and
+// compact() refuse). Construct and destroy it holding the GIL; touch no Python object while it lives.
 template <class H>
 class ReleasedCall {
 public:
-    explicit ReleasedCall(H& h, bool exclusive = false) : h_(h), exclusive_(exclusive) {
+    explicit ReleasedCall(H& h) : h_(h) {
         ++h_.busy;
-        if (exclusive_) h_.exclusive = true;
         state_ = PyEval_SaveThread();
     }
     ~ReleasedCall() {
         PyEval_RestoreThread(state_);
-        if (exclusive_) h_.exclusive = false;
         --h_.busy;
     }
     ReleasedCall(const ReleasedCall&) = delete;
@@ -259,7 +250,6 @@ public:
 
 private:
     H& h_;
-    bool exclusive_;
     PyThreadState* state_;
 };
 
@@ -269,9 +259,8 @@ template <class H>
 H* open_handle(PyObject* self, const char* kind) {
     H* h = handle_of<H>(self);
     if (h == nullptr) return nullptr;
-    if (h->exclusive || !h->obj || !h->obj->is_open()) [[unlikely]] {
-        if (h->exclusive) raise_busy(h->path, class_name_of(self, kind));
-        else raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed " + class_name_of(self, kind));
+    if (!h->obj || !h->obj->is_open()) [[unlikely]] {
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed " + class_name_of(self, kind));
         return nullptr;
     }
     return h;
@@ -318,7 +307,6 @@ template <class H>
 PyObject* get_closed(PyObject* self, void*) {
     if (!nb::inst_ready(self)) Py_RETURN_TRUE;
     const H* h = nb::inst_ptr<H>(self);
-    if (h->exclusive) Py_RETURN_FALSE;  // compact() in another thread: open, but its store is being replaced
     return PyBool_FromLong(!h->obj || !h->obj->is_open());
 }
 
@@ -351,9 +339,6 @@ nb::dict stats_dict(const mmstore::Stats& s);
 // The handle's store, or Error(kClosed).
 template <class H>
 H& checked(H& h) {
-    if (h.exclusive) [[unlikely]]
-        throw mmstore::Error(ErrorCode::kInvalidArgument, h.path,
-                             class_name_of(nb::find(&h).ptr(), "store") + " is being compacted by another thread; use it after compact() returns");
     if (!h.obj || !h.obj->is_open()) [[unlikely]]
         throw mmstore::Error(ErrorCode::kClosed, h.path, "operation on a closed " + class_name_of(nb::find(&h).ptr(), "store"));
     return h;
@@ -367,7 +352,7 @@ H& refuse_while_busy(H& h, const char* what) {
         throw mmstore::Error(ErrorCode::kInvalidArgument, h.path,
                              std::string(what) + "() while another thread of this process is inside a call of this " +
                                  class_name_of(nb::find(&h).ptr(), "store") +
-                                 " that runs without the GIL (verify, compact, get_many, iteration); call it after that returns");
+                                 " that runs without the GIL (verify, get_many, iteration); call it after that returns");
     return h;
 }
 
@@ -420,11 +405,9 @@ void bind_handle_common(nb::class_<H>& cls) {
              [](H& h) {
                  refuse_while_busy(checked(h), "compact");
                  ++h.epoch;  // the store object is replaced (or left closed if reopening fails)
-                 ReleasedCall<H> unlocked(h, /*exclusive=*/true);
-                 h.obj->compact();
+                 h.obj->compact();  // with the GIL: see the top of this file
              },
-             "Rewrite the store at its minimal size and replace the file atomically.\n\n"
-             "Runs without the GIL; other threads using this handle meanwhile get an mmstore.Error.")
+             "Rewrite the store at its minimal size and replace the file atomically.")
         .def("_stats", [](H& h) { return stats_dict(checked(h).obj->stats()); })
         .def_prop_ro("_created", [](H& h) { return checked(h).obj->store().region().created(); })
         .def("_request_unlink_on_last_close",

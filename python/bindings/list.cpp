@@ -224,7 +224,7 @@ struct ListIter {
     std::uint32_t change;     // store.change_count() read before the refill
     std::uint32_t epoch;      // h->epoch at the refill (close() and compact() bump it)
     std::uint32_t records;    // record words in the last refill
-    // The store's change counter (LockSlot::change), mapped while h->epoch == epoch and !h->exclusive.
+    // The store's change counter (LockSlot::change), mapped while h->epoch == epoch.
     const std::uint32_t* change_word;
 };
 
@@ -299,8 +299,8 @@ void copy_batch(const mmstore::List& list, std::uint64_t pos, std::uint32_t want
 }
 
 // True while `h` may be read through the store object (and mapping) the iterator's batch came from: the
-// handle bumps `epoch` when it closes or compacts, and sets `exclusive` while compact() runs.
-inline bool same_store(const ListHandle* h, std::uint32_t epoch) { return !h->exclusive && h->epoch == epoch; }
+// handle bumps `epoch` when it closes or compacts.
+inline bool same_store(const ListHandle* h, std::uint32_t epoch) { return h->epoch == epoch; }
 
 // Inline ints, strs and bytes decode without running Python code; anything else may run some (pickles,
 // Decimal, dates), which may close or compact the store.
@@ -318,10 +318,6 @@ PyObject* list_iter_refill(ListIter* it) {
     }
     Batch b;
     for (;;) {
-        if (h->exclusive) {
-            raise_busy(h->path, "List");
-            return nullptr;
-        }
         if (!still_open(h)) return nullptr;
         const std::uint32_t epoch = h->epoch;
         b.with_records = it->records >= kReleaseRecords;
@@ -389,10 +385,6 @@ PyObject* list_iter_next(PyObject* self) {
     if (!it->owner) return nullptr;
     ListHandle* h = it->h;
     if (it->reverse) {
-        if (h->exclusive) {
-            raise_busy(h->path, "List");
-            return nullptr;
-        }
         // pos counts elements left to yield from the end, like list_reverseiterator.
         const Py_ssize_t n = list_size(h);
         if (n < 0) return nullptr;

@@ -75,8 +75,8 @@ class Dict(_core._Dict):
     Reopening is instant: nothing is loaded, the file is mapped and used in place.
 
     ``get_many(keys, default=None)`` returns ``[d.get(k, default) for k in keys]`` in one call: each chunk of
-    4,096 keys is looked up in one consistent snapshot, without the GIL while probing. ``verify()`` and
-    ``compact()`` also run without the GIL; ``close()`` from another thread meanwhile raises ``ValueError``.
+    4,096 keys is looked up in one consistent snapshot, without the GIL while probing. ``verify()`` also
+    runs without the GIL; ``close()`` or ``compact()`` from another thread meanwhile raises ``ValueError``.
     """
 
     __slots__ = ()
