@@ -1,6 +1,6 @@
 """bench/ab_dict.py -- before/after: bench_dict.py against two builds of mmstore, interleaved.
 
-Run:  python3 bench/ab_dict.py --a DIR_A --b DIR_B [--rounds 3] [--n 1000000]
+Run:  python3 bench/ab_dict.py --a DIR_A --b DIR_B [--rounds 3] [--n 1000000] [--clock wall|cpu]
 
 DIR_A and DIR_B are directories that hold an installed `mmstore` package each (e.g. `pip install --target
 DIR --no-deps .` of two commits; an empty string means the mmstore the interpreter imports by default).
@@ -27,12 +27,12 @@ LABEL = {"insert": "Dict insert", "get": "Dict random get", "append": "List appe
          "index": "List random index", "extend": "List extend"}
 
 
-def one(pkg: str, n: int, out: Path) -> dict:
+def one(pkg: str, n: int, out: Path, clock: str) -> dict:
     env = dict(os.environ)
     if pkg:
         env["PYTHONPATH"] = pkg + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     subprocess.run([sys.executable, str(HERE / "bench_dict.py"), "--n", str(n), "--runs", "1", "--peers", "none",
-                    "--json", str(out)], env=env, check=True, stdout=subprocess.DEVNULL)
+                    "--json", str(out), "--clock", clock], env=env, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
@@ -42,13 +42,14 @@ def main(argv=None) -> int:
     ap.add_argument("--b", required=True, help="directory holding build B's mmstore (after)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="passed to bench_dict.py")
     args = ap.parse_args(argv)
     ratios: dict = {"a": {}, "b": {}}
     ns: dict = {"a": {}, "b": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for side in (("a", "b") if r % 2 == 0 else ("b", "a")):
-                res = one(getattr(args, side), args.n, Path(tmp) / f"{side}{r}.json")
+                res = one(getattr(args, side), args.n, Path(tmp) / f"{side}{r}.json", args.clock)
                 for kt, w in res["workloads"].items():
                     for op in OPS:
                         e = w["mmstore"]["ops"].get(op)
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
                         ratios[side].setdefault((kt, op), []).append(e["ratio_vs_builtin"]["median"])
                         ns[side].setdefault((kt, op), []).append(e["median"] * 1e9)
                 print(f"round {r + 1}/{args.rounds} {side} done", file=sys.stderr)
-    print(f"mmstore / builtin, median of {args.rounds} interleaved rounds, N = {args.n:,} "
+    print(f"mmstore / builtin, median of {args.rounds} interleaved rounds, N = {args.n:,}, {args.clock} clock "
           f"(A = {args.a or 'default'}, B = {args.b or 'default'})")
     print(f"{'row':<20}{'kind':<6}{'A ratio':>9}{'B ratio':>9}{'A ns':>9}{'B ns':>9}")
     for kt in ("int", "str"):
