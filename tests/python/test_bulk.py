@@ -12,7 +12,6 @@ blocks again; the main thread checks the record after the call returned.
 from __future__ import annotations
 
 import itertools
-import pickle
 import random
 import sys
 import threading
@@ -160,7 +159,7 @@ def test_iterating_records_decodes_the_private_copies(tmp_path):
 
 
 # -- extend --------------------------------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(first=st.lists(list_values, max_size=20), vs=st.lists(list_values, max_size=60),
        kind=st.sampled_from(["list", "tuple", "generator", "range"]))
 def test_extend_matches_list_extend(tmp_path_factory, first, vs, kind):
@@ -225,7 +224,7 @@ def test_extend_of_itself_doubles(tmp_path):
 
 
 # -- get_many ------------------------------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(items=st.lists(st.tuples(keys, values), max_size=30), probes=st.lists(keys, max_size=90))
 def test_get_many_matches_dict_get(tmp_path_factory, items, probes):
     d = mmstore.Dict(tmp_path_factory.mktemp("g") / "d.mms")
