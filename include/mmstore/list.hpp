@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,10 @@ public:
     // --- encoded level
     std::string get_encoded(std::uint64_t i) const;  // a copy (short values have an implied tag)
     void push_back_encoded(std::string_view enc);
+    // Appends every encoding of `encs` under one hold of the write lock, after making room for all of them
+    // at once; waiters are woken once. Each element is published by itself (as push_back_encoded): a kill
+    // leaves a prefix of them appended, and readers may see a prefix before the call returns.
+    void push_back_encoded_many(std::span<const std::string_view> encs);
     void set_encoded(std::uint64_t i, std::string_view enc);
     void insert_encoded(std::uint64_t i, std::string_view enc);
 
@@ -62,6 +67,9 @@ public:
     // Replaces elements [start, stop) with the encoded values `encs` (list slice assignment).
     void splice(std::uint64_t start, std::uint64_t stop, const std::vector<std::string>& encs);
     void reserve(std::uint64_t n);
+    // Makes room for `extra` more elements than size(): the exact size when the list was small, at least
+    // double the capacity otherwise (so that repeated calls stay amortized O(1) per element).
+    void reserve_more(std::uint64_t extra);
 
     const std::string& path() const;
     bool is_open() const noexcept { return store_ && store_->is_open(); }

@@ -1001,9 +1001,153 @@ PyObject* dict_iter_kind(PyObject* self, PyObject* arg) {
     return make_iter(self, static_cast<IterKind>(k));
 }
 
+// ---- get_many ------------------------------------------------------------------------------------------
+//
+// Looks up many keys in one call: the keys are encoded (with the GIL), then each chunk of kManyChunk keys is
+// probed and its values copied out of the mapping from one validated table snapshot without the GIL
+// (ReleasedCall: HashTable::find_many, then the value words, the payloads of record values and the ids of
+// nested tables), and finally decoded from those private copies with the GIL. Each chunk is one consistent
+// picture of the table; chunks are read one after another. Small calls keep the GIL (its handover would
+// cost more than the probe).
+
+constexpr std::size_t kManyChunk = 4096;
+constexpr std::size_t kManyReleaseMin = 64;
+
+struct ManyChunk {
+    std::vector<std::string_view> keys;  // encodings of the chunk's keys
+    std::vector<std::uint64_t> pos;      // find_many's answer
+    std::vector<std::uint64_t> words;    // value word per key (kTombWord: absent)
+    std::vector<std::uint64_t> aux;      // record words: offset into recs; table refs: the child's id
+    std::vector<std::uint64_t> lens;     // record words: payload length
+    std::string recs;                    // payloads of record values, back to back
+};
+
+// Probes the chunk and copies what the values need. Pure C++ (runs without the GIL); throws mmstore errors.
+void copy_many(const mmstore::Dict& d, ManyChunk& c) {
+    const auto& store = d.store();
+    const auto& table = d.table();
+    const std::size_t n = c.keys.size();
+    c.pos.resize(n);
+    c.words.resize(n);
+    c.aux.resize(n);
+    c.lens.resize(n);
+    for (;;) {
+        store.check_open();
+        const std::uint64_t snap = store.read_begin();
+        try {
+            const containers::HashTable::Snapshot t = table.checked();
+            table.find_many(t, c.keys, c.pos);
+            const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
+            c.recs.clear();
+            bool raced = false;
+            for (std::size_t i = 0; i < n && !raced; ++i) {
+                const std::uint64_t w = c.pos[i] == kNotFound ? kTombWord : load_word(&ent[c.pos[i]].value);
+                c.words[i] = w;
+                c.aux[i] = c.recs.size();
+                if (containers::is_table_ref(w)) {  // (an inline word: test it first)
+                    c.aux[i] = cell_id(store, containers::table_ref_cell(w));
+                    continue;
+                }
+                if (w == kTombWord || containers::is_inline(w)) continue;
+                const std::string_view r = store.view_record(w);
+                if (!store.read_valid(snap)) raced = true;  // don't copy a length read from reused memory
+                else c.recs.append(r);
+                c.lens[i] = r.size();
+            }
+            if (raced || !store.read_valid(snap)) continue;
+            return;
+        } catch (const FormatError&) {
+            if (store.raced(snap)) continue;
+            throw;
+        }
+    }
+}
+
+PyObject* dict_get_many(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (!one_or_two_args("get_many", nargs)) return nullptr;
+    PyObject* dflt = nargs == 2 ? args[1] : Py_None;
+    DictHandle* h = open_handle(self);
+    if (!h) return nullptr;
+    PyObject* seq = PySequence_Fast(args[0], "get_many() expects an iterable of keys");
+    if (!seq) return nullptr;
+    const Py_ssize_t total = PySequence_Fast_GET_SIZE(seq);
+    PyObject* out = PyList_New(total);
+    if (!out) {
+        Py_DECREF(seq);
+        return nullptr;
+    }
+    ManyChunk c;
+    std::string keybuf;
+    std::vector<std::size_t> ends;
+    for (Py_ssize_t base = 0; base < total; base += static_cast<Py_ssize_t>(kManyChunk)) {
+        const Py_ssize_t m = std::min<Py_ssize_t>(total - base, static_cast<Py_ssize_t>(kManyChunk));
+        keybuf.clear();
+        ends.clear();
+        for (Py_ssize_t i = 0; i < m; ++i) {
+            EncBuf kb;
+            if (!encode_into(PySequence_Fast_ITEMS(seq)[base + i], kb, h->flags, true)) goto fail;
+            keybuf.append(kb.sv);
+            ends.push_back(keybuf.size());
+        }
+        c.keys.clear();
+        for (std::size_t i = 0, start = 0; i < ends.size(); start = ends[i], ++i)
+            c.keys.emplace_back(keybuf.data() + start, ends[i] - start);
+        // Encoding can run Python code (pickled keys) that closes or compacts the store.
+        h = open_handle(self);
+        if (!h) goto fail;
+        try {
+            if (static_cast<std::size_t>(m) >= kManyReleaseMin) {
+                ReleasedCall<DictHandle> unlocked(*h);
+                copy_many(*h->obj, c);
+            } else {
+                copy_many(*h->obj, c);
+            }
+        } catch (...) {
+            set_error_from_exception();
+            goto fail;
+        }
+        for (Py_ssize_t i = 0; i < m; ++i) {
+            const std::uint64_t w = c.words[static_cast<std::size_t>(i)];
+            PyObject* x;
+            if (w == kTombWord) {
+                Py_INCREF(dflt);
+                x = dflt;
+            } else if (containers::is_table_ref(w)) {
+                x = make_nested(self, containers::table_ref_cell(w), c.aux[static_cast<std::size_t>(i)]);
+            } else if (containers::is_inline(w)) {
+                // The word is a private copy: its decode reads no mapped memory.
+                std::uint64_t copy = w;
+                containers::WordBuf wb;
+                std::string_view enc;
+                try {
+                    enc = h->obj->store().view(&copy, wb);
+                } catch (...) {
+                    set_error_from_exception();
+                    goto fail;
+                }
+                x = decode(enc.data(), enc.size(), h->flags);
+            } else {
+                const std::size_t at = c.aux[static_cast<std::size_t>(i)];
+                x = decode(c.recs.data() + at, c.lens[static_cast<std::size_t>(i)], h->flags);
+            }
+            if (!x) goto fail;
+            PyList_SET_ITEM(out, base + i, x);
+        }
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return nullptr;
+}
+
 PyMethodDef dict_methods[] = {
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(dict_get)), METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nReturn the value for key if present, else default."},
+    {"get_many", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(dict_get_many)), METH_FASTCALL,
+     "get_many($self, keys, default=None, /)\n--\n\nReturn [self.get(k, default) for k in keys], read in chunks of 4096 "
+     "keys from one consistent snapshot each, without the GIL while probing."},
     {"setdefault", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(dict_setdefault)), METH_FASTCALL,
      "setdefault($self, key, default=None, /)\n--\n\nReturn d[key], inserting default first if key is absent (atomic)."},
     {"pop", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(dict_pop)), METH_FASTCALL,

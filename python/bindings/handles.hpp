@@ -3,7 +3,12 @@
 // The C++ state behind the Python handle types mmstore._core._Dict and _List, and helpers shared by
 // their slot functions. The hot paths (item get/set/delete, contains, len, iteration, append) are raw
 // CPython slot functions installed with nb::type_slots, so a lookup costs one C call, not a nanobind
-// dispatch. Everything runs under the GIL; a handle is not shared across threads without it.
+// dispatch. Everything runs under the GIL except the long bulk reads (verify, get_many, large iterator
+// refills), which let go of it around their C++ part (ReleasedCall below): meanwhile other threads may use
+// the handle, except to close it (close() raises while such a call runs). compact() keeps the GIL: it
+// replaces the handle's store object, and another thread of this handle may be inside a write that runs
+// Python code (a pickle's __reduce__) past its open check; only the GIL keeps such a write from running
+// against the store being replaced.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -29,6 +34,11 @@ struct Handle {
     std::string path;
     bool recurse = false;  // SharedDict(recurse=True): dict values become nested tables (dict.cpp)
     nb::object serializer;  // pickler=/unpickler= (mmstore._codec.Serializer) that flags.serializer borrows
+    // Calls of this handle running without the GIL (ReleasedCall). Read and written only under the GIL.
+    int busy = 0;
+    // Bumped by close() and compact() (which replaces the store behind `obj`): iterators drop what they
+    // read ahead and let go of pointers into the mapping.
+    std::uint32_t epoch = 0;
 };
 using DictHandle = Handle<mmstore::Dict>;
 using ListHandle = Handle<mmstore::List>;
@@ -222,6 +232,27 @@ inline std::string class_name_of(PyObject* self, const char* fallback) {
     return dot != nullptr ? std::string(dot + 1) : std::string(n);
 }
 
+// Runs the C++ part of a long read without the GIL, marking the handle busy meanwhile (close() and
+// compact() refuse). Construct and destroy it holding the GIL; touch no Python object while it lives.
+template <class H>
+class ReleasedCall {
+public:
+    explicit ReleasedCall(H& h) : h_(h) {
+        ++h_.busy;
+        state_ = PyEval_SaveThread();
+    }
+    ~ReleasedCall() {
+        PyEval_RestoreThread(state_);
+        --h_.busy;
+    }
+    ReleasedCall(const ReleasedCall&) = delete;
+    ReleasedCall& operator=(const ReleasedCall&) = delete;
+
+private:
+    H& h_;
+    PyThreadState* state_;
+};
+
 // The handle of `self` if it is initialized and open; otherwise nullptr with ClosedError set. The message
 // names the class of `self` ("closed SharedDict"); `kind` is used when it cannot be found.
 template <class H>
@@ -229,8 +260,7 @@ H* open_handle(PyObject* self, const char* kind) {
     H* h = handle_of<H>(self);
     if (h == nullptr) return nullptr;
     if (!h->obj || !h->obj->is_open()) [[unlikely]] {
-        raise_error(static_cast<int>(ErrorCode::kClosed), h->path,
-                    "operation on a closed " + class_name_of(self, kind));
+        raise_error(static_cast<int>(ErrorCode::kClosed), h->path, "operation on a closed " + class_name_of(self, kind));
         return nullptr;
     }
     return h;
@@ -314,6 +344,18 @@ H& checked(H& h) {
     return h;
 }
 
+// `h`, or Error(kInvalidArgument) when a call of it runs without the GIL in another thread: `what` (close,
+// compact) would pull the store from under it.
+template <class H>
+H& refuse_while_busy(H& h, const char* what) {
+    if (h.busy != 0) [[unlikely]]
+        throw mmstore::Error(ErrorCode::kInvalidArgument, h.path,
+                             std::string(what) + "() while another thread of this process is inside a call of this " +
+                                 class_name_of(nb::find(&h).ptr(), "store") +
+                                 " that runs without the GIL (verify, get_many, iteration); call it after that returns");
+    return h;
+}
+
 // Binds what Dict and List handles share: construction and the store-level methods.
 template <class H>
 void bind_handle_common(nb::class_<H>& cls) {
@@ -342,11 +384,29 @@ void bind_handle_common(nb::class_<H>& cls) {
              },
              "Use s (mmstore._codec.Serializer) instead of pickle for values without a native encoding.")
         .def("_serializer", [](H& h) -> nb::object { return h.serializer.is_valid() ? h.serializer : nb::none(); })
-        .def("close", [](H& h) { if (h.obj) h.obj->close(); }, "Sync and close; further use raises ClosedError.")
+        .def("close",
+             [](H& h) {
+                 if (!h.obj) return;
+                 refuse_while_busy(h, "close");
+                 ++h.epoch;  // first: a close that fails half way must not leave iterators pointing into it
+                 h.obj->close();
+             },
+             "Sync and close; further use raises ClosedError.")
         .def("sync", [](H& h) { checked(h).obj->sync(); }, "Make every change so far durable (msync + fsync).")
-        .def("verify", [](H& h) { checked(h).obj->verify(); },
-             "Check every invariant of the file; raises CorruptFileError naming the first problem.")
-        .def("compact", [](H& h) { checked(h).obj->compact(); },
+        .def("verify",
+             [](H& h) {
+                 checked(h);
+                 ReleasedCall<H> unlocked(h);  // reads and checks only C++ memory; may wait for the lock
+                 h.obj->verify();
+             },
+             "Check every invariant of the file; raises CorruptFileError naming the first problem.\n\n"
+             "Runs without the GIL: other threads go on meanwhile (close() from one of them raises).")
+        .def("compact",
+             [](H& h) {
+                 refuse_while_busy(checked(h), "compact");
+                 ++h.epoch;  // the store object is replaced (or left closed if reopening fails)
+                 h.obj->compact();  // with the GIL: see the top of this file
+             },
              "Rewrite the store at its minimal size and replace the file atomically.")
         .def("_stats", [](H& h) { return stats_dict(checked(h).obj->stats()); })
         .def_prop_ro("_created", [](H& h) { return checked(h).obj->store().region().created(); })
@@ -357,7 +417,13 @@ void bind_handle_common(nb::class_<H>& cls) {
                  // One 8-byte store: no lock needed (a close must never wait for a lock holder).
                  __atomic_store_n(&store.region().live().unlink_on_last_close, 1, __ATOMIC_RELEASE);
              })
-        .def("_abandon", [](H& h) { if (h.obj) h.obj->abandon(); }, "Drop the mapping without a clean close (tests).")
+        .def("_abandon",
+             [](H& h) {
+                 if (!h.obj) return;
+                 refuse_while_busy(h, "_abandon");
+                 ++h.epoch;
+                 h.obj->abandon();
+             }, "Drop the mapping without a clean close (tests).")
         .def("clear", [](H& h) { checked(h).obj->clear(); }, "Remove everything.")
         .def("_change_count", [](H& h) { return checked(h).obj->store().change_count(); })
         .def(

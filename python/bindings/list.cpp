@@ -193,16 +193,192 @@ int list_contains(PyObject* self, PyObject* needle) {
 }
 
 // ---- iteration ---------------------------------------------------------------------------------------
+//
+// A forward iterator reads ahead. A refill copies up to `batch` words from one validated snapshot of the
+// sequence and decodes them into `buf`; next() hands them out one by one while the store's change counter
+// (LockSlot::change: bumped by every write of every handle and process once it is done) still shows the
+// value it had before the refill. Any write that returned before next() was called has moved it, and then
+// the read-ahead is dropped and read again at the same position: each element is the one at its position
+// when next() asked for it, as with list (writes under way in another process may or may not be seen).
+// Batches start small (iter(l) for one element decodes little) and double up to kBatchMax.
+//
+// Lists of records: a refill that copies many records (kReleaseRecords or more in the previous batch)
+// copies their payloads out without the GIL (ReleasedCall) and decodes the private copies afterwards.
+// Lists of inline words (ints, short strs) never release it: their copy takes less than a GIL handover.
+// The reverse iterator reads one element per step.
+
+constexpr std::uint32_t kBatchFirst = 8;
+constexpr std::uint32_t kBatchMax = 256;
+constexpr std::uint32_t kReleaseRecords = 64;
 
 struct ListIter {
     PyObject_HEAD
     PyObject* owner;  // keeps the handle alive: `h` stays valid while owner is set
     ListHandle* h;
-    std::uint64_t pos;
+    std::uint64_t pos;  // forward: position of buf[head]; reverse: elements left to yield
     int reverse;
+    PyObject** buf;       // decoded elements [head, fill), owned (PyMem, kBatchMax slots)
+    std::uint32_t head;
+    std::uint32_t fill;
+    std::uint32_t batch;      // size of the next refill
+    std::uint32_t change;     // store.change_count() read before the refill
+    std::uint32_t epoch;      // h->epoch at the refill (close() and compact() bump it)
+    std::uint32_t records;    // record words in the last refill
+    // The store's change counter (LockSlot::change), mapped while h->epoch == epoch.
+    const std::uint32_t* change_word;
 };
 
 PyTypeObject* g_list_iter_type = nullptr;
+
+void drop_batch(ListIter* it) {
+    for (std::uint32_t i = it->head; i < it->fill; ++i) Py_DECREF(it->buf[i]);
+    it->head = it->fill = 0;
+}
+
+void list_iter_dealloc(PyObject* self) {
+    auto* it = reinterpret_cast<ListIter*>(self);
+    if (it->buf != nullptr) {
+        drop_batch(it);
+        PyMem_Free(it->buf);
+    }
+    iter_dealloc<ListIter>(self);
+}
+
+// What a refill copies from one validated snapshot: words, and (released refills only) record payloads.
+struct Batch {
+    std::uint64_t words[kBatchMax];
+    std::uint32_t n = 0;  // 0: pos is at or past the end
+    std::uint32_t change = 0;
+    std::uint64_t snap = 0;
+    bool with_records = false;                // payloads copied into recs (offsets in rec_at)
+    std::string recs;
+    std::uint64_t rec_at[kBatchMax + 1];
+};
+
+// Copies elements [pos, pos + want) (fewer at the end) from one snapshot. Pure C++: may run without the
+// GIL. Throws mmstore errors (damage that is not a race, closed store).
+void copy_batch(const mmstore::List& list, std::uint64_t pos, std::uint32_t want, Batch& b) {
+    const auto& store = list.store();
+    for (;;) {
+        store.check_open();
+        b.change = store.change_count();  // before the words: a write done after this moves it
+        b.snap = store.read_begin();
+        try {
+            const auto [hd, count] = list.sequence().checked();
+            if (pos >= count) {
+                if (!store.read_valid(b.snap)) continue;
+                b.n = 0;
+                return;
+            }
+            const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, count - pos));
+            const auto* src = reinterpret_cast<const std::uint64_t*>(hd + 1) + pos;
+            for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(src + i, __ATOMIC_ACQUIRE);
+            bool raced = false;
+            if (b.with_records) {
+                b.recs.clear();
+                for (std::uint32_t i = 0; i < n; ++i) {
+                    b.rec_at[i] = b.recs.size();
+                    if (containers::is_inline(b.words[i])) continue;
+                    const std::string_view r = store.view_record(b.words[i]);
+                    if (!store.read_valid(b.snap)) {  // don't copy a length read from reused memory
+                        raced = true;
+                        break;
+                    }
+                    b.recs.append(r);
+                }
+                b.rec_at[n] = b.recs.size();
+            }
+            if (raced || !store.read_valid(b.snap)) continue;
+            b.n = n;
+            return;
+        } catch (const FormatError&) {
+            if (store.raced(b.snap)) continue;
+            throw;
+        }
+    }
+}
+
+// True while `h` may be read through the store object (and mapping) the iterator's batch came from: the
+// handle bumps `epoch` when it closes or compacts.
+inline bool same_store(const ListHandle* h, std::uint32_t epoch) { return h->epoch == epoch; }
+
+// Inline ints, strs and bytes decode without running Python code; anything else may run some (pickles,
+// Decimal, dates), which may close or compact the store.
+inline bool decodes_natively(std::uint64_t w) {
+    return containers::is_inline(w) && containers::inline_kind(w) != containers::InlineKind::kRaw;
+}
+
+// Refills it->buf from it->pos and returns its first element (stolen from the batch), or nullptr: at the
+// end (owner cleared, no error) or with an error set.
+PyObject* list_iter_refill(ListIter* it) {
+    ListHandle* h = it->h;
+    if (it->buf == nullptr) {
+        it->buf = static_cast<PyObject**>(PyMem_Malloc(kBatchMax * sizeof(PyObject*)));
+        if (it->buf == nullptr) return PyErr_NoMemory();
+    }
+    Batch b;
+    for (;;) {
+        if (!still_open(h)) return nullptr;
+        const std::uint32_t epoch = h->epoch;
+        b.with_records = it->records >= kReleaseRecords;
+        try {
+            if (b.with_records) {
+                ReleasedCall<ListHandle> unlocked(*h);
+                copy_batch(*h->obj, it->pos, it->batch, b);
+            } else {
+                copy_batch(*h->obj, it->pos, it->batch, b);
+            }
+        } catch (...) {
+            set_error_from_exception();
+            return nullptr;
+        }
+        if (b.n == 0) {
+            Py_CLEAR(it->owner);
+            return nullptr;
+        }
+        if (it->batch < kBatchMax) it->batch *= 2;
+        std::uint32_t records = 0, got = 0;
+        bool error = false;
+        for (std::uint32_t i = 0; i < b.n; ++i) {
+            // Decoding can run Python code (pickles), which may close or compact the store meanwhile.
+            if (i > 0 && !decodes_natively(b.words[i - 1]) && (!same_store(h, epoch) || !h->obj->store().usable())) break;
+            const std::uint64_t w = b.words[i];
+            PyObject* x = nullptr;
+            Got g;
+            if (containers::is_inline(w)) {
+                g = decode_snapshot(h->obj->store(), w, h->flags, b.snap, &x);
+            } else {
+                ++records;
+                if (b.with_records) {
+                    x = decode(b.recs.data() + b.rec_at[i], b.rec_at[i + 1] - b.rec_at[i], h->flags);
+                    g = x != nullptr ? Got::kOk : Got::kError;
+                } else {
+                    g = decode_snapshot(h->obj->store(), w, h->flags, b.snap, &x);
+                }
+            }
+            if (g == Got::kRetry) break;
+            if (g == Got::kError) {
+                // Elements before a bad one are yielded first; the next refill starts at it and raises.
+                if (got > 0) PyErr_Clear();
+                error = true;
+                break;
+            }
+            it->buf[got++] = x;
+        }
+        it->records = records;
+        if (got == 0) {
+            if (error) return nullptr;
+            continue;  // raced a writer at the first element: read again
+        }
+        it->change = b.change;
+        it->epoch = epoch;
+        it->change_word = &h->obj->store().region().lock_slot()->change;
+        it->head = 1;
+        it->fill = got;
+        ++it->pos;
+        return it->buf[0];
+    }
+}
 
 PyObject* list_iter_next(PyObject* self) {
     auto* it = reinterpret_cast<ListIter*>(self);
@@ -218,31 +394,36 @@ PyObject* list_iter_next(PyObject* self) {
         }
         return item_at(h, --it->pos);
     }
-    bool end;
-    PyObject* x = read_item(h, it->pos, &end);  // one snapshot answers both "is there one?" and "which?"
-    if (end) {
-        Py_CLEAR(it->owner);
-        return nullptr;
+    if (it->head < it->fill) [[likely]] {
+        if (same_store(h, it->epoch) && __atomic_load_n(it->change_word, __ATOMIC_ACQUIRE) == it->change) [[likely]] {
+            ++it->pos;
+            return it->buf[it->head++];
+        }
+        drop_batch(it);  // a write since the refill, or the store closed or replaced: read again (or raise)
+        it->batch = kBatchFirst;
     }
-    if (x) ++it->pos;
-    return x;
+    return list_iter_refill(it);
 }
 
 PyObject* make_list_iter(PyObject* self, bool reverse) {
     ListHandle* h = open_handle(self);
     if (!h) return nullptr;
+    const Py_ssize_t n = reverse ? list_size(h) : 0;
+    if (n < 0) return nullptr;
     auto* it = PyObject_New(ListIter, g_list_iter_type);
     if (!it) return nullptr;
     Py_INCREF(self);
     it->owner = self;
     it->h = h;
-    const Py_ssize_t n = reverse ? list_size(h) : 0;
-    if (n < 0) {
-        Py_DECREF(it);
-        return nullptr;
-    }
     it->pos = static_cast<std::uint64_t>(n);
     it->reverse = reverse;
+    it->buf = nullptr;
+    it->head = it->fill = 0;
+    it->batch = kBatchFirst;
+    it->change = 0;
+    it->epoch = h->epoch;
+    it->records = 0;
+    it->change_word = nullptr;
     return reinterpret_cast<PyObject*>(it);
 }
 
@@ -250,7 +431,7 @@ PyObject* list_iter(PyObject* self) { return make_list_iter(self, false); }
 PyObject* list_reversed(PyObject* self, PyObject*) { return make_list_iter(self, true); }
 
 PyType_Slot list_iter_slots[] = {
-    {Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc<ListIter>)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(list_iter_dealloc)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
     {Py_tp_iternext, reinterpret_cast<void*>(list_iter_next)},
     {0, nullptr},
@@ -271,6 +452,30 @@ PyObject* list_append(PyObject* self, PyObject* value) {
     Py_RETURN_NONE;
 }
 
+// extend() encodes the elements in chunks (kExtendChunk elements or kExtendBytes bytes of encodings, so
+// memory stays bounded for any iterable) and appends each chunk under one hold of the lock
+// (List::push_back_encoded_many). Encoding runs Python code (pickles, __index__ of nothing: only the
+// codec), always before the lock is taken.
+constexpr Py_ssize_t kExtendChunk = 4096;
+constexpr std::size_t kExtendBytes = std::size_t{1} << 20;
+
+bool flush_chunk(ListHandle* h, const std::string& buf, std::vector<std::size_t>& ends,
+                 std::vector<std::string_view>& views) {
+    views.clear();
+    for (std::size_t i = 0, start = 0; i < ends.size(); start = ends[i], ++i)
+        views.emplace_back(buf.data() + start, ends[i] - start);
+    ends.clear();
+    if (views.empty()) return true;
+    if (!still_open(h)) return false;  // encoding ran Python code: the store may have been closed meanwhile
+    try {
+        h->obj->push_back_encoded_many(views);
+        return true;
+    } catch (...) {
+        set_error_from_exception();
+        return false;
+    }
+}
+
 PyObject* list_extend(PyObject* self, PyObject* iterable) {
     ListHandle* h = open_handle(self);
     if (!h) return nullptr;
@@ -284,17 +489,62 @@ PyObject* list_extend(PyObject* self, PyObject* iterable) {
     }
     PyObject* it = PyObject_GetIter(iterable);
     if (!it) return nullptr;
-    while (PyObject* x = PyIter_Next(it)) {
-        PyObject* r = list_append(self, x);
-        Py_DECREF(x);
-        if (!r) {
+    // Room for a sized source at once (one block of the final size instead of a chain of doublings).
+    const Py_ssize_t hint = PyObject_LengthHint(iterable, 0);
+    if (hint < 0) {
+        Py_DECREF(it);
+        return nullptr;
+    }
+    if (hint > kExtendChunk) {
+        try {
+            h->obj->reserve_more(static_cast<std::uint64_t>(hint));
+        } catch (...) {
             Py_DECREF(it);
+            set_error_from_exception();
             return nullptr;
         }
-        Py_DECREF(r);
+    }
+    std::string buf;
+    std::vector<std::size_t> ends;
+    std::vector<std::string_view> views;
+    ends.reserve(kExtendChunk);
+    views.reserve(kExtendChunk);
+    bool ok = true;
+    while (PyObject* x = PyIter_Next(it)) {
+        EncBuf e;
+        const bool encoded = encode_into(x, e, h->flags, false);
+        Py_DECREF(x);
+        if (!encoded) {
+            ok = false;
+            break;
+        }
+        buf.append(e.sv);
+        ends.push_back(buf.size());
+        if (static_cast<Py_ssize_t>(ends.size()) >= kExtendChunk || buf.size() >= kExtendBytes) {
+            if (!flush_chunk(h, buf, ends, views)) {
+                ok = false;
+                break;
+            }
+            buf.clear();
+        }
     }
     Py_DECREF(it);
-    if (PyErr_Occurred()) return nullptr;
+    if (!ok) {
+        // Elements before the one that failed are appended, as list.extend leaves them.
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (!ends.empty() && !flush_chunk(h, buf, ends, views)) PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return nullptr;
+    }
+    if (PyErr_Occurred()) {  // the iterator raised: what it produced before is appended
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (!ends.empty() && !flush_chunk(h, buf, ends, views)) PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return nullptr;
+    }
+    if (!flush_chunk(h, buf, ends, views)) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -357,9 +607,10 @@ PyObject* list_insert(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef list_methods[] = {
     {"append", list_append, METH_O, "append($self, object, /)\n--\n\nAppend object to the end of the list."},
-    {"extend", list_extend, METH_O, "extend($self, iterable, /)\n--\n\nAppend every element of iterable, one atomic append at a time: not atomic as a "
-     "whole. Other processes may see a part of it, and a process killed during extend leaves a prefix of the "
-     "elements appended (like Dict.update)."},
+    {"extend", list_extend, METH_O, "extend($self, iterable, /)\n--\n\nAppend every element of iterable, in chunks of "
+     "4096 under one hold of the lock each: not atomic as a whole. Other processes may see a part of it, and a "
+     "process killed during extend leaves a prefix of the elements appended (like Dict.update). If the "
+     "iterable or an encoding raises, the elements before it are appended."},
     {"pop", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_pop)), METH_FASTCALL,
      "pop($self, index=-1, /)\n--\n\nRemove and return the item at index (default last)."},
     {"insert", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(list_insert)), METH_FASTCALL,

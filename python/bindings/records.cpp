@@ -1166,11 +1166,23 @@ PyObject* image_schema_blob(PyObject* self, PyObject*) {
 
 PyObject* image_verify(PyObject* self, PyObject*) {
     ImageState& st = st_of(self);
+    // Without the GIL: the image is read-only and stays mapped while `self` lives (the caller holds it); a
+    // close() meanwhile only marks the handle (ImageState::closed).
+    std::exception_ptr err;
+    Py_BEGIN_ALLOW_THREADS
     try {
         if (st.mapping) st.mapping->verify();
         else st.array->verify();
     } catch (...) {
-        error_from_exception();
+        err = std::current_exception();
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        try {
+            std::rethrow_exception(err);
+        } catch (...) {
+            error_from_exception();
+        }
         return nullptr;
     }
     Py_RETURN_NONE;

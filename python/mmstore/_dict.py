@@ -73,6 +73,10 @@ class Dict(_core._Dict):
     Iteration follows insertion order; ``popitem()`` is LIFO.
 
     Reopening is instant: nothing is loaded, the file is mapped and used in place.
+
+    ``get_many(keys, default=None)`` returns ``[d.get(k, default) for k in keys]`` in one call: each chunk of
+    4,096 keys is looked up in one consistent snapshot, without the GIL while probing. ``verify()`` also
+    runs without the GIL; ``close()`` or ``compact()`` from another thread meanwhile raises ``ValueError``.
     """
 
     __slots__ = ()

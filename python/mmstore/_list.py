@@ -29,9 +29,9 @@ class List(_core._List):
     Appends are O(1); ``insert``/``del`` in the middle, slice assignment, ``sort`` and ``reverse`` rebuild the
     index of words (8 bytes per element) aside and switch it atomically, as ``list`` moves its pointers.
 
-    ``extend`` (and ``+=``) is a loop of single atomic appends, like :meth:`mmstore.Dict.update`: it is not
-    atomic as a whole. Other processes may see part of it, and a process killed during ``extend`` leaves a
-    prefix of the new elements in the list (never a torn element). Group with ``with lst.lock:`` to keep
+    ``extend`` (and ``+=``) appends in chunks of 4,096 elements, each under one hold of the lock, like
+    :meth:`mmstore.Dict.update` it is not atomic as a whole. Other processes may see part of it, and a process
+    killed during ``extend`` leaves a prefix of the new elements in the list (never a torn element). Group with ``with lst.lock:`` to keep
     other writers out, and record your own progress if a partial extend must be told apart.
     """
 

@@ -1,5 +1,6 @@
 #include "mmstore/list.hpp"
 
+#include <algorithm>
 #include <optional>
 
 #include "compact.hpp"
@@ -64,6 +65,32 @@ void List::push_back_encoded(std::string_view enc) {
         seq_->push_back_word(w);
     } catch (...) {
         store_->release(w);
+        throw;
+    }
+    store_->bump_mutations();
+    store_->after_mutation();
+}
+
+void List::push_back_encoded_many(std::span<const std::string_view> encs) {
+    if (encs.empty()) return;
+    containers::Store::WriteGuard g(*store_);
+    reserve_more(encs.size());  // room for the whole batch in one growth
+    std::size_t done = 0;
+    try {
+        for (; done < encs.size(); ++done) {
+            const std::uint64_t w = store_->put(encs[done]);
+            try {
+                seq_->push_back_word(w);
+            } catch (...) {
+                store_->release(w);
+                throw;
+            }
+        }
+    } catch (...) {
+        if (done > 0) {
+            store_->bump_mutations();
+            store_->after_mutation();
+        }
         throw;
     }
     store_->bump_mutations();
@@ -205,6 +232,12 @@ void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std
 void List::reserve(std::uint64_t n) {
     containers::Store::WriteGuard g(*store_);
     seq_->reserve(n);
+}
+
+void List::reserve_more(std::uint64_t extra) {
+    containers::Store::WriteGuard g(*store_);
+    const std::uint64_t need = seq_->size() + extra;
+    if (need > seq_->capacity()) seq_->reserve(std::max(need, seq_->capacity() * 2));
 }
 
 std::string_view List::get(std::uint64_t i) const {

@@ -271,3 +271,36 @@ TEST_F(ListTest, RecordElementViewSurvivesAppends) {
 
 
 }  // namespace
+
+namespace {
+
+// push_back_encoded_many and reserve_more, against std::vector: batches of every size (empty, one, many;
+// inline words and records), into lists of every size, with reopen and verify() along the way.
+TEST_F(ListTest, PushBackManyMatchesRepeatedPushBack) {
+    std::mt19937_64 rng(mmstore_test::seed(0x3a7e));
+    auto l = std::make_unique<List>(path_);  // not moved: a List's store callbacks capture its address
+    std::vector<std::string> model;
+    for (int round = 0; round < 40; ++round) {
+        const std::size_t n = round % 7 == 0 ? 0 : uniform(rng, 1, round % 5 == 0 ? 5000 : 40);
+        std::vector<std::string> encs;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::string raw = random_bytes(rng, uniform(rng, 0, 30));
+            model.push_back(raw);
+            encs.push_back(enc_bytes(raw));
+        }
+        std::vector<std::string_view> views(encs.begin(), encs.end());
+        if (round % 3 == 0) l->reserve_more(n);
+        l->push_back_encoded_many(views);
+        expect_same(*l, model);
+        if (round % 10 == 9) {
+            l->verify();
+            l->close();
+            l = std::make_unique<List>(path_);
+            expect_same(*l, model);
+        }
+    }
+    l->verify();
+    EXPECT_GE(l->stats().capacity, model.size());
+}
+
+}  // namespace
