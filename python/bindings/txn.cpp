@@ -198,10 +198,10 @@ void bind_txn(nb::module_& m) {
                 new (self) PyTxn{nb::borrow(owner), cell, id, std::move(t)};
             },
             nb::arg("owner"), nb::arg("cell") = 0, nb::arg("id") = 0)
-        .def("get", &txn_get, nb::arg("key"))
-        .def("set", &txn_set, nb::arg("key"), nb::arg("value"))
-        .def("delete", &txn_delete, nb::arg("key"))
-        .def("contains", &txn_contains, nb::arg("key"))
+        .def("get", &txn_get, nb::arg("key").none())
+        .def("set", &txn_set, nb::arg("key").none(), nb::arg("value").none())
+        .def("delete", &txn_delete, nb::arg("key").none())
+        .def("contains", &txn_contains, nb::arg("key").none())
         .def("__len__", [](PyTxn& p) { return active(p).size(); })
         .def("items", &txn_items)
         .def("savepoint", [](PyTxn& p) { return active(p).savepoint(); })
