@@ -65,24 +65,24 @@ nb::object steal_or_throw(PyObject* o) {
     return nb::steal(o);
 }
 
-// (found, value) as the transaction sees the key.
-nb::tuple txn_get(PyTxn& p, nb::handle key) {
+// The value of `key` as the transaction sees it, or `dflt` when it is absent there.
+nb::object txn_get(PyTxn& p, nb::handle key, nb::handle dflt) {
     auto& t = active(p);
     DictHandle* h = handle(p);
     const Key k(h, key);
     std::string v;
     switch (t.txn().own(k.kb.sv, &v)) {
         case containers::TableTxn::Own::kSet:
-            return nb::make_tuple(true, steal_or_throw(dict_decode_encoding(h, p.owner.ptr(), v)));
+            return steal_or_throw(dict_decode_encoding(h, p.owner.ptr(), v));
         case containers::TableTxn::Own::kErased:
-            return nb::make_tuple(false, nb::none());
+            return nb::borrow(dflt);
         case containers::TableTxn::Own::kNone:
             break;
     }
     PyObject* out = nullptr;
     if (dict_read_value(h, p.owner.ptr(), p.cell, p.id, k.kb.sv, k.hash, &out) == Got::kError) throw nb::python_error();
-    if (out == nullptr) return nb::make_tuple(false, nb::none());
-    return nb::make_tuple(true, nb::steal(out));
+    if (out == nullptr) return nb::borrow(dflt);
+    return nb::steal(out);
 }
 
 void txn_set(PyTxn& p, nb::handle key, nb::handle value) {
@@ -198,7 +198,7 @@ void bind_txn(nb::module_& m) {
                 new (self) PyTxn{nb::borrow(owner), cell, id, std::move(t)};
             },
             nb::arg("owner"), nb::arg("cell") = 0, nb::arg("id") = 0)
-        .def("get", &txn_get, nb::arg("key").none())
+        .def("get", &txn_get, nb::arg("key").none(), nb::arg("default").none())
         .def("set", &txn_set, nb::arg("key").none(), nb::arg("value").none())
         .def("delete", &txn_delete, nb::arg("key").none())
         .def("contains", &txn_contains, nb::arg("key").none())

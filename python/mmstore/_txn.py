@@ -17,6 +17,21 @@ from typing import Any
 from . import _core
 
 _MISSING = object()
+
+
+class _NotEntered:
+    """Stands for the native transaction before ``__enter__``: any use raises."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        raise RuntimeError("use the transaction inside its `with` block")
+
+    def __len__(self):
+        raise RuntimeError("use the transaction inside its `with` block")
+
+
+_NOT_ENTERED = _NotEntered()
 # The outermost transaction per (handle, table, thread): a transaction() opened inside it is a savepoint.
 _ACTIVE: dict = {}
 
@@ -35,8 +50,7 @@ class Transaction(MutableMapping):
         self._owner = owner
         self._cell = cell
         self._id = id
-        self._t = None
-        self._mark = None
+        self._t = _NOT_ENTERED
         self._outer = None
         self._key = None
 
@@ -73,61 +87,55 @@ class Transaction(MutableMapping):
         """A savepoint inside this transaction (same as calling ``transaction()`` on the dict again)."""
         return Transaction(self._owner, self._cell, self._id)
 
-    def _txn(self):
-        if self._t is None:
-            raise RuntimeError("use the transaction inside its `with` block")
-        return self._t
-
     # -- the mapping ----------------------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
-        found, value = self._txn().get(key)
-        if not found:
+        value = self._t.get(key, _MISSING)
+        if value is _MISSING:
             raise KeyError(key)
         return value
 
     def get(self, key: Any, default: Any = None) -> Any:
-        found, value = self._txn().get(key)
-        return value if found else default
+        return self._t.get(key, default)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._txn().set(key, value)
+        self._t.set(key, value)
 
     def __delitem__(self, key: Any) -> None:
-        if not self._txn().delete(key):
+        if not self._t.delete(key):
             raise KeyError(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
-        found, value = self._txn().get(key)
-        if not found:
+        value = self._t.get(key, _MISSING)
+        if value is _MISSING:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        self._txn().delete(key)
+        self._t.delete(key)
         return value
 
     def __contains__(self, key: object) -> bool:
-        return self._txn().contains(key)
+        return self._t.contains(key)
 
     def __len__(self) -> int:
-        return len(self._txn())
+        return len(self._t)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter([k for k, _ in self._txn().items()])
+        return iter([k for k, _ in self._t.items()])
 
     def items(self):
-        return self._txn().items()
+        return self._t.items()
 
     def values(self):
-        return [v for _, v in self._txn().items()]
+        return [v for _, v in self._t.items()]
 
     def keys(self):
-        return [k for k, _ in self._txn().items()]
+        return [k for k, _ in self._t.items()]
 
     def copy(self) -> dict:
-        return dict(self._txn().items())
+        return dict(self._t.items())
 
     def __repr__(self) -> str:
-        state = "open" if self._t is not None and self._t.active else "closed"
+        state = "open" if self._t is not _NOT_ENTERED and self._t.active else "closed"
         return f"<mmstore.Transaction ({state}) on {self._owner!r}>"
 
     __hash__ = None  # type: ignore[assignment]
