@@ -8,7 +8,9 @@
 // "Transactions and snapshots".
 #include <nanobind/stl/optional.h>
 
+#include <algorithm>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,12 +23,22 @@ namespace {
 
 using containers::kNotFound;
 
+// One `with d.transaction() as t:` block. The outermost block of a (handle, table, thread) owns the
+// Dict::Transaction; a block entered while one is open there is a savepoint of it (`outer`, `mark`).
 struct PyTxn {
     nb::object owner;
     std::uint64_t cell = 0;
     std::uint64_t id = 0;
-    std::optional<mmstore::Dict::Transaction> t;
+    std::optional<mmstore::Dict::Transaction> t;  // outermost block only
+    PyTxn* outer = nullptr;                        // savepoint: the outermost block (kept alive by outer_ref)
+    nb::object outer_ref;
+    std::size_t mark = 0;
+    unsigned long thread = 0;
+    enum State { kNew, kEntered, kDone } state = kNew;
 };
+
+// The outermost blocks currently entered (few: one per handle, table and thread). Guarded by the GIL.
+std::vector<PyTxn*> g_open;
 
 DictHandle* handle(const PyTxn& p) {
     DictHandle* h = open_handle<DictHandle>(p.owner.ptr(), "Dict");
@@ -35,9 +47,12 @@ DictHandle* handle(const PyTxn& p) {
 }
 
 mmstore::Dict::Transaction& active(PyTxn& p) {
-    if (!p.t || !p.t->active())
+    PyTxn& root = p.outer ? *p.outer : p;
+    if (p.state != PyTxn::kEntered || !root.t || !root.t->active()) {
+        if (p.state == PyTxn::kNew) throw std::runtime_error("use the transaction inside its `with` block");
         throw mmstore::Error(ErrorCode::kInvalidArgument, "", "the transaction is over (committed or rolled back)");
-    return *p.t;
+    }
+    return *root.t;
 }
 
 // The table (cell, id) of the handle; KeyError when that nested table is gone.
@@ -75,13 +90,13 @@ nb::object txn_get(PyTxn& p, nb::handle key, nb::handle dflt) {
         case containers::TableTxn::Own::kSet:
             return steal_or_throw(dict_decode_encoding(h, p.owner.ptr(), v));
         case containers::TableTxn::Own::kErased:
-            return nb::borrow(dflt);
+            return dflt.is_valid() ? nb::borrow(dflt) : nb::object();
         case containers::TableTxn::Own::kNone:
             break;
     }
     PyObject* out = nullptr;
     if (dict_read_value(h, p.owner.ptr(), p.cell, p.id, k.kb.sv, k.hash, &out) == Got::kError) throw nb::python_error();
-    if (out == nullptr) return nb::borrow(dflt);
+    if (out == nullptr) return dflt.is_valid() ? nb::borrow(dflt) : nb::object();
     return nb::steal(out);
 }
 
@@ -174,6 +189,63 @@ nb::list read_at_once(nb::handle owner, std::uint64_t cell, std::uint64_t id, nb
     }
 }
 
+PyObject* txn_enter(PyObject* self_obj) {
+    PyTxn& p = *nb::inst_ptr<PyTxn>(self_obj);
+    if (p.state != PyTxn::kNew) throw std::runtime_error("this transaction was already entered; call transaction() again");
+    p.thread = PyThread_get_thread_ident();
+    for (PyTxn* o : g_open)
+        if (o->owner.ptr() == p.owner.ptr() && o->cell == p.cell && o->thread == p.thread) {
+            p.mark = active(*o).savepoint();
+            p.outer = o;
+            p.outer_ref = nb::borrow(nb::find(o));
+            p.state = PyTxn::kEntered;
+            Py_INCREF(self_obj);
+            return self_obj;
+        }
+    DictHandle* h = handle(p);
+    auto& store = h->obj->store();
+    store.check_writable();
+    // Lock first, so a nested table cannot be replaced between its check and the transaction.
+    store.lock_write();
+    try {
+        p.t.emplace(store, target(h, p.cell, p.id));  // takes the (recursive) lock once more
+    } catch (...) {
+        store.unlock_write();
+        throw;
+    }
+    store.unlock_write();
+    p.state = PyTxn::kEntered;
+    g_open.push_back(&p);
+    Py_INCREF(self_obj);
+    return self_obj;
+}
+
+// Ends the block: a savepoint undoes its writes on an exception; the outermost block commits, or rolls
+// back on an exception (which then propagates: returns false).
+bool txn_exit(PyTxn& p, nb::handle exc_type) {
+    if (p.state != PyTxn::kEntered) return false;
+    p.state = PyTxn::kDone;
+    if (p.outer) {
+        if (!exc_type.is_none() && p.outer->t && p.outer->t->active()) p.outer->t->rollback_to(p.mark);
+        p.outer = nullptr;
+        p.outer_ref = nb::object();
+        return false;
+    }
+    g_open.erase(std::remove(g_open.begin(), g_open.end(), &p), g_open.end());
+    if (!exc_type.is_none() || !p.t->active()) {
+        p.t->rollback();
+        return false;
+    }
+    try {
+        handle(p);  // ClosedError rather than a commit into a closed store
+        p.t->commit();
+    } catch (...) {
+        p.t->rollback();
+        throw;
+    }
+    return false;
+}
+
 }  // namespace
 
 void bind_txn(nb::module_& m) {
@@ -181,39 +253,42 @@ void bind_txn(nb::module_& m) {
         .def(
             "__init__",
             [](PyTxn* self, nb::handle owner, std::uint64_t cell, std::uint64_t id) {
-                DictHandle* h = open_handle<DictHandle>(owner.ptr(), "Dict");
-                if (!h) throw nb::python_error();
-                auto& store = h->obj->store();
-                store.check_writable();
-                std::optional<mmstore::Dict::Transaction> t;
-                // Lock first, so a nested table cannot be replaced between its check and the transaction.
-                store.lock_write();
-                try {
-                    t.emplace(store, target(h, cell, id));  // takes the (recursive) lock once more
-                } catch (...) {
-                    store.unlock_write();
-                    throw;
-                }
-                store.unlock_write();
-                new (self) PyTxn{nb::borrow(owner), cell, id, std::move(t)};
+                new (self) PyTxn{nb::borrow(owner), cell, id};
             },
             nb::arg("owner"), nb::arg("cell") = 0, nb::arg("id") = 0)
-        .def("get", &txn_get, nb::arg("key").none(), nb::arg("default").none())
-        .def("set", &txn_set, nb::arg("key").none(), nb::arg("value").none())
-        .def("delete", &txn_delete, nb::arg("key").none())
-        .def("contains", &txn_contains, nb::arg("key").none())
+        .def("__enter__", [](nb::handle self) { return nb::steal(txn_enter(self.ptr())); })
+        .def("__exit__", [](PyTxn& p, nb::handle t, nb::handle, nb::handle) { return txn_exit(p, t); },
+             nb::arg("exc_type").none(), nb::arg("exc").none(), nb::arg("tb").none())
+        .def("__getitem__",
+             [](PyTxn& p, nb::handle key) {
+                 nb::object v = txn_get(p, key, nb::handle());
+                 if (!v.is_valid()) {
+                     PyErr_SetObject(PyExc_KeyError, key.ptr());
+                     throw nb::python_error();
+                 }
+                 return v;
+             },
+             nb::arg("key").none())
+        .def("get", &txn_get, nb::arg("key").none(), nb::arg("default").none() = nb::none())
+        .def("__setitem__", &txn_set, nb::arg("key").none(), nb::arg("value").none())
+        .def("__delitem__",
+             [](PyTxn& p, nb::handle key) {
+                 if (!txn_delete(p, key)) {
+                     PyErr_SetObject(PyExc_KeyError, key.ptr());
+                     throw nb::python_error();
+                 }
+             },
+             nb::arg("key").none())
+        .def("__contains__", &txn_contains, nb::arg("key").none())
         .def("__len__", [](PyTxn& p) { return active(p).size(); })
         .def("items", &txn_items)
-        .def("savepoint", [](PyTxn& p) { return active(p).savepoint(); })
-        .def("rollback_to", [](PyTxn& p, std::size_t mark) { active(p).rollback_to(mark); }, nb::arg("mark"))
-        .def("commit", [](PyTxn& p) {
-            handle(p);  // ClosedError rather than a commit into a closed store
-            active(p).commit();
-        })
-        .def("rollback", [](PyTxn& p) {
-            if (p.t) p.t->rollback();
-        })
-        .def_prop_ro("active", [](PyTxn& p) { return p.t && p.t->active(); });
+        .def_prop_ro("_owner", [](PyTxn& p) { return p.owner; })
+        .def_prop_ro("_cell", [](PyTxn& p) { return p.cell; })
+        .def_prop_ro("_id", [](PyTxn& p) { return p.id; })
+        .def_prop_ro("active", [](PyTxn& p) {
+            PyTxn& root = p.outer ? *p.outer : p;
+            return p.state == PyTxn::kEntered && root.t && root.t->active();
+        });
     m.def("_read_at_once", &read_at_once, nb::arg("owner"), nb::arg("cell"), nb::arg("id"), nb::arg("keys"),
           nb::arg("default").none());
 }
