@@ -528,8 +528,8 @@ def forked_transfers(loop, per_proc: int, procs: int = 2, seed: int = 1):
         d.unlink()
 
 
-def commit_cost(n_entries: int, txns: int) -> float:
-    """Seconds per 2-write transaction on a SharedDict of ``n_entries`` entries."""
+def commit_cost(n_entries: int, txns: int, loop=transfer_txn_loop) -> float:
+    """Seconds per 2-write transfer (``loop``) on a SharedDict of ``n_entries`` entries."""
     d = mmstore.SharedDict(size_hint=n_entries)
     try:
         d.update_many((i, i) for i in range(n_entries))
@@ -537,7 +537,7 @@ def commit_cost(n_entries: int, txns: int) -> float:
         pairs = [(rng.randrange(n_entries), rng.randrange(n_entries)) for _ in range(txns)]
         gc.disable()
         t0 = time.perf_counter()
-        transfer_txn_loop(d, pairs)
+        loop(d, pairs)
         dt = time.perf_counter() - t0
         gc.enable()
         return dt / txns
@@ -546,7 +546,7 @@ def commit_cost(n_entries: int, txns: int) -> float:
         d.unlink()
 
 
-TXN_ROWS = ("txn", "lock_transfer", "get_many", "two_reads", "commit_small", "commit_large")
+TXN_ROWS = ("txn", "lock_transfer", "get_many", "two_reads", "commit_small", "commit_large", "lock_small", "lock_large")
 
 
 def run_txn(args) -> dict:
@@ -569,6 +569,8 @@ def run_txn(args) -> dict:
             res["two_reads"].append(_timed_chunks(two_reads_loop, d, chunks, args.budget))
             res["commit_small"].append(commit_cost(1_000, 20_000))
             res["commit_large"].append(commit_cost(100_000 if quick else args.large, 20_000))
+            res["lock_small"].append(commit_cost(1_000, 20_000, transfer_lock_loop))
+            res["lock_large"].append(commit_cost(100_000 if quick else args.large, 20_000, transfer_lock_loop))
     finally:
         d.close()
         d.unlink()
@@ -586,7 +588,9 @@ def print_txn_table(t: dict) -> None:
           f"/ two plain reads ({fmt(r['two_reads'])}/s): {r['get_many'] / r['two_reads']:.2f}x")
     print(f"{'one 2-write transaction at 1,000 entries':46}{r['commit_small'] * 1e6:>9.2f} us")
     print(f"{'one 2-write transaction at ' + format(t['large'], ',') + ' entries':46}{r['commit_large'] * 1e6:>9.2f} us   "
-          f"ratio {r['commit_large'] / r['commit_small']:.2f}x (O(k): independent of the size)")
+          f"ratio {r['commit_large'] / r['commit_small']:.2f}x")
+    print(f"{'the same under d.lock, large / small':46}{r['lock_large'] / r['lock_small']:>9.2f}x  "
+          f"(the cache misses of a larger table; a commit O(size) would grow ~{t['large'] // 1000}x)")
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------
