@@ -25,7 +25,12 @@ using containers::kNotFound;
 
 // One `with d.transaction() as t:` block. The outermost block of a (handle, table, thread) owns the
 // Dict::Transaction; a block entered while one is open there is a savepoint of it (`outer`, `mark`).
+struct PyTxn;
+// The outermost blocks currently entered (few: one per handle, table and thread). Guarded by the GIL.
+std::vector<PyTxn*> g_open;
+
 struct PyTxn {
+    ~PyTxn() { g_open.erase(std::remove(g_open.begin(), g_open.end(), this), g_open.end()); }
     nb::object owner;
     std::uint64_t cell = 0;
     std::uint64_t id = 0;
@@ -36,9 +41,6 @@ struct PyTxn {
     unsigned long thread = 0;
     enum State { kNew, kEntered, kDone } state = kNew;
 };
-
-// The outermost blocks currently entered (few: one per handle, table and thread). Guarded by the GIL.
-std::vector<PyTxn*> g_open;
 
 DictHandle* handle(const PyTxn& p) {
     DictHandle* h = open_handle<DictHandle>(p.owner.ptr(), "Dict");

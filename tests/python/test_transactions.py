@@ -344,3 +344,26 @@ def test_kill_at_random_instants_leaves_each_transaction_whole_or_absent(tmp_pat
             n = d["n"]
             churn = sorted(k[1] for k in d.keys() if isinstance(k, tuple))
             assert churn == list(range(max(0, n - 30), n)), round_  # the last transaction whole or absent
+
+
+def test_an_abandoned_transaction_rolls_back_and_releases_the_lock():
+    d = mmstore.SharedDict()
+    try:
+        t = d.transaction()
+        t.__enter__()  # never exited: dropping it rolls back and releases the lock
+        t["a"] = 1
+        del t
+        import gc
+
+        gc.collect()
+        assert "a" not in d
+        with d.transaction() as t2:  # a new outermost transaction, not a savepoint of the dropped one
+            t2["b"] = 2
+        assert dict(d.items()) == {"b": 2}
+        out = subprocess.run([sys.executable, "-c", "import mmstore, sys; d = mmstore.SharedDict(sys.argv[1], create=False); "
+                              "print(d.lock.acquire(block=False))", d.name],
+                             env=_CHILD_ENV, capture_output=True, text=True, timeout=HANG)
+        assert out.stdout.split() == ["True"], out.stderr
+    finally:
+        d.close()
+        d.unlink()
