@@ -367,3 +367,38 @@ def test_an_abandoned_transaction_rolls_back_and_releases_the_lock():
     finally:
         d.close()
         d.unlink()
+
+
+_STOPPED_INSIDE = r"""
+import os, signal, sys, mmstore
+d = mmstore.SharedDict(sys.argv[1], create=False)
+with d.transaction() as t:
+    t["a"] = 2
+    t["b"] = 2
+    os.kill(os.getpid(), signal.SIGSTOP)  # stopped holding the lock, inside the block
+"""
+
+
+def test_a_writer_stopped_inside_a_transaction_blocks_no_reader():
+    d = mmstore.SharedDict()
+    p = None
+    try:
+        d.update({"a": 1, "b": 1})
+        p = _start(_STOPPED_INSIDE, d.name)
+        deadline = time.monotonic() + HANG
+        while d.lock.locked() is False and time.monotonic() < deadline:  # until the child holds the lock
+            time.sleep(0.01)
+        while os.waitpid(p.pid, os.WUNTRACED | os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it is stopped
+        assert d["a"] == 1 and d.get_many(["a", "b"]) == [1, 1] and len(d) == 2
+        with pytest.raises(mmstore.CannotAcquireLock):
+            d.lock.acquire(block=False)
+        p.send_signal(signal.SIGCONT)
+        assert p.wait(timeout=HANG) == 0
+        assert d.get_many(["a", "b"]) == [2, 2]
+    finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        d.close()
+        d.unlink()
