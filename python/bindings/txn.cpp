@@ -284,6 +284,7 @@ void bind_txn(nb::module_& m) {
         .def("__contains__", &txn_contains, nb::arg("key").none())
         .def("__len__", [](PyTxn& p) { return active(p).size(); })
         .def("items", &txn_items)
+        .def("clear", [](PyTxn& p) { active(p).txn().clear(); })
         .def_prop_ro("_owner", [](PyTxn& p) { return p.owner; })
         .def_prop_ro("_cell", [](PyTxn& p) { return p.cell; })
         .def_prop_ro("_id", [](PyTxn& p) { return p.id; })

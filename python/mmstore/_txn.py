@@ -48,7 +48,6 @@ class Transaction(_core._Transaction):
     popitem = MutableMapping.popitem
     setdefault = MutableMapping.setdefault
     update = MutableMapping.update
-    clear = MutableMapping.clear
     __eq__ = Mapping.__eq__
     __hash__ = None  # type: ignore[assignment]
 

@@ -207,12 +207,6 @@ TableTxn::Own TableTxn::own(std::string_view key, std::string* value) const {
     return Own::kSet;
 }
 
-std::optional<std::uint64_t> TableTxn::table_word(std::string_view key) const {
-    const std::uint64_t pos = table_.find(key);
-    if (pos == kNotFound) return std::nullopt;
-    return *table_.value_word_ptr(pos);
-}
-
 std::optional<std::string> TableTxn::get(std::string_view key) const {
     std::string v;
     switch (own(key, &v)) {

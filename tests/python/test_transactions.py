@@ -59,6 +59,7 @@ _op = st.one_of(
     st.tuples(st.just("del"), _key, st.none()),
     st.tuples(st.just("grow"), st.integers(100, 400), st.none()),  # enough inserts to rebuild the table
     st.tuples(st.just("savepoint"), st.booleans(), st.none()),     # True: the inner block raises
+    st.tuples(st.just("clear"), st.none(), st.none()),
 )
 
 
@@ -78,6 +79,9 @@ def _apply(t, model, op):
         else:
             with pytest.raises(KeyError):
                 del t[a]
+    elif kind == "clear":
+        t.clear()
+        model.clear()
     elif kind == "grow":
         for i in range(a):
             t[f"g{i}"] = i

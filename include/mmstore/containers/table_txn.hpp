@@ -46,8 +46,6 @@ public:
     Own own(std::string_view key, std::string* value = nullptr) const;
     // The key's value as the transaction sees it (own writes, then the table); nullopt when absent.
     std::optional<std::string> get(std::string_view key) const;
-    // The value word stored in the table for `key` (for table references), or nullopt; own writes ignored.
-    std::optional<std::uint64_t> table_word(std::string_view key) const;
     bool contains(std::string_view key) const;
     // Returns true when the key was new (as dict assignment sees it).
     bool set(std::string_view key, std::string_view value);
