@@ -108,6 +108,31 @@ def incr_loop_redis(r, n):
         r.incr("n")
 
 
+def transfer_txn_loop(d, pairs):
+    for a, b in pairs:
+        with d.transaction() as t:
+            t[a] -= 1
+            t[b] += 1
+
+
+def transfer_lock_loop(d, pairs):
+    for a, b in pairs:
+        with d.lock:
+            d[a] -= 1
+            d[b] += 1
+
+
+def get_many_loop(d, pairs):
+    for a, b in pairs:
+        d.get_many((a, b))
+
+
+def two_reads_loop(d, pairs):
+    for a, b in pairs:
+        d[a]
+        d[b]
+
+
 def _timed_chunks(loop, h, chunks, budget: float) -> float:
     """Run ``loop(h, chunk)`` over the chunks until done or ``budget`` seconds passed; operations per second."""
     done = 0
@@ -464,6 +489,110 @@ def forked_increments(peer, how: str, per_proc: int, procs: int = 2):
         peer.drop_counter(state)
 
 
+# -- transactions (issue 11): mmstore only ---------------------------------------------------------------------------
+
+TXN_ACCOUNTS = 100
+
+
+def _transfer_child(name, loop, pairs, barrier, results):
+    d = mmstore.SharedDict(name, create=False)
+    barrier.wait()
+    gc.disable()
+    t0 = time.perf_counter()
+    loop(d, pairs)
+    results.put((t0, time.perf_counter()))
+    d.close()
+
+
+def forked_transfers(loop, per_proc: int, procs: int = 2, seed: int = 1):
+    """Aggregate transfers/s of ``procs`` forked children, and whether the total was conserved."""
+    ctx = multiprocessing.get_context("fork")
+    d = mmstore.SharedDict()
+    try:
+        d.update({i: 1_000_000 for i in range(TXN_ACCOUNTS)})
+        rng = random.Random(seed)
+        work = [[(rng.randrange(TXN_ACCOUNTS), rng.randrange(TXN_ACCOUNTS)) for _ in range(per_proc)] for _ in range(procs)]
+        barrier = ctx.Barrier(procs + 1)
+        results = ctx.Queue()
+        children = [ctx.Process(target=_transfer_child, args=(d.name, loop, w, barrier, results)) for w in work]
+        for c in children:
+            c.start()
+        barrier.wait(timeout=60)
+        spans = [results.get(timeout=600) for _ in children]
+        for c in children:
+            c.join(60)
+        elapsed = max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
+        return procs * per_proc / elapsed, sum(d.get_many(range(TXN_ACCOUNTS))) == TXN_ACCOUNTS * 1_000_000
+    finally:
+        d.close()
+        d.unlink()
+
+
+def commit_cost(n_entries: int, txns: int, loop=transfer_txn_loop) -> float:
+    """Seconds per 2-write transfer (``loop``) on a SharedDict of ``n_entries`` entries."""
+    d = mmstore.SharedDict(size_hint=n_entries)
+    try:
+        d.update_many((i, i) for i in range(n_entries))
+        rng = random.Random(5)
+        pairs = [(rng.randrange(n_entries), rng.randrange(n_entries)) for _ in range(txns)]
+        gc.disable()
+        t0 = time.perf_counter()
+        loop(d, pairs)
+        dt = time.perf_counter() - t0
+        gc.enable()
+        return dt / txns
+    finally:
+        d.close()
+        d.unlink()
+
+
+TXN_ROWS = ("txn", "lock_transfer", "get_many", "two_reads", "commit_small", "commit_large", "lock_small", "lock_large")
+
+
+def run_txn(args) -> dict:
+    quick = args.quick
+    per_proc = 20_000 if quick else args.incr_ops
+    res = {row: [] for row in TXN_ROWS}
+    conserved = []
+    d = mmstore.SharedDict()
+    try:
+        d.update({i: i for i in range(TXN_ACCOUNTS)})
+        rng = random.Random(3)
+        pairs = [(rng.randrange(TXN_ACCOUNTS), rng.randrange(TXN_ACCOUNTS)) for _ in range(100_000 if quick else 500_000)]
+        chunks = [pairs[i:i + CHUNK] for i in range(0, len(pairs), CHUNK)]
+        for _ in range(1 if quick else args.runs):
+            rate, ok = forked_transfers(transfer_txn_loop, per_proc)
+            res["txn"].append(rate)
+            conserved.append(ok)
+            res["lock_transfer"].append(forked_transfers(transfer_lock_loop, per_proc)[0])
+            res["get_many"].append(_timed_chunks(get_many_loop, d, chunks, args.budget))
+            res["two_reads"].append(_timed_chunks(two_reads_loop, d, chunks, args.budget))
+            res["commit_small"].append(commit_cost(1_000, 20_000))
+            res["commit_large"].append(commit_cost(100_000 if quick else args.large, 20_000))
+            res["lock_small"].append(commit_cost(1_000, 20_000, transfer_lock_loop))
+            res["lock_large"].append(commit_cost(100_000 if quick else args.large, 20_000, transfer_lock_loop))
+    finally:
+        d.close()
+        d.unlink()
+    return {"results": res, "conserved": conserved, "large": 100_000 if quick else args.large}
+
+
+def print_txn_table(t: dict) -> None:
+    r = {k: median(v) for k, v in t["results"].items()}
+    print(f"\n== transactions (issue 11), mmstore only   median of {len(t['results']['txn'])} run(s)")
+    print(f"{'2 procs x transfer in d.transaction()':46}{fmt(r['txn']):>10} txn/s   target >=1M/s "
+          f"{'PASS' if r['txn'] >= 1e6 else 'FAIL'}; total conserved: {all(t['conserved'])}")
+    print(f"{'2 procs x transfer under d.lock (not atomic)':46}{fmt(r['lock_transfer']):>10} /s      "
+          f"transaction / lock: {r['txn'] / r['lock_transfer']:.2f}x")
+    print(f"{'get_many of 2 keys (one instant, lock-free)':46}{fmt(r['get_many']):>10} /s      "
+          f"/ two plain reads ({fmt(r['two_reads'])}/s): {r['get_many'] / r['two_reads']:.2f}x")
+    print(f"{'one 2-write transaction at 1,000 entries':46}{r['commit_small'] * 1e6:>9.2f} us")
+    print(f"{'one 2-write transaction at ' + format(t['large'], ',') + ' entries':46}{r['commit_large'] * 1e6:>9.2f} us   "
+          f"ratio {r['commit_large'] / r['commit_small']:.2f}x")
+    print(f"{'the same under d.lock, large / small':46}{r['lock_large'] / r['lock_small']:>9.2f}x  "
+          f"(the cache misses of a larger table; a commit O(size) would grow ~{t['large'] // 1000}x)")
+
+
 # -- the run ---------------------------------------------------------------------------------------------------------
 
 ROWS = ("read", "write", "lock_incr", "incr", "read_small", "read_large")
@@ -670,14 +799,22 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=2.0, help="seconds after which a read/write loop stops")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--json", default=str(DEFAULT_JSON), help="where to save the results ('' to skip)")
+    ap.add_argument("--txn-only", action="store_true", help="run only the transactions table")
+    ap.add_argument("--no-txn", action="store_true", help="skip the transactions table")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     args.peers = {p.strip() for p in args.peers.split(",") if p.strip()}
     unknown = args.peers - set(PEERS)
     if unknown:
         ap.error(f"unknown peers: {', '.join(sorted(unknown))} (choose from {', '.join(PEERS)})")
-    res = run(args)
-    print_table(res)
+    if args.txn_only:
+        res = {}
+    else:
+        res = run(args)
+        print_table(res)
+    if hasattr(mmstore.Dict, "transaction") and not args.no_txn:
+        res["transactions"] = run_txn(args)
+        print_txn_table(res["transactions"])
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

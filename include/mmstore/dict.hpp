@@ -39,10 +39,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mmstore/codec/value.hpp"
 #include "mmstore/containers/hash_table.hpp"
 #include "mmstore/containers/store.hpp"
+#include "mmstore/containers/table_txn.hpp"
 #include "mmstore/storage/region.hpp"
 
 namespace mmstore {
@@ -108,6 +110,13 @@ public:
     bool try_lock(std::int64_t timeout_ns);
     void unlock();
 
+    // --- transactions (docs/design.md, "Transactions and snapshots")
+    // Takes the write lock and returns a transaction on this Dict (or SharedDict): its writes are private
+    // until commit(), which makes all of them visible to every reader at one instant, in O(writes). A
+    // Transaction destroyed without commit() rolls back. See Dict::Transaction below.
+    class Transaction;
+    Transaction transaction();
+
     const std::string& path() const;
     bool is_open() const noexcept { return store_ && store_->is_open(); }
     void sync();
@@ -134,6 +143,51 @@ private:
     std::unique_ptr<containers::Store> store_;
     std::unique_ptr<containers::HashTable> table_;
     OpenOptions options_;
+};
+
+// A transaction on one table of a store (a Dict's, a SharedDict's, or a nested dict's). It holds the store's
+// write lock from creation until commit(), rollback() or destruction, so other writers wait and lock-free
+// readers go on reading the state before it. Reads through it see its own writes. commit() publishes every
+// change at one instant (a reader sees all of them or none) in O(changes), never O(size of the dict); a
+// process killed before or during commit() leaves all of them or none after the usual recovery.
+// Destruction without commit() rolls back: the store was never touched. Savepoints: savepoint() returns a
+// mark, rollback_to(mark) undoes the writes made since.
+// Errors: as Dict's writes; commit() that throws (a full disk) applied nothing and the transaction stays
+// open. Thread safety: one thread, the one that created it (the lock is per thread). Plain writes through
+// the Dict while its transaction is open go straight to the store, outside the transaction.
+class Dict::Transaction {
+public:
+    Transaction(Transaction&&) noexcept;
+    Transaction& operator=(Transaction&&) = delete;
+    ~Transaction();
+
+    std::optional<std::string> get_encoded(std::string_view key) const;
+    bool contains_encoded(std::string_view key) const;
+    bool set_encoded(std::string_view key, std::string_view value);  // true when the key was new
+    bool erase_encoded(std::string_view key);                         // false when it was absent
+    std::optional<Value> get(const Value& key) const;
+    bool contains(const Value& key) const;
+    bool set(const Value& key, const Value& value);
+    bool erase(const Value& key);
+    std::uint64_t size() const;
+    // Own changes in the order first made: (encoded key, encoded value, or nullopt when erased).
+    std::vector<std::pair<std::string, std::optional<std::string>>> changes() const;
+
+    std::size_t savepoint() const;
+    void rollback_to(std::size_t mark);
+    void commit();
+    void rollback() noexcept;
+    bool active() const noexcept;
+
+    // For bindings and nested tables: a transaction on `table` of `store` (takes the write lock).
+    Transaction(containers::Store& store, const containers::HashTable& table);
+    containers::TableTxn& txn() const { return *txn_; }
+
+private:
+    void end() noexcept;
+    containers::Store* store_;
+    std::unique_ptr<containers::TableTxn> txn_;
+    bool locked_ = false;
 };
 
 }  // namespace mmstore

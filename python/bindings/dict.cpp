@@ -1233,3 +1233,30 @@ nb::dict stats_dict(const mmstore::Stats& s) {
 }
 
 }  // namespace mmstore::py
+
+// ---- for python/bindings/txn.cpp (transactions): the nested-table helpers above -----------------------
+namespace mmstore::py {
+
+Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,
+                    std::uint64_t hv, PyObject** out) {
+    return read_value(h, owner, cell, id, key, hv, out);
+}
+
+bool dict_is_nested_source(DictHandle* h, PyObject* value) { return is_nested_source(h, value); }
+
+bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, std::string& ref) {
+    return build_nested(h, parent, src, ref, 0);
+}
+
+// A value encoding held outside the table (a transaction's own write): a table reference becomes a
+// NestedDict view of `owner`, anything else is decoded.
+PyObject* dict_decode_encoding(DictHandle* h, PyObject* owner, std::string_view enc) {
+    const std::uint64_t w = containers::inline_word(enc);
+    if (w != 0 && containers::is_table_ref(w)) {
+        const std::uint64_t cell = containers::table_ref_cell(w);
+        return make_nested(owner, cell, cell_id(h->obj->store(), cell));
+    }
+    return decode(enc.data(), enc.size(), h->flags);
+}
+
+}  // namespace mmstore::py

@@ -457,6 +457,14 @@ void bind_dict(nb::module_& m);
 void bind_list(nb::module_& m);
 void bind_shared(nb::module_& m);
 void bind_lock(nb::module_& m);
+void bind_txn(nb::module_& m);
+
+// dict.cpp's nested-table helpers, for txn.cpp.
+Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,
+                    std::uint64_t hv, PyObject** out);
+bool dict_is_nested_source(DictHandle* h, PyObject* value);
+bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, std::string& ref);
+PyObject* dict_decode_encoding(DictHandle* h, PyObject* owner, std::string_view enc);
 void bind_pool(nb::module_& m);  // pool.cpp
 void bind_records(nb::module_& m);
 void bind_hash(nb::module_& m);  // hash.cpp

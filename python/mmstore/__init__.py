@@ -25,6 +25,7 @@ from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
 from ._pool import Pool, Ref, is_mapped, load, register_spill
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
+from ._txn import Transaction
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
@@ -40,6 +41,7 @@ __all__ = [
     "SharedDict",
     "SharedDictInfo",
     "NestedDict",
+    "Transaction",
     "shared_dicts",
     "StoreLock",
     "DictKeys",

@@ -12,6 +12,7 @@ from . import _core
 if TYPE_CHECKING:
     from typing_extensions import Self
 from ._handle import store_handle
+from ._txn import Transaction
 
 _KEYS, _VALUES, _ITEMS = 0, 1, 2
 _MISSING = object()
@@ -94,6 +95,19 @@ class Dict(_core._Dict):
         @property
         def unpickler(self) -> Any: ...
         def __class_getitem__(cls, item: object) -> type[Self]: ...
+
+    # -- transactions and consistent reads (docs/design.md, "Transactions and snapshots") ---------------
+    def transaction(self) -> "Transaction":
+        """``with d.transaction() as t:`` -- hold the write lock, read and write through ``t``; at the end
+        every change becomes visible to all readers at one instant, on an exception none does (and the
+        exception propagates). Nested calls are savepoints. See :class:`mmstore.Transaction`."""
+        return Transaction(self, 0, 0)
+
+    def get_many(self, keys, default: Any = None) -> list:
+        """The values of ``keys`` (``default`` for a missing key) as of one instant, without taking the
+        lock: the reads are repeated while a write or a transaction lands between them, so a set of values
+        that a transaction changes together is never seen half changed."""
+        return _core._read_at_once(self, 0, 0, keys, default)
 
     # -- views and copies ------------------------------------------------------------------------------
     def keys(self) -> DictKeys:

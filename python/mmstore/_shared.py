@@ -14,6 +14,7 @@ from typing import Any, Iterator, NamedTuple
 
 from . import _core
 from ._dict import Dict
+from ._txn import Transaction
 from ._handle import check_options
 from ._errors import StoreExistsError, StoreNotFoundError
 
@@ -95,6 +96,14 @@ class NestedDict(MutableMapping):
     @property
     def lock(self):
         return self._owner.lock
+
+    def transaction(self) -> Transaction:
+        """A transaction on this nested dict (holding the owning dict's lock); see ``Dict.transaction``."""
+        return Transaction(self._owner, self._cell, self._id)
+
+    def get_many(self, keys, default: Any = None) -> list:
+        """The values of ``keys`` as of one instant, lock-free; see ``Dict.get_many``."""
+        return _core._read_at_once(self._owner, self._cell, self._id, keys, default)
 
     def copy(self) -> dict:
         return {k: (v.copy() if isinstance(v, NestedDict) else v) for k, v in self.items()}

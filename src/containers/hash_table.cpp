@@ -195,6 +195,11 @@ std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, s
 std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const { return find_in(checked(), key, hash); }
 
 std::uint64_t HashTable::find_in(const Snapshot& t, std::string_view key, std::uint64_t hash) const {
+    // A transaction's commit being applied: its keys answer from the log (docs/design.md, "Transactions").
+    if (const std::uint64_t log = __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE); log != 0) [[unlikely]] {
+        const std::uint64_t r = find_in_log(t, log, key, hash);
+        if (r != kNotInLog) return r;
+    }
     const std::uint64_t pos = find_slot_in(t, key, hash, nullptr);
     if (pos == kNotFound) [[unlikely]] verify_probe(t, hash);
     return pos;
@@ -326,6 +331,19 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     h->live += 1;
     store_->bump_mutations();
     return pos;
+}
+
+void HashTable::link_index(std::uint64_t pos, std::uint64_t hash) noexcept {
+    TableHeader* h = header();
+    Group* grp = groups();
+    const std::uint64_t slot = free_slot(grp, h->capacity / kGroup - 1, hash);
+    Group& g = grp[slot / kGroup];
+    const unsigned lane = static_cast<unsigned>(slot % kGroup);
+    const std::uint8_t old_ctrl = g.ctrl[lane];
+    const std::uint32_t old_index = g.index[lane];
+    g.index[lane] = static_cast<std::uint32_t>(pos);
+    __atomic_store_n(&g.ctrl[lane], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);
+    update_check(g, lane, old_ctrl, static_cast<std::uint8_t>(hash & 0x7F), old_index, static_cast<std::uint32_t>(pos));
 }
 
 void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
@@ -601,6 +619,7 @@ void HashTable::recover() { recover_at(0); }
 void HashTable::recover_at(int depth) {
     if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
     check_root();
+    redo_log();  // a commit published before the writer died is applied whole
     // rehash() copies every non-tombstone entry and recounts: a half-inserted entry (written, not yet in
     // the index) is kept, a half-erased one (out of the index, not yet a tombstone) comes back.
     rehash(header()->used, true);
@@ -647,6 +666,7 @@ void HashTable::repair() {
 void HashTable::repair_at(int depth) {
     if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
     check_root();
+    redo_log();
     TableHeader* h = header();
     Group* grp = groups();
     EntrySlot* ent = entries();

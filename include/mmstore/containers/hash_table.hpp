@@ -61,7 +61,10 @@ struct TableHeader {
     // written after that commit (copy-on-write of the table instead), so a power loss that loses the newer
     // record cannot cost the entry its committed value (docs/design.md, "Durability").
     std::uint64_t committed;
-    std::uint64_t reserved[2];
+    // Offset of the published commit log of a transaction being applied (CommitLogHeader), 0 otherwise.
+    // While set, lookups answer the log's keys from it (docs/design.md, "Transactions and snapshots").
+    std::uint64_t pending_log;
+    std::uint64_t reserved;
     std::uint64_t checksum;     // XXH3-64 of {capacity, entries_cap}
 };
 static_assert(sizeof(TableHeader) == 64);
@@ -102,6 +105,32 @@ inline constexpr int kMaxNesting = 64;  // deeper is treated as damage (a refere
 inline constexpr std::uint8_t kCtrlEmpty = 0x80;
 inline constexpr std::uint8_t kCtrlDeleted = 0xFE;
 inline constexpr std::uint64_t kNotFound = ~std::uint64_t{0};
+inline constexpr std::uint64_t kNotInLog = kNotFound - 1;
+
+// A transaction's commit log (docs/design.md, "Transactions and snapshots"): published in
+// TableHeader::pending_log while the commit is applied. Entries [used0, used0 + inserts) of the table are
+// the inserted keys at their final positions; [used0 + inserts, used0 + items) are copies {key word, new
+// value word or kTombWord} of the overwritten and erased entries. Written once by the committing writer
+// before it is published, never changed after; freed when the commit is applied.
+struct CommitLogHeader {
+    std::uint64_t magic;     // kCommitLogMagic
+    std::uint64_t slots;     // slots of the map below, a power of two >= 2 * items
+    std::uint64_t items;     // writes of the commit
+    std::uint64_t used0;     // the table's `used` when the commit began
+    std::uint64_t inserts;   // of which inserts
+    std::uint64_t live;      // the table's live count after the commit
+    std::uint64_t reserved;  // 0
+    std::uint64_t checksum;  // XXH3-64 of the 56 bytes above
+};
+static_assert(sizeof(CommitLogHeader) == 64);
+struct CommitLogSlot {
+    std::uint64_t hash;   // the key's hash64
+    std::uint32_t entry;  // position of the new entry; kLogEmpty for an empty slot
+    std::uint32_t old;    // position + 1 of the entry it replaces, 0 for an insert
+};
+static_assert(sizeof(CommitLogSlot) == 16);
+inline constexpr std::uint64_t kCommitLogMagic = 0x474F4C54584E4D4Dull;  // "MMNXTLOG"
+inline constexpr std::uint32_t kLogEmpty = 0xFFFFFFFFu;
 
 class HashTable {
 public:
@@ -109,6 +138,7 @@ public:
     // (Store::kRootCell) or, for SharedDict's nested tables, a cell block in the arena.
     explicit HashTable(Store* store, std::uint64_t cell = Store::kRootCell) noexcept : store_(store), cell_(cell) {}
     std::uint64_t cell() const noexcept { return cell_; }
+    Store* store() const noexcept { return store_; }
     std::uint64_t root() const noexcept { return __atomic_load_n(store_->region().at<std::uint64_t>(cell_), __ATOMIC_ACQUIRE); }
 
     // Creates an empty table and publishes it in the cell.
@@ -139,7 +169,7 @@ public:
     std::uint64_t end() const noexcept { return header()->used; }
     // end() for lock-free readers: never past the checked table's entry capacity.
     // size() for lock-free readers.
-    std::uint64_t size_checked() const { return checked().h->live; }
+    std::uint64_t size_checked() const;
     // find() within one snapshot; entries_of(t)[result] is the entry (use it, not value_word_ptr(), which
     // re-reads the root: another process may have switched tables since).
     std::uint64_t find_in(const Snapshot& t, std::string_view key, std::uint64_t hash) const;
@@ -209,6 +239,22 @@ public:
     void enumerate(const alloc::Arena::Visit& visit) const { enumerate_at(visit, 0); }
     std::uint64_t capacity() const noexcept { return header()->capacity; }
 
+    // --- transactions (containers/table_txn.hpp builds the write set; docs/design.md, "Transactions")
+    // One write of a batch: value nullopt erases. A value may be a table reference created for the batch.
+    struct BatchWrite {
+        std::string_view key;
+        std::uint64_t hash;
+        std::optional<std::string_view> value;
+    };
+    // Holding the write lock: applies every write so that lock-free readers see all of them at one instant
+    // (the store of a commit log's offset in the table header), in O(writes), never O(size). A process
+    // killed at any point leaves all of them or none after recovery (redo_log). Keys must be distinct.
+    // Throws (nothing applied) when space runs out before the publication.
+    void commit_batch(std::span<const BatchWrite> writes);
+    // The published commit log word of the current table (0 when none); consistent multi-key reads check
+    // it did not change across their reads.
+    std::uint64_t pending_log() const { return __atomic_load_n(&checked().h->pending_log, __ATOMIC_ACQUIRE); }
+
 private:
     TableHeader* header() const noexcept { return store_->region().at<TableHeader>(root()); }
     void publish(std::uint64_t off) noexcept { __atomic_store_n(store_->region().at<std::uint64_t>(cell_), off, __ATOMIC_RELEASE); }
@@ -237,6 +283,13 @@ private:
     void repair_at(int depth);
     void recover_at(int depth);
     void destroy_at(int depth) noexcept;
+    // Lookup of `key` in the commit log at `log`: its entry position, kNotFound (erased by the commit), or
+    // kNotInLog.
+    std::uint64_t find_in_log(const Snapshot& t, std::uint64_t log, std::string_view key, std::uint64_t hash) const;
+    // Recovery: finishes applying a published commit log (idempotent), then unpublishes it.
+    void redo_log() noexcept;
+    // Indexes the entry at `pos` (already counted by `used`) under `hash`.
+    void link_index(std::uint64_t pos, std::uint64_t hash) noexcept;
 
     // Frees what a key word owns (a record), or defers it (copy-on-write copies).
     void release_key(std::uint64_t w) noexcept;

@@ -1,0 +1,58 @@
+"""Transactions: ``with d.transaction() as t:`` on Dict, SharedDict and NestedDict.
+
+The block holds the store's write lock. ``t`` is a mapping of the dict as the transaction sees it (its own
+writes first). When the block ends, every change becomes visible to every reader, in every process, at one
+instant; when it raises, none of them does and the exception propagates. A process killed inside the block
+leaves none of its changes, killed at its end all or none. A ``transaction()`` opened inside another one on
+the same dict (``d.transaction()`` or ``t.transaction()``) is a savepoint: an exception in the inner block
+undoes the inner block's writes only. docs/design.md, "Transactions and snapshots".
+
+The block, the item access and ``len`` are native (``mmstore._core._Transaction``); this class adds the rest
+of the mapping API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from . import _core
+
+
+class Transaction(_core._Transaction):
+    """The mapping ``t`` of ``with d.transaction() as t:`` (see the module docstring).
+
+    Values are stored as they are when written, as for the dict itself. A nested dict read through ``t``
+    is a live :class:`~mmstore.NestedDict` view: writes through it are not part of the transaction (open
+    ``t[key].transaction()`` for that, or assign a whole new dict). Writes to the dict itself (``d[k] =
+    v``) inside the block go straight to the store, outside the transaction. Using ``t`` outside its block
+    raises."""
+
+    def transaction(self) -> "Transaction":
+        """A savepoint inside this transaction (same as calling ``transaction()`` on the dict again)."""
+        return Transaction(self._owner, self._cell, self._id)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([k for k, _ in self.items()])
+
+    def keys(self):
+        return [k for k, _ in self.items()]
+
+    def values(self):
+        return [v for _, v in self.items()]
+
+    def copy(self) -> dict:
+        return dict(self.items())
+
+    pop = MutableMapping.pop
+    popitem = MutableMapping.popitem
+    setdefault = MutableMapping.setdefault
+    update = MutableMapping.update
+    __eq__ = Mapping.__eq__
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<mmstore.Transaction ({'open' if self.active else 'not open'}) on {self._owner!r}>"
+
+
+MutableMapping.register(Transaction)

@@ -1,0 +1,340 @@
+// Transactions on a HashTable: the write set (TableTxn) and the O(k) commit by a published commit log
+// (HashTable::commit_batch, find_in_log, redo_log). docs/design.md, "Transactions and snapshots".
+#include "mmstore/containers/table_txn.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mmstore::containers {
+
+namespace {
+
+std::uint64_t log_checksum(const CommitLogHeader* lh) noexcept { return hash64(lh, offsetof(CommitLogHeader, checksum)); }
+
+std::uint64_t log_bytes(std::uint64_t slots) noexcept { return sizeof(CommitLogHeader) + slots * sizeof(CommitLogSlot); }
+
+}  // namespace
+
+// ---- HashTable: reading through a published log ---------------------------------------------------------
+
+std::uint64_t HashTable::find_in_log(const Snapshot& t, std::uint64_t log, std::string_view key, std::uint64_t hash) const {
+    const auto& r = store_->region();
+    if (!r.in_bounds(log, sizeof(CommitLogHeader))) r.refresh();
+    if (log % 16 != 0 || !r.in_bounds(log, sizeof(CommitLogHeader))) store_->throw_corrupt("commit log offset out of bounds");
+    const auto* lh = r.at<const CommitLogHeader>(log);
+    const std::uint64_t slots = __atomic_load_n(&lh->slots, __ATOMIC_RELAXED);
+    if (slots == 0 || (slots & (slots - 1)) != 0 || slots > (std::uint64_t{1} << 34) || !r.in_bounds(log, log_bytes(slots)))
+        store_->throw_corrupt("commit log at offset " + std::to_string(log) + " is out of range");
+    const auto* s = reinterpret_cast<const CommitLogSlot*>(lh + 1);
+    const EntrySlot* ent = entries_of(t);
+    const std::uint64_t cap = entries_cap_of(t.capacity);
+    const std::uint64_t inline_key = inline_word(key);
+    for (std::uint64_t i = hash & (slots - 1), n = 0; n < slots; i = (i + 1) & (slots - 1), ++n) {
+        const std::uint32_t e = s[i].entry;
+        if (e == kLogEmpty) return kNotInLog;
+        if (s[i].hash != hash) continue;
+        if (e >= cap) store_->throw_corrupt("commit log entry out of range");
+        const EntrySlot& es = ent[e];
+        const std::uint64_t kw = __atomic_load_n(&es.key, __ATOMIC_ACQUIRE);
+        if (inline_key != 0 ? kw == inline_key : (!is_inline(kw) && key_equals(es, key)))
+            return __atomic_load_n(&es.value, __ATOMIC_ACQUIRE) == kTombWord ? kNotFound : e;
+    }
+    return kNotInLog;
+}
+
+std::uint64_t HashTable::size_checked() const {
+    const Snapshot t = checked();
+    const std::uint64_t log = __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE);
+    if (log == 0) [[likely]] return t.h->live;
+    const auto& r = store_->region();
+    if (log % 16 != 0 || !r.in_bounds(log, sizeof(CommitLogHeader))) store_->throw_corrupt("commit log offset out of bounds");
+    return r.at<const CommitLogHeader>(log)->live;
+}
+
+// ---- HashTable: commit ----------------------------------------------------------------------------------
+
+void HashTable::commit_batch(std::span<const BatchWrite> writes) {
+    struct Item {
+        std::uint64_t hash;
+        std::uint64_t q;   // current position (kNotFound: insert)
+        std::uint64_t kw;  // key word of the new entry
+        std::uint64_t vw;  // value word, kTombWord to erase
+        std::size_t w;     // index into writes
+    };
+    std::vector<Item> items;
+    items.reserve(writes.size());
+    auto resolve = [&] {
+        items.clear();
+        for (std::size_t i = 0; i < writes.size(); ++i) {
+            const std::uint64_t q = find_slot(writes[i].key, writes[i].hash, nullptr);
+            if (q == kNotFound && !writes[i].value) continue;  // erasing an absent key
+            items.push_back({writes[i].hash, q, 0, 0, i});
+        }
+        // Inserts first: they take the positions [used, used + inserts) they keep.
+        std::stable_partition(items.begin(), items.end(), [](const Item& it) { return it.q == kNotFound; });
+    };
+    resolve();
+    if (items.empty()) return;
+    const std::uint64_t n = items.size();
+    bool rebuild = header()->used + n > header()->entries_cap;
+    if (!rebuild && !store_->region().is_volatile()) {
+        // Rule 4 of "Durability": a committed entry never gets a record written after the commit in place.
+        for (const Item& it : items)
+            if (it.q != kNotFound && it.q < header()->committed && writes[it.w].value && inline_word(*writes[it.w].value) == 0)
+                rebuild = true;
+    }
+    if (rebuild) {
+        rehash(header()->live + n);  // published with one store like any rebuild; readers see no difference
+        resolve();
+    }
+    const std::uint64_t inserts = static_cast<std::uint64_t>(
+        std::count_if(items.begin(), items.end(), [](const Item& it) { return it.q == kNotFound; }));
+
+    // 1. Prepare, invisible: records, then the log block (allocations may grow the file: no pointers kept).
+    std::uint64_t log = 0;
+    std::uint64_t slots = 2;
+    while (slots < 2 * n) slots *= 2;
+    try {
+        for (Item& it : items) {
+            const BatchWrite& w = writes[it.w];
+            it.kw = it.q == kNotFound ? store_->put(w.key) : entries()[it.q].key;
+            it.vw = w.value ? store_->put(*w.value) : kTombWord;
+        }
+        log = store_->arena().allocate(log_bytes(slots));
+    } catch (...) {
+        for (const Item& it : items) {
+            if (it.q == kNotFound && it.kw != 0) store_->release(it.kw);
+            if (it.vw != 0 && it.vw != kTombWord) store_->release(it.vw);  // records only: children stay the caller's
+        }
+        throw;
+    }
+    TableHeader* h = header();
+    const std::uint64_t used0 = h->used;
+    EntrySlot* ent = entries();
+    auto* lh = store_->region().at<CommitLogHeader>(log);
+    auto* ls = reinterpret_cast<CommitLogSlot*>(lh + 1);
+    for (std::uint64_t i = 0; i < slots; ++i) ls[i] = CommitLogSlot{0, kLogEmpty, 0};
+    std::int64_t live = static_cast<std::int64_t>(h->live);
+    for (std::uint64_t i = 0; i < n; ++i) {
+        const Item& it = items[i];
+        EntrySlot* e = ent + used0 + i;
+        __atomic_store_n(&e->value, it.vw, __ATOMIC_RELEASE);
+        __atomic_store_n(&e->key, it.kw, __ATOMIC_RELEASE);
+        std::uint64_t s = it.hash & (slots - 1);
+        while (ls[s].entry != kLogEmpty) s = (s + 1) & (slots - 1);
+        ls[s] = CommitLogSlot{it.hash, static_cast<std::uint32_t>(used0 + i),
+                              it.q == kNotFound ? 0u : static_cast<std::uint32_t>(it.q + 1)};
+        if (it.q == kNotFound) ++live;
+        else if (it.vw == kTombWord) --live;
+    }
+    *lh = CommitLogHeader{kCommitLogMagic, slots, n, used0, inserts, static_cast<std::uint64_t>(live), 0, 0};
+    lh->checksum = log_checksum(lh);
+
+    // 2. Publish: from this store on, every reader sees the whole commit.
+    __atomic_store_n(&h->pending_log, log, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&store_->region().lock_slot()->change, 1u, __ATOMIC_SEQ_CST);  // consistent reads revalidate
+
+    // 3. Apply in place; readers answer these keys from the log meanwhile.
+    try {
+        __atomic_store_n(&h->used, used0 + inserts, __ATOMIC_RELEASE);
+        for (std::uint64_t i = 0; i < inserts; ++i) {
+            link_index(used0 + i, items[i].hash);
+            h->live += 1;
+        }
+        for (std::uint64_t i = inserts; i < n; ++i) {
+            const Item& it = items[i];
+            if (it.vw == kTombWord) {
+                erase_at(it.q);
+            } else {
+                EntrySlot* e = entries() + it.q;
+                const std::uint64_t old = e->value;
+                __atomic_store_n(&e->value, it.vw, __ATOMIC_RELEASE);
+                release_value(old);
+            }
+        }
+    } catch (...) {
+        // Only damage gets here (an entry missing from the index): finish from the log and re-index.
+        recover();
+        throw;
+    }
+    store_->bump_mutations();
+
+    // 4. Retire the log: readers go back to the table, which now holds every change.
+    __atomic_store_n(&h->pending_log, 0, __ATOMIC_RELEASE);
+    store_->region().bump_reclaims();  // a reader still probing the log reads again
+    const std::uint64_t top = std::max(header()->used, used0 + inserts);
+    if (used0 + n > top) std::memset(entries() + top, 0, sizeof(EntrySlot) * (used0 + n - top));  // rule 6
+    store_->arena().free(log, log_bytes(slots));
+}
+
+void HashTable::redo_log() noexcept {
+    TableHeader* h = header();
+    const std::uint64_t log = h->pending_log;
+    if (log == 0) return;
+    h->pending_log = 0;
+    const auto& r = store_->region();
+    if (log % 16 != 0 || !r.in_bounds(log, sizeof(CommitLogHeader))) return;  // damaged: dropped (verify reports the rest)
+    const auto* lh = r.at<const CommitLogHeader>(log);
+    if (lh->magic != kCommitLogMagic || lh->checksum != log_checksum(lh) || lh->slots == 0 ||
+        (lh->slots & (lh->slots - 1)) != 0 || !r.in_bounds(log, log_bytes(lh->slots)) ||
+        lh->used0 + lh->items > h->entries_cap || lh->inserts > lh->items)
+        return;
+    EntrySlot* ent = entries();
+    const auto* ls = reinterpret_cast<const CommitLogSlot*>(lh + 1);
+    if (h->used < lh->used0 + lh->inserts) h->used = lh->used0 + lh->inserts;
+    for (std::uint64_t i = 0; i < lh->slots; ++i) {
+        if (ls[i].entry == kLogEmpty || ls[i].old == 0) continue;  // an insert: counted by `used` above
+        const std::uint64_t e = ls[i].entry;
+        const std::uint64_t q = ls[i].old - 1;
+        if (e >= h->entries_cap || q >= h->used || ent[q].key != ent[e].key) continue;  // already erased
+        if (ent[e].value == kTombWord) ent[q].key = kTombWord;
+        else ent[q].value = ent[e].value;  // the old record is reclaimed by the recovery's mark and sweep
+    }
+    const std::uint64_t top = std::max(h->used, lh->used0 + lh->inserts);
+    if (lh->used0 + lh->items > top) std::memset(ent + top, 0, sizeof(EntrySlot) * (lh->used0 + lh->items - top));
+    // The log block itself is unreachable now; the recovery's mark and sweep frees it.
+}
+
+// ---- TableTxn -------------------------------------------------------------------------------------------
+
+TableTxn::TableTxn(const HashTable& table) : table_(table) { size_ = table_.size(); }
+
+TableTxn::Own TableTxn::own(std::string_view key, std::string* value) const {
+    const auto it = slots_.find(std::string(key));
+    if (it == slots_.end()) return Own::kNone;
+    if (!it->second.value) return Own::kErased;
+    if (value) *value = *it->second.value;
+    return Own::kSet;
+}
+
+std::optional<std::string> TableTxn::get(std::string_view key) const {
+    std::string v;
+    switch (own(key, &v)) {
+        case Own::kSet: return v;
+        case Own::kErased: return std::nullopt;
+        case Own::kNone: break;
+    }
+    const std::uint64_t pos = table_.find(key);
+    if (pos == kNotFound) return std::nullopt;
+    WordBuf buf;
+    return std::string(table_.value_at(pos, buf));
+}
+
+bool TableTxn::present(std::string_view key) const {
+    switch (own(key)) {
+        case Own::kSet: return true;
+        case Own::kErased: return false;
+        case Own::kNone: break;
+    }
+    return table_.find(key) != kNotFound;
+}
+
+bool TableTxn::contains(std::string_view key) const { return present(key); }
+
+void TableTxn::record(const std::string& key) {
+    const auto it = slots_.find(key);
+    journal_.push_back(Undo{key, it == slots_.end() ? std::nullopt : std::optional<Slot>(it->second), size_});
+}
+
+bool TableTxn::set(std::string_view key, std::string_view value) {
+    const std::string k(key);
+    const bool was = present(key);
+    record(k);
+    auto it = slots_.find(k);
+    if (it == slots_.end()) {
+        const bool in_table = table_.find(key) != kNotFound;
+        slots_.emplace(k, Slot{std::string(value), next_order_++, in_table});
+    } else {
+        it->second.value = std::string(value);
+    }
+    if (!was) ++size_;
+    return !was;
+}
+
+bool TableTxn::erase(std::string_view key) {
+    if (!present(key)) return false;
+    const std::string k(key);
+    record(k);
+    auto it = slots_.find(k);
+    if (it == slots_.end()) slots_.emplace(k, Slot{std::nullopt, next_order_++, true});
+    else it->second.value.reset();
+    --size_;
+    return true;
+}
+
+void TableTxn::clear() {
+    std::vector<std::string> keys;
+    for (std::uint64_t i = 0; i < table_.end(); ++i) {
+        if (!table_.occupied(i)) continue;
+        WordBuf kb;
+        keys.emplace_back(table_.key_at(i, kb));
+    }
+    for (const auto& [k, s] : slots_)
+        if (s.value && !s.in_table) keys.push_back(k);
+    for (const std::string& k : keys) erase(k);
+}
+
+std::vector<std::pair<std::string, std::optional<std::string>>> TableTxn::writes() const {
+    std::vector<std::pair<std::string, std::optional<std::string>>> out(slots_.size());
+    std::vector<const std::pair<const std::string, Slot>*> by;
+    by.reserve(slots_.size());
+    for (const auto& kv : slots_) by.push_back(&kv);
+    std::sort(by.begin(), by.end(), [](auto* a, auto* b) { return a->second.order < b->second.order; });
+    for (std::size_t i = 0; i < by.size(); ++i) out[i] = {by[i]->first, by[i]->second.value};
+    return out;
+}
+
+void TableTxn::adopt_child(std::string_view ref) { children_.push_back(inline_word(ref)); }
+
+void TableTxn::rollback_to(std::size_t mark) {
+    while (journal_.size() > mark) {
+        Undo& u = journal_.back();
+        if (u.before) slots_[u.key] = *u.before;
+        else slots_.erase(u.key);
+        size_ = u.size_before;
+        journal_.pop_back();
+    }
+}
+
+void TableTxn::destroy_unreferenced_children(bool all) noexcept {
+    for (const std::uint64_t w : children_) {
+        bool used = false;
+        if (!all)
+            for (const auto& [k, s] : slots_)
+                if (s.value && inline_word(*s.value) == w) used = true;
+        if (used) continue;
+        try {
+            HashTable c = table_.child(w);
+            c.destroy();
+            table_.store()->arena().free(c.cell(), sizeof(CellRecord));
+        } catch (...) {
+            // a damaged reference: leak it (the next mark and sweep reclaims it)
+        }
+    }
+    children_.clear();
+}
+
+void TableTxn::commit() {
+    if (!active_) return;
+    std::vector<HashTable::BatchWrite> batch;
+    batch.reserve(slots_.size());
+    for (const auto& [k, s] : slots_) {
+        batch.push_back({k, hash64(k.data(), k.size()),
+                         s.value ? std::optional<std::string_view>(*s.value) : std::nullopt});
+    }
+    table_.commit_batch(batch);
+    destroy_unreferenced_children(false);
+    slots_.clear();
+    journal_.clear();
+    active_ = false;
+}
+
+void TableTxn::rollback() noexcept {
+    if (!active_) return;
+    destroy_unreferenced_children(true);
+    slots_.clear();
+    journal_.clear();
+    active_ = false;
+}
+
+}  // namespace mmstore::containers
