@@ -1036,6 +1036,10 @@ void copy_many(const mmstore::Dict& d, ManyChunk& c) {
         const std::uint64_t snap = store.read_begin();
         try {
             const containers::HashTable::Snapshot t = table.checked();
+            // One instant for the whole chunk: no write completed and no transaction's commit log was
+            // published or retired while it was read (a commit publishes its log, then bumps the counter).
+            const std::uint32_t changes = store.change_count();
+            const std::uint64_t log = __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE);
             table.find_many(t, c.keys, c.pos);
             const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
             c.recs.clear();
@@ -1054,7 +1058,9 @@ void copy_many(const mmstore::Dict& d, ManyChunk& c) {
                 else c.recs.append(r);
                 c.lens[i] = r.size();
             }
-            if (raced || !store.read_valid(snap)) continue;
+            if (raced || !store.read_valid(snap) || store.change_count() != changes ||
+                __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE) != log)
+                continue;
             return;
         } catch (const FormatError&) {
             if (store.raced(snap)) continue;

@@ -103,12 +103,6 @@ class Dict(_core._Dict):
         exception propagates). Nested calls are savepoints. See :class:`mmstore.Transaction`."""
         return Transaction(self, 0, 0)
 
-    def get_many(self, keys, default: Any = None) -> list:
-        """The values of ``keys`` (``default`` for a missing key) as of one instant, without taking the
-        lock: the reads are repeated while a write or a transaction lands between them, so a set of values
-        that a transaction changes together is never seen half changed."""
-        return _core._read_at_once(self, 0, 0, keys, default)
-
     # -- views and copies ------------------------------------------------------------------------------
     def keys(self) -> DictKeys:
         return DictKeys(self)
