@@ -40,8 +40,9 @@ public:
         store_ = std::make_unique<containers::Store>();
         store_->open(path, storage::StoreKind::kVector, options);
         seq_ = std::make_unique<containers::Sequence>(store_.get(), sizeof(T));
-        auto rebuild = [this] {
-            store_->arena().rebuild([this](const alloc::Arena::Visit& v) { v(store_->root(), seq_->root_bytes()); });
+        // Captures the heap objects, not `this`, so that the callback survives a move of the Vector.
+        auto rebuild = [store = store_.get(), seq = seq_.get()] {
+            store->arena().rebuild([store, seq](const alloc::Arena::Visit& v) { v(store->root(), seq->root_bytes()); });
         };
         store_->set_recovery(rebuild);
         containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, rebuild);

@@ -76,12 +76,15 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kDict, options);
     table_ = std::make_unique<containers::HashTable>(store_.get());
-    store_->set_on_reattach([this] { table_->check_root(); });
-    store_->set_recovery([this] {
-        table_->recover();
-        store_->arena().rebuild([this](const alloc::Arena::Visit& v) { table_->enumerate(v); });
+    // The callbacks capture the heap objects, not `this`: a Dict may be moved (its Store and table stay put).
+    containers::Store* store = store_.get();
+    containers::HashTable* table = table_.get();
+    store_->set_on_reattach([table] { table->check_root(); });
+    store_->set_recovery([store, table] {
+        table->recover();
+        store->arena().rebuild([table](const alloc::Arena::Visit& v) { table->enumerate(v); });
     });
-    if (!options.volatile_memory) store_->region().set_before_commit([this] { table_->stamp_commit(); });
+    if (!options.volatile_memory) store_->region().set_before_commit([table] { table->stamp_commit(); });
     containers::attach_root(
         *store_, [&] { table_->format(); }, [&] { table_->check_root(); }, [&] { table_->repair(); });
 }

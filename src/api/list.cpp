@@ -26,14 +26,48 @@ List::~List() {
     }
 }
 
+namespace {
+
+// The store's callbacks (recovery, before-commit) capture the heap objects a List owns, never the List
+// itself: a moved-from List leaves them behind, and a callback holding `this` would then run on it.
+void enumerate_blocks(const containers::Store& store, const Sequence& seq, const alloc::Arena::Visit& v) {
+    v(store.root(), seq.root_bytes());
+    const auto* w = reinterpret_cast<const std::uint64_t*>(seq.data());
+    for (std::uint64_t i = 0, n = seq.size(); i < n; ++i) {
+        std::uint64_t off, bytes;
+        if (store.word_block(w[i], off, bytes)) v(off, bytes);
+    }
+}
+
+void repair_list(containers::Store& store, Sequence& seq) {
+    const auto* w = reinterpret_cast<const std::uint64_t*>(seq.data());
+    for (std::uint64_t i = 0, n = seq.size(); i < n; ++i) {
+        if (store.word_ok(w[i])) continue;
+        // After a power loss (rolled back to the last commit) the elements appended since may have reached
+        // the disk without their records, or the count without its elements: the list is the committed
+        // part plus a prefix of what was appended since, so it ends at the first element that did not
+        // survive. Without a power loss, such an element is damage, which repair must not paper over.
+        if (!store.region().rolled_back())
+            store.throw_corrupt("element " + std::to_string(i) + " has a damaged record (cannot repair a list in place)");
+        seq.truncate(i);
+        break;
+    }
+    seq.truncate(seq.size());
+    store.arena().rebuild([&store, &seq](const alloc::Arena::Visit& v) { enumerate_blocks(store, seq, v); });
+}
+
+}  // namespace
+
 void List::open(const std::string& path, const OpenOptions& options) {
     options_ = options;
     store_ = std::make_unique<containers::Store>();
     store_->open(path, storage::StoreKind::kList, options);
     seq_ = std::make_unique<Sequence>(store_.get(), 8);
     // List mutations build aside and switch, so the open-time repair (an arena rebuild) is reader-safe.
-    store_->set_recovery([this] { repair(); });
-    if (!options.volatile_memory) store_->region().set_before_commit([this] { seq_->stamp_commit(); });
+    containers::Store* store = store_.get();
+    Sequence* seq = seq_.get();
+    store_->set_recovery([store, seq] { repair_list(*store, *seq); });
+    if (!options.volatile_memory) store_->region().set_before_commit([seq] { seq->stamp_commit(); });
     containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
 }
 
@@ -279,14 +313,7 @@ void List::abandon() noexcept {
     if (store_) store_->abandon();
 }
 
-void List::enumerate(const alloc::Arena::Visit& v) const {
-    v(store_->root(), seq_->root_bytes());
-    const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
-    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
-        std::uint64_t off, bytes;
-        if (store_->word_block(w[i], off, bytes)) v(off, bytes);
-    }
-}
+void List::enumerate(const alloc::Arena::Visit& v) const { enumerate_blocks(*store_, *seq_, v); }
 
 void List::verify() const {
     check();
@@ -315,22 +342,7 @@ void List::verify() const {
     store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }
 
-void List::repair() {
-    const auto* w = reinterpret_cast<const std::uint64_t*>(seq_->data());
-    for (std::uint64_t i = 0, n = seq_->size(); i < n; ++i) {
-        if (store_->word_ok(w[i])) continue;
-        // After a power loss (rolled back to the last commit) the elements appended since may have reached
-        // the disk without their records, or the count without its elements: the list is the committed
-        // part plus a prefix of what was appended since, so it ends at the first element that did not
-        // survive. Without a power loss, such an element is damage, which repair must not paper over.
-        if (!store_->region().rolled_back())
-            store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record (cannot repair a list in place)");
-        seq_->truncate(i);
-        break;
-    }
-    seq_->truncate(seq_->size());
-    store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
-}
+void List::repair() { repair_list(*store_, *seq_); }
 
 void List::compact() {
     check_write();

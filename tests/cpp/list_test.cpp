@@ -23,6 +23,7 @@
 namespace {
 
 using mmstore::ErrorCode;
+using mmstore::Dict;
 using mmstore::List;
 using mmstore::codec::Value;
 using mmstore_test::random_bytes;
@@ -278,7 +279,7 @@ namespace {
 // inline words and records), into lists of every size, with reopen and verify() along the way.
 TEST_F(ListTest, PushBackManyMatchesRepeatedPushBack) {
     std::mt19937_64 rng(mmstore_test::seed(0x3a7e));
-    auto l = std::make_unique<List>(path_);  // not moved: a List's store callbacks capture its address
+    auto l = std::make_unique<List>(path_);
     std::vector<std::string> model;
     for (int round = 0; round < 40; ++round) {
         const std::size_t n = round % 7 == 0 ? 0 : uniform(rng, 1, round % 5 == 0 ? 5000 : 40);
@@ -304,3 +305,32 @@ TEST_F(ListTest, PushBackManyMatchesRepeatedPushBack) {
 }
 
 }  // namespace
+
+// A moved handle keeps working after its moved-from original is gone: the store's callbacks (before-commit
+// stamping on sync(), recovery) belong to the heap objects the handle owns, not to the handle's address.
+TEST_F(ListTest, MovedHandlesSyncAndCloseAfterTheOriginalIsGone) {
+    const std::string dpath = (std::filesystem::path(path_).parent_path() / "moved.mmd").string();
+    List l;
+    Dict d;
+    {
+        List a(path_);
+        Dict b(dpath);
+        a.push_back(std::string_view("before"));
+        b.set(std::string_view("k"), std::string_view("before"));
+        l = std::move(a);
+        d = std::move(b);
+    }  // a and b are destroyed here
+    l.push_back(std::string_view("after"));
+    d.set(std::string_view("k2"), std::string_view("after"));
+    l.sync();  // runs the before-commit callbacks
+    d.sync();
+    l.close();
+    d.close();
+    List l2(path_);
+    ASSERT_EQ(l2.size(), 2u);
+    EXPECT_EQ(l2.get(1), "after");
+    l2.verify();
+    Dict d2(dpath);
+    EXPECT_EQ(d2.get(std::string_view("k2")).value_or(""), "after");
+    d2.verify();
+}
