@@ -131,12 +131,15 @@ void Store::close() {
     if (waiting_.load() != 0)
         throw_error(ErrorCode::kInvalidArgument, path(),
                     "close() while another thread of this process waits on the store; close after it is done");
-    if (arena_.pending_count() != 0 && region_.writable()) {
-        // Frees parked since the last commit are reused only after a commit: make one now, unless another
-        // process holds the lock (closing never waits; the blocks then leak until the next repair).
+    if ((arena_.pending_count() != 0 || relocate_) && region_.writable()) {
+        // Move the root block down when it ends the arena and fits in free space below (alloc::Arena,
+        // "Density"): top then falls back and the last handle to close cuts the file there. Frees parked
+        // since the last commit are reused only after a commit: make one now. Both only when no other
+        // process holds the lock (closing never waits; parked blocks then leak until the next repair).
         if (try_lock_write(0)) {
             try {
-                commit();
+                if (relocate_) relocate_();
+                if (arena_.pending_count() != 0) commit();
             } catch (...) {
                 unlock_write();
                 throw;
@@ -162,7 +165,7 @@ void Store::close() {
                     }
                     m.mark_consistent();
                 }
-                if (ok) region_.mark_clean();
+                if (ok) region_.mark_clean(arena_.trim());  // cut the file at the arena's end
                 m.unlock();
             }
         }
