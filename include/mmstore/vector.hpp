@@ -44,7 +44,7 @@ public:
             store_->arena().rebuild([this](const alloc::Arena::Visit& v) { v(store_->root(), seq_->root_bytes()); });
         };
         store_->set_recovery(rebuild);
-        store_->set_relocation([this] { seq_->relocate_down(); });
+        store_->set_relocation([this] { return seq_->relocate_down(); });
         containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, rebuild);
     }
     Vector(Vector&&) noexcept = default;

@@ -281,8 +281,14 @@ void Arena::free_now(std::uint64_t offset, std::uint64_t bytes) noexcept {
     if (size >= kPageSize) {
         coalesce(offset, size);
         ArenaState& s = state();
-        if (offset + size == s.top && s.chunk_end != s.top) {
-            s.top = offset;  // the block ends the arena: give it back to the bump area
+        if (offset + size == s.top && (s.chunk_end != s.top || s.chunk_cur == s.chunk_end)) {
+            // The block ends the arena: give it back to the bump area. An empty chunk at top moves down
+            // with it, a store at a time (each intermediate state leaves the chunk inside free space).
+            if (s.chunk_end == s.top) {
+                s.chunk_cur = offset;
+                s.chunk_end = offset;
+            }
+            s.top = offset;
             if (size >= kPunchThreshold) region_->punch_hole(offset, size);
             return;
         }

@@ -81,7 +81,7 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
         table_->recover();
         store_->arena().rebuild([this](const alloc::Arena::Visit& v) { table_->enumerate(v); });
     });
-    store_->set_relocation([this] { table_->relocate_down(); });
+    store_->set_relocation([this] { return table_->relocate_down(); });
     if (!options.volatile_memory) store_->region().set_before_commit([this] { table_->stamp_commit(); });
     containers::attach_root(
         *store_, [&] { table_->format(); }, [&] { table_->check_root(); }, [&] { table_->repair(); });

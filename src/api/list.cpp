@@ -32,7 +32,7 @@ void List::open(const std::string& path, const OpenOptions& options) {
     seq_ = std::make_unique<Sequence>(store_.get(), 8);
     // List mutations build aside and switch, so the open-time repair (an arena rebuild) is reader-safe.
     store_->set_recovery([this] { repair(); });
-    store_->set_relocation([this] { seq_->relocate_down(); });
+    store_->set_relocation([this] { return seq_->relocate_down(); });
     if (!options.volatile_memory) store_->region().set_before_commit([this] { seq_->stamp_commit(); });
     containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
 }

@@ -248,7 +248,7 @@ bool HashTable::relocate_down() {
     const std::uint64_t old_off = root();
     const std::uint64_t bytes = table_bytes(header()->capacity);
     alloc::Arena& arena = store_->arena();
-    if (!arena.ends_arena(old_off, bytes)) return false;
+    if (bytes > alloc::kRelocateMax || !arena.ends_arena(old_off, bytes)) return false;
     const std::uint64_t off = arena.allocate_below(bytes, old_off);
     if (off == 0) return false;
     std::memcpy(store_->region().at<std::uint8_t>(off), store_->region().at<std::uint8_t>(old_off), bytes);

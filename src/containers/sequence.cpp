@@ -63,7 +63,7 @@ bool Sequence::relocate_down() {
     const std::uint64_t old_off = store_->root();
     const std::uint64_t bytes = root_bytes();
     alloc::Arena& arena = store_->arena();
-    if (!arena.ends_arena(old_off, bytes)) return false;
+    if (bytes > alloc::kRelocateMax || !arena.ends_arena(old_off, bytes)) return false;
     const std::uint64_t off = arena.allocate_below(bytes, old_off);
     if (off == 0) return false;
     std::memcpy(store_->region().at<std::uint8_t>(off), store_->region().at<std::uint8_t>(old_off), bytes);

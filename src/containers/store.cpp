@@ -134,12 +134,14 @@ void Store::close() {
     if ((arena_.pending_count() != 0 || relocate_) && region_.writable()) {
         // Move the root block down when it ends the arena and fits in free space below (alloc::Arena,
         // "Density"): top then falls back and the last handle to close cuts the file there. Frees parked
-        // since the last commit are reused only after a commit: make one now. Both only when no other
-        // process holds the lock (closing never waits; parked blocks then leak until the next repair).
+        // since the last commit are reused only after a commit. Both only when no other process holds the
+        // lock (closing never waits; parked blocks then leak until the next repair).
         if (try_lock_write(0)) {
             try {
-                if (relocate_) relocate_();
+                // Commit first: blocks replaced since the last commit (a table that grew) become free space
+                // the move can use. A moved block that belongs to that commit is itself parked: commit again.
                 if (arena_.pending_count() != 0) commit();
+                if (relocate_ && relocate_() && arena_.pending_count() != 0) commit();
             } catch (...) {
                 unlock_write();
                 throw;
