@@ -205,6 +205,13 @@ std::uint64_t Arena::allocate_below(std::uint64_t bytes, std::uint64_t limit) {
     return off;
 }
 
+std::uint64_t Arena::copy_below(std::uint64_t offset, std::uint64_t bytes) {
+    if (bytes > kRelocateMax || !ends_arena(offset, bytes)) return 0;
+    const std::uint64_t off = allocate_below(bytes, offset);
+    if (off != 0) std::memcpy(region_->at<std::uint8_t>(off), region_->at<std::uint8_t>(offset), bytes);
+    return off;
+}
+
 void Arena::coalesce(std::uint64_t& offset, std::uint64_t& size) noexcept {
     // Large free blocks have no boundary tags, so neighbours are found by scanning the large lists, at most
     // kCoalesceScan nodes per free. Without merging, mixed-size large values fragmented the file without

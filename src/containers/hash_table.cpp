@@ -247,14 +247,11 @@ std::uint64_t HashTable::hash_word(const std::uint64_t* slot) const {
 bool HashTable::relocate_down() {
     const std::uint64_t old_off = root();
     const std::uint64_t bytes = table_bytes(header()->capacity);
-    alloc::Arena& arena = store_->arena();
-    if (bytes > alloc::kRelocateMax || !arena.ends_arena(old_off, bytes)) return false;
-    const std::uint64_t off = arena.allocate_below(bytes, old_off);
+    const std::uint64_t off = store_->arena().copy_below(old_off, bytes);
     if (off == 0) return false;
-    std::memcpy(store_->region().at<std::uint8_t>(off), store_->region().at<std::uint8_t>(old_off), bytes);
     store_->region().at<TableHeader>(off)->committed = 0;  // a new block holds no committed entries
     publish(off);  // the switch: one 8-byte store, as for a rebuild
-    arena.free(old_off, bytes);
+    store_->arena().free(old_off, bytes);
     return true;
 }
 

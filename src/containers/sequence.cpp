@@ -62,14 +62,11 @@ void Sequence::reserve(std::uint64_t n) {
 bool Sequence::relocate_down() {
     const std::uint64_t old_off = store_->root();
     const std::uint64_t bytes = root_bytes();
-    alloc::Arena& arena = store_->arena();
-    if (bytes > alloc::kRelocateMax || !arena.ends_arena(old_off, bytes)) return false;
-    const std::uint64_t off = arena.allocate_below(bytes, old_off);
+    const std::uint64_t off = store_->arena().copy_below(old_off, bytes);
     if (off == 0) return false;
-    std::memcpy(store_->region().at<std::uint8_t>(off), store_->region().at<std::uint8_t>(old_off), bytes);
     store_->region().at<SequenceHeader>(off)->committed = 0;  // a new block holds no committed elements
     store_->publish_root(off);
-    arena.free(old_off, bytes);
+    store_->arena().free(old_off, bytes);
     return true;
 }
 

@@ -94,6 +94,11 @@ public:
     // A free block of at least `bytes` (>= 4096) lying below `limit`, taken off the free lists; 0 when there
     // is none (nothing changes then). For moving a live block at `limit` down.
     std::uint64_t allocate_below(std::uint64_t bytes, std::uint64_t limit);
+    // The first step of moving the live block (offset, bytes) down: when it ends the arena, is at most
+    // kRelocateMax and a free block below holds it, copies it there and returns the copy's offset (the
+    // caller publishes the copy, then frees `offset`); else 0, nothing changed. Throws kDiskFull when a
+    // punched block cannot be re-reserved (then nothing changed either).
+    std::uint64_t copy_below(std::uint64_t offset, std::uint64_t bytes);
     // True when the block (offset, bytes) ends the arena: freeing it lowers top.
     bool ends_arena(std::uint64_t offset, std::uint64_t bytes) const noexcept {
         const ArenaState& s = state();
