@@ -45,6 +45,7 @@ public:
             store->arena().rebuild([store, seq](const alloc::Arena::Visit& v) { v(store->root(), seq->root_bytes()); });
         };
         store_->set_recovery(rebuild);
+        store_->set_relocation([seq = seq_.get()] { return seq->relocate_down(); });
         containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, rebuild);
     }
     Vector(Vector&&) noexcept = default;

@@ -83,15 +83,16 @@ void Arena::free_range(std::uint64_t offset, std::uint64_t size) noexcept {
     }
 }
 
-std::uint64_t Arena::take_from_top(std::uint64_t size) {
+std::uint64_t Arena::take_from_top(std::uint64_t size, std::uint64_t untouched) {
     ArenaState& s = state();
     const std::uint64_t off = s.top;
     if (off + size > region_->size()) region_->grow(off + size);
     else region_->reserve_blocks(off, size);  // space below the file end may have been punched when freed
     s.top = off + size;  // publish
     // Fresh pages are about to be written whole (tables, chunks): pre-fault them in one call, which costs a
-    // fraction of one page fault per page.
-    if (size >= kChunkSize) os::advise_populate_write(region_->at<std::uint8_t>(off), size);
+    // fraction of one page fault per page. The first `untouched` bytes are a gap the caller frees at once.
+    if (size - untouched >= kChunkSize)
+        os::advise_populate_write(region_->at<std::uint8_t>(off + untouched), size - untouched);
     return off;
 }
 
@@ -104,7 +105,7 @@ void Arena::bad_link(std::uint64_t off) const {
                  "corrupt: free-list link to offset " + std::to_string(off) + " lies outside the arena (run verify())");
 }
 
-std::uint64_t Arena::take_large(std::uint64_t size) {
+std::uint64_t Arena::take_large(std::uint64_t size, std::uint64_t limit) {
     ArenaState& s = state();
     const int first = large_class(size);
     for (int cls = first; cls < kNumClasses; ++cls) {
@@ -116,7 +117,8 @@ std::uint64_t Arena::take_large(std::uint64_t size) {
             auto* b = region_->at<FreeBlock>(off);
             const std::uint64_t have = b->size;
             if (have < kPageSize || have % kPageSize != 0 || have > s.top - off || !link_ok(b->next)) bad_link(off);
-            if (have >= size) {
+            // Free blocks never overlap live ones, so a block starting below `limit` lies wholly below it.
+            if (have >= size && off < limit) {
                 region_->reserve_blocks(off, size);  // may have been punched; a full disk throws here
                 *link = b->next;                     // unlink: one 8-byte store
                 s.free_bytes -= have;
@@ -157,6 +159,56 @@ std::uint64_t Arena::allocate(std::uint64_t bytes) {
     if (s.chunk_end - s.chunk_cur < size) refill_chunk();
     const std::uint64_t off = s.chunk_cur;
     s.chunk_cur = off + size;
+    return off;
+}
+
+std::uint64_t Arena::free_run_below(std::uint64_t offset) const noexcept {
+    // Start of the free large block that ends at `offset` (`offset` itself when there is none). Coalescing
+    // keeps a run of freed large blocks as one block, so one block is all there is to find. Bounded like
+    // coalesce(): a miss only costs density, never correctness.
+    constexpr int kScan = 1024;
+    const ArenaState& s = state();
+    int budget = kScan;
+    for (int cls = kSmallClasses + kMediumClasses; cls < kNumClasses; ++cls) {
+        std::uint64_t off = s.heads[cls];
+        while (off != 0 && budget-- > 0) {
+            if (!link_ok(off)) return offset;
+            const auto* b = region_->at<const FreeBlock>(off);
+            if (b->size > s.top - off || !link_ok(b->next)) return offset;
+            if (off + b->size == offset) return off;
+            off = b->next;
+        }
+    }
+    return offset;
+}
+
+std::uint64_t Arena::allocate_replacement(std::uint64_t bytes, std::uint64_t old_offset, std::uint64_t old_bytes) {
+    const std::uint64_t size = block_size(bytes);
+    if (size < kPageSize || !ends_arena(old_offset, old_bytes)) return allocate(bytes);
+    if (const std::uint64_t off = take_large(size); off != 0) return off;
+    // Place the new block at `run + size` or at top, whichever is higher: once the old block is freed, the
+    // free space below the new block -- the run, the old block and the gap -- then holds the new block,
+    // and a later move down (allocate_below) lets top fall back to the end of the moved block.
+    ArenaState& s = state();
+    const std::uint64_t run = free_run_below(old_offset);
+    const std::uint64_t gap = std::max(s.top, run + size) - s.top;
+    const std::uint64_t off = take_from_top(gap + size, gap);
+    if (gap > 0) free_range(off, gap);  // a kill before this leaks the gap until the next repair
+    return off + gap;
+}
+
+std::uint64_t Arena::allocate_below(std::uint64_t bytes, std::uint64_t limit) {
+    const std::uint64_t size = block_size(bytes);
+    if (size < kPageSize) return 0;
+    const std::uint64_t off = take_large(size, limit);
+    if (off != 0 && size >= kChunkSize) os::advise_populate_write(region_->at<std::uint8_t>(off), size);
+    return off;
+}
+
+std::uint64_t Arena::copy_below(std::uint64_t offset, std::uint64_t bytes) {
+    if (bytes > kRelocateMax || !ends_arena(offset, bytes)) return 0;
+    const std::uint64_t off = allocate_below(bytes, offset);
+    if (off != 0) std::memcpy(region_->at<std::uint8_t>(off), region_->at<std::uint8_t>(offset), bytes);
     return off;
 }
 
@@ -236,8 +288,14 @@ void Arena::free_now(std::uint64_t offset, std::uint64_t bytes) noexcept {
     if (size >= kPageSize) {
         coalesce(offset, size);
         ArenaState& s = state();
-        if (offset + size == s.top && s.chunk_end != s.top) {
-            s.top = offset;  // the block ends the arena: give it back to the bump area
+        if (offset + size == s.top && (s.chunk_end != s.top || s.chunk_cur == s.chunk_end)) {
+            // The block ends the arena: give it back to the bump area. An empty chunk at top moves down
+            // with it, a store at a time (each intermediate state leaves the chunk inside free space).
+            if (s.chunk_end == s.top) {
+                s.chunk_cur = offset;
+                s.chunk_end = offset;
+            }
+            s.top = offset;
             if (size >= kPunchThreshold) region_->punch_hole(offset, size);
             return;
         }

@@ -84,6 +84,7 @@ void Dict::open(const std::string& path, const OpenOptions& options) {
         table->recover();
         store->arena().rebuild([table](const alloc::Arena::Visit& v) { table->enumerate(v); });
     });
+    store_->set_relocation([table] { return table->relocate_down(); });
     if (!options.volatile_memory) store_->region().set_before_commit([table] { table->stamp_commit(); });
     containers::attach_root(
         *store_, [&] { table_->format(); }, [&] { table_->check_root(); }, [&] { table_->repair(); });

@@ -67,6 +67,7 @@ void List::open(const std::string& path, const OpenOptions& options) {
     containers::Store* store = store_.get();
     Sequence* seq = seq_.get();
     store_->set_recovery([store, seq] { repair_list(*store, *seq); });
+    store_->set_relocation([seq] { return seq->relocate_down(); });
     if (!options.volatile_memory) store_->region().set_before_commit([seq] { seq->stamp_commit(); });
     containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
 }

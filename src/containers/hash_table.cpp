@@ -104,8 +104,11 @@ std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
     return sizeof(TableHeader) + capacity / 16 * sizeof(Group) + 16 * entries_cap_of(capacity);
 }
 
-std::uint64_t HashTable::build(std::uint64_t capacity) {
-    const std::uint64_t off = store_->arena().allocate(table_bytes(capacity));
+std::uint64_t HashTable::build(std::uint64_t capacity, std::uint64_t replaces) {
+    const std::uint64_t bytes = table_bytes(capacity);
+    const std::uint64_t off = replaces == 0 ? store_->arena().allocate(bytes)
+                                            : store_->arena().allocate_replacement(
+                                                  bytes, replaces, table_bytes(header()->capacity));
     auto* h = store_->region().at<TableHeader>(off);
     std::memset(h, 0, sizeof *h);
     h->capacity = capacity;
@@ -246,6 +249,17 @@ std::uint64_t HashTable::hash_word(const std::uint64_t* slot) const {
     return hash64(k.data(), k.size());
 }
 
+bool HashTable::relocate_down() {
+    const std::uint64_t old_off = root();
+    const std::uint64_t bytes = table_bytes(header()->capacity);
+    const std::uint64_t off = store_->arena().copy_below(old_off, bytes);
+    if (off == 0) return false;
+    store_->region().at<TableHeader>(off)->committed = 0;  // a new block holds no committed entries
+    publish(off);  // the switch: one 8-byte store, as for a rebuild
+    store_->arena().free(old_off, bytes);
+    return true;
+}
+
 void HashTable::reserve(std::uint64_t n) {
     if (n > header()->entries_cap) rehash(n, true);
 }
@@ -258,7 +272,7 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
         cap = kMinCapacity;
         while (entries_cap_of(cap) < min_live) cap *= 2;
     }
-    const std::uint64_t off = build(cap);  // may grow the file: re-read pointers
+    const std::uint64_t off = build(cap, old_off);  // may grow the file: re-read pointers
     old = header();
     auto* h = store_->region().at<TableHeader>(off);
     auto* grp = reinterpret_cast<Group*>(h + 1);

@@ -11,7 +11,9 @@ constexpr std::uint64_t kMinCapacity = 8;
 }  // namespace
 
 std::uint64_t Sequence::build(std::uint64_t capacity) {
-    const std::uint64_t off = store_->arena().allocate(bytes_of(capacity));
+    const std::uint64_t root = store_->root();
+    const std::uint64_t off = root == 0 ? store_->arena().allocate(bytes_of(capacity))
+                                        : store_->arena().allocate_replacement(bytes_of(capacity), root, root_bytes());
     auto* h = store_->region().at<SequenceHeader>(off);
     std::memset(h, 0, sizeof *h);
     h->capacity = capacity;
@@ -55,6 +57,17 @@ void Sequence::reserve(std::uint64_t n) {
     h->count = count;
     store_->publish_root(off);
     store_->arena().free(old_off, old_bytes);
+}
+
+bool Sequence::relocate_down() {
+    const std::uint64_t old_off = store_->root();
+    const std::uint64_t bytes = root_bytes();
+    const std::uint64_t off = store_->arena().copy_below(old_off, bytes);
+    if (off == 0) return false;
+    store_->region().at<SequenceHeader>(off)->committed = 0;  // a new block holds no committed elements
+    store_->publish_root(off);
+    store_->arena().free(old_off, bytes);
+    return true;
 }
 
 SequenceHeader* Sequence::make_room_for_push() {

@@ -131,12 +131,31 @@ void Store::close() {
     if (waiting_.load() != 0)
         throw_error(ErrorCode::kInvalidArgument, path(),
                     "close() while another thread of this process waits on the store; close after it is done");
-    if (arena_.pending_count() != 0 && region_.writable()) {
-        // Frees parked since the last commit are reused only after a commit: make one now, unless another
-        // process holds the lock (closing never waits; the blocks then leak until the next repair).
-        if (try_lock_write(0)) {
+    if ((arena_.pending_count() != 0 || relocate_) && region_.writable()) {
+        // Move the root block down when it ends the arena and fits in free space below (alloc::Arena,
+        // "Density"): top then falls back and the last handle to close cuts the file there. Frees parked
+        // since the last commit are reused only after a commit: commit first, so that blocks replaced since
+        // (a table that grew) are free space the move can use; a moved block that belonged to that commit
+        // is itself parked, so commit again. All only when no other process holds the lock (closing never
+        // waits; parked blocks then leak until the next repair). The move is an optimization: its failure
+        // (a full disk re-reserving a punched block, a lock that cannot be mapped) never fails close().
+        const bool must_commit = arena_.pending_count() != 0;
+        bool locked = false;
+        try {
+            locked = try_lock_write(0);
+        } catch (const Error&) {
+            if (must_commit) throw;
+        }
+        if (locked) {
             try {
-                commit();
+                if (arena_.pending_count() != 0) commit();
+                bool moved = false;
+                try {
+                    moved = relocate_ && relocate_();
+                } catch (const Error&) {
+                    moved = false;  // nothing changed (copy_below)
+                }
+                if (moved && arena_.pending_count() != 0) commit();
             } catch (...) {
                 unlock_write();
                 throw;
@@ -162,7 +181,7 @@ void Store::close() {
                     }
                     m.mark_consistent();
                 }
-                if (ok) region_.mark_clean();
+                if (ok) region_.mark_clean(arena_.trim());  // cut the file at the arena's end
                 m.unlock();
             }
         }

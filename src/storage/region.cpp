@@ -456,10 +456,22 @@ bool Region::close_prepare() {
     return last_;
 }
 
-void Region::mark_clean() {
+void Region::mark_clean(std::uint64_t cut_to) {
+    // Only the last handle calls this (holding the gate and the mutex): nobody else maps the tail. The
+    // shorter size is durable in page 0 and in the slot before the file is cut, so a power loss in between
+    // leaves a file longer than recorded (valid), never shorter (TruncatedFileError).
+    const bool cut = cut_to >= kDataStart && cut_to % kPageSize == 0 && cut_to < mapped_;
+    if (cut) live().file_size = cut_to;
     live().dirty = 0;
     if (!volatile_) os::sync_range(path(), base_, kPageSize);
     write_commit_slot(true);
+    if (cut) {
+        try {
+            file_.resize(cut_to);
+        } catch (const Error&) {
+            // The file stays longer than recorded, which is valid; the next close tries again.
+        }
+    }
 }
 
 void Region::close() {

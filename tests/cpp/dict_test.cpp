@@ -426,6 +426,86 @@ TEST_F(DictTest, OverwritingLargeValuesReusesDiskSpace) {
     EXPECT_NO_THROW(d.verify());
 }
 
+// --- density: the closed file is as long as what it holds (docs/design.md, "File density")
+
+// Bytes of the table block of a Dict whose stats() report `entries_cap` (format.md §4).
+std::uint64_t table_block_bytes(std::uint64_t entries_cap) {
+    const std::uint64_t cap = entries_cap * 32 / 21;
+    return mmstore::alloc::block_size(64 + cap / 16 * 64 + 16 * entries_cap);
+}
+
+TEST_F(DictTest, ClosedFileShrinksToItsTableAfterGrowth) {
+    constexpr int kKeys = 100'000;
+    std::uint64_t open_bytes = 0;
+    {
+        Dict d(path_);
+        for (int i = 0; i < kKeys; ++i) d.set("k" + std::to_string(i), "v" + std::to_string(i % 977));
+        open_bytes = d.stats().file_bytes;
+    }
+    const std::uint64_t closed = std::filesystem::file_size(path_);
+    Dict d(path_);
+    const auto st = d.stats();
+    EXPECT_EQ(st.arena_top, closed) << "the file was not cut at the arena's end";
+    // Header pages, the table, and the first small tables' 64 KiB chunk; before, the file also carried
+    // the space of every smaller table (about the table's size again).
+    EXPECT_LE(closed, mmstore::storage::kDataStart + table_block_bytes(st.capacity) + 128 * 1024)
+        << "open: " << open_bytes;
+    EXPECT_LT(closed, open_bytes * 2 / 3);
+    ASSERT_EQ(d.size(), static_cast<std::uint64_t>(kKeys));
+    for (int i = 0; i < kKeys; i += 7) ASSERT_EQ(d.get("k" + std::to_string(i)), "v" + std::to_string(i % 977)) << i;
+    EXPECT_NO_THROW(d.verify());
+    // Growing again after the move works and closes dense again.
+    for (int i = kKeys; i < 3 * kKeys; ++i) d.set("k" + std::to_string(i), "v");
+    d.close();
+    Dict again(path_);
+    EXPECT_EQ(again.size(), static_cast<std::uint64_t>(3 * kKeys));
+    EXPECT_LE(std::filesystem::file_size(path_),
+              mmstore::storage::kDataStart + table_block_bytes(again.stats().capacity) + 128 * 1024);
+    EXPECT_NO_THROW(again.verify());
+}
+
+TEST_F(DictTest, SyncedTableIsMovedDownAtCloseAndKeepsEveryEntry) {
+    // sync() between growths: the replaced tables belong to a commit, so their frees are deferred; the
+    // move at close must still land in free space only (verify() checks the arena) and keep every entry.
+    std::mt19937_64 rng(mmstore_test::seed(0x5EC));
+    OrderedModel model;
+    {
+        Dict d(path_);
+        for (int i = 0; i < 60'000; ++i) {
+            const std::string k = "k" + std::to_string(rng() % 90'000);
+            const std::string v = random_bytes(rng, uniform(rng, 0, 30));  // inline and record values
+            ASSERT_EQ(d.set(k, v), model.set(k, v));
+            if (i % 7'000 == 0) d.sync();
+        }
+    }
+    Dict d(path_);
+    expect_same(d, model);
+    EXPECT_NO_THROW(d.verify());
+    EXPECT_EQ(d.stats().arena_top, std::filesystem::file_size(path_));
+}
+
+TEST_F(DictTest, OnlyTheLastHandleToCloseCutsTheFile) {
+    Dict first(path_);
+    first.set("first", "1");
+    std::uint64_t grown = 0;
+    {
+        Dict second(path_);
+        for (int i = 0; i < 50'000; ++i) second.set("k" + std::to_string(i), std::to_string(i));
+        grown = std::filesystem::file_size(path_);
+    }  // not last: may move the table down, must not cut the file `first` still maps
+    EXPECT_EQ(std::filesystem::file_size(path_), grown);
+    EXPECT_EQ(first.size(), 50'001u);
+    EXPECT_EQ(first.get("k49999"), "49999");
+    EXPECT_NO_THROW(first.verify());
+    first.set("after", "2");
+    first.close();
+    EXPECT_LT(std::filesystem::file_size(path_), grown);
+    Dict again(path_);
+    EXPECT_EQ(again.size(), 50'002u);
+    EXPECT_EQ(again.get("k123"), "123");
+    EXPECT_NO_THROW(again.verify());
+}
+
 // --- errors
 
 TEST_F(DictTest, UseAfterCloseThrowsClosed) {

@@ -17,7 +17,9 @@
 
 #include "mmstore/codec/value.hpp"
 #include "mmstore/dict.hpp"
+#include "mmstore/alloc/arena.hpp"
 #include "mmstore/error.hpp"
+#include "mmstore/storage/header.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -241,6 +243,53 @@ TEST_F(ListTest, CompactShrinksTheFileAndKeepsContent) {
     EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()), {}), 1);  // no temporary left
     List again(path_);
     EXPECT_EQ(again.get(again.size() - 1), "still writable");
+}
+
+TEST_F(ListTest, ClosedFileShrinksToItsArrayAfterGrowth) {
+    // Appends double the element array; the closed file holds the array once, not every smaller copy.
+    // Inline elements (up to 7 encoded bytes) only: records carved between two growths sit above the
+    // array and keep the freed arrays below as free space for later records (the next test).
+    std::mt19937_64 rng(mmstore_test::seed(0x115D));
+    std::vector<std::string> model;
+    for (int round = 0; round < 3; ++round) {
+        {
+            List l(path_);
+            for (int i = 0; i < 60'000; ++i) {
+                model.push_back(random_bytes(rng, uniform(rng, 0, 6)));
+                l.push_back(model.back());
+            }
+            if (round == 1) l.sync();  // the replaced arrays of a commit are freed late; the move waits for them
+        }
+        const std::uint64_t closed = std::filesystem::file_size(path_);
+        List l(path_);
+        const auto st = l.stats();
+        EXPECT_EQ(st.arena_top, closed) << "round " << round;
+        const std::uint64_t array = mmstore::alloc::block_size(64 + 8 * st.capacity);
+        EXPECT_LE(closed, mmstore::storage::kDataStart + array + 128 * 1024) << "round " << round;
+        ASSERT_EQ(l.size(), model.size());
+        for (std::size_t i = 0; i < model.size(); i += 13) ASSERT_EQ(l.get(i), model[i]) << i;
+        EXPECT_NO_THROW(l.verify());
+    }
+}
+
+TEST_F(ListTest, MovingTheArrayAtCloseKeepsRecordElements) {
+    std::mt19937_64 rng(mmstore_test::seed(0x115E));
+    std::vector<std::string> model;
+    for (int round = 0; round < 4; ++round) {
+        {
+            List l(path_);
+            for (int i = 0; i < 20'000; ++i) {
+                model.push_back(random_bytes(rng, uniform(rng, 0, rng() % 4 == 0 ? 60 : 6)));
+                l.push_back(model.back());
+                if (i % 9'000 == 0 && round % 2 == 1) l.sync();
+            }
+        }
+        List l(path_);
+        EXPECT_EQ(l.stats().arena_top, std::filesystem::file_size(path_)) << "round " << round;
+        ASSERT_EQ(l.size(), model.size());
+        for (std::size_t i = 0; i < model.size(); ++i) ASSERT_EQ(l.get(i), model[i]) << i;
+        EXPECT_NO_THROW(l.verify());
+    }
 }
 
 TEST_F(ListTest, AbandonedListReopensWithEveryElement) {

@@ -235,6 +235,11 @@ public:
     void shrink_to_fit() { rehash(header()->live, true); }
     // Ensures room for `n` keys without further rebuilds.
     void reserve(std::uint64_t n);
+    // Moves the table block down into free space below it when the block ends the arena (the same bytes,
+    // one switch, the old block freed), so that top falls back and the file can be cut at close
+    // (alloc::Arena, "Density"); blocks over alloc::kRelocateMax stay. Returns whether it moved. Holding
+    // the write lock.
+    bool relocate_down();
     // Reachable blocks: the table block, every record, and child tables with their cells.
     void enumerate(const alloc::Arena::Visit& visit) const { enumerate_at(visit, 0); }
     std::uint64_t capacity() const noexcept { return header()->capacity; }
@@ -271,8 +276,9 @@ private:
     void verify_probe(const Snapshot& t, std::uint64_t hash) const;
     bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
     void rehash(std::uint64_t min_live, bool exact = false);
-    // Allocates and initializes an empty, unpublished table block of `capacity` slots.
-    std::uint64_t build(std::uint64_t capacity);
+    // Allocates and initializes an empty, unpublished table block of `capacity` slots; `replaces` is the
+    // live block it will replace (placement for density, Arena::allocate_replacement), or 0.
+    std::uint64_t build(std::uint64_t capacity, std::uint64_t replaces = 0);
     // Appends a key known to be absent.
     std::uint64_t insert_new(std::string_view key, std::uint64_t hash, std::string_view value);
     std::uint64_t hash_word(const std::uint64_t* slot) const;

@@ -101,6 +101,8 @@ public:
     // from there to the capacity, so nothing a lost write left there can be taken for an element later.
     void truncate(std::uint64_t n) noexcept;
     void reserve(std::uint64_t n);
+    // As HashTable::relocate_down: moves the block down into free space when it ends the arena.
+    bool relocate_down();
     // Replaces the whole contents with `n` elements from `src` (built aside, one switch).
     void assign(const void* src, std::uint64_t n, std::uint64_t min_capacity = 0);
     std::uint64_t bytes_of(std::uint64_t capacity) const noexcept { return sizeof(SequenceHeader) + capacity * elem_size_; }
@@ -108,7 +110,9 @@ public:
 
 private:
     SequenceHeader* header() const noexcept { return store_->region().at<SequenceHeader>(store_->root()); }
-    std::uint64_t build(std::uint64_t capacity);  // allocates and initializes an empty block
+    // Allocates and initializes an empty block; placed as the replacement of the root block (Arena::
+    // allocate_replacement), which every caller frees once the new block is published.
+    std::uint64_t build(std::uint64_t capacity);
     void grow_for_push();                          // doubles the capacity
     // The slow path of both push_backs: grows a full block, or copies one whose next slot is committed
     // (SequenceHeader::committed). Returns the (possibly new) header.

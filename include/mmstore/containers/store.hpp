@@ -190,6 +190,10 @@ public:
     // Set by the container: rebuilds what a writer killed mid-operation may have left half done, without
     // disturbing lock-free readers.
     void set_recovery(std::function<void()> recover) { recover_ = std::move(recover); }
+    // Called by close(), holding the write lock, to move the container's root block down into free space
+    // (HashTable::relocate_down), so that the last handle to close can cut the file at the arena's top.
+    // Returns whether it moved the block.
+    void set_relocation(std::function<bool()> relocate) { relocate_ = std::move(relocate); }
 
     // RAII write lock; checks the store is open and writable first.
     class WriteGuard {
@@ -297,6 +301,7 @@ private:
     void reattach();
 
     std::function<void()> recover_;
+    std::function<bool()> relocate_;
     std::function<void()> on_reattach_;
     storage::StoreKind kind_ = storage::StoreKind::kDict;
     storage::OpenOptions options_;

@@ -130,7 +130,11 @@ public:
     // mutex, calls mark_clean(); close() removes a segment marked for unlinking (when last) and releases
     // the mapping, the file and its locks.
     bool close_prepare();
-    void mark_clean();
+    // Marks the store clean (commit slot with dirty = 0). With `cut_to` (a page multiple below the file
+    // size, the arena's end), the file is first recorded as that long and cut to it once the slot is
+    // written: the last handle gives back the growth slack and the free tail, so a closed store's apparent
+    // size (st_size, what cp and backups see) is what it uses.
+    void mark_clean(std::uint64_t cut_to = 0);
     void close();
     // For listings (mmstore.shared_dicts()): whether any handle has the store at `path` open, without
     // opening it as a store.

@@ -357,4 +357,75 @@ TEST_F(ArenaTest, TrimGivesBackTheUnusedChunkTail) {
     EXPECT_NO_THROW(arena_.verify(live_set()));
 }
 
+// Density: a block that doubles (a table or array) is replaced by allocate_replacement(); once the old block
+// is freed, allocate_below() must find room under the new block (its move down), so that freeing the new
+// block's old place lowers top to the end of the moved block. Other allocations come and go in between, as
+// records do; the model checks that nothing ever overlaps.
+TEST_F(ArenaTest, GrowingBlockCanAlwaysMoveDownAfterItsReplacement) {
+    std::mt19937_64 rng(mmstore_test::seed(0xDE75));
+    for (int trial = 0; trial < 6; ++trial) {
+        std::uint64_t bytes = uniform(rng, 4096, 40'000);
+        std::uint64_t table = alloc(bytes);
+        int moves = 0, eligible = 0;
+        for (int growth = 0; growth < 9; ++growth) {
+            // Some records between growths (they may sit above the table: then no move is possible).
+            const int records = trial % 2 == 0 ? 0 : static_cast<int>(rng() % 20);
+            for (int i = 0; i < records; ++i) alloc(random_request(rng));
+            for (int i = 0; i < records / 2 && live_.size() > 1; ++i) {
+                auto it = std::next(live_.begin(), static_cast<long>(rng() % live_.size()));
+                if (it->first != table) release(it->first);
+            }
+            const bool at_end = arena_.ends_arena(table, bytes);
+            const std::uint64_t grown = bytes * 2;
+            const std::uint64_t next = arena_.allocate_replacement(grown, table, bytes);
+            ASSERT_NE(next, 0u);
+            EXPECT_EQ(next % kPageSize, 0u);
+            // Placement check as alloc() does, then adopt the block into the model.
+            auto after = live_.lower_bound(next);
+            if (after != live_.end()) ASSERT_LE(next + block_size(grown), after->first);
+            if (after != live_.begin()) ASSERT_LE(std::prev(after)->first + block_size(std::prev(after)->second), next);
+            live_[next] = grown;
+            stamp(next, grown);
+            release(table);
+            table = next;
+            bytes = grown;
+            ASSERT_NO_THROW(arena_.verify(live_set())) << "trial " << trial << " growth " << growth;
+            if (!at_end) continue;
+            ++eligible;
+            if (records > 0 && !arena_.ends_arena(table, bytes)) continue;  // a record was put above it
+            // The space freed below the new block holds it: move it down, as close() does.
+            const std::uint64_t low = arena_.allocate_below(bytes, table);
+            ASSERT_NE(low, 0u) << "no room below the grown block, trial " << trial << " growth " << growth;
+            ASSERT_LT(low + block_size(bytes), table + 1);
+            live_[low] = bytes;
+            stamp(low, bytes);
+            release(table);
+            table = low;
+            ++moves;
+            EXPECT_GE(arena_.top(), table + block_size(bytes));
+            if (records == 0) EXPECT_EQ(arena_.top(), table + block_size(bytes)) << "top did not fall back";
+            ASSERT_NO_THROW(arena_.verify(live_set()));
+        }
+        if (trial % 2 == 0) EXPECT_EQ(moves, eligible) << "trial " << trial;
+        if (trial % 2 == 0) EXPECT_GE(eligible, 8) << "trial " << trial << ": the growing block seldom ended the arena";
+        for (const auto& [off, b] : live_) check_stamp(off, b);
+        while (!live_.empty()) release(live_.begin()->first);
+    }
+}
+
+TEST_F(ArenaTest, AllocateBelowNeverReturnsABlockAtOrAboveTheLimit) {
+    const std::uint64_t a = alloc(100'000);
+    const std::uint64_t b = alloc(100'000);
+    alloc(64);
+    release(a);
+    EXPECT_EQ(arena_.allocate_below(100'000, a), 0u) << "the only free block starts at the limit";
+    const std::uint64_t top = arena_.top();
+    EXPECT_EQ(arena_.allocate_below(200'000, b), 0u) << "too small";
+    EXPECT_EQ(arena_.top(), top) << "a failed allocate_below changed the arena";
+    const std::uint64_t c = arena_.allocate_below(50'000, b);
+    EXPECT_EQ(c, a);
+    live_[c] = 50'000;
+    EXPECT_NO_THROW(arena_.verify(live_set()));
+}
+
 }  // namespace
