@@ -1007,6 +1007,10 @@ struct ImageState {
     Py_buffer view{};
     bool has_view = false;
     CodecFlags flags;
+    // Set by mmstore.compat.sharedbuffers (_str_keys_as_bytes), whose string mappers key by bytes: lookups take
+    // a str key as its UTF-8 bytes (surrogateescape), a bytearray or memoryview as its bytes, here in C++
+    // rather than in a Python wrapper around every lookup (sharedbuffers' suite does tens of millions).
+    bool str_keys_as_bytes = false;
     std::string path;
     PyObject* so = nullptr;  // bound _SchemaNative (strong)
     Py_ssize_t exports = 0;
@@ -1391,7 +1395,17 @@ std::pair<std::uint64_t, std::uint64_t> lookup(PyObject* self, PyObject* key, bo
     ImageState& st = st_of(self);
     err = false;
     EncBuf e;
-    if (!encode_into(key, e, st.flags, true)) {  // unhashable keys raise TypeError, as for dict
+    PyObject* utf8 = nullptr;
+    if (st.str_keys_as_bytes && (PyUnicode_Check(key) || PyByteArray_Check(key) || PyMemoryView_Check(key))) {
+        utf8 = PyUnicode_Check(key) ? PyUnicode_AsEncodedString(key, "utf-8", "surrogateescape") : PyBytes_FromObject(key);
+        if (utf8 == nullptr) {
+            err = true;
+            return {0, 0};
+        }
+    }
+    const bool encoded = encode_into(utf8 != nullptr ? utf8 : key, e, st.flags, true);
+    Py_XDECREF(utf8);
+    if (!encoded) {  // unhashable keys raise TypeError, as for dict
         err = true;
         return {0, 0};
     }
@@ -1441,11 +1455,20 @@ PyObject* mapping_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return entry_value(self, lo);
 }
 
-PyObject* mapping_get_all(PyObject* self, PyObject* key) {
+// get_all(key[, default]): every value of `key` as a list; [] (or `default`, when given) if there is none.
+PyObject* mapping_get_all(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get_all(key, default=[])");
+        return nullptr;
+    }
     if (!bound(st_of(self))) return nullptr;
     bool err;
-    const auto [lo, hi] = lookup(self, key, err);
+    const auto [lo, hi] = lookup(self, args[0], err);
     if (err) return nullptr;
+    if (lo == hi && nargs == 2) {
+        Py_INCREF(args[1]);
+        return args[1];
+    }
     PyObject* out = PyList_New(static_cast<Py_ssize_t>(hi - lo));
     if (out == nullptr) return nullptr;
     for (std::uint64_t e = lo; e < hi; ++e) {
@@ -1512,6 +1535,13 @@ PyObject* mapping_entry_value(PyObject* self, PyObject* arg) {
     return entry_value(self, e);
 }
 
+PyObject* mapping_set_str_keys_as_bytes(PyObject* self, PyObject* on) {
+    const int v = PyObject_IsTrue(on);
+    if (v < 0) return nullptr;
+    st_of(self).str_keys_as_bytes = v != 0;
+    Py_RETURN_NONE;
+}
+
 PyObject* mapping_info(PyObject* self, PyObject*) {
     auto& m = *st_of(self).mapping;
     return Py_BuildValue("{s:O,s:O,s:O,s:i}", "multi", m.multi() ? Py_True : Py_False, "approximate",
@@ -1526,7 +1556,8 @@ PyMethodDef mapping_methods[] = {
     {"exports", image_exports, METH_NOARGS, nullptr},
     {"close", image_close, METH_NOARGS, "Close the handle (BufferError while numpy column views are alive)."},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(mapping_get)), METH_FASTCALL, nullptr},
-    {"get_all", mapping_get_all, METH_O, nullptr},
+    {"get_all", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(mapping_get_all)), METH_FASTCALL, nullptr},
+    {"_str_keys_as_bytes", mapping_set_str_keys_as_bytes, METH_O, nullptr},
     {"entry_key", mapping_entry_key, METH_O, nullptr},
     {"entry_value", mapping_entry_value, METH_O, nullptr},
     {"entry_hash", mapping_entry_hash, METH_O, nullptr},

@@ -390,3 +390,40 @@ def test_floats_in_decimal_fields_are_cast_and_proxied_sequences_are_read_only()
     with _pytest.raises(NotImplementedError):
         view < None
     assert list(view.iter(mask=[1, 0, 1])) == [1, None] and str(view[1:]) == "[2.0,None]"
+
+
+# -- lookups go straight to the native mapping (sharedbuffers' huge-build tests do tens of millions) ------------
+
+
+def test_string_mapper_lookups_normalize_str_bytearray_and_memoryview_natively():
+    ids = mapped_struct.StringIdMapper.build([("k\u00e9", 1), (b"b", 2), (7, 3)])
+    get = ids.get
+    assert type(get) is type(ids.native.get)  # the native method itself, no Python wrapper
+    assert get("k\u00e9") == 1 and get("k\u00e9".encode()) == 1 and get(bytearray(b"b")) == 2
+    assert get(memoryview(b"b")) == 2 and get(7) == 3 and get("zz") is None and get("zz", -1) == -1
+    assert ids[bytearray(b"b")] == 2 and memoryview(b"b") in ids and "\udcff" not in ids
+    nums = mapped_struct.NumericIdMapper.build([(1, 10)])
+    assert nums.get(1) == 10 and nums.get(b"1") is None  # numeric mappers take keys as they are
+
+
+def test_multi_mapper_get_returns_every_value_or_the_default():
+    for cls in (mapped_struct.StringIdMultiMapper, mapped_struct.ApproxStringIdMultiMapper):
+        m = cls.build([("a", 1), (b"a", 2), ("b", 3)])
+        assert sorted(m.get("a")) == [1, 2] and m.get(b"b") == [3]
+        assert m.get("zz") is None and m.get("zz", []) == []
+        assert sorted(m.copy().get(bytearray(b"a"))) == [1, 2]
+
+
+def test_subclass_overriding_get_keeps_its_override():
+    class Upper(mapped_struct.StringIdMapper):
+        def get(self, key, default=None):
+            return super().get(key.upper(), default)
+
+    class UpperMapping(StructNameMapping):
+        def get(self, key, default=None):
+            return super().get(key.upper(), default)
+
+    assert Upper.build([("A", 1)]).get("a") == 1
+    assert UpperMapping.build([("A", make(5))]).get("a").a == 5
+    multi = StructNameMultiMapping.build([("k", make(1)), (b"k", make(2))])
+    assert [v.a for v in multi.get("k")] == [1, 2] and multi.get("zz") is None

@@ -387,6 +387,13 @@ def test_repeated_keys_last_wins_and_multi_keeps_all(tmp_path):
     assert sorted(mm.keys()) == ["a", "b", "c"]
 
 
+def test_get_all_returns_its_default_only_for_a_missing_key(tmp_path):
+    mm = mmstore.Mapping.build([("a", 1), ("a", 2)], tmp_path / "mm.mms", key=str, value=int, multi=True)
+    assert mm.get_all("a", None) == [1, 2] and mm.get_all("zz", None) is None and mm.get_all("zz") == []
+    with pytest.raises(TypeError):
+        mm.get_all("a", None, None)
+
+
 def test_approximate_map_keeps_only_hashes(tmp_path):
     items = [("k%d" % i, i) for i in range(5000)]
     exact = mmstore.Mapping.build(items, tmp_path / "e.mms", key=str, value=int)

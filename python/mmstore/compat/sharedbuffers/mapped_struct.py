@@ -661,6 +661,32 @@ def _same_key(key):
     return key
 
 
+def _normalized(items, norm):
+    """``items`` with their keys normalized for the native builder (``items`` itself when keys are kept)."""
+    if norm is _same_key:
+        return items
+    # _str_key inlined for the common str key: sharedbuffers' suite builds string mappers of 10 million keys.
+    return ((k.encode("utf-8", "surrogateescape") if type(k) is str else norm(k), v) for k, v in items)
+
+
+def _multi_get(get_all):
+    def get(key, default=None):
+        return get_all(key, default)
+
+    return get
+
+
+def _fast_lookups(obj, mapping: Mapping, key, multi: bool, base: type) -> None:
+    """Lookups of ``obj`` go straight to the native mapping: str keys are normalized in C++ (string mappers),
+    and ``obj.get`` becomes the native ``get`` (a multi-map's ``get_all`` with a default) unless a subclass
+    overrides it. sharedbuffers' suite does tens of millions of lookups; a Python wrapper around each one
+    tripled their cost."""
+    if key is _str_key:
+        mapping._str_keys_as_bytes(True)
+    if type(obj).get is base.get:
+        obj.get = _multi_get(mapping.get_all) if multi else mapping.get
+
+
 # sharedbuffers' base class of record proxies. mmstore's proxies are mmstore.RecordProxy instances; unlike
 # sharedbuffers' they are not reused between items (``proxy_into`` is ignored), so ``x is previous`` is False.
 BufferProxyObject = _records.RecordProxy
@@ -756,6 +782,7 @@ class _IdMapperBase:
         self._m = mapping
         self._buf = buf
         self._src = None
+        _fast_lookups(self, mapping, self._key, self.multi, _IdMapperBase)
 
     @classmethod
     def encode(cls, key) -> bytes:
@@ -764,8 +791,7 @@ class _IdMapperBase:
 
     @classmethod
     def _build_native(cls, items, path):
-        norm = cls._key
-        return Mapping.build(((norm(k), v) for k, v in items), path, key=cls.key_type, value=cls.value_type,
+        return Mapping.build(_normalized(items, cls._key), path, key=cls.key_type, value=cls.value_type,
                              multi=cls.multi, approximate=cls.approximate, progress=False)
 
     @classmethod
@@ -828,9 +854,9 @@ class _IdMapperBase:
             return vals
         return self._m[self._key(key)]
 
-    def get(self, key, default=None):
+    def get(self, key, default=None):  # (instances use the native lookup directly: _fast_lookups)
         if self.multi:
-            return self._m.get_all(self._key(key)) or default
+            return self._m.get_all(self._key(key), default)
         return self._m.get(self._key(key), default)
 
     def get_iter(self, key):
@@ -940,6 +966,8 @@ class MappedMappingProxyBase:
 
     def __init__(self, mapping: Mapping) -> None:
         self._m = mapping
+        _fast_lookups(self, mapping, self.IdMapper._key, self._multi,
+                      MappedMultiMappingProxyBase if self._multi else MappedMappingProxyBase)
 
     @property
     def id_mapper(self):
@@ -1029,7 +1057,7 @@ class MappedMultiMappingProxyBase(MappedMappingProxyBase):
         return vals
 
     def get(self, key, default=None):
-        return self._m.get_all(self.IdMapper._key(key)) or default
+        return self._m.get_all(self.IdMapper._key(key), default)
 
 
 # The Python-2 name some sharedbuffers code still uses in __slot_types__.
