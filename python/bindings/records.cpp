@@ -1558,6 +1558,7 @@ PyMethodDef mapping_methods[] = {
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(mapping_get)), METH_FASTCALL, nullptr},
     {"get_all", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(mapping_get_all)), METH_FASTCALL, nullptr},
     {"_str_keys_as_bytes", mapping_set_str_keys_as_bytes, METH_O, nullptr},
+    {"column_info", image_column_info, METH_O, nullptr},
     {"entry_key", mapping_entry_key, METH_O, nullptr},
     {"entry_value", mapping_entry_value, METH_O, nullptr},
     {"entry_hash", mapping_entry_hash, METH_O, nullptr},

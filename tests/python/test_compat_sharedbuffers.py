@@ -427,3 +427,59 @@ def test_subclass_overriding_get_keeps_its_override():
     assert UpperMapping.build([("A", make(5))]).get("a").a == 5
     multi = StructNameMultiMapping.build([("k", make(1)), (b"k", make(2))])
     assert [v.a for v in multi.get("k")] == [1, 2] and multi.get("zz") is None
+
+
+def test_copy_index_data_id_column_is_writable_and_the_original_unchanged():
+    for cls in (mapped_struct.NumericIdMapper, mapped_struct.NumericId32Mapper,
+                mapped_struct.ApproxStringIdMultiMapper):
+        rv = cls.build([(k, 2 * k) for k in range(50)])
+        rv2 = rv.copy()
+        rv2._index_data[:, -1] += 1
+        for k in range(50):
+            want = 2 * k
+            assert rv2.get(k) == ([want + 1] if cls.multi else want + 1)
+            assert rv.get(k) == ([want] if cls.multi else want)
+        assert rv2._index_data.shape == (50, 2)
+        with pytest.raises(ValueError):  # a mapper not copied is read-only
+            rv._index_data[:, -1] += 1
+        with pytest.raises(NotImplementedError, match="key-hash column"):
+            rv._index_data[:, 0]
+
+
+@pytest.fixture
+def set_tz(monkeypatch):
+    import time
+
+    def set_tz(tz):
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield set_tz
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_datetime_local_and_tz_packers_come_back_aware(set_tz):
+    buf = bytearray(12)
+    now = _dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    set_tz("GMT-3")  # POSIX: three hours east of UTC
+    assert mapped_struct.mapped_datetime_local.pack_into(now, buf, 0) == 8
+    set_tz("GMT")
+    got = mapped_struct.mapped_datetime_local.unpack_from(buf, 0)  # aware, in the reader's local zone
+    assert got.tzname() == "GMT" and got.utcoffset() == _dt.timedelta(0)
+    assert got == now.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=3)))
+
+    east = now.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=3)))
+    assert mapped_struct.mapped_datetime_tz.pack_into(east, buf, 0) == 10  # + a 2-byte offset in minutes
+    set_tz("GMT+2")
+    got = mapped_struct.mapped_datetime_tz.unpack_from(buf, 0)  # keeps the offset it was written with
+    assert got == east and got.tzname() == "UTC+3" and got.utcoffset() == _dt.timedelta(hours=3)
+    odd = now.replace(tzinfo=_dt.timezone(-_dt.timedelta(hours=5, minutes=30)))
+    mapped_struct.mapped_datetime_tz.pack_into(odd, buf, 0)
+    assert mapped_struct.mapped_datetime_tz.unpack_from(buf, 0).tzname() == "UTC-6:30"  # sharedbuffers' naming
+    mapped_struct.mapped_datetime_tz.pack_into(now, buf, 0)  # naive: taken as UTC
+    got = mapped_struct.mapped_datetime_tz.unpack_from(buf, 0)
+    assert got.tzname() == "UTC" and got.replace(tzinfo=None) == now
+    mapped_struct.mapped_datetime_tz_local.pack_into(now, buf, 0)  # naive: taken as local (GMT+2 = UTC-2)
+    got = mapped_struct.mapped_datetime_tz_local.unpack_from(buf, 0)
+    assert got.utcoffset() == _dt.timedelta(hours=-2) and got.replace(tzinfo=None) == now

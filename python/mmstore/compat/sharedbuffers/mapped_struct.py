@@ -262,25 +262,73 @@ def _put(buf, offset, data: bytes) -> int:
 
 class _FixedDateTime(_PackedValue):
     """Single datetimes as sharedbuffers packs them: 8 bytes, microseconds since the epoch (UTC). A naive
-    datetime is taken as local time (``_naive_utc``: as UTC) and comes back naive in the local time zone
-    of the reader (aware in UTC)."""
+    datetime is taken as local time (``_naive_utc``: as UTC). They come back naive in the reader's local time
+    zone (``mapped_datetime``), aware in UTC (``mapped_datetime_utc``) or aware in the reader's local time
+    zone (``mapped_datetime_local``), as sharedbuffers' do."""
 
     __slots__ = ()
     _naive_utc = False
+    _aware_local = False
+
+    @classmethod
+    def _utc(cls, obj) -> _dt.datetime:
+        if obj.tzinfo is None:
+            return obj.replace(tzinfo=_dt.timezone.utc) if cls._naive_utc else obj.astimezone()
+        return obj
 
     @classmethod
     def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
-        if obj.tzinfo is None:
-            obj = obj.replace(tzinfo=_dt.timezone.utc) if cls._naive_utc else obj.astimezone()
-        return _put(buf, offset, _I64.pack((obj - _EPOCH) // _US))
+        return _put(buf, offset, _I64.pack((cls._utc(obj) - _EPOCH) // _US))
+
+    @classmethod
+    def _read(cls, buf, offset) -> _dt.datetime:
+        (us,) = _I64.unpack_from(buf, offset)
+        return _EPOCH + _dt.timedelta(microseconds=us)
 
     @classmethod
     def unpack_from(cls, buf, offset=0, idmap=None):
-        (us,) = _I64.unpack_from(buf, offset)
-        utc = _EPOCH + _dt.timedelta(microseconds=us)
+        utc = cls._read(buf, offset)
         if cls._naive_utc:
             return utc
-        return utc.astimezone().replace(tzinfo=None)
+        local = utc.astimezone()  # the time zone in effect now (TZ and time.tzset() are honoured)
+        return local if cls._aware_local else local.replace(tzinfo=None)
+
+
+_I64_I16 = _struct.Struct("<qh")
+_OFFSET_TZ: dict = {}
+
+
+def _offset_tz(minutes: int) -> _dt.tzinfo:
+    """The fixed-offset zone sharedbuffers gives back: named "UTC+3", "UTC-6:30"... ("UTC" for no offset)."""
+    tz = _OFFSET_TZ.get(minutes)
+    if tz is None:
+        if minutes:
+            name = "UTC%+d" % (minutes // 60) + (":%02d" % (minutes % 60) if minutes % 60 else "")
+            tz = _dt.timezone(_dt.timedelta(minutes=minutes), name)
+        else:
+            tz = _dt.timezone.utc
+        tz = _OFFSET_TZ.setdefault(minutes, tz)
+    return tz
+
+
+class _FixedDateTimeTZ(_FixedDateTime):
+    """Single datetimes with their UTC offset (``mapped_datetime_tz``): 8 bytes of microseconds since the epoch
+    and a 2-byte offset in minutes; they come back aware, at the offset they were written with. A naive one is
+    taken as UTC (``mapped_datetime_tz_local``: as local time)."""
+
+    __slots__ = ()
+    _naive_utc = True
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        obj = cls._utc(obj)
+        minutes = int(obj.utcoffset().total_seconds() // 60)
+        return _put(buf, offset, _I64_I16.pack((obj - _EPOCH) // _US, minutes))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        us, minutes = _I64_I16.unpack_from(buf, offset)
+        return (_EPOCH + _dt.timedelta(microseconds=us)).astimezone(_offset_tz(minutes))
 
 
 class _FixedDate(_PackedValue):
@@ -317,7 +365,11 @@ mapped_date = type("mapped_date", (_dt.date, _FixedDate), {"_builtin": _dt.date}
 mapped_datetime = type("mapped_datetime", (_dt.datetime, _FixedDateTime), {"_builtin": _dt.datetime})
 mapped_datetime_utc = type("mapped_datetime_utc", (_dt.datetime, _FixedDateTime),
                            {"_builtin": _dt.datetime, "_naive_utc": True})
-mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
+mapped_datetime_local = type("mapped_datetime_local", (_dt.datetime, _FixedDateTime),
+                             {"_builtin": _dt.datetime, "_aware_local": True})
+mapped_datetime_tz = type("mapped_datetime_tz", (_dt.datetime, _FixedDateTimeTZ), {"_builtin": _dt.datetime})
+mapped_datetime_tz_local = type("mapped_datetime_tz_local", (_dt.datetime, _FixedDateTimeTZ),
+                                {"_builtin": _dt.datetime, "_naive_utc": False})
 mapped_decimal = _packed("mapped_decimal", _decimal.Decimal)
 class _ProxiedSeq(tuple):
     """What ``proxied_list`` / ``proxied_tuple`` ``unpack_from`` return, as sharedbuffers' proxies behave: a
@@ -843,8 +895,22 @@ class _IdMapperBase:
         return self._buf
 
     def copy(self):
-        """An independent in-memory copy of the mapper (its own buffer)."""
+        """An independent in-memory copy of the mapper (its own, writable buffer)."""
         return type(self).map_buffer(bytearray(self.buf))
+
+    @property
+    def _index_data(self):
+        """sharedbuffers' (n, 2) index array as far as mmstore's index gives it: column -1 (or 1) is a numpy
+        view of the ids in entry order, writable on a :meth:`copy` (``m.copy()._index_data[:, -1] += 1``
+        changes the copy's ids), read-only otherwise. Column 0 (sharedbuffers' key hashes) has no equivalent:
+        mmstore's index stores keys and hashes in another layout (docs/format.md §8.4)."""
+        import numpy
+
+        off, width, _ = self._m.column_info(0)
+        buf = self._buf
+        src = buf if isinstance(buf, memoryview) and not buf.readonly else self._m
+        ids = numpy.frombuffer(src, dtype=numpy.dtype(f"<u{width}"), count=len(self._m), offset=off)
+        return _IdColumn(ids)
 
     def __getitem__(self, key):
         if self.multi:
@@ -894,6 +960,34 @@ class _IdMapperBase:
     @property
     def native(self) -> Mapping:
         return self._m
+
+
+class _IdColumn:
+    """``mapper._index_data``: indexing ``[rows, -1]`` (or ``[rows, 1]``) reads and writes the ids."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids) -> None:
+        self._ids = ids
+
+    def _rows(self, index):
+        if isinstance(index, tuple) and len(index) == 2 and index[1] in (1, -1):
+            return index[0]
+        raise NotImplementedError("_index_data: only the id column ([:, -1]) exists in mmstore's index; "
+                                  "sharedbuffers' key-hash column has no equivalent")
+
+    def __getitem__(self, index):
+        return self._ids[self._rows(index)]
+
+    def __setitem__(self, index, value) -> None:
+        self._ids[self._rows(index)] = value
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self._ids), 2)
 
 
 def _items(m: Mapping):
