@@ -483,3 +483,11 @@ def test_datetime_local_and_tz_packers_come_back_aware(set_tz):
     mapped_struct.mapped_datetime_tz_local.pack_into(now, buf, 0)  # naive: taken as local (GMT+2 = UTC-2)
     got = mapped_struct.mapped_datetime_tz_local.unpack_from(buf, 0)
     assert got.utcoffset() == _dt.timedelta(hours=-2) and got.replace(tzinfo=None) == now
+
+
+def test_proxied_ndarray_make_dtype_params_round_trips_through_numpy():
+    make = mapped_struct.proxied_ndarray._make_dtype_params
+    for d in ("i", [("a", "l"), ("b", "i")], [("a", "l"), ("b", [("c", "i")])], ">f8"):
+        dtype = _np.dtype(d)
+        assert _np.dtype(make(dtype)) == dtype
+    assert make(_np.dtype("<u2")) == "<u2"

@@ -463,11 +463,20 @@ proxied_frozenset = _packed("proxied_frozenset", frozenset)
 proxied_buffer = type("proxied_buffer", (bytes, _RawBuffer), {"__slots__": (), "_builtin": bytes})
 
 
+def _dtype_params(cls, dtype):
+    """``proxied_ndarray._make_dtype_params``: a plain description numpy turns back into ``dtype``, its type
+    string or, for a structured dtype, a (name, description) pair per field."""
+    if dtype.names:
+        return [(name, _dtype_params(cls, dtype.fields[name][0])) for name in dtype.names]
+    return dtype.str
+
+
 def __getattr__(name):
     if name == "proxied_ndarray":  # numpy is imported only when asked for
         import numpy
 
         globals()[name] = cls = _packed("proxied_ndarray", numpy.ndarray)
+        cls._make_dtype_params = classmethod(_dtype_params)
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
