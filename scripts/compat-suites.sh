@@ -9,7 +9,11 @@
 #                                $PEERS/pyrsistence    github.com/huku-/pyrsistence
 #                                $PEERS/MemPool.jl     github.com/JuliaData/MemPool.jl (Julia: read for its
 #                                                      exported names only, see docs/compat.md)
-#   e.g.  git clone https://github.com/ronny-rentner/UltraDict $PEERS/UltraDict   (and so on)
+#   In this project's sessions the snapshots come from the `fetch` tool (fetch github:jampp/sharedbuffers puts a
+#   git directory in /work/.mirror/jampp+sharedbuffers/repo), then, for each of the four:
+#         git clone /work/.mirror/jampp+sharedbuffers/repo $PEERS/sharedbuffers
+#   and with network access:  git clone https://github.com/jampp/sharedbuffers $PEERS/sharedbuffers
+#   (measured at: UltraDict 54f8ccc, sharedbuffers a65aa8f, pyrsistence a8e764b, MemPool.jl 18cf6c0).
 #
 # The shim: $PEERS/shim holds one module per old name that re-exports mmstore.compat.* and nothing else
 # (UltraDict.py, sharedbuffers/, pyrsistence.py); this script writes it. Each suite is copied (tests and
@@ -20,6 +24,10 @@
 # the suites' own test dependencies (six, python-dateutil, networkx, psutil) are pip-installed if missing.
 #
 #   scripts/compat-suites.sh [ultradict|sharedbuffers|pyrsistence|mempool ...]   (default: all)
+#
+# sharedbuffers runs all 662 tests, its 43 "huge" ones included (builds of 2 and 10 million entries, about 260
+# million entries in all: the whole file took 582 s of CPU time, so about 10 minutes on an idle core, and 51
+# minutes of wall time on a machine at a load average of 20 on 2 cores; SB_TIMEOUT, default 7200 s). SKIP_HUGE=1 (the suite's own switch) skips them, for a quick run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -86,8 +94,9 @@ sharedbuffers() {
   local src=$PEERS/sharedbuffers dst=$RUN/sharedbuffers
   rm -rf "$dst"; mkdir -p "$dst"; cp -r "$src/tests" "$dst/"
   echo "== sharedbuffers: tests/mapped_struct.py (pytest)"
-  (cd "$dst" && COLUMNS=400 SKIP_HUGE=1 PYTHONPATH=$SHIM timeout 1800 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
-     --tb=line -rf tests/mapped_struct.py 2>&1) > "$RUN/sharedbuffers.log"
+  local TIMEFORMAT="   (%0R s wall, %0U s user + %0S s system CPU: the CPU time does not depend on the machine's load)"
+  time (cd "$dst" && COLUMNS=400 PYTHONPATH=$SHIM timeout "${SB_TIMEOUT:-7200}" "$PY" -m pytest -q -p no:cacheprovider \
+     -o addopts="" --tb=line -rf --durations=10 tests/mapped_struct.py > "$RUN/sharedbuffers.log" 2>&1)
   grep -E '^FAILED' "$RUN/sharedbuffers.log" | sed 's/^/   /' | head -${SB_SHOW:-40}
   tail -1 "$RUN/sharedbuffers.log"
 }

@@ -198,7 +198,8 @@ void type_error(const FieldInfo& fi, PyObject* v) {
                  mmstore::field_type_name(fi.type), Py_TYPE(v)->tp_name);
 }
 
-bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth);
+// `value`: obj is the value of the schema's only field (a Mapping's plain values), not a record.
+bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth, bool value = false);
 
 bool store_fixed(const FieldInfo& fi, PyObject* v, char* p) {
     switch (fi.type) {
@@ -334,7 +335,8 @@ bool encode_var(SchemaObj* so, const FieldInfo& fi, PyObject* v, std::string& ou
 // per field in order, or another object that has at least one of the fields as an attribute (duck typing:
 // dataclasses of a compatible class, namedtuples). Anything else (a number, a str, a mapping with an
 // unknown key, a sequence of the wrong length) is a TypeError: storing it as an empty record would lose it.
-enum class Shape { kAttrs, kDict, kMapping, kSequence, kBad };
+// kValue: the item is the value of a one-field schema itself (pack_row(..., value=true)).
+enum class Shape { kAttrs, kDict, kMapping, kSequence, kValue, kBad };
 
 std::string schema_label(SchemaObj* so) {
     const auto& n = *so->n;
@@ -418,6 +420,9 @@ PyObject* field_value(SchemaObj* so, Shape shape, PyObject* obj, std::size_t i) 
         }
         case Shape::kSequence:
             return PySequence_GetItem(obj, static_cast<Py_ssize_t>(i));
+        case Shape::kValue:
+            Py_INCREF(obj);
+            return obj;
         default: {
             PyObject* v = PyObject_GetAttr(obj, name);
             if (v == nullptr && PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
@@ -427,10 +432,10 @@ PyObject* field_value(SchemaObj* so, Shape shape, PyObject* obj, std::size_t i) 
 }
 
 // Appends the packed row of `obj` (see Shape for what it may be) to `out`.
-bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth) {
+bool pack_row(SchemaObj* so, PyObject* obj, std::string& out, int depth, bool value) {
     const auto& s = *so->n->schema;
     const std::size_t nf = so->n->fields.size();
-    const Shape shape = shape_of(so, obj);
+    const Shape shape = value && nf == 1 ? Shape::kValue : shape_of(so, obj);
     if (shape == Shape::kBad) return false;
     if (shape == Shape::kSequence && PySequence_Size(obj) != static_cast<Py_ssize_t>(nf)) {
         if (!PyErr_Occurred())
@@ -1032,6 +1037,10 @@ struct ImageState {
     Py_buffer view{};
     bool has_view = false;
     CodecFlags flags;
+    // Set by mmstore.compat.sharedbuffers (_str_keys_as_bytes), whose string mappers key by bytes: lookups take
+    // a str key as its UTF-8 bytes (surrogateescape), a bytearray or memoryview as its bytes, here in C++
+    // rather than in a Python wrapper around every lookup (sharedbuffers' suite does tens of millions).
+    bool str_keys_as_bytes = false;
     std::string path;
     PyObject* so = nullptr;  // bound _SchemaNative (strong)
     Py_ssize_t exports = 0;
@@ -1579,7 +1588,17 @@ std::pair<std::uint64_t, std::uint64_t> lookup(PyObject* self, PyObject* key, bo
     ImageState& st = st_of(self);
     err = false;
     EncBuf e;
-    if (!encode_into(key, e, st.flags, true)) {  // unhashable keys raise TypeError, as for dict
+    PyObject* utf8 = nullptr;
+    if (st.str_keys_as_bytes && (PyUnicode_Check(key) || PyByteArray_Check(key) || PyMemoryView_Check(key))) {
+        utf8 = PyUnicode_Check(key) ? PyUnicode_AsEncodedString(key, "utf-8", "surrogateescape") : PyBytes_FromObject(key);
+        if (utf8 == nullptr) {
+            err = true;
+            return {0, 0};
+        }
+    }
+    const bool encoded = encode_into(utf8 != nullptr ? utf8 : key, e, st.flags, true);
+    Py_XDECREF(utf8);
+    if (!encoded) {  // unhashable keys raise TypeError, as for dict
         err = true;
         return {0, 0};
     }
@@ -1629,11 +1648,20 @@ PyObject* mapping_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return entry_value(self, lo);
 }
 
-PyObject* mapping_get_all(PyObject* self, PyObject* key) {
+// get_all(key[, default]): every value of `key` as a list; [] (or `default`, when given) if there is none.
+PyObject* mapping_get_all(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get_all(key, default=[])");
+        return nullptr;
+    }
     if (!bound(st_of(self))) return nullptr;
     bool err;
-    const auto [lo, hi] = lookup(self, key, err);
+    const auto [lo, hi] = lookup(self, args[0], err);
     if (err) return nullptr;
+    if (lo == hi && nargs == 2) {
+        Py_INCREF(args[1]);
+        return args[1];
+    }
     PyObject* out = PyList_New(static_cast<Py_ssize_t>(hi - lo));
     if (out == nullptr) return nullptr;
     for (std::uint64_t e = lo; e < hi; ++e) {
@@ -1700,6 +1728,13 @@ PyObject* mapping_entry_value(PyObject* self, PyObject* arg) {
     return entry_value(self, e);
 }
 
+PyObject* mapping_set_str_keys_as_bytes(PyObject* self, PyObject* on) {
+    const int v = PyObject_IsTrue(on);
+    if (v < 0) return nullptr;
+    st_of(self).str_keys_as_bytes = v != 0;
+    Py_RETURN_NONE;
+}
+
 PyObject* mapping_info(PyObject* self, PyObject*) {
     auto& m = *st_of(self).mapping;
     return Py_BuildValue("{s:O,s:O,s:O,s:i}", "multi", m.multi() ? Py_True : Py_False, "approximate",
@@ -1714,7 +1749,9 @@ PyMethodDef mapping_methods[] = {
     {"exports", image_exports, METH_NOARGS, nullptr},
     {"close", image_close, METH_NOARGS, "Close the handle (BufferError while numpy column views are alive)."},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(mapping_get)), METH_FASTCALL, nullptr},
-    {"get_all", mapping_get_all, METH_O, nullptr},
+    {"get_all", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(mapping_get_all)), METH_FASTCALL, nullptr},
+    {"_str_keys_as_bytes", mapping_set_str_keys_as_bytes, METH_O, nullptr},
+    {"column_info", image_column_info, METH_O, nullptr},
     {"entry_key", mapping_entry_key, METH_O, nullptr},
     {"entry_value", mapping_entry_value, METH_O, nullptr},
     {"entry_hash", mapping_entry_hash, METH_O, nullptr},
@@ -1798,13 +1835,10 @@ void name_item_in_error(const char* what, std::uint64_t index) {
 }
 
 // Packs `v` as the value of a mapping entry: a record, or a plain value wrapped in the one-field row.
+// A plain value is packed as the only field of its one-field schema, straight from `v` (building a
+// {"value": v} dict per item here was a third of the CPU time of building a Mapping of integers).
 bool pack_value(SchemaObj* so, bool plain, PyObject* v, std::string& row) {
-    if (!plain) return pack_row(so, v, row, 0);
-    PyObject* d = PyDict_New();
-    if (d == nullptr) return false;
-    const bool ok = PyDict_SetItem(d, so->n->fields[0].name, v) == 0 && pack_row(so, d, row, 0);
-    Py_DECREF(d);
-    return ok;
+    return pack_row(so, v, row, 0, plain);
 }
 
 }  // namespace

@@ -698,7 +698,8 @@ _KEY_KINDS = {object: 0, None: 0, str: 1, int: 2}
 class Mapping(_core._MappingNative):
     """A read-only mapping from keys to records (or plain values) in a file, built once.
 
-    ``m[key]``, ``key in m``, ``get``, ``get_all`` (every value of a multi-map), ``keys``/``values``/``items``
+    ``m[key]``, ``key in m``, ``get``, ``get_all(key[, default])`` (every value of a multi-map, as a list;
+    ``[]`` or ``default`` for a missing key), ``keys``/``values``/``items``
     (in hash order). Approximate maps store key hashes only: they are smaller and faster, cannot list their
     keys, and a lookup may return the value of a different key whose 64-bit hash collides (about 2**-64 per
     pair of keys; a key never stored can also match with that probability)."""

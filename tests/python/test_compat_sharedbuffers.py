@@ -390,3 +390,104 @@ def test_floats_in_decimal_fields_are_cast_and_proxied_sequences_are_read_only()
     with _pytest.raises(NotImplementedError):
         view < None
     assert list(view.iter(mask=[1, 0, 1])) == [1, None] and str(view[1:]) == "[2.0,None]"
+
+
+# -- lookups go straight to the native mapping (sharedbuffers' huge-build tests do tens of millions) ------------
+
+
+def test_string_mapper_lookups_normalize_str_bytearray_and_memoryview_natively():
+    ids = mapped_struct.StringIdMapper.build([("k\u00e9", 1), (b"b", 2), (7, 3)])
+    get = ids.get
+    assert type(get) is type(ids.native.get)  # the native method itself, no Python wrapper
+    assert get("k\u00e9") == 1 and get("k\u00e9".encode()) == 1 and get(bytearray(b"b")) == 2
+    assert get(memoryview(b"b")) == 2 and get(7) == 3 and get("zz") is None and get("zz", -1) == -1
+    assert ids[bytearray(b"b")] == 2 and memoryview(b"b") in ids and "\udcff" not in ids
+    nums = mapped_struct.NumericIdMapper.build([(1, 10)])
+    assert nums.get(1) == 10 and nums.get(b"1") is None  # numeric mappers take keys as they are
+
+
+def test_multi_mapper_get_returns_every_value_or_the_default():
+    for cls in (mapped_struct.StringIdMultiMapper, mapped_struct.ApproxStringIdMultiMapper):
+        m = cls.build([("a", 1), (b"a", 2), ("b", 3)])
+        assert sorted(m.get("a")) == [1, 2] and m.get(b"b") == [3]
+        assert m.get("zz") is None and m.get("zz", []) == []
+        assert sorted(m.copy().get(bytearray(b"a"))) == [1, 2]
+
+
+def test_subclass_overriding_get_keeps_its_override():
+    class Upper(mapped_struct.StringIdMapper):
+        def get(self, key, default=None):
+            return super().get(key.upper(), default)
+
+    class UpperMapping(StructNameMapping):
+        def get(self, key, default=None):
+            return super().get(key.upper(), default)
+
+    assert Upper.build([("A", 1)]).get("a") == 1
+    assert UpperMapping.build([("A", make(5))]).get("a").a == 5
+    multi = StructNameMultiMapping.build([("k", make(1)), (b"k", make(2))])
+    assert [v.a for v in multi.get("k")] == [1, 2] and multi.get("zz") is None
+
+
+def test_copy_index_data_id_column_is_writable_and_the_original_unchanged():
+    for cls in (mapped_struct.NumericIdMapper, mapped_struct.NumericId32Mapper,
+                mapped_struct.ApproxStringIdMultiMapper):
+        rv = cls.build([(k, 2 * k) for k in range(50)])
+        rv2 = rv.copy()
+        rv2._index_data[:, -1] += 1
+        for k in range(50):
+            want = 2 * k
+            assert rv2.get(k) == ([want + 1] if cls.multi else want + 1)
+            assert rv.get(k) == ([want] if cls.multi else want)
+        assert rv2._index_data.shape == (50, 2)
+        with pytest.raises(ValueError):  # a mapper not copied is read-only
+            rv._index_data[:, -1] += 1
+        with pytest.raises(NotImplementedError, match="key-hash column"):
+            rv._index_data[:, 0]
+
+
+@pytest.fixture
+def set_tz(monkeypatch):
+    import time
+
+    def set_tz(tz):
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield set_tz
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_datetime_local_and_tz_packers_come_back_aware(set_tz):
+    buf = bytearray(12)
+    now = _dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    set_tz("GMT-3")  # POSIX: three hours east of UTC
+    assert mapped_struct.mapped_datetime_local.pack_into(now, buf, 0) == 8
+    set_tz("GMT")
+    got = mapped_struct.mapped_datetime_local.unpack_from(buf, 0)  # aware, in the reader's local zone
+    assert got.tzname() == "GMT" and got.utcoffset() == _dt.timedelta(0)
+    assert got == now.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=3)))
+
+    east = now.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=3)))
+    assert mapped_struct.mapped_datetime_tz.pack_into(east, buf, 0) == 10  # + a 2-byte offset in minutes
+    set_tz("GMT+2")
+    got = mapped_struct.mapped_datetime_tz.unpack_from(buf, 0)  # keeps the offset it was written with
+    assert got == east and got.tzname() == "UTC+3" and got.utcoffset() == _dt.timedelta(hours=3)
+    odd = now.replace(tzinfo=_dt.timezone(-_dt.timedelta(hours=5, minutes=30)))
+    mapped_struct.mapped_datetime_tz.pack_into(odd, buf, 0)
+    assert mapped_struct.mapped_datetime_tz.unpack_from(buf, 0).tzname() == "UTC-6:30"  # sharedbuffers' naming
+    mapped_struct.mapped_datetime_tz.pack_into(now, buf, 0)  # naive: taken as UTC
+    got = mapped_struct.mapped_datetime_tz.unpack_from(buf, 0)
+    assert got.tzname() == "UTC" and got.replace(tzinfo=None) == now
+    mapped_struct.mapped_datetime_tz_local.pack_into(now, buf, 0)  # naive: taken as local (GMT+2 = UTC-2)
+    got = mapped_struct.mapped_datetime_tz_local.unpack_from(buf, 0)
+    assert got.utcoffset() == _dt.timedelta(hours=-2) and got.replace(tzinfo=None) == now
+
+
+def test_proxied_ndarray_make_dtype_params_round_trips_through_numpy():
+    make = mapped_struct.proxied_ndarray._make_dtype_params
+    for d in ("i", [("a", "l"), ("b", "i")], [("a", "l"), ("b", [("c", "i")])], ">f8"):
+        dtype = _np.dtype(d)
+        assert _np.dtype(make(dtype)) == dtype
+    assert make(_np.dtype("<u2")) == "<u2"

@@ -456,6 +456,25 @@ def test_int_and_object_keys_with_plain_values(tmp_path):
         o[[1]]  # unhashable, as for dict
 
 
+class HasValue:
+    value = 3
+
+    def __eq__(self, other):
+        return type(other) is HasValue
+
+
+def test_plain_values_are_stored_as_themselves_never_read_as_records(tmp_path):
+    # A plain value is packed directly as the one field of its schema: one shaped like a record (a dict naming
+    # the field, a 1-tuple, an object with a `value` attribute) stays the value it is.
+    vals = [None, {"value": 5}, (7,), [8], "s", HasValue(), 2**70]
+    m = mmstore.Mapping.build(list(enumerate(vals)), tmp_path / "p.mms", key=int)
+    assert [m[i] for i in range(len(vals))] == vals
+    ints = mmstore.Mapping.build([(1, 5), (2, None)], tmp_path / "i.mms", key=int, value=mmstore.uint32)
+    assert ints[1] == 5 and ints[2] is None
+    with pytest.raises(TypeError, match="field 'value'.*str"):
+        mmstore.Mapping.build([(1, "x")], tmp_path / "bad.mms", key=int, value=mmstore.uint32)
+
+
 def test_repeated_keys_last_wins_and_multi_keeps_all(tmp_path):
     items = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("a", 5)]
     m = mmstore.Mapping.build(items, tmp_path / "m.mms", key=str, value=int)
@@ -463,6 +482,13 @@ def test_repeated_keys_last_wins_and_multi_keeps_all(tmp_path):
     mm = mmstore.Mapping.build(items, tmp_path / "mm.mms", key=str, value=int, multi=True)
     assert mm.get_all("a") == [1, 3, 5] and mm.get_all("zz") == [] and len(mm) == 5
     assert sorted(mm.keys()) == ["a", "b", "c"]
+
+
+def test_get_all_returns_its_default_only_for_a_missing_key(tmp_path):
+    mm = mmstore.Mapping.build([("a", 1), ("a", 2)], tmp_path / "mm.mms", key=str, value=int, multi=True)
+    assert mm.get_all("a", None) == [1, 2] and mm.get_all("zz", None) is None and mm.get_all("zz") == []
+    with pytest.raises(TypeError):
+        mm.get_all("a", None, None)
 
 
 def test_approximate_map_keeps_only_hashes(tmp_path):

@@ -262,25 +262,73 @@ def _put(buf, offset, data: bytes) -> int:
 
 class _FixedDateTime(_PackedValue):
     """Single datetimes as sharedbuffers packs them: 8 bytes, microseconds since the epoch (UTC). A naive
-    datetime is taken as local time (``_naive_utc``: as UTC) and comes back naive in the local time zone
-    of the reader (aware in UTC)."""
+    datetime is taken as local time (``_naive_utc``: as UTC). They come back naive in the reader's local time
+    zone (``mapped_datetime``), aware in UTC (``mapped_datetime_utc``) or aware in the reader's local time
+    zone (``mapped_datetime_local``), as sharedbuffers' do."""
 
     __slots__ = ()
     _naive_utc = False
+    _aware_local = False
+
+    @classmethod
+    def _utc(cls, obj) -> _dt.datetime:
+        if obj.tzinfo is None:
+            return obj.replace(tzinfo=_dt.timezone.utc) if cls._naive_utc else obj.astimezone()
+        return obj
 
     @classmethod
     def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
-        if obj.tzinfo is None:
-            obj = obj.replace(tzinfo=_dt.timezone.utc) if cls._naive_utc else obj.astimezone()
-        return _put(buf, offset, _I64.pack((obj - _EPOCH) // _US))
+        return _put(buf, offset, _I64.pack((cls._utc(obj) - _EPOCH) // _US))
+
+    @classmethod
+    def _read(cls, buf, offset) -> _dt.datetime:
+        (us,) = _I64.unpack_from(buf, offset)
+        return _EPOCH + _dt.timedelta(microseconds=us)
 
     @classmethod
     def unpack_from(cls, buf, offset=0, idmap=None):
-        (us,) = _I64.unpack_from(buf, offset)
-        utc = _EPOCH + _dt.timedelta(microseconds=us)
+        utc = cls._read(buf, offset)
         if cls._naive_utc:
             return utc
-        return utc.astimezone().replace(tzinfo=None)
+        local = utc.astimezone()  # the time zone in effect now (TZ and time.tzset() are honoured)
+        return local if cls._aware_local else local.replace(tzinfo=None)
+
+
+_I64_I16 = _struct.Struct("<qh")
+_OFFSET_TZ: dict = {}
+
+
+def _offset_tz(minutes: int) -> _dt.tzinfo:
+    """The fixed-offset zone sharedbuffers gives back: named "UTC+3", "UTC-6:30"... ("UTC" for no offset)."""
+    tz = _OFFSET_TZ.get(minutes)
+    if tz is None:
+        if minutes:
+            name = "UTC%+d" % (minutes // 60) + (":%02d" % (minutes % 60) if minutes % 60 else "")
+            tz = _dt.timezone(_dt.timedelta(minutes=minutes), name)
+        else:
+            tz = _dt.timezone.utc
+        tz = _OFFSET_TZ.setdefault(minutes, tz)
+    return tz
+
+
+class _FixedDateTimeTZ(_FixedDateTime):
+    """Single datetimes with their UTC offset (``mapped_datetime_tz``): 8 bytes of microseconds since the epoch
+    and a 2-byte offset in minutes; they come back aware, at the offset they were written with. A naive one is
+    taken as UTC (``mapped_datetime_tz_local``: as local time)."""
+
+    __slots__ = ()
+    _naive_utc = True
+
+    @classmethod
+    def pack_into(cls, obj, buf, offset, idmap=None, implicit_offset=0) -> int:
+        obj = cls._utc(obj)
+        minutes = int(obj.utcoffset().total_seconds() // 60)
+        return _put(buf, offset, _I64_I16.pack((obj - _EPOCH) // _US, minutes))
+
+    @classmethod
+    def unpack_from(cls, buf, offset=0, idmap=None):
+        us, minutes = _I64_I16.unpack_from(buf, offset)
+        return (_EPOCH + _dt.timedelta(microseconds=us)).astimezone(_offset_tz(minutes))
 
 
 class _FixedDate(_PackedValue):
@@ -317,7 +365,11 @@ mapped_date = type("mapped_date", (_dt.date, _FixedDate), {"_builtin": _dt.date}
 mapped_datetime = type("mapped_datetime", (_dt.datetime, _FixedDateTime), {"_builtin": _dt.datetime})
 mapped_datetime_utc = type("mapped_datetime_utc", (_dt.datetime, _FixedDateTime),
                            {"_builtin": _dt.datetime, "_naive_utc": True})
-mapped_datetime_local = mapped_datetime_tz = mapped_datetime_tz_local = mapped_datetime
+mapped_datetime_local = type("mapped_datetime_local", (_dt.datetime, _FixedDateTime),
+                             {"_builtin": _dt.datetime, "_aware_local": True})
+mapped_datetime_tz = type("mapped_datetime_tz", (_dt.datetime, _FixedDateTimeTZ), {"_builtin": _dt.datetime})
+mapped_datetime_tz_local = type("mapped_datetime_tz_local", (_dt.datetime, _FixedDateTimeTZ),
+                                {"_builtin": _dt.datetime, "_naive_utc": False})
 mapped_decimal = _packed("mapped_decimal", _decimal.Decimal)
 class _ProxiedSeq(tuple):
     """What ``proxied_list`` / ``proxied_tuple`` ``unpack_from`` return, as sharedbuffers' proxies behave: a
@@ -411,11 +463,20 @@ proxied_frozenset = _packed("proxied_frozenset", frozenset)
 proxied_buffer = type("proxied_buffer", (bytes, _RawBuffer), {"__slots__": (), "_builtin": bytes})
 
 
+def _dtype_params(cls, dtype):
+    """``proxied_ndarray._make_dtype_params``: a plain description numpy turns back into ``dtype``, its type
+    string or, for a structured dtype, a (name, description) pair per field."""
+    if dtype.names:
+        return [(name, _dtype_params(cls, dtype.fields[name][0])) for name in dtype.names]
+    return dtype.str
+
+
 def __getattr__(name):
     if name == "proxied_ndarray":  # numpy is imported only when asked for
         import numpy
 
         globals()[name] = cls = _packed("proxied_ndarray", numpy.ndarray)
+        cls._make_dtype_params = classmethod(_dtype_params)
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -661,6 +722,32 @@ def _same_key(key):
     return key
 
 
+def _normalized(items, norm):
+    """``items`` with their keys normalized for the native builder (``items`` itself when keys are kept)."""
+    if norm is _same_key:
+        return items
+    # _str_key inlined for the common str key: sharedbuffers' suite builds string mappers of 10 million keys.
+    return ((k.encode("utf-8", "surrogateescape") if type(k) is str else norm(k), v) for k, v in items)
+
+
+def _multi_get(get_all):
+    def get(key, default=None):
+        return get_all(key, default)
+
+    return get
+
+
+def _fast_lookups(obj, mapping: Mapping, key, multi: bool, base: type) -> None:
+    """Lookups of ``obj`` go straight to the native mapping: str keys are normalized in C++ (string mappers),
+    and ``obj.get`` becomes the native ``get`` (a multi-map's ``get_all`` with a default) unless a subclass
+    overrides it. sharedbuffers' suite does tens of millions of lookups; a Python wrapper around each one
+    tripled their cost."""
+    if key is _str_key:
+        mapping._str_keys_as_bytes(True)
+    if type(obj).get is base.get:
+        obj.get = _multi_get(mapping.get_all) if multi else mapping.get
+
+
 # sharedbuffers' base class of record proxies. mmstore's proxies are mmstore.RecordProxy instances; unlike
 # sharedbuffers' they are not reused between items (``proxy_into`` is ignored), so ``x is previous`` is False.
 BufferProxyObject = _records.RecordProxy
@@ -756,6 +843,7 @@ class _IdMapperBase:
         self._m = mapping
         self._buf = buf
         self._src = None
+        _fast_lookups(self, mapping, self._key, self.multi, _IdMapperBase)
 
     @classmethod
     def encode(cls, key) -> bytes:
@@ -764,8 +852,7 @@ class _IdMapperBase:
 
     @classmethod
     def _build_native(cls, items, path):
-        norm = cls._key
-        return Mapping.build(((norm(k), v) for k, v in items), path, key=cls.key_type, value=cls.value_type,
+        return Mapping.build(_normalized(items, cls._key), path, key=cls.key_type, value=cls.value_type,
                              multi=cls.multi, approximate=cls.approximate, progress=False)
 
     @classmethod
@@ -817,8 +904,22 @@ class _IdMapperBase:
         return self._buf
 
     def copy(self):
-        """An independent in-memory copy of the mapper (its own buffer)."""
+        """An independent in-memory copy of the mapper (its own, writable buffer)."""
         return type(self).map_buffer(bytearray(self.buf))
+
+    @property
+    def _index_data(self):
+        """sharedbuffers' (n, 2) index array as far as mmstore's index gives it: column -1 (or 1) is a numpy
+        view of the ids in entry order, writable on a :meth:`copy` (``m.copy()._index_data[:, -1] += 1``
+        changes the copy's ids), read-only otherwise. Column 0 (sharedbuffers' key hashes) has no equivalent:
+        mmstore's index stores keys and hashes in another layout (docs/format.md §8.4)."""
+        import numpy
+
+        off, width, _ = self._m.column_info(0)
+        buf = self._buf
+        src = buf if isinstance(buf, memoryview) and not buf.readonly else self._m
+        ids = numpy.frombuffer(src, dtype=numpy.dtype(f"<u{width}"), count=len(self._m), offset=off)
+        return _IdColumn(ids)
 
     def __getitem__(self, key):
         if self.multi:
@@ -828,9 +929,9 @@ class _IdMapperBase:
             return vals
         return self._m[self._key(key)]
 
-    def get(self, key, default=None):
+    def get(self, key, default=None):  # (instances use the native lookup directly: _fast_lookups)
         if self.multi:
-            return self._m.get_all(self._key(key)) or default
+            return self._m.get_all(self._key(key), default)
         return self._m.get(self._key(key), default)
 
     def get_iter(self, key):
@@ -868,6 +969,34 @@ class _IdMapperBase:
     @property
     def native(self) -> Mapping:
         return self._m
+
+
+class _IdColumn:
+    """``mapper._index_data``: indexing ``[rows, -1]`` (or ``[rows, 1]``) reads and writes the ids."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids) -> None:
+        self._ids = ids
+
+    def _rows(self, index):
+        if isinstance(index, tuple) and len(index) == 2 and index[1] in (1, -1):
+            return index[0]
+        raise NotImplementedError("_index_data: only the id column ([:, -1]) exists in mmstore's index; "
+                                  "sharedbuffers' key-hash column has no equivalent")
+
+    def __getitem__(self, index):
+        return self._ids[self._rows(index)]
+
+    def __setitem__(self, index, value) -> None:
+        self._ids[self._rows(index)] = value
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self._ids), 2)
 
 
 def _items(m: Mapping):
@@ -940,6 +1069,8 @@ class MappedMappingProxyBase:
 
     def __init__(self, mapping: Mapping) -> None:
         self._m = mapping
+        _fast_lookups(self, mapping, self.IdMapper._key, self._multi,
+                      MappedMultiMappingProxyBase if self._multi else MappedMappingProxyBase)
 
     @property
     def id_mapper(self):
@@ -1029,7 +1160,7 @@ class MappedMultiMappingProxyBase(MappedMappingProxyBase):
         return vals
 
     def get(self, key, default=None):
-        return self._m.get_all(self.IdMapper._key(key)) or default
+        return self._m.get_all(self.IdMapper._key(key), default)
 
 
 # The Python-2 name some sharedbuffers code still uses in __slot_types__.
