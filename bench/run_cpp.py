@@ -110,14 +110,18 @@ def render(report: dict) -> str:
     lines.append("")
     # Reader threads on one handle: rate of all threads per second of wall time, 2 threads against 1.
     for peer in ("mmstore", "absl"):
-        one, two = (_rate(next((b for n, b in meds.items() if n.startswith(f"LookupThreads_{peer}/")
-                                and n.endswith(f"threads:{k}")), None)) for k in (1, 2))
-        if one is None and two is None:
+        b1, b2 = (next((b for n, b in meds.items() if n.startswith(f"LookupThreads_{peer}/")
+                        and n.endswith(f"threads:{k}")), None) for k in (1, 2))
+        if b1 is None and b2 is None:
             continue
+        one, two = _rate(b1), _rate(b2)
         scale = two / one if one and two else None
         verdict = "" if peer != "mmstore" else f"{'>=' + str(TARGET_THREAD_SCALING):>8} {_verdict(scale, TARGET_THREAD_SCALING)}"
+        # CPU time per lookup (all threads' CPU / all lookups): equal for 1 and 2 threads when the readers do
+        # not slow each other down, whatever share of the cores the machine's load leaves them.
+        cpu = " ".join(f"{b['cpu_time']:.0f}" if b and b.get("cpu_time") else "n/a" for b in (b1, b2))
         lines.append(f"{'threads ' + peer:<16}{_fmt_rate(one):>10} (1){_fmt_rate(two):>10} (2)   2 threads / 1: "
-                     f"{'n/a' if scale is None else f'{scale:.2f}x'}{verdict}")
+                     f"{'n/a' if scale is None else f'{scale:.2f}x'}{verdict}   cpu ns/lookup (1, 2): {cpu}")
     lines.append("")
     lines.append("real/cpu time per benchmark (>1 means the process waited: load from other jobs, I/O, faults):")
     lines.append("  " + ", ".join(f"{n.split('/')[0]}{'/' + n.split('/')[-1] if '/' in n else ''} "
