@@ -284,5 +284,4 @@ private:
     std::vector<std::uint64_t>* deferred_ = nullptr;  // set on copies: releases wait for commit_copy()
 };
 
-
 }  // namespace mmstore::containers
