@@ -6,7 +6,8 @@ The binary runs with --benchmark_format=json --benchmark_repetitions=N; every fi
 aggregate of the N repetitions. Throughput is Google Benchmark's items_per_second, which is computed from
 CPU time: on a shared machine that is steadier than wall time (the real/cpu column shows how much
 waiting there was). Targets (from the issue): mmstore at least 0.5x absl::flat_hash_map's throughput and
-at least 3x LMDB's, for random lookups and for inserts. The raw JSON goes to bench/results/bench_cpp.json.
+at least 3x LMDB's, for random lookups and for inserts; 2 reader threads on one handle at least 1.8x one
+thread's lookups per second of wall time (a 2-core machine: run it when the load is low). The raw JSON goes to bench/results/bench_cpp.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ RESULTS = HERE / "results" / "bench_cpp.json"
 
 TARGET_VS_ABSL = 0.5  # mmstore throughput / absl throughput, at least
 TARGET_VS_LMDB = 3.0  # mmstore throughput / LMDB throughput, at least
+TARGET_THREAD_SCALING = 1.8  # lookups/s of 2 reader threads on one handle / 1 thread's (wall time), at least
 
 
 def build(build_dir: Path) -> None:
@@ -106,8 +108,23 @@ def render(report: dict) -> str:
         lines.append(f"{'get_many/' + name.split('/')[-1]:<16}{_fmt_rate(r):>10}   gain over single get: "
                      f"{'n/a' if gain is None else f'{gain:.2f}x'}")
     lines.append("")
+    # Reader threads on one handle: rate of all threads per second of wall time, 2 threads against 1.
+    for peer in ("mmstore", "absl"):
+        b1, b2 = (next((b for n, b in meds.items() if n.startswith(f"LookupThreads_{peer}/")
+                        and n.endswith(f"threads:{k}")), None) for k in (1, 2))
+        if b1 is None and b2 is None:
+            continue
+        one, two = _rate(b1), _rate(b2)
+        scale = two / one if one and two else None
+        verdict = "" if peer != "mmstore" else f"{'>=' + str(TARGET_THREAD_SCALING):>8} {_verdict(scale, TARGET_THREAD_SCALING)}"
+        # CPU time per lookup (all threads' CPU / all lookups): equal for 1 and 2 threads when the readers do
+        # not slow each other down, whatever share of the cores the machine's load leaves them.
+        cpu = " ".join(f"{b['cpu_time']:.0f}" if b and b.get("cpu_time") else "n/a" for b in (b1, b2))
+        lines.append(f"{'threads ' + peer:<16}{_fmt_rate(one):>10} (1){_fmt_rate(two):>10} (2)   2 threads / 1: "
+                     f"{'n/a' if scale is None else f'{scale:.2f}x'}{verdict}   cpu ns/lookup (1, 2): {cpu}")
+    lines.append("")
     lines.append("real/cpu time per benchmark (>1 means the process waited: load from other jobs, I/O, faults):")
-    lines.append("  " + ", ".join(f"{n.split('/')[0]}{'/' + n.split('/')[1] if n.startswith('GetMany') else ''} "
+    lines.append("  " + ", ".join(f"{n.split('/')[0]}{'/' + n.split('/')[-1] if '/' in n else ''} "
                                   f"{b['real_time'] / b['cpu_time']:.2f}" for n, b in meds.items() if b.get("cpu_time")))
     return "\n".join(lines)
 

@@ -9,6 +9,8 @@
 //                transaction for LMDB, committed inside the timed region; mmstore's close(), which
 //                msyncs, is outside it). items/s = inserts per second.
 //   GetMany/B    mmstore::Dict::get_many over batches of B random keys; items/s = keys per second.
+//   LookupThreads/threads:T   T threads doing Lookup on one shared handle (absl: one shared map); items/s =
+//                lookups of all threads per second of wall time.
 //
 // The 1M store each lookup family reads is built once per process (function-local statics, first touched
 // before the timed loop starts), not once per repetition or iteration-count probe. Stores live in a fresh mkdtemp directory under $TMPDIR (default /tmp), removed at exit.
@@ -246,6 +248,38 @@ void GetMany_mmstore(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
 
+// Many reader threads on one handle (Dict's thread-safety contract): each thread runs the single-get loop
+// from its own starting point in the lookup order. items/s is the sum over threads per second of wall time
+// (UseRealTime): with 2 threads on 2 cores it shows how far reads scale, which CPU time cannot show.
+// absl, read by the same threads, is the reference for what the machine allows.
+void LookupThreads_mmstore(benchmark::State& state) {
+    const Workload& w = workload();
+    const mmstore::Dict& d = loaded_mmstore();
+    std::size_t i = w.lookups.size() / static_cast<std::size_t>(state.threads()) * static_cast<std::size_t>(state.thread_index());
+    unsigned sink = 0;
+    for (auto _ : state) {
+        const std::optional<std::string_view> v = d.get(w.lookups[i]);
+        sink += static_cast<unsigned char>((*v)[0]);
+        if (++i == w.lookups.size()) i = 0;
+    }
+    benchmark::DoNotOptimize(sink);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+void LookupThreads_absl(benchmark::State& state) {
+    const Workload& w = workload();
+    const auto& m = loaded_absl();
+    std::size_t i = w.lookups.size() / static_cast<std::size_t>(state.threads()) * static_cast<std::size_t>(state.thread_index());
+    unsigned sink = 0;
+    for (auto _ : state) {
+        auto it = m.find(absl::string_view(w.lookups[i].data(), w.lookups[i].size()));
+        sink += static_cast<unsigned char>(it->second[0]);
+        if (++i == w.lookups.size()) i = 0;
+    }
+    benchmark::DoNotOptimize(sink);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
 // --- inserts: each iteration fills a fresh store with all 1M entries -----------------------------------------
 void Insert_mmstore(benchmark::State& state) {
     const Workload& w = workload();
@@ -299,6 +333,8 @@ BENCHMARK(Lookup_mmstore);
 BENCHMARK(Lookup_absl);
 BENCHMARK(Lookup_lmdb);
 BENCHMARK(GetMany_mmstore)->Arg(64)->Arg(256);
+BENCHMARK(LookupThreads_mmstore)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(LookupThreads_absl)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(Insert_mmstore)->Unit(benchmark::kMillisecond)->Iterations(2);
 BENCHMARK(Insert_absl)->Unit(benchmark::kMillisecond)->Iterations(2);
 BENCHMARK(Insert_lmdb)->Unit(benchmark::kMillisecond)->Iterations(2);

@@ -25,7 +25,9 @@
 // Thread safety: any number of threads may read one Dict at once (get, get_encoded, contains, get_many,
 // size: the lock-free reads), also while other handles -- in this process or others -- write (tests/cpp/threads_test.cpp, under
 // TSan). Writes through one handle take one thread at a time, and not while that handle's readers run: give
-// a writer thread its own handle. close() must not race with any other use. Process safety: any number of processes
+// a writer thread its own handle. for_each() and verify() may also run from many threads, but on a writable
+// handle they hold the write lock for their pass (a consistent picture), so they run one at a time and
+// block writers meanwhile. close() must not race with any other use. Process safety: any number of processes
 // may open the file, read-write or read-only. Each write takes the store's process-shared robust mutex
 // for its duration (lock()/unlock() group several); reads take no lock and retry when a concurrent writer
 // freed what they read, so a returned copy is always a value the key really had. A string_view returned

@@ -28,7 +28,12 @@
 // read returns was checked; verify() repeats that check.
 //
 // Thread and process safety: readers (RecordArray, Mapping, RecordView) are immutable and safe to use from
-// any number of threads and processes. Builders are single-threaded objects.
+// any number of threads and processes at once, copies included (they share one mapping through a
+// shared_ptr). A writer never changes a built file: a build (or merge) writes a temporary file and renames
+// it over the path, so handles open on the old file keep reading it, whole and unchanged, while any number
+// of builds replace it in this process or others; open() again to see the new one (tests/cpp/threads_test.cpp,
+// under TSan). Modifying a built file in place by other means (truncating it, writing into it) is outside
+// this contract. Builders are single-threaded objects.
 //
 // Lifetimes: a RecordArray/Mapping opened from a path owns its mapping; copies share it. A RecordView and
 // every string_view it returns point into that mapping (or the caller's buffer) and stay valid while any

@@ -19,7 +19,13 @@
 //
 // Names: 1..200 characters of [A-Za-z0-9_.-], not starting with '.'; anything else is kInvalidArgument.
 // Segments are created with mode 0600 unless `mode` says otherwise.
-// Thread safety: as Dict (one thread at a time per handle); process safety: any number of processes.
+// Thread safety: as Dict. Any number of threads may read one handle at once (get, contains, get_many,
+// get_encoded, size, child() and NestedDict::get/size/child, wait_for_change), also while other handles --
+// in this process or others -- write, grow the segment or switch tables (update_many): the lock-free reads
+// of dict.hpp (tests/cpp/threads_test.cpp, under TSan). Writes through one handle (set, increment,
+// update_many, NestedDict::set, ...) take one thread at a time, and not while that handle's readers run:
+// give a writer thread its own handle (attach by name). close() must not race with any other use.
+// Process safety: any number of processes.
 #pragma once
 
 #include <cstdint>

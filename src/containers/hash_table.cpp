@@ -100,10 +100,6 @@ bool canonical_key(std::uint64_t word, std::string_view k) noexcept {
 
 }  // namespace
 
-std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
-    return sizeof(TableHeader) + capacity / 16 * sizeof(Group) + 16 * entries_cap_of(capacity);
-}
-
 std::uint64_t HashTable::build(std::uint64_t capacity, std::uint64_t replaces) {
     const std::uint64_t bytes = table_bytes(capacity);
     const std::uint64_t off = replaces == 0 ? store_->arena().allocate(bytes)
@@ -142,10 +138,10 @@ void HashTable::check_root() const {
 bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexcept {
     if (is_inline(e.key)) return false;  // an inlinable key never reaches here (see find_slot)
     const std::string_view k = store_->record_unchecked(e.key);
-    return k.size() == key.size() && std::memcmp(k.data(), key.data(), key.size()) == 0;
+    return k.size() == key.size() && bytes_equal(k.data(), key.data(), key.size());
 }
 
-HashTable::Snapshot HashTable::checked() const {
+HashTable::Snapshot HashTable::checked_slow() const {
     const auto& r = store_->region();
     const std::uint64_t off = root();
     // Another process may have published a table in space it grew after this handle last mapped: growth
@@ -155,8 +151,7 @@ HashTable::Snapshot HashTable::checked() const {
     const auto* h = r.at<const TableHeader>(off);
     const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
     const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
-    const bool sane = cap >= kMinCapacity && (cap & (cap - 1)) == 0 && cap <= (std::uint64_t{1} << 36) &&
-                      used <= entries_cap_of(cap);
+    const bool sane = snapshot_sane(cap, used);
     if (sane && !r.in_bounds(off, table_bytes(cap))) r.refresh();
     if (!sane || !r.in_bounds(off, table_bytes(cap)))
         store_->throw_corrupt("table header at offset " + std::to_string(off) + " is out of range");
@@ -184,6 +179,10 @@ std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, s
             const std::uint32_t e = grps[g].index[lane];
             if (e >= t.used) continue;  // damage, or an entry published after our snapshot
             const EntrySlot& es = ent[e];
+            // The value's record (when it has one) is read next if the key matches: start fetching it
+            // now, so its cache miss overlaps the key record's instead of following it (a prefetch never
+            // faults, so the word needs no check yet).
+            if (!is_inline(es.value)) __builtin_prefetch(store_->region().at<const char>(es.value));
             if (inline_key != 0 ? es.key == inline_key : key_equals(es, key)) {
                 if (pos != nullptr) *pos = slot;
                 return e;
@@ -196,17 +195,6 @@ std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, s
 }
 
 std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const { return find_in(checked(), key, hash); }
-
-std::uint64_t HashTable::find_in(const Snapshot& t, std::string_view key, std::uint64_t hash) const {
-    // A transaction's commit being applied: its keys answer from the log (docs/design.md, "Transactions").
-    if (const std::uint64_t log = __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE); log != 0) [[unlikely]] {
-        const std::uint64_t r = find_in_log(t, log, key, hash);
-        if (r != kNotInLog) return r;
-    }
-    const std::uint64_t pos = find_slot_in(t, key, hash, nullptr);
-    if (pos == kNotFound) [[unlikely]] verify_probe(t, hash);
-    return pos;
-}
 
 void HashTable::verify_probe(const Snapshot& t, std::uint64_t hash) const {
     const Group* grps = reinterpret_cast<const Group*>(t.h + 1);
@@ -228,16 +216,34 @@ void HashTable::verify_probe(const Snapshot& t, std::uint64_t hash) const {
 }
 
 void HashTable::find_many(const Snapshot& t, std::span<const std::string_view> keys, std::span<std::uint64_t> out) const {
+    // Three prefetching passes over each batch, then the ordinary lookup of every key: the passes only
+    // start the cache misses of the whole batch at once (group, entry, then key and value records), the
+    // lookups that follow find everything in cache. Prefetches never fault, and every address a pass
+    // reads (a group, an entry below t.used) lies inside the snapshot checked() validated.
     constexpr std::size_t kBatch = 16;
     const std::uint64_t groups_mask = t.capacity / kGroup - 1;
     const Group* grps = reinterpret_cast<const Group*>(t.h + 1);
+    const EntrySlot* ent = entries_of(t);
+    const auto& region = store_->region();
     std::uint64_t hashes[kBatch];
+    std::uint32_t cand[kBatch];  // entry index of the first candidate in the home group, or ~0u
     for (std::size_t base = 0; base < keys.size(); base += kBatch) {
         const std::size_t n = std::min(kBatch, keys.size() - base);
         for (std::size_t i = 0; i < n; ++i) {
             hashes[i] = hash64(keys[base + i].data(), keys[base + i].size());
-            const std::uint64_t g = (hashes[i] >> 7) & groups_mask;
-            __builtin_prefetch(&grps[g]);  // one cache line per group
+            __builtin_prefetch(&grps[(hashes[i] >> 7) & groups_mask]);  // one cache line per group
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            const Group& g = grps[(hashes[i] >> 7) & groups_mask];
+            const std::uint32_t m = match_byte(g.ctrl, static_cast<std::uint8_t>(hashes[i] & 0x7F));
+            cand[i] = m != 0 ? g.index[__builtin_ctz(m)] : ~0u;
+            if (cand[i] < t.used) __builtin_prefetch(&ent[cand[i]]);
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            if (cand[i] >= t.used) continue;
+            const EntrySlot& e = ent[cand[i]];
+            if (!is_inline(e.key)) __builtin_prefetch(region.at<const char>(e.key));
+            if (!is_inline(e.value)) __builtin_prefetch(region.at<const char>(e.value));
         }
         for (std::size_t i = 0; i < n; ++i) out[base + i] = find_in(t, keys[base + i], hashes[i]);
     }

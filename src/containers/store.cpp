@@ -214,13 +214,6 @@ void Store::release(std::uint64_t word) noexcept {
     arena_.free(word, sizeof(RecordHeader) + rec->len);
 }
 
-std::string_view Store::record_unchecked(std::uint64_t w) const noexcept {
-    if (!region_.in_bounds(w, sizeof(RecordHeader))) return {};
-    const auto* rec = region_.at<const RecordHeader>(w);
-    if (!region_.in_bounds(w + sizeof(RecordHeader), rec->len)) return {};
-    return {reinterpret_cast<const char*>(rec + 1), rec->len};
-}
-
 std::string_view Store::view_record(std::uint64_t w) const {
     if (w % 16 != 0 || !region_.in_bounds(w, sizeof(RecordHeader)))
         throw_corrupt("record offset " + std::to_string(w) + " out of bounds");

@@ -19,6 +19,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -284,6 +285,48 @@ TEST_F(DictTest, GetManyEqualsGetForHitsAndMisses) {
     EXPECT_GT(misses, 100);
     std::vector<std::optional<std::string_view>> small(3);
     EXPECT_TRUE(throws_error([&] { d.get_many(views, small); }, ErrorCode::kInvalidArgument));
+}
+
+// get_many (hash, prefetch groups, entries and records, then resolve) against std::unordered_map, through
+// seeded random sets, overwrites and erases that grow and rebuild the table: every batch answers what the
+// model holds, for hits and misses, keys inline (<= 6 bytes) and in records, batch sizes around the
+// 16-key stride of the prefetch passes.
+TEST_F(DictTest, GetManyMatchesUnorderedMapThroughRandomChanges) {
+    Dict d(path_);
+    std::unordered_map<std::string, std::string> model;
+    std::mt19937_64 rng(mmstore_test::seed(0x6E7A));
+    std::vector<std::string> universe;
+    for (int i = 0; i < 6'000; ++i) universe.push_back(random_bytes(rng, uniform(rng, 0, 24)));
+    std::vector<std::string_view> batch;
+    std::vector<std::optional<std::string_view>> out;
+    for (int round = 0; round < 60; ++round) {
+        const int writes = static_cast<int>(uniform(rng, 0, 800));
+        for (int w = 0; w < writes; ++w) {
+            const std::string& k = universe[rng() % universe.size()];
+            if (uniform(rng, 0, 3) == 0) {
+                EXPECT_EQ(d.erase(k), model.erase(k) == 1);
+            } else {
+                const std::string v = value_for(rng(), uniform(rng, 0, 40));
+                d.set(k, v);
+                model[k] = v;
+            }
+        }
+        batch.clear();
+        const std::size_t n = uniform(rng, 0, 70);
+        for (std::size_t i = 0; i < n; ++i) batch.push_back(universe[rng() % universe.size()]);
+        out.assign(n, std::nullopt);
+        d.get_many(batch, out);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto it = model.find(std::string(batch[i]));
+            if (it == model.end()) {
+                ASSERT_FALSE(out[i].has_value()) << "round " << round << " key " << i;
+            } else {
+                ASSERT_TRUE(out[i].has_value()) << "round " << round << " key " << i;
+                ASSERT_EQ(*out[i], it->second) << "round " << round << " key " << i;
+            }
+        }
+    }
+    ASSERT_EQ(d.size(), model.size());
 }
 
 // --- mutation

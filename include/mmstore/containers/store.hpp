@@ -93,6 +93,20 @@ inline std::uint64_t inline_word(std::string_view enc) noexcept {
            (std::uint64_t{0x80u | (static_cast<unsigned>(kind) << 4) | static_cast<unsigned>(n - 1)} << 56);
 }
 
+// a[0, n) == b[0, n). Keys are short (most encodings of at most 16 bytes): those compare with two
+// overlapping word loads per side instead of a call to memcmp (a sixth of an in-cache lookup, callgrind).
+inline bool bytes_equal(const char* a, const char* b, std::size_t n) noexcept {
+    if (n >= 8 && n <= 16) {
+        std::uint64_t a0, a1, b0, b1;
+        std::memcpy(&a0, a, 8);
+        std::memcpy(&b0, b, 8);
+        std::memcpy(&a1, a + n - 8, 8);
+        std::memcpy(&b1, b + n - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return std::memcmp(a, b, n) == 0;
+}
+
 struct StoreStats {
     std::uint64_t file_bytes = 0;       // size of the file in use
     std::uint64_t allocated_bytes = 0;  // blocks the filesystem has allocated (holes excluded)
@@ -171,7 +185,14 @@ public:
     }
     std::string_view view_record(std::uint64_t w) const;
     // Payload of a record word with bounds checks only (for key comparison; a bad record compares unequal).
-    std::string_view record_unchecked(std::uint64_t w) const noexcept;
+    // Inline: it runs on every lookup of a key too long to be inline.
+    std::string_view record_unchecked(std::uint64_t w) const noexcept {
+        if (!region_.in_bounds(w, sizeof(RecordHeader))) [[unlikely]] return {};
+        const auto* rec = region_.at<const RecordHeader>(w);
+        const std::uint32_t len = rec->len;
+        if (!region_.in_bounds(w + sizeof(RecordHeader), len)) [[unlikely]] return {};
+        return {reinterpret_cast<const char*>(rec + 1), len};
+    }
     // True when the word is inline or a record that passes bounds and checksum.
     bool word_ok(std::uint64_t word) const noexcept;
     // Arena block (offset, bytes) behind a record word, for reachability; false for inline words.

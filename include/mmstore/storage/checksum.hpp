@@ -14,7 +14,13 @@
 
 namespace mmstore {
 
-inline std::uint64_t hash64(const void* data, std::size_t len) noexcept { return xxh3::hash64(data, len); }
+// Inputs of up to 16 bytes (most encoded keys) hash inline, with no call and no length dispatch beyond
+// their own: a lookup spent a tenth of its instructions on the call (callgrind, bench/cpp).
+inline std::uint64_t hash64(const void* data, std::size_t len) noexcept {
+    if (len <= 16)
+        return xxh3::detail::len_0to16(static_cast<const unsigned char*>(data), len, xxh3::detail::kDefaultSecret, 0);
+    return xxh3::hash64(data, len);
+}
 
 using Hasher = xxh3::Hasher;
 
