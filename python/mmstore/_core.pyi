@@ -47,10 +47,13 @@ class _Dict:
         allow_pickle: bool = True,
         durable: bool = False,
         readonly: bool = False,
+        verify: bool = True,
         _segment: bool = False,
     ) -> None: ...
     @property
     def path(self) -> str: ...
+    @property
+    def verify_reads(self) -> bool: ...
     @property
     def closed(self) -> bool: ...
     @property
@@ -108,10 +111,13 @@ class _List:
         allow_pickle: bool = True,
         durable: bool = False,
         readonly: bool = False,
+        verify: bool = True,
         _segment: bool = False,
     ) -> None: ...
     @property
     def path(self) -> str: ...
+    @property
+    def verify_reads(self) -> bool: ...
     @property
     def closed(self) -> bool: ...
     @property

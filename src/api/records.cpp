@@ -398,7 +398,7 @@ void TypedFile::parse(std::uint32_t kind) {
     const auto fh = load<FileHeader>(base);
     if (fh.checksum != hash64(&fh, offsetof(FileHeader, checksum)))
         throw_format(ErrorCode::kCorrupt, path, "corrupt file header (checksum mismatch at offset 0)");
-    if (fh.format_version > storage::kFormatVersion || fh.format_version == 0)
+    if (fh.format_version > storage::kRecordsFormatVersion || fh.format_version == 0)
         throw_format(ErrorCode::kVersion, path, "format version " + std::to_string(fh.format_version) + " is not supported");
     if (fh.byte_order != storage::kByteOrderMark || fh.word_size != 8)
         throw_format(ErrorCode::kVersion, path, "incompatible layout (byte order or word size)");

@@ -245,7 +245,7 @@ void assemble(const std::string& path, const std::string& prefix, const BuildOpt
     out.pwrite_all(&rh, sizeof rh, detail::kRecordsHeaderOffset);
     storage::FileHeader fh{};
     std::memcpy(fh.magic, storage::kMagic, 8);
-    fh.format_version = storage::kFormatVersion;
+    fh.format_version = storage::kRecordsFormatVersion;
     fh.kind = kind;
     fh.byte_order = storage::kByteOrderMark;
     fh.word_size = 8;
