@@ -201,3 +201,84 @@ def test_verify_false_skips_the_word_check(tmp_path):
 def test_verify_must_be_a_bool(tmp_path, cls):
     with pytest.raises(TypeError, match="verify must be a bool"):
         cls(tmp_path / "x", verify=1)
+
+
+# ---- files of mmstore 0.2 (store format 2) ------------------------------------------------------------
+# data/v2_dict.mms.gz and data/v2_list.mms.gz were written by mmstore 0.2.0 (commit 1413652):
+#   Dict: d[i if i % 2 else f"key{i}"] = (i, [f"v{i}", {"n": i}]) if i % 3 else i * 1000 for i < 200, then
+#         d["long key " * 8] = "x" * 5000; d[2**50] = -(2**54); d["sevench"] = "7 bytes"; d[b"b"] = b"\0" * 7;
+#         del d["key4"]; compact(); del d["key8"] (a tombstone)
+#   List: [1, "sevench", 2**54, -(2**50), "z" * 5000, (1, 2), None, b"1234567", 3.5]
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def v2_dict_content():
+    d = {}
+    for i in range(200):
+        d[i if i % 2 else f"key{i}"] = (i, [f"v{i}", {"n": i}]) if i % 3 else i * 1000
+    d["long key " * 8] = "x" * 5000
+    d[2**50] = -(2**54)
+    d["sevench"] = "7 bytes"
+    d[b"b"] = b"\0" * 7
+    del d["key4"], d["key8"]
+    return list(d.items())
+
+
+V2_LIST = [1, "sevench", 2**54, -(2**50), "z" * 5000, (1, 2), None, b"1234567", 3.5]
+
+
+def unpack_v2(tmp_path, name):
+    import gzip
+
+    path = tmp_path / name
+    with gzip.open(os.path.join(DATA, name + ".gz"), "rb") as f:
+        path.write_bytes(f.read())
+    os.chmod(path, 0o640)
+    return path
+
+
+@pytest.mark.parametrize("cls", [mmstore.Dict, mmstore.List])
+def test_format_2_file_is_refused_with_the_way_to_convert_it(tmp_path, cls):
+    path = unpack_v2(tmp_path, "v2_dict.mms" if cls is mmstore.Dict else "v2_list.mms")
+    before = path.read_bytes()
+    with pytest.raises(mmstore.UnsupportedVersionError, match=r"format version 2 .*`mmstore upgrade .*v2_"):
+        cls(path)
+    assert path.read_bytes() == before  # refused without touching it
+
+
+def test_upgrade_converts_format_2_files_in_place(tmp_path):
+    d = unpack_v2(tmp_path, "v2_dict.mms")
+    lst = unpack_v2(tmp_path, "v2_list.mms")
+    assert mmstore.upgrade(str(d)) == {"from_version": 2, "to_version": mmstore.FORMAT_VERSION, "entries": 202}
+    assert mmstore.upgrade(str(lst))["entries"] == len(V2_LIST)
+    with mmstore.Dict(d, create=False) as got:
+        assert list(got.items()) == v2_dict_content()  # insertion order kept
+        got.verify()
+    with mmstore.List(lst, create=False) as got:
+        assert list(got) == V2_LIST
+        got.verify()
+    assert os.stat(d).st_mode & 0o777 == 0o640  # the file keeps its permissions
+    assert mmstore.upgrade(str(d))["from_version"] == mmstore.FORMAT_VERSION  # a second run changes nothing
+
+
+def test_upgrade_refuses_a_damaged_format_2_file_and_leaves_it(tmp_path):
+    path = unpack_v2(tmp_path, "v2_dict.mms")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"x" * 5000)  # inside the 5000-byte record: its checksum no longer matches
+    data[at + 100] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(mmstore.CorruptFileError, match="fails its checksum; nothing was changed"):
+        mmstore.upgrade(str(path))
+    assert path.read_bytes() == bytes(data)
+
+
+def test_cli_upgrade(tmp_path):
+    import subprocess
+    import sys
+
+    path = unpack_v2(tmp_path, "v2_list.mms")
+    out = subprocess.run([sys.executable, "-m", "mmstore", "upgrade", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "format 2 -> 3 (9 entries)" in out.stdout
+    with mmstore.List(path, create=False) as got:
+        assert list(got) == V2_LIST
