@@ -96,15 +96,16 @@ def read_shared(name, writable=True):
         d.close()
 
 
-def damage_at(data: bytes, rng: random.Random, limit: int) -> tuple[int, int]:
-    """(position, new byte): a single-bit flip (two cases in three) or a random byte, below `limit`."""
+def damage_at(data: bytes, rng: random.Random, limit: int, bits_only: bool = False) -> tuple[int, int]:
+    """(position, new byte): a single-bit flip (two cases in three, or always with bits_only) or a random
+    byte, below `limit`."""
     pos = rng.randrange(limit)
-    if rng.random() < 2 / 3:
+    if bits_only or rng.random() < 2 / 3:
         return pos, data[pos] ^ (1 << rng.randrange(8))
     return pos, rng.randrange(256)
 
 
-def run_store_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204) -> dict:
+def run_store_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204, bits_only: bool = False) -> dict:
     outcomes = {"error": 0, "equal": 0, "wrong": 0}
     wrong = []
     if kind == "SharedDict":
@@ -128,7 +129,7 @@ def run_store_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204) ->
     rng = random.Random(seed)
     try:
         for case in range(cases):
-            pos, byte = damage_at(data, rng, limit)
+            pos, byte = damage_at(data, rng, limit, bits_only)
             writable = kind == "SharedDict" or case % WRITABLE_EVERY == 0
             fd = os.open(bad, os.O_WRONLY)
             try:
