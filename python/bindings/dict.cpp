@@ -218,10 +218,12 @@ PyObject* materialize(DictHandle* h, const containers::HashTable& table, std::ui
     try {
         const containers::HashTable c = table.child(w);
         c.check_root();
-        for (std::uint64_t i = 0; i < c.end(); ++i) {
-            if (!c.occupied(i)) continue;
-            PyObject* k = materialize(h, c, *c.key_word_ptr(i), depth + 1);
-            PyObject* v = k ? materialize(h, c, *c.value_word_ptr(i), depth + 1) : nullptr;
+        const auto t = c.checked();  // counters checked: a damaged `used` must not hide entries
+        const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
+        for (std::uint64_t i = 0; i < t.used; ++i) {
+            if (ent[i].key == kTombWord) continue;
+            PyObject* k = materialize(h, c, ent[i].key, depth + 1);
+            PyObject* v = k ? materialize(h, c, ent[i].value, depth + 1) : nullptr;
             const int rc = v ? PyDict_SetItem(d, k, v) : -1;
             Py_XDECREF(k);
             Py_XDECREF(v);
@@ -975,10 +977,12 @@ PyObject* n_items(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return on_locked_target(self, args, nargs, 2, "_n_items(cell, id)", [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
         PyObject* out = PyList_New(0);
         if (!out) return nullptr;
-        for (std::uint64_t i = 0; i < t.end(); ++i) {
-            if (!t.occupied(i)) continue;
-            PyObject* k = materialize(h, t, *t.key_word_ptr(i), 0);
-            PyObject* v = k ? decode_locked(h, self, t.value_word_ptr(i)) : nullptr;
+        const auto snap = t.checked();  // counters checked: a damaged `used` must not hide entries
+        const containers::EntrySlot* ent = containers::HashTable::entries_of(snap);
+        for (std::uint64_t i = 0; i < snap.used; ++i) {
+            if (ent[i].key == kTombWord) continue;
+            PyObject* k = materialize(h, t, ent[i].key, 0);
+            PyObject* v = k ? decode_locked(h, self, &ent[i].value) : nullptr;
             PyObject* pair = v ? steal_pair(k, v) : nullptr;
             if (!v) Py_XDECREF(k);
             if (!pair || PyList_Append(out, pair) != 0) {

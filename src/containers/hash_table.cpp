@@ -181,7 +181,8 @@ HashTable::Snapshot HashTable::checked_slow(std::uint64_t off) const {
     // by entries_cap, which checked() validated); otherwise a second look after the writer left decides.
     const auto* h = store_->region().at<const TableHeader>(off);
     for (int attempt = 0; attempt < 2; ++attempt) {
-        if (store_->writer_active()) return {h, h->capacity, __atomic_load_n(&h->used, __ATOMIC_ACQUIRE)};
+        if (store_->writer_active() && !store_->lock_held_by_me())
+            return {h, h->capacity, __atomic_load_n(&h->used, __ATOMIC_ACQUIRE)};
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
         const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_RELAXED);
@@ -508,7 +509,7 @@ std::uint64_t HashTable::cell_id(const Store& store, std::uint64_t cell) {
 HashTable HashTable::child(std::uint64_t value_word) const {
     const std::uint64_t cell = table_ref_cell(value_word);
     if (!word_intact(value_word) || !is_table_ref(value_word))
-        store_->throw_corrupt("nested table reference word 0x" + std::to_string(value_word) + " fails its check byte");
+        store_->throw_corrupt("nested table reference word " + std::to_string(value_word) + " fails its check byte");
     if (cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord)))
         store_->throw_corrupt("nested table reference to offset " + std::to_string(cell) + " is out of bounds");
     return HashTable(store_, cell);

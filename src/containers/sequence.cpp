@@ -57,7 +57,8 @@ std::uint64_t Sequence::checked_slow(const SequenceHeader* h) const {
     // the lock its count is trusted (bounded by the capacity checked() validated); otherwise a second look
     // after it left decides.
     for (int attempt = 0; attempt < 2; ++attempt) {
-        if (store_->writer_active()) return std::min(__atomic_load_n(&h->count, __ATOMIC_ACQUIRE), h->capacity);
+        if (store_->writer_active() && !store_->lock_held_by_me())
+            return std::min(__atomic_load_n(&h->count, __ATOMIC_ACQUIRE), h->capacity);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
         if (count <= h->capacity &&
