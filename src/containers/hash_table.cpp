@@ -170,28 +170,29 @@ HashTable::Snapshot HashTable::checked() const {
     if (store_->verifying()) [[likely]] {
         const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_RELAXED);
         const std::uint64_t check = __atomic_load_n(&h->check, __ATOMIC_RELAXED);
-        if (check != counters_check(cap, h->entries_cap, used, live)) [[unlikely]] return checked_slow(off);
+        if (check != counters_check(cap, entries_cap_of(cap), used, live)) [[unlikely]] return checked_slow(off, cap);
     }
     return {h, cap, used};
 }
 
-HashTable::Snapshot HashTable::checked_slow(std::uint64_t off) const {
-    // The counters disagree with their check: a writer (in another process) between its stores of used,
-    // live and check, or damage. While a writer holds the lock its counters are trusted (they are bounded
-    // by entries_cap, which checked() validated); otherwise a second look after the writer left decides.
+HashTable::Snapshot HashTable::checked_slow(std::uint64_t off, std::uint64_t cap) const {
+    // The counters disagree with their check: a writer (in another process or thread) between its stores
+    // of used, live and check, or damage. While another holds the lock its counters are trusted, bounded by
+    // the capacity checked() validated (re-read nothing else: the block may be freed and reused meanwhile);
+    // otherwise a second look after the writer left decides.
     const auto* h = store_->region().at<const TableHeader>(off);
+    const std::uint64_t ecap = entries_cap_of(cap);
     for (int attempt = 0; attempt < 2; ++attempt) {
         if (store_->writer_active() && !store_->lock_held_by_me())
-            return {h, h->capacity, __atomic_load_n(&h->used, __ATOMIC_ACQUIRE)};
+            return {h, cap, std::min(__atomic_load_n(&h->used, __ATOMIC_ACQUIRE), ecap)};
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
         const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&h->check, __ATOMIC_RELAXED) == counters_check(h->capacity, h->entries_cap, used, live) &&
-            used <= h->entries_cap && live <= used)
-            return {h, h->capacity, used};
+        if (__atomic_load_n(&h->check, __ATOMIC_RELAXED) == counters_check(cap, ecap, used, live) && used <= ecap)
+            return {h, cap, used};
     }
-    store_->throw_corrupt("table at offset " + std::to_string(off) + ": its counters (used " + std::to_string(h->used) +
-                          ", live " + std::to_string(h->live) + ") fail their check");
+    store_->throw_corrupt("table at offset " + std::to_string(off) + ": its counters (used " +
+                          std::to_string(__atomic_load_n(&h->used, __ATOMIC_RELAXED)) + ") fail their check");
 }
 
 std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, std::uint64_t hash,

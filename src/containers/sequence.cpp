@@ -52,20 +52,20 @@ void Sequence::check_counters() const {
     store_->throw_corrupt("sequence count " + std::to_string(h->count) + " fails its check");
 }
 
-std::uint64_t Sequence::checked_slow(const SequenceHeader* h) const {
-    // A writer in another process between its stores of count and check, or damage: while a writer holds
-    // the lock its count is trusted (bounded by the capacity checked() validated); otherwise a second look
-    // after it left decides.
+std::uint64_t Sequence::checked_slow(const SequenceHeader* h, std::uint64_t cap) const {
+    // A writer (another process or thread) between its stores of count and check, or damage: while another
+    // holds the lock its count is trusted, bounded by the capacity checked() validated (re-read nothing
+    // else: the block may be freed and reused meanwhile); otherwise a second look after it left decides.
     for (int attempt = 0; attempt < 2; ++attempt) {
         if (store_->writer_active() && !store_->lock_held_by_me())
-            return std::min(__atomic_load_n(&h->count, __ATOMIC_ACQUIRE), h->capacity);
+            return std::min(__atomic_load_n(&h->count, __ATOMIC_ACQUIRE), cap);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
-        if (count <= h->capacity &&
-            __atomic_load_n(&h->check, __ATOMIC_RELAXED) == counters_check(count, h->capacity, elem_size_, 0))
+        if (count <= cap && __atomic_load_n(&h->check, __ATOMIC_RELAXED) == counters_check(count, cap, elem_size_, 0))
             return count;
     }
-    store_->throw_corrupt("sequence count " + std::to_string(h->count) + " fails its check");
+    store_->throw_corrupt("sequence count " + std::to_string(__atomic_load_n(&h->count, __ATOMIC_RELAXED)) +
+                          " fails its check");
 }
 
 void Sequence::reserve(std::uint64_t n) {

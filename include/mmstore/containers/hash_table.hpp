@@ -231,7 +231,7 @@ private:
     // candidate entry the probe compared is damaged, so damage is never reported as an absent key.
     void verify_probe(const Snapshot& t, std::uint64_t hash) const;
     // checked() when the counters fail their check: trusted while a writer is active, else FormatError.
-    Snapshot checked_slow(std::uint64_t off) const;
+    Snapshot checked_slow(std::uint64_t off, std::uint64_t cap) const;
     bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
     void rehash(std::uint64_t min_live, bool exact = false);
     // Allocates and initializes an empty, unpublished table block of `capacity` slots.

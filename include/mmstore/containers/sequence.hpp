@@ -90,11 +90,11 @@ public:
         if (!sane || !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_))
             store_->throw_corrupt("list block at offset " + std::to_string(off) + " is out of range");
         if (store_->verifying() && __atomic_load_n(&h->check, __ATOMIC_RELAXED) != counters_check(count, cap, elem_size_, 0))
-            [[unlikely]] return {h, checked_slow(h)};
+            [[unlikely]] return {h, checked_slow(h, cap)};
         return {h, count};
     }
     // checked() when the count fails its check: trusted while a writer is active, else FormatError.
-    std::uint64_t checked_slow(const SequenceHeader* h) const;
+    std::uint64_t checked_slow(const SequenceHeader* h, std::uint64_t cap) const;
 
 
     // Appends one element (copied from `elem`).
