@@ -7,4 +7,5 @@
 #include "mmstore/pool.hpp"
 #include "mmstore/shared_dict.hpp"
 #include "mmstore/records.hpp"
+#include "mmstore/upgrade.hpp"
 #include "mmstore/vector.hpp"

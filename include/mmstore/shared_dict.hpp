@@ -44,6 +44,7 @@ struct SharedDictOptions {
     unsigned mode = 0600;
     std::optional<bool> auto_unlink;  // default: true for the handle that created the segment
     std::uint64_t size_hint = 0;      // keys to make room for at creation
+    bool verify = true;               // checked reads (OpenOptions::verify; docs/design.md, "Checked reads")
 };
 
 struct SharedSegmentInfo {

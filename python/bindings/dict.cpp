@@ -52,9 +52,19 @@ PyObject* make_nested(PyObject* owner, std::uint64_t cell, std::uint64_t id) {
 
 // Decodes a value word read after `snap`: a nested-table reference as a NestedDict view of `owner`, anything
 // else through decode_snapshot.
-Got decode_value(DictHandle* h, PyObject* owner, std::uint64_t w, std::uint64_t snap, PyObject** out) {
+Got decode_value(DictHandle* h, PyObject* owner, std::uint64_t w, std::uint64_t snap, PyObject** out,
+                 const std::uint64_t* slot) {
     auto& store = h->obj->store();
-    if (!containers::is_table_ref(w)) [[likely]] return decode_snapshot(store, w, h->flags, snap, out);
+    if (!containers::is_table_ref(w)) [[likely]] return decode_snapshot(store, w, h->flags, snap, out, slot);
+    if (store.verifying() && !containers::word_intact(w)) {
+        if (!store.read_valid(snap)) return Got::kRetry;
+        try {
+            store.throw_bad_word(w, slot);
+        } catch (...) {
+            set_error_from_exception();
+        }
+        return Got::kError;
+    }
     const std::uint64_t child = containers::table_ref_cell(w);
     const std::uint64_t child_id = cell_id(store, child);
     if (!store.read_valid(snap)) return Got::kRetry;
@@ -75,6 +85,7 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
         std::uint64_t snap = 0;
         bool started = false;
         std::uint64_t pos, w = 0;
+        const std::uint64_t* slot = nullptr;
         containers::HashTable table = cell == 0 ? h->obj->table() : containers::HashTable(&store, cell);
         try {
             store.check_open();
@@ -88,7 +99,10 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
             // One validated snapshot for the lookup and the value: another process may switch tables.
             const containers::HashTable::Snapshot t = table.checked();
             pos = table.find_in(t, key, hv);
-            if (pos != kNotFound) w = load_word(&containers::HashTable::entries_of(t)[pos].value);
+            if (pos != kNotFound) {
+                slot = &containers::HashTable::entries_of(t)[pos].value;
+                w = load_word(slot);
+            }
         } catch (const FormatError&) {
             // Damage seen by a read that raced a writer (or growth not mapped yet) is read again.
             if (started && store.raced(snap)) continue;
@@ -101,7 +115,7 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
             *out = nullptr;
             return Got::kOk;
         }
-        const Got g = decode_value(h, owner, w, snap, out);
+        const Got g = decode_value(h, owner, w, snap, out, slot);
         if (g != Got::kRetry) return g;
     }
 }
@@ -204,10 +218,12 @@ PyObject* materialize(DictHandle* h, const containers::HashTable& table, std::ui
     try {
         const containers::HashTable c = table.child(w);
         c.check_root();
-        for (std::uint64_t i = 0; i < c.end(); ++i) {
-            if (!c.occupied(i)) continue;
-            PyObject* k = materialize(h, c, *c.key_word_ptr(i), depth + 1);
-            PyObject* v = k ? materialize(h, c, *c.value_word_ptr(i), depth + 1) : nullptr;
+        const auto t = c.checked();  // counters checked: a damaged `used` must not hide entries
+        const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
+        for (std::uint64_t i = 0; i < t.used; ++i) {
+            if (ent[i].key == kTombWord) continue;
+            PyObject* k = materialize(h, c, ent[i].key, depth + 1);
+            PyObject* v = k ? materialize(h, c, ent[i].value, depth + 1) : nullptr;
             const int rc = v ? PyDict_SetItem(d, k, v) : -1;
             Py_XDECREF(k);
             Py_XDECREF(v);
@@ -325,6 +341,12 @@ Py_ssize_t dict_length(PyObject* self) {
 // live NestedDict view of `owner`.
 PyObject* decode_locked(DictHandle* h, PyObject* owner, const std::uint64_t* slot) {
     if (!containers::is_table_ref(*slot)) return decode_plain_locked(h, *slot);
+    try {
+        h->obj->store().check_word(*slot, slot);
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
     const std::uint64_t cell = containers::table_ref_cell(*slot);
     return make_nested(owner, cell, cell_id(h->obj->store(), cell));
 }
@@ -369,6 +391,7 @@ PyObject* dict_iter_next(PyObject* self) {
             return nullptr;
         }
         std::uint64_t snap = 0, kw, vw, pos;
+        const containers::EntrySlot* entry = nullptr;
         bool started = false;
         try {
             store.check_open();
@@ -399,8 +422,9 @@ PyObject* dict_iter_next(PyObject* self) {
                 Py_CLEAR(it->owner);
                 return nullptr;
             }
-            kw = load_word(&ent[pos].key);
-            vw = load_word(&ent[pos].value);
+            entry = &ent[pos];
+            kw = load_word(&entry->key);
+            vw = load_word(&entry->value);
             containers::WordBuf kb;
             std::uint64_t kcopy = kw;
             it->last_key->assign(store.view(&kcopy, kb));
@@ -416,9 +440,9 @@ PyObject* dict_iter_next(PyObject* self) {
         PyObject* v = nullptr;
         const auto kind = static_cast<IterKind>(it->kind);
         Got g = Got::kOk;
-        if (kind != IterKind::kValues) g = decode_snapshot(store, kw, h->flags, snap, &k);
+        if (kind != IterKind::kValues) g = decode_snapshot(store, kw, h->flags, snap, &k, &entry->key);
         if (g == Got::kOk && kind != IterKind::kKeys) {
-            g = decode_value(h, it->owner, vw, snap, &v);
+            g = decode_value(h, it->owner, vw, snap, &v, &entry->value);
             if (g != Got::kOk) Py_CLEAR(k);
         }
         if (g == Got::kRetry) continue;
@@ -745,8 +769,9 @@ PyObject* increment_locked(DictHandle* h, PyObject* self, containers::HashTable&
     const std::uint64_t pos = table.find(kb.sv, hv);
     PyObject* r = nullptr;
     const std::uint64_t w = pos != kNotFound ? *table.value_word_ptr(pos) : 0;
+    if (pos != kNotFound) h->obj->store().check_word(w, table.value_word_ptr(pos));
     if (pos != kNotFound && fast_delta && containers::is_inline(w) &&
-        containers::inline_kind(w) == containers::InlineKind::kInt && containers::inline_len(w) <= 6) {
+        containers::inline_kind(w) == containers::InlineKind::kInt && containers::inline_len(w) <= containers::kInlineMax) {
         const std::size_t n = containers::inline_len(w);
         const int shift = 64 - 8 * static_cast<int>(n);
         const long long old = n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift;
@@ -952,10 +977,12 @@ PyObject* n_items(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return on_locked_target(self, args, nargs, 2, "_n_items(cell, id)", [&](DictHandle* h, containers::HashTable& t) -> PyObject* {
         PyObject* out = PyList_New(0);
         if (!out) return nullptr;
-        for (std::uint64_t i = 0; i < t.end(); ++i) {
-            if (!t.occupied(i)) continue;
-            PyObject* k = materialize(h, t, *t.key_word_ptr(i), 0);
-            PyObject* v = k ? decode_locked(h, self, t.value_word_ptr(i)) : nullptr;
+        const auto snap = t.checked();  // counters checked: a damaged `used` must not hide entries
+        const containers::EntrySlot* ent = containers::HashTable::entries_of(snap);
+        for (std::uint64_t i = 0; i < snap.used; ++i) {
+            if (ent[i].key == kTombWord) continue;
+            PyObject* k = materialize(h, t, ent[i].key, 0);
+            PyObject* v = k ? decode_locked(h, self, &ent[i].value) : nullptr;
             PyObject* pair = v ? steal_pair(k, v) : nullptr;
             if (!v) Py_XDECREF(k);
             if (!pair || PyList_Append(out, pair) != 0) {

@@ -107,35 +107,47 @@ H* handle_of(PyObject* self) {
 // Outcome of decoding a word read during a lock-free read (containers::Store::read_begin).
 enum class Got { kOk, kRetry, kError };
 
-// Decodes the value held by the word `w`, loaded from the mapping after read_begin() returned `snap`,
-// into a new reference in *out. Inline words decode from the loaded word itself; a record is copied out
-// of the mapping first. Either is trusted only when read_valid(snap) shows no writer freed or rewrote
+// Decodes the value held by the word `w`, loaded from `slot` in the mapping after read_begin() returned
+// `snap`, into a new reference in *out. The word's check byte is verified first (unless the handle opted
+// out: OpenOptions::verify), so a damaged word raises CorruptFileError naming its offset. Inline words
+// decode from the loaded word itself; a record is copied out of the mapping first. Either is trusted only when read_valid(snap) shows no writer freed or rewrote
 // what was read meanwhile (then kRetry: the caller reads again). The decoder runs on the private copy:
 // decoding dates, Decimals, arrays and pickles runs Python code, which may switch threads or re-enter.
 inline Got decode_snapshot(const containers::Store& store, std::uint64_t w, CodecFlags flags, std::uint64_t snap,
-                           PyObject** out) {
+                           PyObject** out, const void* slot = nullptr) {
     *out = nullptr;
+    if (store.verifying() && !containers::word_intact(w)) [[unlikely]] {
+        if (!store.read_valid(snap)) return Got::kRetry;  // the slot was reused under us: read again
+        try {
+            store.throw_bad_word(w, slot);
+        } catch (...) {
+            set_error_from_exception();
+        }
+        return Got::kError;
+    }
     if (containers::is_inline(w)) {
         const std::size_t n = containers::inline_len(w);
         PyObject* v = nullptr;
         bool fast = false;
         switch (containers::inline_kind(w)) {
             case containers::InlineKind::kInt:
-                if (n <= 7) {
+                if (n <= containers::kInlineMax) {
                     const int shift = 64 - 8 * static_cast<int>(n);
                     v = PyLong_FromLongLong(n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift);
                     fast = true;
                 }
                 break;
             case containers::InlineKind::kStr:
-                if (n <= 7 && (w & 0x0080808080808080ull) == 0) {  // ASCII: build the str directly
+                // ASCII (the high bits of the payload bytes clear; the check byte is not payload): build the
+                // str directly.
+                if (n <= containers::kInlineMax && (w & 0x0000808080808080ull) == 0) {
                     v = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
                     if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &w, n);
                     fast = true;
                 }
                 break;  // non-ASCII: the generic decoder validates the UTF-8 and reports damage as corruption
             case containers::InlineKind::kBytes:
-                if (n <= 7) {
+                if (n <= containers::kInlineMax) {
                     v = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(&w), static_cast<Py_ssize_t>(n));
                     fast = true;
                 }
@@ -363,8 +375,9 @@ void bind_handle_common(nb::class_<H>& cls) {
     cls.def(
            "__init__",
            [](H* self, const std::string& path, nb::handle create, unsigned mode, bool allow_pickle, bool durable,
-              bool readonly, bool segment) {
+              bool readonly, bool verify, bool segment) {
                mmstore::OpenOptions o = make_options(create, mode, durable, readonly);
+               o.verify = verify;
                if (segment) {  // SharedDict: memory, not a file; a child after fork reopens it by name
                    o.volatile_memory = true;
                    o.reattach_after_fork = true;
@@ -375,7 +388,9 @@ void bind_handle_common(nb::class_<H>& cls) {
            },
            nb::arg("path"), nb::kw_only(), nb::arg("create").none() = nb::none(), nb::arg("mode") = 0600,
            nb::arg("allow_pickle") = true, nb::arg("durable") = false, nb::arg("readonly") = false,
-           nb::arg("_segment") = false)
+           nb::arg("verify") = true, nb::arg("_segment") = false)
+        .def_prop_ro("verify_reads", [](H& h) { return checked(h).obj->store().verifying(); },
+                     "Whether reads are checked (the verify= option).")
         .def_prop_ro("allow_pickle", [](H& h) { return h.flags.allow_pickle; })
         .def("_set_serializer",
              [](H& h, nb::object s) {

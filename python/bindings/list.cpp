@@ -28,18 +28,19 @@ PyObject* read_item(ListHandle* h, std::uint64_t i, bool* end) {
     *end = false;
     for (;;) {
         std::uint64_t snap = 0, w;
+        const std::uint64_t* slot = nullptr;
         bool started = false;
         try {
             store.check_open();
             snap = store.read_begin();
             started = true;
-            const std::optional<std::uint64_t> got = h->obj->sequence().word_checked(i);
-            if (!got) [[unlikely]] {
+            slot = h->obj->sequence().word_ptr_checked(i);
+            if (slot == nullptr) [[unlikely]] {
                 if (!store.read_valid(snap)) continue;
                 *end = true;
                 return nullptr;
             }
-            w = *got;
+            w = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         } catch (const FormatError&) {
             if (started && store.raced(snap)) continue;
             set_error_from_exception();
@@ -49,7 +50,7 @@ PyObject* read_item(ListHandle* h, std::uint64_t i, bool* end) {
             return nullptr;
         }
         PyObject* out;
-        const Got g = decode_snapshot(store, w, h->flags, snap, &out);
+        const Got g = decode_snapshot(store, w, h->flags, snap, &out, slot);
         if (g == Got::kOk) return out;
         if (g == Got::kError) return nullptr;
     }

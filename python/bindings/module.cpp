@@ -5,6 +5,8 @@
 #include "handles.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/storage/header.hpp"
+#include "mmstore/upgrade.hpp"
+#include <nanobind/stl/string.h>
 
 #include <stdexcept>
 
@@ -70,6 +72,19 @@ NB_MODULE(_core, m) {
              if (t != nullptr) PyEval_RestoreThread(static_cast<PyThreadState*>(t));
          }});
     m.attr("FORMAT_VERSION") = mmstore::storage::kFormatVersion;
+    m.def(
+        "upgrade",
+        [](const std::string& path) {
+            const mmstore::UpgradeResult r = mmstore::upgrade(path);
+            nb::dict d;
+            d["from_version"] = r.from_version;
+            d["to_version"] = r.to_version;
+            d["entries"] = r.entries;
+            return d;
+        },
+        nb::arg("path"),
+        "Convert a Dict or List file written by mmstore 0.2 (format 2) to the current format, in place "
+        "(mmstore::upgrade). Returns {'from_version', 'to_version', 'entries'}.");
     mmstore::py::bind_dict(m);
     mmstore::py::bind_list(m);
     mmstore::py::bind_shared(m);

@@ -20,7 +20,7 @@ from __future__ import annotations
 from . import _errors
 from ._errors import *  # noqa: F401,F403  (the exception hierarchy, listed in _errors.__all__)
 from . import _core
-from ._core import decode, encode
+from ._core import decode, encode, upgrade
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
 from ._pool import Pool, Ref, is_mapped, load, register_spill
@@ -55,6 +55,7 @@ __all__ = [
     "is_mapped",
     "register_spill",
     "FORMAT_VERSION",
+    "upgrade",
     "merge",
     "__version__",
     # _records.__all__ and _errors.__all__, written out so that type checkers see them

@@ -279,6 +279,15 @@ class _Bar:
             self.stream.flush()
 
 
+def upgrade(target: str) -> dict:
+    """Convert a format-2 Dict/List file (mmstore 0.2) in place (mmstore::upgrade, docs/format.md)."""
+    if target.startswith("shm:"):
+        raise CliError(f"{target}: SharedDict segments live only as long as their processes: nothing to upgrade")
+    kind = kind_of(target)
+    r = _core.upgrade(target)
+    return {"kind": kind, **r}
+
+
 def compact(target: str) -> dict:
     kind = kind_of(target)
     if kind in ("RecordArray", "Mapping", "PoolFile"):

@@ -58,7 +58,7 @@ class DictItems(ItemsView):
 @store_handle
 class Dict(_core._Dict):
     """A dict that lives in a file: ``mmstore.Dict(path, *, create=None, mode=0o600, allow_pickle=True,
-    durable=False, readonly=False)``.
+    durable=False, readonly=False, verify=True)``.
 
     * ``create``: ``None`` opens or creates, ``True`` must create (``StoreExistsError`` otherwise),
       ``False`` must exist (``StoreNotFoundError`` otherwise).
@@ -67,6 +67,11 @@ class Dict(_core._Dict):
       pickles (``EncodeError``), so an untrusted file cannot run code.
     * ``durable``: ``sync()`` after every mutation (slow; survives power loss per operation).
     * ``readonly``: map read-only; several read-only handles may share a file with no writer.
+    * ``verify``: check what every read returns (default): each stored word's check byte, each record's
+      checksum, the table's counters, and on a miss the probed index, so a damaged file raises
+      ``CorruptFileError`` naming the file and offset instead of returning wrong data. ``False`` skips these
+      read checks (a few percent faster; O(1) instead of O(size) for values above 4 KiB) at the risk of
+      returning damaged data as if it were real; ``verify()`` and the repair on open still check everything.
 
     Behaves like ``dict`` (``MutableMapping``), with one documented difference: **keys are compared by
     type and value** through their canonical encoding, so ``1``, ``1.0`` and ``True`` are three distinct
@@ -85,7 +90,7 @@ class Dict(_core._Dict):
     if TYPE_CHECKING:  # what @store_handle copies in (mmstore/_handle.py), spelled out for type checkers
         def __init__(self, path: str | os.PathLike[str], *, create: bool | None = None, mode: int = 0o600,
                      allow_pickle: bool = True, durable: bool = False, readonly: bool = False,
-                     pickler: Any = None, unpickler: Any = None) -> None: ...
+                     pickler: Any = None, unpickler: Any = None, verify: bool = True) -> None: ...
         def __enter__(self) -> Self: ...
         def __exit__(self, *exc: object) -> None: ...
         def update_many(self, items: Any = (), /, **kwargs: Any) -> None: ...

@@ -106,15 +106,18 @@ def _make_init(native: type) -> Callable[..., None]:
         readonly: bool = False,
         pickler: Any = None,
         unpickler: Any = None,
+        verify: bool = True,
     ) -> None:
         name = type(self).__name__
         path = check_path(path, name)
-        check_options(name, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
+        check_options(name, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly,
+                      verify=verify)
         if (pickler is not None or unpickler is not None) and not allow_pickle:
             raise ValueError(f"{name}({path!r}): pickler=/unpickler= write and read the pickle payload that "
                              "allow_pickle=False refuses; pass one or the other")
         serializer = Serializer(pickler, unpickler) if pickler is not None or unpickler is not None else None
-        native_init(self, path, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly)
+        native_init(self, path, create=create, mode=mode, allow_pickle=allow_pickle, durable=durable, readonly=readonly,
+                    verify=verify)
         if serializer is not None:
             self._set_serializer(serializer)
 

@@ -19,7 +19,7 @@ _REPR_LIMIT = 50
 @store_handle
 class List(_core._List):
     """A list that lives in a file: ``mmstore.List(path, *, create=None, mode=0o600, allow_pickle=True,
-    durable=False, readonly=False)`` (options as for :class:`mmstore.Dict`).
+    durable=False, readonly=False, verify=True)`` (options as for :class:`mmstore.Dict`).
 
     Behaves like ``list`` (``MutableSequence``): indexing with negative indices and slices, slice
     assignment and deletion, ``append``, ``extend``, ``insert``, ``pop``, ``remove``, ``index``, ``count``,
@@ -40,7 +40,7 @@ class List(_core._List):
     if TYPE_CHECKING:  # what @store_handle copies in (mmstore/_handle.py), spelled out for type checkers
         def __init__(self, path: str | os.PathLike[str], *, create: bool | None = None, mode: int = 0o600,
                      allow_pickle: bool = True, durable: bool = False, readonly: bool = False,
-                     pickler: Any = None, unpickler: Any = None) -> None: ...
+                     pickler: Any = None, unpickler: Any = None, verify: bool = True) -> None: ...
         def __enter__(self) -> Self: ...
         def __exit__(self, *exc: object) -> None: ...
         def update_many(self, items: Any = (), /, **kwargs: Any) -> None: ...

@@ -127,7 +127,7 @@ _core._set_nested_type(NestedDict)
 
 class SharedDict(Dict):
     """``mmstore.SharedDict(name=None, *, create=None, mode=0o600, recurse=False, auto_unlink=None,
-    allow_pickle=True, size_hint=None)``: a dict shared live by every process that attaches ``name``.
+    allow_pickle=True, size_hint=None, verify=True)``: a dict shared live by every process that attaches ``name``.
 
     * ``name``: 1-200 characters of letters, digits, ``_``, ``-`` and ``.`` (not starting with ``.``);
       ``None`` creates a segment with a random name (``.name``). Invalid names raise ``ValueError``.
@@ -139,6 +139,8 @@ class SharedDict(Dict):
     * ``auto_unlink``: remove the segment when the last attached handle closes (default: True for the
       handle that created it). A segment never disappears while any handle is still attached.
     * ``size_hint``: number of keys to make room for at creation.
+    * ``verify``: checked reads, as for :class:`mmstore.Dict` (``False`` skips them, at the risk of
+      returning damaged data as if it were real).
 
     Every single operation is atomic; ``with d.lock:`` groups several. Reads take no lock and never see a
     torn or stale-then-newer value. ``increment``, ``compare_and_set``, ``setdefault`` and ``update_many``
@@ -157,6 +159,7 @@ class SharedDict(Dict):
         auto_unlink: bool | None = None,
         allow_pickle: bool = True,
         size_hint: int | None = None,
+        verify: bool = True,
     ) -> None:
         if name is None:
             if create is False:
@@ -165,10 +168,11 @@ class SharedDict(Dict):
             name, create = "sd_" + os.urandom(8).hex(), True
         if not isinstance(name, str):
             raise TypeError(f"SharedDict name must be a str, not {type(name).__name__}")
-        check_options("SharedDict", create=create, mode=mode, allow_pickle=allow_pickle)
+        check_options("SharedDict", create=create, mode=mode, allow_pickle=allow_pickle, verify=verify)
         path = _core.shared_segment_path(name)  # ValueError for an invalid name
         try:
-            _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, _segment=True)
+            _core._Dict.__init__(self, path, create=create, mode=mode, allow_pickle=allow_pickle, verify=verify,
+                                 _segment=True)
         except StoreNotFoundError as e:
             raise StoreNotFoundError(f"no SharedDict named {name!r} ({path})", path) from e
         except StoreExistsError as e:

@@ -34,6 +34,7 @@ _COMMANDS = {  # name: (help, takes a target)
     "stats": ("a store's statistics (JSON)", True),
     "verify": ("check every invariant (reads the whole file); exit 3 when it fails", True),
     "compact": ("rewrite a Dict/List/SharedDict at its minimal size", True),
+    "upgrade": ("convert a Dict/List file written by mmstore 0.2 (format 2) to the current format, in place", True),
 }
 
 
@@ -107,6 +108,10 @@ def _run(args) -> int:
         _print(cs.verify(args.path, progress), args.json, lambda r: f"{args.path}: OK ({r['entries']:,} entries)")
     elif args.cmd == "compact":
         _print(cs.compact(args.path), True, None)
+    elif args.cmd == "upgrade":
+        _print(cs.upgrade(args.path), args.json,
+               lambda r: f"{args.path}: format {r['from_version']} -> {r['to_version']} ({r['entries']:,} entries)"
+               if r["from_version"] != r["to_version"] else f"{args.path}: already format {r['to_version']}")
     elif args.cmd == "dump":
         out = open(args.output, "wb") if args.output else sys.stdout.buffer
         try:

@@ -320,6 +320,7 @@ void List::verify() const {
     check();
     auto elements = [&] {
         seq_->check_root();
+        seq_->check_counters();
         const auto [h, n] = seq_->checked();  // one block throughout
         const auto* w = reinterpret_cast<const std::uint64_t*>(h + 1);
         for (std::uint64_t i = 0; i < n; ++i) {

@@ -439,13 +439,7 @@ void TypedFile::parse(std::uint32_t kind) {
     const auto fh = load<FileHeader>(base);
     if (fh.checksum != hash64(&fh, offsetof(FileHeader, checksum)))
         throw_format(ErrorCode::kCorrupt, path, "corrupt file header (checksum mismatch at offset 0)");
-    if (fh.format_version > kRecordsFormatVersion || fh.format_version == 0)
-        throw_format(ErrorCode::kVersion, path, "records format version " + std::to_string(fh.format_version) +
-                                                    " is not supported (this build reads 1 to " +
-                                                    std::to_string(kRecordsFormatVersion) + ")");
-    const bool arrow_strings = fh.format_version >= kArrowStringsVersion;
-    if (fh.byte_order != storage::kByteOrderMark || fh.word_size != 8)
-        throw_format(ErrorCode::kVersion, path, "incompatible layout (byte order or word size)");
+    // The kind first: stores (Dict, List) carry their own, newer format number (storage/header.hpp).
     if (fh.kind != kind) {
         const bool known = fh.kind >= 1 && fh.kind <= 5;
         throw_format(ErrorCode::kWrongKind, path,
@@ -453,6 +447,13 @@ void TypedFile::parse(std::uint32_t kind) {
                                  " file, not a " + storage::kind_name(want)
                            : "is an mmstore file of unknown kind " + std::to_string(fh.kind));
     }
+    if (fh.format_version > kRecordsFormatVersion || fh.format_version == 0)
+        throw_format(ErrorCode::kVersion, path, "records format version " + std::to_string(fh.format_version) +
+                                                    " is not supported (this build reads 1 to " +
+                                                    std::to_string(kRecordsFormatVersion) + ")");
+    const bool arrow_strings = fh.format_version >= kArrowStringsVersion;
+    if (fh.byte_order != storage::kByteOrderMark || fh.word_size != 8)
+        throw_format(ErrorCode::kVersion, path, "incompatible layout (byte order or word size)");
     if (size < kSchemaOffset) throw_format(ErrorCode::kTruncated, path, "truncated: shorter than the records header");
     header = load<RecordsHeader>(base + kRecordsHeaderOffset);
     if (header.checksum != hash64(&header, offsetof(RecordsHeader, checksum)))

@@ -29,6 +29,7 @@ OpenOptions segment_options(const SharedDictOptions& o) {
     open.mode = o.mode;
     open.volatile_memory = true;
     open.reattach_after_fork = true;
+    open.verify = o.verify;
     // A segment's pages are memory: reserve address space generously (growth never moves the base).
     return open;
 }
@@ -120,7 +121,9 @@ std::optional<NestedDict> SharedDict::child_of(const containers::HashTable& tabl
         const auto t = table.checked();
         const std::uint64_t pos = table.find_in(t, key);
         if (pos == containers::kNotFound) return std::nullopt;
-        const std::uint64_t w = __atomic_load_n(&containers::HashTable::entries_of(t)[pos].value, __ATOMIC_ACQUIRE);
+        const std::uint64_t* slot = &containers::HashTable::entries_of(t)[pos].value;
+        const std::uint64_t w = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        store().check_word(w, slot);
         if (!containers::is_table_ref(w)) return std::nullopt;
         const std::uint64_t cell = containers::table_ref_cell(w);
         return NestedDict(this, cell, cell_id(store(), cell));

@@ -380,6 +380,8 @@ bool canonical_scalar(std::string_view buf) noexcept {
         std::memcpy(&n, p + 1, 4);
         return n > 8 && buf.size() == 5 + std::size_t{n} && minimal(p + 5, n);
     }
+    // A table reference is exactly its tag and a 6-byte offset (stored as inline word kind 4).
+    if (t == tag::kTableRef) return buf.size() == 7;
     if (t == tag::kStr || t == tag::kBytes) {
         if (buf.size() < 5) return false;
         std::uint32_t n;

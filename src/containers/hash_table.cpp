@@ -17,6 +17,10 @@ constexpr std::uint64_t kMinCapacity = 16;
 
 std::uint64_t header_checksum(const TableHeader* h) { return hash64(h, 16); }
 
+std::uint64_t counters_of(const TableHeader* h, std::uint64_t used, std::uint64_t live) noexcept {
+    return counters_check(h->capacity, h->entries_cap, used, live);
+}
+
 constexpr std::uint32_t kLaneMask = (1u << kLanes) - 1;
 
 // Compares the 12 ctrl bytes of a group (the 16-byte load also reads index[0]; its lanes are masked off).
@@ -100,6 +104,8 @@ bool canonical_key(std::uint64_t word, std::string_view k) noexcept {
 
 }  // namespace
 
+void seal_counters(TableHeader* h) noexcept { __atomic_store_n(&h->check, counters_of(h, h->used, h->live), __ATOMIC_RELEASE); }
+
 std::uint64_t HashTable::build(std::uint64_t capacity, std::uint64_t replaces) {
     const std::uint64_t bytes = table_bytes(capacity);
     const std::uint64_t off = replaces == 0 ? store_->arena().allocate(bytes)
@@ -110,6 +116,7 @@ std::uint64_t HashTable::build(std::uint64_t capacity, std::uint64_t replaces) {
     h->capacity = capacity;
     h->entries_cap = entries_cap_of(capacity);
     h->checksum = header_checksum(h);
+    seal_counters(h);
     init_groups(reinterpret_cast<Group*>(h + 1), capacity);
     // Entries not yet written are zero (an invalid word), never what the block held before: after a power
     // loss, `used` may have reached the disk before the entries it counts (repair drops zero entries).
@@ -136,7 +143,9 @@ void HashTable::check_root() const {
 }
 
 bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexcept {
-    if (is_inline(e.key)) return false;  // an inlinable key never reaches here (see find_slot)
+    // An inlinable key never reaches here (see find_slot). A record key word must pass its check byte: a
+    // damaged offset could point at another record that happens to hold the same bytes.
+    if (is_inline(e.key) || !word_intact(e.key)) return false;
     const std::string_view k = store_->record_unchecked(e.key);
     return k.size() == key.size() && bytes_equal(k.data(), key.data(), key.size());
 }
@@ -155,7 +164,32 @@ HashTable::Snapshot HashTable::checked_slow() const {
     if (sane && !r.in_bounds(off, table_bytes(cap))) r.refresh();
     if (!sane || !r.in_bounds(off, table_bytes(cap)))
         store_->throw_corrupt("table header at offset " + std::to_string(off) + " is out of range");
+    if (store_->verifying()) [[likely]] {
+        const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_RELAXED);
+        const std::uint64_t check = __atomic_load_n(&h->check, __ATOMIC_RELAXED);
+        if (check != counters_check(cap, entries_cap_of(cap), used, live)) [[unlikely]] return checked_slow(off, cap);
+    }
     return {h, cap, used};
+}
+
+HashTable::Snapshot HashTable::checked_slow(std::uint64_t off, std::uint64_t cap) const {
+    // The counters disagree with their check: a writer (in another process or thread) between its stores
+    // of used, live and check, or damage. While another holds the lock its counters are trusted, bounded by
+    // the capacity checked() validated (re-read nothing else: the block may be freed and reused meanwhile);
+    // otherwise a second look after the writer left decides.
+    const auto* h = store_->region().at<const TableHeader>(off);
+    const std::uint64_t ecap = entries_cap_of(cap);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (store_->writer_active() && !store_->lock_held_by_me())
+            return {h, cap, std::min(__atomic_load_n(&h->used, __ATOMIC_ACQUIRE), ecap)};
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
+        const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&h->check, __ATOMIC_RELAXED) == counters_check(cap, ecap, used, live) && used <= ecap)
+            return {h, cap, used};
+    }
+    store_->throw_corrupt("table at offset " + std::to_string(off) + ": its counters (used " +
+                          std::to_string(__atomic_load_n(&h->used, __ATOMIC_RELAXED)) + ") fail their check");
 }
 
 std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, std::uint64_t hash,
@@ -197,18 +231,41 @@ std::uint64_t HashTable::find_slot_in(const Snapshot& t, std::string_view key, s
 std::uint64_t HashTable::find(std::string_view key, std::uint64_t hash) const { return find_in(checked(), key, hash); }
 
 void HashTable::verify_probe(const Snapshot& t, std::uint64_t hash) const {
+    if (!store_->verifying()) return;
     const Group* grps = reinterpret_cast<const Group*>(t.h + 1);
+    const EntrySlot* ent = entries_of(t);
     const std::uint64_t mask = t.capacity / kGroup - 1;
+    const auto h2 = static_cast<std::uint8_t>(hash & 0x7F);
+    // A miss read while another process writes may see a group or entry mid-update: it is a miss from
+    // before that update. With no writer, a second look decides.
+    auto damaged = [&] {
+        if (store_->writer_active()) return false;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        return true;
+    };
     std::uint64_t g = (hash >> 7) & mask;
     for (std::uint64_t step = 1; step <= mask + 1; ++step) {
         if (grps[g].check != group_check(grps[g])) {
-            // A writer in another process may be between a ctrl/index store and the check update: a miss
-            // read mid-update is a miss from before the update. With no writer, a second look decides.
-            if (store_->writer_active()) return;
-            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (!damaged()) return;
             if (grps[g].check != group_check(grps[g]))
                 store_->throw_corrupt("index group " + std::to_string(g) +
                                       " fails its check (run verify(); reopen repairs after a crash)");
+        }
+        // Every candidate the probe compared must be an intact entry: a damaged key word (or a record key
+        // whose bytes changed) compares unequal and would hide the key; an index at or past `used` means
+        // the counter or the index is damaged.
+        for (std::uint32_t m = match_byte(grps[g].ctrl, h2); m != 0; m &= m - 1) {
+            const unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
+            const std::uint32_t e = grps[g].index[lane];
+            const std::uint64_t used = __atomic_load_n(&t.h->used, __ATOMIC_ACQUIRE);
+            const std::uint64_t kw = e < used ? __atomic_load_n(&ent[e].key, __ATOMIC_ACQUIRE) : 0;
+            const bool bad = e >= used || kw == kTombWord || !store_->word_ok(kw);
+            if (bad && damaged()) {
+                store_->throw_corrupt("index slot " + std::to_string(g * kGroup + lane) + " points at entry " + std::to_string(e) +
+                                      (e >= used ? " past the last one" : ", whose key word is damaged") +
+                                      " (run verify(); reopen repairs after a crash)");
+            }
+            if (bad) return;
         }
         if (match_empty(grps[g].ctrl) != 0) return;
         g = (g + step) & mask;
@@ -311,6 +368,7 @@ void HashTable::rehash(std::uint64_t min_live, bool exact) {
     for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->used = n;
     h->live = n;
+    seal_counters(h);
     publish(off);  // the switch: one 8-byte store
     store_->arena().free(old_off, table_bytes(old->capacity));
 }
@@ -349,6 +407,7 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     __atomic_store_n(&g.ctrl[lane], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);  // visible to lookups
     update_check(g, lane, old_ctrl, static_cast<std::uint8_t>(hash & 0x7F), old_index, static_cast<std::uint32_t>(pos));
     h->live += 1;
+    seal_counters(h);
     store_->bump_mutations();
     return pos;
 }
@@ -420,6 +479,7 @@ void HashTable::erase_at(std::uint64_t pos) {
     __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);          // unpublished from iteration
     h->live -= 1;
     while (h->used > 0 && entries()[h->used - 1].key == kTombWord) h->used -= 1;
+    seal_counters(h);
     store_->bump_mutations();
     release_key(old.key);
     release_value(old.value);
@@ -486,6 +546,8 @@ std::uint64_t HashTable::cell_id(const Store& store, std::uint64_t cell) {
 
 HashTable HashTable::child(std::uint64_t value_word) const {
     const std::uint64_t cell = table_ref_cell(value_word);
+    if (!word_intact(value_word) || !is_table_ref(value_word))
+        store_->throw_corrupt("nested table reference word " + std::to_string(value_word) + " fails its check byte");
     if (cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord)))
         store_->throw_corrupt("nested table reference to offset " + std::to_string(cell) + " is out of bounds");
     return HashTable(store_, cell);
@@ -574,7 +636,7 @@ void HashTable::release_value(std::uint64_t w) noexcept {
         return;
     }
     const std::uint64_t cell = table_ref_cell(w);
-    if (cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord))) return;  // damaged: leak it
+    if (!word_intact(w) || cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord))) return;  // damaged: leak it
     HashTable(store_, cell).destroy_at(1);
     store_->arena().free(cell, sizeof(CellRecord));
 }
@@ -593,6 +655,7 @@ void HashTable::verify_at(int depth) const {
     const TableHeader* h = t.h;
     const Group* grp = reinterpret_cast<const Group*>(t.h + 1);
     const EntrySlot* ent = entries_of(t);
+    if (h->check != counters_of(h, t.used, h->live)) store_->throw_corrupt("table counters fail their check");
     std::uint64_t full = 0;
     for (std::uint64_t g = 0; g < t.capacity / kGroup; ++g)
         if (grp[g].check != group_check(grp[g])) store_->throw_corrupt("index group " + std::to_string(g) + " fails its check");
@@ -729,6 +792,7 @@ void HashTable::repair_at(int depth) {
     }
     for (std::uint64_t g = 0; g <= mask; ++g) seal(grp[g]);
     h->live = live;
+    seal_counters(h);
     // Nothing past `used` may look like an entry: a write lost in a power loss can have left one there,
     // and a later insert's `used` could then reach the disk without the entry that belongs to it.
     std::memset(ent + h->used, 0, 16 * (h->entries_cap - h->used));
@@ -739,6 +803,7 @@ void HashTable::repair_at(int depth) {
         } catch (const FormatError&) {
             ent[i].key = kTombWord;  // an unrepairable child is dropped with its entry (reclaimed below)
             h->live -= 1;
+            seal_counters(h);
         }
     }
 }

@@ -19,6 +19,7 @@ std::uint64_t Sequence::build(std::uint64_t capacity) {
     h->capacity = capacity;
     h->elem_size = elem_size_;
     h->checksum = header_checksum(h);
+    seal_counters(h);
     // Unwritten elements are zero (for a List, an invalid word), never what the block held before: after a
     // power loss, `count` may reach the disk before the elements it counts.
     std::memset(h + 1, 0, capacity * elem_size_);
@@ -46,6 +47,29 @@ void Sequence::check_root() const {
         store_->throw_corrupt("sequence count " + std::to_string(h->count) + " exceeds its capacity");
 }
 
+void Sequence::check_counters() const {
+    const SequenceHeader* h = header();
+    if (h->check == counters_check(h->count, h->capacity, h->elem_size, 0)) return;
+    if (store_->writer_active() && !store_->lock_held_by_me()) return;  // another process mid-write
+    store_->throw_corrupt("sequence count " + std::to_string(h->count) + " fails its check");
+}
+
+std::uint64_t Sequence::checked_slow(const SequenceHeader* h, std::uint64_t cap) const {
+    // A writer (another process or thread) between its stores of count and check, or damage: while another
+    // holds the lock its count is trusted, bounded by the capacity checked() validated (re-read nothing
+    // else: the block may be freed and reused meanwhile); otherwise a second look after it left decides.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (store_->writer_active() && !store_->lock_held_by_me())
+            return std::min(__atomic_load_n(&h->count, __ATOMIC_ACQUIRE), cap);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
+        if (count <= cap && __atomic_load_n(&h->check, __ATOMIC_RELAXED) == counters_check(count, cap, elem_size_, 0))
+            return count;
+    }
+    store_->throw_corrupt("sequence count " + std::to_string(__atomic_load_n(&h->count, __ATOMIC_RELAXED)) +
+                          " fails its check");
+}
+
 void Sequence::reserve(std::uint64_t n) {
     if (n <= header()->capacity) return;
     const std::uint64_t old_off = store_->root();
@@ -55,6 +79,7 @@ void Sequence::reserve(std::uint64_t n) {
     auto* h = store_->region().at<SequenceHeader>(off);
     std::memcpy(h + 1, data(), count * elem_size_);
     h->count = count;
+    seal_counters(h);
     store_->publish_root(off);
     store_->arena().free(old_off, old_bytes);
 }
@@ -83,12 +108,14 @@ void Sequence::push_back(const void* elem) {
     if (h->count == h->capacity || h->count < h->committed) h = make_room_for_push();
     std::memcpy(data() + h->count * elem_size_, elem, elem_size_);
     __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
+    seal_counters(h);
 }
 
 void Sequence::pop_back() noexcept {
     SequenceHeader* h = header();
     if (h->count == 0) return;
     __atomic_store_n(&h->count, h->count - 1, __ATOMIC_RELEASE);
+    seal_counters(h);
     // Zero the element: a later append may land here without the count it goes with (power loss), and
     // must then read as nothing rather than as the popped value. A reader that counted it retries.
     store_->region().bump_reclaims();
@@ -98,6 +125,7 @@ void Sequence::pop_back() noexcept {
 void Sequence::truncate(std::uint64_t n) noexcept {
     SequenceHeader* h = header();
     if (n < h->count) h->count = n;
+    seal_counters(h);
     std::memset(data() + h->count * elem_size_, 0, (h->capacity - h->count) * elem_size_);
 }
 
@@ -109,6 +137,7 @@ void Sequence::resize(std::uint64_t n) {
     }
     if (n > h->count) std::memset(data() + h->count * elem_size_, 0, (n - h->count) * elem_size_);
     __atomic_store_n(&h->count, n, __ATOMIC_RELEASE);
+    seal_counters(h);
 }
 
 void Sequence::assign(const void* src, std::uint64_t n, std::uint64_t min_capacity) {
@@ -120,6 +149,7 @@ void Sequence::assign(const void* src, std::uint64_t n, std::uint64_t min_capaci
     auto* h = store_->region().at<SequenceHeader>(off);
     if (n > 0) std::memcpy(h + 1, src, n * elem_size_);
     h->count = n;
+    seal_counters(h);
     store_->publish_root(off);
     store_->arena().free(old_off, old_bytes);
 }

@@ -2,7 +2,17 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 namespace mmstore::containers {
+
+namespace {
+std::string hex64(std::uint64_t w) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(w));
+    return buf;
+}
+}  // namespace
 
 void Store::open(const std::string& path, storage::StoreKind kind, const storage::OpenOptions& options) {
     region_.open(path, kind, options);
@@ -11,6 +21,7 @@ void Store::open(const std::string& path, storage::StoreKind kind, const storage
     closed_path_ = path;
     fork_gen_ = os::fork_generation();
     durable_ = options.durable;
+    verify_ = options.verify;
     arena_.drop_pending();
     if (region_.created()) arena_.format();
 }
@@ -197,49 +208,68 @@ std::uint64_t Store::put_record(std::string_view bytes) {
     if (bytes.size() > 0xFFFFFFF0u)
         throw_error(ErrorCode::kCapacity, path(), "value of " + std::to_string(bytes.size()) + " bytes exceeds the 4 GiB record limit");
     const std::uint64_t off = arena_.allocate(sizeof(RecordHeader) + bytes.size());
+    if (off > kPayloadMask) [[unlikely]] {  // a word holds 48 bits of offset: 256 TiB, past any reservation
+        arena_.free(off, sizeof(RecordHeader) + bytes.size());
+        throw_error(ErrorCode::kCapacity, path(), "store exceeds 256 TiB (the offset range of a word)");
+    }
     auto* rec = region_.at<RecordHeader>(off);
     rec->len = static_cast<std::uint32_t>(bytes.size());
     rec->check = static_cast<std::uint32_t>(hash64(bytes.data(), bytes.size()));
     std::memcpy(rec + 1, bytes.data(), bytes.size());
-    return off;
+    return record_word(off);
 }
 
 void Store::release(std::uint64_t word) noexcept {
     if (is_inline(word) || word == kTombWord || word == 0) return;  // inline words own nothing
-    if (word % 16 != 0 || !region_.in_bounds(word, sizeof(RecordHeader))) return;
-    const auto* rec = region_.at<RecordHeader>(word);
-    // A damaged length must not put a bogus block on a free list: leak it instead (verify() reports the
-    // record; the arena rebuild after a dirty open reclaims whatever is really free).
-    if (!region_.in_bounds(word + sizeof(RecordHeader), rec->len)) return;
-    arena_.free(word, sizeof(RecordHeader) + rec->len);
+    // A damaged word must not put a bogus block on a free list: leak it instead (verify() reports it; the
+    // arena rebuild after a dirty open reclaims whatever is really free).
+    if (!word_intact(word) || !is_record_word(word)) return;
+    const std::uint64_t off = record_offset(word);
+    if (off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader))) return;
+    const auto* rec = region_.at<RecordHeader>(off);
+    if (!region_.in_bounds(off + sizeof(RecordHeader), rec->len)) return;
+    arena_.free(off, sizeof(RecordHeader) + rec->len);
 }
 
 std::string_view Store::view_record(std::uint64_t w) const {
-    if (w % 16 != 0 || !region_.in_bounds(w, sizeof(RecordHeader)))
-        throw_corrupt("record offset " + std::to_string(w) + " out of bounds");
-    const auto* rec = region_.at<const RecordHeader>(w);
-    if (!region_.in_bounds(w + sizeof(RecordHeader), rec->len))
-        throw_corrupt("record at offset " + std::to_string(w) + " has length " + std::to_string(rec->len) + " past the end");
-    // Reads check the checksum of records up to kReadCheckMax bytes (a bounded cost, ~100 ns); larger
-    // records are served zero-copy in O(1) and checked by verify() (and repair), not on every read.
-    if (rec->len <= kReadCheckMax && static_cast<std::uint32_t>(hash64(rec + 1, rec->len)) != rec->check)
-        throw_corrupt("record at offset " + std::to_string(w) + " fails its checksum");
+    const std::uint64_t off = record_offset(w);
+    if (!is_record_word(w) || off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader)))
+        throw_corrupt("record word 0x" + hex64(w) + " is not a record in bounds");
+    const auto* rec = region_.at<const RecordHeader>(off);
+    if (!region_.in_bounds(off + sizeof(RecordHeader), rec->len))
+        throw_corrupt("record at offset " + std::to_string(off) + " has length " + std::to_string(rec->len) + " past the end");
+    // Every record is checked on read (an XXH3 pass, ~100 ns per 4 KiB) unless the handle opted out.
+    if (verify_ && static_cast<std::uint32_t>(hash64(rec + 1, rec->len)) != rec->check)
+        throw_corrupt("record at offset " + std::to_string(off) + " fails its checksum");
     return {reinterpret_cast<const char*>(rec + 1), rec->len};
 }
 
 bool Store::word_ok(std::uint64_t word) const noexcept {
-    if (is_inline(word)) return inline_len(word) <= kInlineMax && inline_kind(word) <= InlineKind::kInt;
-    if (word % 16 != 0 || !region_.in_bounds(word, sizeof(RecordHeader))) return false;
-    const auto* rec = region_.at<const RecordHeader>(word);
-    if (!region_.in_bounds(word + sizeof(RecordHeader), rec->len)) return false;
+    if (!word_intact(word)) return false;
+    if (is_inline(word)) return inline_shape_ok(word);
+    if (!is_record_word(word)) return false;
+    const std::uint64_t off = record_offset(word);
+    if (off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader))) return false;
+    const auto* rec = region_.at<const RecordHeader>(off);
+    if (!region_.in_bounds(off + sizeof(RecordHeader), rec->len)) return false;
     return static_cast<std::uint32_t>(hash64(rec + 1, rec->len)) == rec->check;
 }
 
 bool Store::word_block(std::uint64_t word, std::uint64_t& off, std::uint64_t& bytes) const noexcept {
-    if (is_inline(word)) return false;
-    off = word;
-    bytes = sizeof(RecordHeader) + region_.at<const RecordHeader>(word)->len;
-    return true;
+    if (is_inline(word) || word == kTombWord || !word_intact(word) || !is_record_word(word)) return false;
+    off = record_offset(word);
+    if (off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader))) return false;
+    bytes = sizeof(RecordHeader) + region_.at<const RecordHeader>(off)->len;
+    return region_.in_bounds(off, bytes);
+}
+
+void Store::throw_bad_word(std::uint64_t w, const void* slot) const {
+    const auto* p = static_cast<const std::uint8_t*>(slot);
+    const std::uint8_t* base = region_.base();
+    std::string where = "word 0x" + hex64(w);
+    if (base != nullptr && p >= base && p < base + region_.size())
+        where = "word at offset " + std::to_string(p - base) + " (0x" + hex64(w) + ")";
+    throw_corrupt(where + " fails its check byte or has an invalid kind");
 }
 
 void Store::verify_arena_unlocked(const alloc::Arena::Enumerate& reachable) const {

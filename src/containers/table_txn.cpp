@@ -141,6 +141,7 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
             link_index(used0 + i, items[i].hash);
             h->live += 1;
         }
+        seal_counters(h);
         for (std::uint64_t i = inserts; i < n; ++i) {
             const Item& it = items[i];
             if (it.vw == kTombWord) {
@@ -182,6 +183,7 @@ void HashTable::redo_log() noexcept {
     EntrySlot* ent = entries();
     const auto* ls = reinterpret_cast<const CommitLogSlot*>(lh + 1);
     if (h->used < lh->used0 + lh->inserts) h->used = lh->used0 + lh->inserts;
+    seal_counters(h);  // the re-index of the recovery that follows recounts `live` and seals again
     for (std::uint64_t i = 0; i < lh->slots; ++i) {
         if (ls[i].entry == kLogEmpty || ls[i].old == 0) continue;  // an insert: counted by `used` above
         const std::uint64_t e = ls[i].entry;

@@ -250,6 +250,16 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         throw_format(ErrorCode::kVersion, path,
                      "format version " + std::to_string(h.format_version) + " is not supported (this build reads up to " +
                          std::to_string(kFormatVersion) + ")");
+    if (h.format_version < kFormatVersion && h.format_version >= kOldestUpgradable)
+        throw_format(ErrorCode::kVersion, path,
+                     "format version " + std::to_string(h.format_version) +
+                         " (mmstore 0.2) is not read by this build (format " + std::to_string(kFormatVersion) +
+                         ", whose words carry check bytes); convert the file once with `mmstore upgrade " + path +
+                         "` (Python: mmstore.upgrade(path), C++: mmstore::upgrade(path)), which rewrites it in place");
+    if (h.format_version < kOldestUpgradable)
+        throw_format(ErrorCode::kVersion, path,
+                     "format version " + std::to_string(h.format_version) +
+                         " predates mmstore 0.2 and is not read or converted by this build (mmstore upgrade converts format 2)");
     if (h.byte_order != kByteOrderMark || h.word_size != 8 || h.page_size != kPageSize)
         throw_format(ErrorCode::kVersion, path, "incompatible layout (byte order, word size or page size)");
     if (h.kind != static_cast<std::uint32_t>(kind)) {

@@ -7,8 +7,9 @@ and compares with what the undamaged file gives. The only allowed outcomes are "
 exception of another type) fails the test.
 
 Covered here: the build-once files (RecordArray, Mapping), whose sections are checksummed and checked when
-they are opened, and the Pool's saved spill files, whose buffers are hashed. ``tools/bitflip_table.py`` runs
-the same measurement over every kind, including Dict and List, and prints the table of outcomes.
+they are opened, and the Pool's saved spill files, whose buffers are hashed. Dict, List and SharedDict
+(checked words, format 3): test_bitflips_stores.py. ``tools/bitflip_table.py`` runs the same measurement
+over every kind and prints the table of outcomes.
 """
 
 from __future__ import annotations

@@ -125,7 +125,16 @@ def _set_key_word(path, word: int, dirty: bool):
             f.write(struct.pack("<Q", 1))
 
 
-NON_CANONICAL_ZERO = (0x80 | 0x30 | 1) << 56  # inline int of 1 byte 0x00: the encoding 06 00, not 05
+def _sealed(word: int) -> int:
+    """`word` with its check byte (byte 6) set: the XOR of its 8 bytes is 0xA7 (docs/format.md §3)."""
+    word &= ~(0xFF << 48)
+    x = 0
+    for i in range(8):
+        x ^= (word >> (8 * i)) & 0xFF
+    return word | ((x ^ 0xA7) << 48)
+
+
+NON_CANONICAL_ZERO = _sealed((0x80 | 0x30 | 1) << 56)  # inline int of 1 byte 0x00: the encoding 06 00, not 05
 
 
 def test_verify_rejects_a_non_canonical_inline_int_key(tmp_path):

@@ -38,10 +38,13 @@
 // and about 120 the probe. get_many avoids the dependence instead: per batch of 16 keys it prefetches all
 // groups, then all candidate entries, then all key and value records, before resolving any key.
 //
-// Integrity: each group's last 4 bytes hold a check (a rotate-xor fold) of its ctrl bytes and indices. Writers
-// update it after every change of the group; lookups verify it only on the miss path (a hit is proven by
-// the key comparison), which costs nothing on hits and catches a flipped index byte that would otherwise
-// make a stored key silently unfindable.
+// Integrity (docs/design.md, "Checked reads"): each group's last 4 bytes hold a check (a rotate-xor fold) of
+// its ctrl bytes and indices. Writers update it after every change of the group; lookups verify it only on
+// the miss path (a hit is proven by the key comparison), which costs nothing on hits and catches a flipped
+// index byte that would otherwise make a stored key silently unfindable. The miss path also checks every
+// candidate entry whose ctrl byte matched (its index below `used`, its key word intact), so a damaged key
+// word or a lowered `used` is an error, not a miss. Every key and value word carries its own check byte
+// (containers/word.hpp), verified when it is read; the header's counters carry TableHeader::check.
 //
 // Crash safety: an insert writes the entry, publishes it to iteration (used += 1), then to lookups (index,
 // then ctrl byte); an erase unpublishes the ctrl byte first, then tombstones the entry. A kill between two
@@ -74,10 +77,16 @@ struct TableHeader {
     // Offset of the published commit log of a transaction being applied (CommitLogHeader), 0 otherwise.
     // While set, lookups answer the log's keys from it (docs/design.md, "Transactions and snapshots").
     std::uint64_t pending_log;
-    std::uint64_t reserved;
+    // counters_check(capacity, entries_cap, used, live) (containers/word.hpp), re-sealed by every writer
+    // after it changes used or live; readers verify it in checked(), so a damaged counter (a `used` that
+    // hides entries, a wrong len()) raises instead of being believed.
+    std::uint64_t check;
     std::uint64_t checksum;     // XXH3-64 of {capacity, entries_cap}
 };
 static_assert(sizeof(TableHeader) == 64);
+// Writers, after changing used or live (readers that see the counters mid-update trust them while the
+// writer holds the lock: HashTable::checked()).
+void seal_counters(TableHeader* h) noexcept;
 
 inline constexpr unsigned kLanes = 12;  // usable slots per group
 
@@ -103,8 +112,8 @@ inline constexpr std::uint64_t table_bytes(std::uint64_t capacity) noexcept {
 }
 
 // SharedDict's nested tables (recurse=True). A value may be a reference to a child table in the same store:
-// the 7-byte encoding {codec::tag::kTableRef, 6-byte LE offset of the child's cell}, always an inline raw
-// word. The cell is a 16-byte arena block holding the child's current table offset (its root cell, as
+// the 7-byte encoding {codec::tag::kTableRef, 6-byte LE offset of the child's cell}, always an inline word
+// of kind kTableRef (the tag implied, the offset in the payload bytes). The cell is a 16-byte arena block holding the child's current table offset (its root cell, as
 // LiveHeader::root is the main table's) and a unique id, so a stale reference to a replaced child is
 // recognized instead of followed. A child is owned by the entry that references it: overwriting or erasing
 // that value destroys the child and everything under it.
@@ -113,8 +122,7 @@ struct CellRecord {
     std::uint64_t id;     // from LiveHeader::next_id at creation; never reused
 };
 static_assert(sizeof(CellRecord) == 16);
-inline bool is_table_ref(std::uint64_t w) noexcept { return (w >> 56) == 0x87 && (w & 0xFF) == codec::tag::kTableRef; }
-inline std::uint64_t table_ref_cell(std::uint64_t w) noexcept { return (w >> 8) & 0xFFFFFFFFFFFFull; }
+// is_table_ref() / table_ref_cell(): containers/word.hpp (inline kind kTableRef).
 inline constexpr int kMaxNesting = 64;  // deeper is treated as damage (a reference cycle would recurse forever)
 
 inline constexpr std::uint8_t kCtrlEmpty = 0x80;
@@ -315,8 +323,11 @@ private:
         return find_slot_in({h, h->capacity, h->used}, key, hash, pos);
     }
     std::uint64_t find_slot_in(const Snapshot& t, std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept;
-    // Throws FormatError when a probed group of the table fails its check.
+    // After a miss (with OpenOptions::verify): throws FormatError when a probed group fails its check or a
+    // candidate entry the probe compared is damaged, so damage is never reported as an absent key.
     void verify_probe(const Snapshot& t, std::uint64_t hash) const;
+    // checked() when the counters fail their check: trusted while a writer is active, else FormatError.
+    Snapshot checked_slow(std::uint64_t off, std::uint64_t cap) const;
     bool key_equals(const EntrySlot& e, std::string_view key) const noexcept;
     void rehash(std::uint64_t min_live, bool exact = false);
     // Allocates and initializes an empty, unpublished table block of `capacity` slots; `replaces` is the

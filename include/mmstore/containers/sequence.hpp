@@ -33,17 +33,30 @@ struct SequenceHeader {
     // its context -- a record written since the commit, or an append into a position popped since -- first
     // copies the block (docs/design.md, "Durability").
     std::uint64_t committed;
-    std::uint64_t reserved[3];
+    // counters_check(count, capacity, elem_size, 0) (containers/word.hpp), re-sealed by every writer after
+    // it changes count; readers verify it in checked(), so a damaged count (a list that looks shorter, or
+    // longer) raises instead of being believed.
+    std::uint64_t check;
+    std::uint64_t reserved[2];
     std::uint64_t checksum;   // XXH3-64 of {capacity, elem_size}
 };
 static_assert(sizeof(SequenceHeader) == 64);
+
+// Writers, after changing count.
+inline void seal_counters(SequenceHeader* h) noexcept {
+    __atomic_store_n(&h->check, counters_check(h->count, h->capacity, h->elem_size, 0), __ATOMIC_RELEASE);
+}
 
 class Sequence {
 public:
     Sequence(Store* store, std::uint64_t elem_size) noexcept : store_(store), elem_size_(elem_size) {}
 
     void format();
+    // Validates the root block header (cheap); throws FormatError. Not the counters: a writer killed
+    // between its stores of count and check leaves them apart until repair re-seals them.
     void check_root() const;
+    // Throws FormatError when count fails SequenceHeader::check (verify(): the store is not mid-write).
+    void check_counters() const;
     std::uint64_t size() const noexcept { return header()->count; }
     std::uint64_t capacity() const noexcept { return header()->capacity; }
     std::uint8_t* data() const noexcept { return reinterpret_cast<std::uint8_t*>(header() + 1); }
@@ -76,8 +89,12 @@ public:
         if (sane && !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_)) r.refresh();
         if (!sane || !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_))
             store_->throw_corrupt("list block at offset " + std::to_string(off) + " is out of range");
+        if (store_->verifying() && __atomic_load_n(&h->check, __ATOMIC_RELAXED) != counters_check(count, cap, elem_size_, 0))
+            [[unlikely]] return {h, checked_slow(h, cap)};
         return {h, count};
     }
+    // checked() when the count fails its check: trusted while a writer is active, else FormatError.
+    std::uint64_t checked_slow(const SequenceHeader* h, std::uint64_t cap) const;
 
 
     // Appends one element (copied from `elem`).
@@ -88,6 +105,7 @@ public:
         if (h->count == h->capacity || h->count < h->committed) [[unlikely]] h = make_room_for_push();
         reinterpret_cast<std::uint64_t*>(h + 1)[h->count] = w;
         __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELEASE);  // publish
+        seal_counters(h);
     }
     void pop_back() noexcept;
     // Called before each commit of a file-backed store: elements [0, count) become committed.

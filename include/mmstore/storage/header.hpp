@@ -22,8 +22,16 @@ namespace mmstore::storage {
 
 inline constexpr std::uint64_t kPageSize = 4096;  // layout unit; also the alignment of large blocks
 inline constexpr char kMagic[8] = {'M', 'M', 'S', 'T', 'O', 'R', 'E', '\0'};
+// Format of the mutable stores (Dict, List, Vector, SharedDict segments):
 // 2: LockSlot holds a process-shared mutex and LiveHeader a reclaim counter (many writers per file).
-inline constexpr std::uint32_t kFormatVersion = 2;
+// 3: every word carries a check byte (inline payloads of at most 6 bytes; SharedDict table references are
+//    inline kind 4), and table and sequence headers a check of their counters (docs/format.md §3).
+//    Older files are refused with a message naming `mmstore upgrade` (upgrade.hpp), which converts them.
+inline constexpr std::uint32_t kFormatVersion = 3;
+// The oldest store format upgrade() converts.
+inline constexpr std::uint32_t kOldestUpgradable = 2;
+// The read-only record images (RecordArray, Mapping) have their own format number,
+// detail::kRecordsFormatVersion (internal/records_format.hpp); store format 3 did not change them.
 inline constexpr std::uint32_t kByteOrderMark = 0x01020304u;  // reads back as such only on little-endian
 inline constexpr std::uint64_t kCommitSlotOffset[2] = {kPageSize, 2 * kPageSize};
 inline constexpr std::uint64_t kDataStart = 3 * kPageSize;  // first arena byte

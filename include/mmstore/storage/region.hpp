@@ -36,6 +36,11 @@ struct OpenOptions {
     unsigned mode = 0600;
     bool readonly = false;
     bool durable = false;  // sync() after every mutation
+    // Check what reads return (docs/design.md, "Checked reads"): every word's check byte, every record's
+    // checksum, the container header's counters, and on a lookup miss the probed index groups and
+    // candidate keys. false skips these read checks (not open-time checks, verify() or repair): a few ns
+    // per read faster (O(size) for large records), at the risk of returning damaged data as if it were real.
+    bool verify = true;
     // Shared-memory segments (SharedDict): nothing to make durable, so close() and sync() skip msync/fsync.
     bool volatile_memory = false;
     // SharedDict: a handle used in a child after fork() reopens the segment there instead of refusing.
