@@ -1073,6 +1073,7 @@ void copy_many(const mmstore::Dict& d, ManyChunk& c) {
             bool raced = false;
             for (std::size_t i = 0; i < n && !raced; ++i) {
                 const std::uint64_t w = c.pos[i] == kNotFound ? kTombWord : load_word(&ent[c.pos[i]].value);
+                if (w != kTombWord) store.check_word(w, &ent[c.pos[i]].value);  // FormatError: retried if raced
                 c.words[i] = w;
                 c.aux[i] = c.recs.size();
                 if (containers::is_table_ref(w)) {  // (an inline word: test it first)

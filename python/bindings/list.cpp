@@ -279,7 +279,8 @@ void copy_batch(const mmstore::List& list, std::uint64_t pos, std::uint32_t want
                 b.recs.clear();
                 for (std::uint32_t i = 0; i < n; ++i) {
                     b.rec_at[i] = b.recs.size();
-                    if (containers::is_inline(b.words[i])) continue;
+                    if (containers::is_inline(b.words[i])) continue;  // checked by decode_snapshot
+                    store.check_word(b.words[i], src + i);                 // FormatError: retried if raced
                     const std::string_view r = store.view_record(b.words[i]);
                     if (!store.read_valid(b.snap)) {  // don't copy a length read from reused memory
                         raced = true;

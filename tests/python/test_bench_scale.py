@@ -35,8 +35,12 @@ def test_bench_scale_reports_every_figure_and_anonymous_memory_stays_flat(tmp_pa
     for r in rows:
         for key in ("insert_rate", "get_rate", "st_size", "alloc", "peak_anon_mib", "peak_rss_mib", "reopen_ms"):
             assert r[key] > 0, (r["kind"], r["n"], key)
-        # The closed file is dense: no table-sized holes (int entries: 14.5 bytes of table per slot).
-        assert r["st_size"] <= r["alloc"] + (1 << 20), r
+        # The closed file is dense: no table-sized holes (int entries: 14.5 bytes of table per slot). The
+        # list's str elements are records (more than 6 payload bytes, docs/format.md §3) placed between the
+        # array's growths, so the space of earlier arrays below them stays free inside the file: at most one
+        # more array (8 bytes per element) beyond the blocks in use.
+        slack = (1 << 20) + (8 * r["n"] if r["kind"] == "list-str" else 0)
+        assert r["st_size"] <= r["alloc"] + slack, r
     for kind in ("dict-int", "list-str"):
         small, big = (r for r in rows if r["kind"] == kind)
         # 350k more entries: a heap that grew with the store (a list of keys, a per-entry cache) would add
