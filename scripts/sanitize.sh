@@ -21,16 +21,19 @@ TSAN_FILTER='*Thread*:*Process*:*Fork*:*Killed*:*Exits*:SharedDict*.*:SpillDir.*
 TSAN_FILTER=${MMSTORE_TSAN_FILTER:-$TSAN_FILTER}
 JOBS=$(nproc 2>/dev/null || echo 2)
 GEN=(); [ -x build/venv/bin/ninja ] && GEN=(-G Ninja -DCMAKE_MAKE_PROGRAM="$PWD/build/venv/bin/ninja")
+# -O1 -g1 (line tables: file and line in every report): instrumented test files compile in less than half
+# the CPU time of -O2 -g (12 s instead of 27 s for list_test.cpp), which is what the builds cost in CI.
+OPT=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
 scripts/bootstrap.sh
 
 if [ "$what" = cpp ] || [ "$what" = all ]; then
   echo "== sanitize: C++ suite under ASan+UBSan (build/asan)"
-  cmake -S . -B build/asan "${GEN[@]}" -DMMSTORE_BUILD_TESTS=ON -DMMSTORE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S . -B build/asan "${GEN[@]}" -DMMSTORE_BUILD_TESTS=ON -DMMSTORE_SANITIZE=ON "${OPT[@]}" >/dev/null
   cmake --build build/asan -j "$JOBS" --target mmstore_tests
   ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     build/asan/mmstore_tests --gtest_brief=1
   echo "== sanitize: C++ suite under TSan (build/tsan)"
-  cmake -S . -B build/tsan "${GEN[@]}" -DMMSTORE_BUILD_TESTS=ON -DMMSTORE_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S . -B build/tsan "${GEN[@]}" -DMMSTORE_BUILD_TESTS=ON -DMMSTORE_TSAN=ON "${OPT[@]}" >/dev/null
   cmake --build build/tsan -j "$JOBS" --target mmstore_tests
   # setarch -R: TSan of gcc 12 needs the old address-space layout on kernels with high mmap entropy.
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 setarch "$(uname -m)" -R build/tsan/mmstore_tests --gtest_brief=1 \
