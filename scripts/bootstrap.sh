@@ -5,9 +5,12 @@
 # output of what it runs: a first run downloads and installs for a few minutes, later runs take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# scripts/test.sh bootstraps once, then sets this so the scripts it calls (sanitize.sh, fuzz.sh) skip it.
+[ -n "${MMSTORE_BOOTSTRAPPED:-}" ] && exit 0
 
 DEB_PACKAGES=(libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev liblmdb-dev cmake g++ python3-venv)
 DEB_PACKAGES+=(ccache)  # compiles each C++ file once for the five wheels of scripts/build-wheels.sh
+DEB_PACKAGES+=(clang libclang-rt-14-dev)  # libFuzzer and its sanitizer runtimes (scripts/fuzz.sh; Debian 12's clang 14)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")  # (only the answer is hidden: installed or not)

@@ -30,6 +30,12 @@ using mmstore::Value;
 
 constexpr int kFixed = 2000;
 constexpr int kReaders = 4;
+// The writer writes kGrow elements, then goes on (up to kMaxGrow) until the readers have done kMinReads
+// reads while it wrote: on a loaded machine they may not be scheduled before a fixed-size writer ends (CI
+// once saw 0 reads), and then the test would prove nothing about concurrent growth.
+constexpr int kGrow = 150'000;
+constexpr int kMaxGrow = 2'000'000;
+constexpr long kMinReads = 1000;
 
 std::string fixed_value(int i) { return "value-" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 40), 'x'); }
 
@@ -55,15 +61,20 @@ TEST(DictThreads, ReaderThreadsShareOneHandleWhileAWriterGrowsTheStore) {
             }
         });
     }
+    int n = 0;
     {
         mmstore::Dict writer(path);  // the writer's own handle: rehashes and file growth the readers must map
-        for (int i = kFixed; i < kFixed + 150'000; ++i) writer.set(Value::integer(i), Value::integer(i));
+        while (n < kGrow || (reads.load(std::memory_order_relaxed) < kMinReads && n < kMaxGrow)) {
+            writer.set(Value::integer(kFixed + n), Value::integer(kFixed + n));
+            ++n;
+        }
     }
+    const long during = reads.load();
     stop = true;
     for (auto& th : threads) th.join();
     EXPECT_EQ(wrong.load(), 0);
-    EXPECT_GT(reads.load(), 0);
-    EXPECT_EQ(reader.size(), static_cast<std::uint64_t>(kFixed + 150'000));
+    EXPECT_GE(during, kMinReads) << "the readers did not run while " << n << " keys were written";
+    EXPECT_EQ(reader.size(), static_cast<std::uint64_t>(kFixed + n));
 }
 
 TEST(ListThreads, ReaderThreadsShareOneHandleWhileAWriterAppends) {
@@ -87,14 +98,20 @@ TEST(ListThreads, ReaderThreadsShareOneHandleWhileAWriterAppends) {
             }
         });
     }
+    int n = 0;
     {
         mmstore::List writer(path);
-        for (int i = 0; i < 150'000; ++i) writer.push_back(Value::integer(i));
+        while (n < kGrow || (reads.load(std::memory_order_relaxed) < kMinReads && n < kMaxGrow)) {
+            writer.push_back(Value::integer(n));
+            ++n;
+        }
     }
+    const long during = reads.load();
     stop = true;
     for (auto& th : threads) th.join();
     EXPECT_EQ(wrong.load(), 0);
-    EXPECT_GT(reads.load(), 0);
+    EXPECT_GE(during, kMinReads) << "the readers did not run while " << n << " elements were appended";
+    EXPECT_EQ(reader.size(), static_cast<std::uint64_t>(kFixed + n));
 }
 
 // Every reader thread keeps reading until the writer is done and it has made this many reads itself.

@@ -228,12 +228,18 @@ BATCH_READER = r"""
 import sys, mmstore
 d = mmstore.SharedDict(sys.argv[1], create=False)
 print("ready", flush=True)
+seen, last, reads = 0, -1, 0
 while d.get("stop") is None:
     a = d["a"]
     b = d["b"]  # read after a: a batch {a: i, b: i} seen whole means b >= a, never b < a
     if b < a:
         print("torn", a, b)
         sys.exit(1)
+    seen += a != last
+    last = a
+    reads += 1
+    if reads % 64 == 0:
+        d["seen"] = seen  # how many batches this reader checked while the writer wrote them
 print("ok")
 """
 
@@ -244,11 +250,14 @@ def test_update_many_is_seen_whole_by_lock_free_readers(name):
         reader = subprocess.Popen([sys.executable, "-c", BATCH_READER, name], stdout=subprocess.PIPE, text=True, env=ENV)
         try:
             assert reader.stdout.readline().strip() == "ready"
-            i, end = 0, time.monotonic() + 1.0
-            while time.monotonic() < end:
+            # Until the reader has checked 200 different batches, however slowly a loaded machine runs it
+            # (a fixed duration could end before the reader was ever scheduled).
+            i, deadline = 0, time.monotonic() + 120
+            while d.get("seen", 0) < 200 and time.monotonic() < deadline:
                 i += 1
                 d.update_many({"a": i, "b": i, f"k{i % 500}": "x" * (i % 300)})
             d["stop"] = 1
+            assert d.get("seen", 0) >= 200, f"the reader checked {d.get('seen', 0)} batches in 120 s"
             out, _ = reader.communicate(timeout=60)
         finally:
             if reader.poll() is None:
