@@ -115,7 +115,7 @@ TEST(ListThreads, ReaderThreadsShareOneHandleWhileAWriterAppends) {
 }
 
 // Every reader thread keeps reading until the writer is done and it has made this many reads itself.
-constexpr long kMinReads = 300;
+constexpr long kMinReadsPerThread = 300;
 
 std::string bytes_key(int i) { return "bk" + std::to_string(i); }
 
@@ -143,7 +143,7 @@ TEST(SharedDictThreads, ReaderThreadsShareOneHandleWhileAnotherHandleWrites) {
             std::vector<std::string> keys(8);
             std::vector<std::string_view> views(8);
             std::vector<std::optional<std::string_view>> out(8);
-            for (long n = 0; !stop.load(std::memory_order_relaxed) || n < kMinReads; ++n) {
+            for (long n = 0; !stop.load(std::memory_order_relaxed) || n < kMinReadsPerThread; ++n) {
                 const int i = static_cast<int>(rng() % kFixed);
                 const auto v = reader.get(Value::integer(i));
                 if (!v || !(*v == Value::str(fixed_value(i)))) wrong.fetch_add(1);
@@ -221,7 +221,7 @@ TEST(RecordThreads, ReaderThreadsShareOneArrayAndMappingWhileTheirFilesAreRebuil
     for (int t = 0; t < kReaders; ++t) {
         threads.emplace_back([&, t] {
             std::mt19937 rng(static_cast<unsigned>(mmstore_test::seed(0x2EC0 + t)));
-            for (long n = 0; !stop.load(std::memory_order_relaxed) || n < kMinReads; ++n) {
+            for (long n = 0; !stop.load(std::memory_order_relaxed) || n < kMinReadsPerThread; ++n) {
                 const int i = static_cast<int>(rng() % kFixed);
                 if (array.size() != static_cast<std::uint64_t>(kFixed) || !record_is(array.at(i), i, 0)) wrong.fetch_add(1);
                 const auto [first, last] = mapping.find(Value::integer(i));
