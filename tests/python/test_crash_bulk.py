@@ -7,6 +7,7 @@ same file until several kills landed inside an extend (not between two).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -65,16 +66,26 @@ def test_list_extend_killed_leaves_every_returned_extend_and_a_prefix_of_the_one
     model: list = []
     nxt = 0  # number of the next extend
     inside = 0
-    for round_ in range(30):
+    rng = random.Random(7)
+    # Rounds until 3 kills landed inside an extend (a machine's load decides how many that takes; the cap
+    # only stops a writer that never gets there).
+    for round_ in range(300):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(log), str(nxt)],
                                 stdout=subprocess.PIPE, env=_env())
         try:
             assert proc.stdout.readline() == b"ready\n"
-            # Kill once 1..3 more extends returned: the writer spends nearly all its time inside extend().
+            # Kill once 1..3 more extends returned, at a random point of the next one: a random fraction of
+            # the time the last extend took (the writer spends nearly all its time inside extend()).
             want = len(_logged(log)) + 1 + round_ % 3
-            while len(_logged(log)) < want:
+            seen, last, took = len(_logged(log)), time.monotonic(), 0.0
+            while seen < want:
                 assert proc.poll() is None, "writer died"
                 time.sleep(0.0005)
+                n = len(_logged(log))
+                if n > seen:
+                    now = time.monotonic()
+                    seen, last, took = n, now, now - last
+            time.sleep(rng.uniform(0.1, 0.9) * took)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.kill()
