@@ -146,6 +146,14 @@ inline Got decode_snapshot(const containers::Store& store, std::uint64_t w, Code
                     fast = true;
                 }
                 break;  // non-ASCII: the generic decoder validates the UTF-8 and reports damage as corruption
+            case containers::InlineKind::kAscii7:
+                if (n == 7) {
+                    const std::uint64_t chars = containers::ascii7_chars(w);
+                    v = PyUnicode_New(7, 127);
+                    if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &chars, 7);
+                    fast = true;
+                }
+                break;
             case containers::InlineKind::kBytes:
                 if (n <= containers::kInlineMax) {
                     v = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(&w), static_cast<Py_ssize_t>(n));

@@ -30,7 +30,7 @@ def main() -> int:
     try:
         p = tmp / "d.mms"
         with mmstore.Dict(p) as d:
-            d.update({"a": 1, 2: "two", (3, "x"): [1.5, None], "big": "y" * 100})
+            d.update({"a": 1, 2: "two", (3, "x"): [1.5, None], "big": "y" * 100, "seven77": "abcdefg"})
             d.compact()  # the smallest file: seeds are read and written on every execution
         put("dict", "small", p.read_bytes())
         with mmstore.Dict(p) as d:
@@ -41,7 +41,7 @@ def main() -> int:
         put("dict", "grown", p.read_bytes())
         p = tmp / "l.mml"
         with mmstore.List(p) as lst:
-            lst.extend([1, "two", b"three", (4,), {"five": 5}, "s" * 64])
+            lst.extend([1, "two", b"three", (4,), {"five": 5}, "s" * 64, "7chars!"])
             lst.compact()
         put("list", "small", p.read_bytes())
 

@@ -5,7 +5,9 @@
 // API and the Python bindings all go through it, so the format has a single implementation.
 //
 //   byte   0..5           6        7
-//   inline payload (n<=6) check    1 kkk nnnn   kind k (InlineKind), length n
+//   inline payload (n<=6) check    1 kkk 0nnn   kind k (InlineKind), length n
+//   7-bit packed ASCII    check    1 101 h111   kAscii7: a 7-character ASCII str, 49 bits: bytes 0..5 hold
+//                                               the low 48, h (bit 59) the 49th
 //   record offset (<2^48) check    0x00         arena offset of {u32 len, u32 check, len bytes}
 //   kTombWord: all ones (an erased Dict entry; never checked, compared whole)
 //
@@ -44,8 +46,15 @@ enum class InlineKind : unsigned {
     kBytes = 2,     // payload of short bytes (tag 0x40 + n implied)
     kInt = 3,       // payload of an n-byte integer (tag 0x05 + n implied)
     kTableRef = 4,  // SharedDict nested-table reference: 6-byte cell offset (tag 0x1D implied, n = 6)
+    // A str of exactly 7 ASCII characters (tag 0x27 implied), 7 bits each: 49 bits, so it fits beside the
+    // check byte. Seven characters are the common short key or value that the check byte would otherwise
+    // have pushed into a record ('v123456', str(1_000_000), ISO dates without dashes): a record costs an
+    // allocation on write and a dependent cache miss on read.
+    kAscii7 = 5,
 };
-inline constexpr unsigned kInlineKinds = 5;
+inline constexpr unsigned kInlineKinds = 6;
+inline constexpr std::uint64_t kAscii7Top = 0x80u | (5u << 4) | 7u;  // top byte of a kAscii7 word, h = 0
+inline constexpr std::uint64_t kAscii7HighBit = std::uint64_t{1} << 59;
 
 // XOR of the eight bytes of w.
 constexpr std::uint8_t xor_fold(std::uint64_t w) noexcept {
@@ -65,13 +74,33 @@ constexpr std::uint64_t seal_word(std::uint64_t w) noexcept {
 }
 
 constexpr bool is_inline(std::uint64_t w) noexcept { return (w >> 63) != 0 && w != kTombWord; }
-constexpr std::size_t inline_len(std::uint64_t w) noexcept { return static_cast<std::size_t>((w >> 56) & 0x0F); }
+// Payload length: bytes for every kind but kAscii7, characters (7) for kAscii7.
+constexpr std::size_t inline_len(std::uint64_t w) noexcept { return static_cast<std::size_t>((w >> 56) & 0x07); }
 constexpr InlineKind inline_kind(std::uint64_t w) noexcept { return static_cast<InlineKind>((w >> 60) & 0x7); }
 // True for an inline word whose kind and length are ones a writer produces (check byte not consulted).
 constexpr bool inline_shape_ok(std::uint64_t w) noexcept {
     const unsigned kind = static_cast<unsigned>(inline_kind(w));
     const std::size_t n = inline_len(w);
-    return kind < kInlineKinds && n <= kInlineMax && (kind != static_cast<unsigned>(InlineKind::kTableRef) || n == 6);
+    if (kind == static_cast<unsigned>(InlineKind::kAscii7)) return n == 7;
+    return kind < kInlineKinds && n <= kInlineMax && (w & kAscii7HighBit) == 0 &&
+           (kind != static_cast<unsigned>(InlineKind::kTableRef) || n == 6);
+}
+
+// 7-bit packing of seven ASCII bytes (byte 7 of `x` zero, every byte < 0x80) into 49 bits, and back: three
+// SWAR steps each way, no loop and no BMI2 dependence.
+constexpr std::uint64_t pack_ascii7(std::uint64_t x) noexcept {
+    x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
+    x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
+    return (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
+}
+constexpr std::uint64_t unpack_ascii7(std::uint64_t v) noexcept {
+    v = (v & 0x000000000FFFFFFFull) | ((v & 0x00FFFFFFF0000000ull) << 4);
+    v = (v & 0x00003FFF00003FFFull) | ((v & 0x0FFFC0000FFFC000ull) << 2);
+    return (v & 0x007F007F007F007Full) | ((v & 0x3F803F803F803F80ull) << 1);
+}
+// The seven characters of a kAscii7 word, little-endian in bytes 0..6 (byte 7 zero).
+constexpr std::uint64_t ascii7_chars(std::uint64_t w) noexcept {
+    return unpack_ascii7((w & kPayloadMask) | ((w & kAscii7HighBit) >> 11));
 }
 
 // Record words: top byte 0, offset in bytes 0..5.
@@ -103,9 +132,18 @@ inline std::uint64_t pack7(const unsigned char* p, std::size_t n) noexcept {
 // words, so an inline key compares with one 8-byte comparison.
 inline std::uint64_t inline_word(std::string_view enc) noexcept {
     const std::size_t n = enc.size();
-    if (n == 0 || n > kInlineMax + 1) return 0;
+    if (n == 0 || n > kInlineMax + 2) return 0;
     const auto* p = reinterpret_cast<const unsigned char*>(enc.data());
     const unsigned t = p[0];
+    if (n == kInlineMax + 2) {  // 8 bytes: only a 7-character ASCII str (tag 0x27) is inline, as kAscii7
+        if (t != 0x20 + kInlineMax + 1) return 0;
+        std::uint64_t x;
+        std::memcpy(&x, p, 8);
+        x >>= 8;  // the seven characters, byte 7 zero
+        if (x & 0x0080808080808080ull) return 0;
+        const std::uint64_t v = pack_ascii7(x);
+        return seal_word((v & kPayloadMask) | ((v << 11) & kAscii7HighBit) | (kAscii7Top << 56));
+    }
     InlineKind kind;
     if (t >= 0x20 && t <= 0x20 + kInlineMax && n == 1 + (t - 0x20)) kind = InlineKind::kStr;
     else if (t >= 0x40 && t <= 0x40 + kInlineMax && n == 1 + (t - 0x40)) kind = InlineKind::kBytes;
@@ -118,10 +156,15 @@ inline std::uint64_t inline_word(std::string_view enc) noexcept {
 }
 
 // The encoding of an inline word of implied-tag kind (not kRaw), written as one 8-byte store into `out`
-// (tag, then the payload); returns its length. The word must satisfy inline_shape_ok().
+// (tag, then the payload; at most 8 bytes); returns its length. The word must satisfy inline_shape_ok().
 inline std::size_t implied_encoding(std::uint64_t w, char* out) noexcept {
-    static constexpr unsigned char kBase[kInlineKinds] = {0, 0x20, 0x40, 0x05, kTableRefTag};
+    static constexpr unsigned char kBase[kInlineKinds] = {0, 0x20, 0x40, 0x05, kTableRefTag, 0x20};
     const auto kind = static_cast<unsigned>(inline_kind(w));
+    if (kind == static_cast<unsigned>(InlineKind::kAscii7)) {
+        const std::uint64_t enc = (ascii7_chars(w) << 8) | (0x20u + 7u);
+        std::memcpy(out, &enc, 8);
+        return 8;
+    }
     const std::size_t n = inline_len(w);
     const unsigned tag = kBase[kind] + (kind == static_cast<unsigned>(InlineKind::kTableRef) ? 0u : static_cast<unsigned>(n));
     // One 8-byte store of tag + payload: a byte store followed by a memcpy made the hash's loads miss store

@@ -25,7 +25,8 @@ std::vector<std::uint64_t> sample_words() {
         std::string("\x05", 1),  std::string("\x06\x01", 2), std::string("\x0B\x01\x02\x03\x04\x05\x06", 7),
         std::string("\x20", 1),  "\x23" "abc",                "\x26" "abcdef",
         std::string("\x40", 1),  "\x42" "xy",                 std::string("\x00", 1),
-        "\x01",                  std::string("\x1D\x10\x20\x30\x40\x00\x00", 7)};
+        "\x01",                  std::string("\x1D\x10\x20\x30\x40\x00\x00", 7),
+        "\x27" "v123456",         "\x27" "\x7F~ \x01zZ0",      std::string("\x27\0\0\0\0\0\0\0", 8)};
     for (const auto& e : encs) {
         const std::uint64_t x = containers::inline_word(e);
         EXPECT_NE(x, 0u) << "not inline: " << e.size() << " bytes";
@@ -50,6 +51,37 @@ TEST(Word, EveryWriterWordIsIntactAndRoundTrips) {
     EXPECT_FALSE(word_intact(0));  // an unwritten slot
     EXPECT_FALSE(word_intact(containers::kTombWord));
     EXPECT_EQ(containers::inline_word(std::string("\x0C\x01\x02\x03\x04\x05\x06\x07", 8)), 0u);  // 7 payload bytes: a record
+}
+
+// kAscii7: every 7-character ASCII str is one inline word whose implied encoding is the str's encoding,
+// seeded over random characters (the 7-bit packing is the part that can go wrong); 7 characters with any
+// byte >= 0x80 (UTF-8) stay records, as do 7-byte payloads of other kinds.
+TEST(Word, SevenCharacterAsciiStrsAreInlineAndRoundTrip) {
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < 20000; ++round) {
+        std::string enc = "\x27";
+        for (int i = 0; i < 7; ++i) enc.push_back(static_cast<char>(rng() % 128));
+        const std::uint64_t w = containers::inline_word(enc);
+        ASSERT_NE(w, 0u) << round;
+        ASSERT_TRUE(word_intact(w));
+        ASSERT_TRUE(containers::inline_shape_ok(w));
+        ASSERT_EQ(containers::inline_kind(w), containers::InlineKind::kAscii7);
+        char buf[8];
+        ASSERT_EQ(containers::implied_encoding(w, buf), 8u);
+        ASSERT_EQ(std::string(buf, 8), enc) << round;
+        const std::uint64_t chars = containers::ascii7_chars(w);
+        ASSERT_EQ(std::string(reinterpret_cast<const char*>(&chars), 7), enc.substr(1));
+        std::string utf8 = enc;
+        utf8[1 + rng() % 7] = static_cast<char>(0x80 | (rng() % 128));
+        ASSERT_EQ(containers::inline_word(utf8), 0u) << "non-ASCII 7-byte str must be a record";
+    }
+    EXPECT_EQ(containers::inline_word(std::string("\x28" "v1234567", 9)), 0u);  // 8 characters: a record
+    EXPECT_EQ(containers::inline_word(std::string("\x47" "1234567", 8)), 0u);   // 7 bytes of bytes: a record
+    // A kAscii7 word claiming another length, or another kind with the 49th bit set, is not a writer's word.
+    const std::uint64_t w = containers::inline_word("\x27" "abcdefg");
+    EXPECT_FALSE(containers::inline_shape_ok((w & ~(std::uint64_t{7} << 56)) | (std::uint64_t{6} << 56)));
+    const std::uint64_t s3 = containers::inline_word("\x23" "abc");
+    EXPECT_FALSE(containers::inline_shape_ok(s3 | containers::kAscii7HighBit));
 }
 
 TEST(Word, EverySingleBitFlipAndByteChangeFailsTheCheck) {
