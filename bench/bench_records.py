@@ -7,6 +7,7 @@ Workload (issue 3): 1M records {a: int, b: float, s: str 'k%07d'}. Each peer run
     python3 bench/bench_records.py --peer-python build/bench-venv/bin/python   # sharedbuffers from that venv
     python3 bench/bench_records.py --big 10000000         # + 10M-entry mapping build: time and peak RSS
     python3 bench/bench_records.py --out bench/results/bench_records.json
+    python3 bench/bench_records.py --ab DIR_A DIR_B   # two builds of mmstore (pip install --target DIR)
 
 sharedbuffers 1.2.3 does not build on Python 3.11 with Cython 3 (its dependency clru fails to cythonize:
 ``ntablesize += max(1, ntablesize / 2)`` is a float under Cython 3's language_level=3); bench/setup_peers.sh
@@ -41,6 +42,16 @@ def make_items(n):
     return [Item(i, i * 0.5, "k%07d" % i) for i in range(n)]
 
 
+def _import_mmstore():
+    """The installed mmstore, or the one in the directory MMSTORE_BENCH_PKG names (--ab: two builds)."""
+    pkg = os.environ.get("MMSTORE_BENCH_PKG")
+    if pkg:
+        sys.path.insert(0, pkg)
+    import mmstore
+
+    return mmstore
+
+
 def timed(fn):
     t = time.perf_counter()
     r = fn()
@@ -52,10 +63,9 @@ def timed(fn):
 
 
 def run_mmstore(n, d, rep):
-    sys.path.insert(0, os.path.join(ROOT, "python"))
     import numpy as np
 
-    import mmstore
+    mmstore = _import_mmstore()
 
     schema = mmstore.Schema.from_fields({"a": int, "b": float, "s": str}, name="Item")
     items = make_items(n)
@@ -206,8 +216,7 @@ def run_big(n, d):
     """A mapping build of n entries from a generator (default 256 MiB budget): seconds and peak RSS."""
     import resource
 
-    sys.path.insert(0, os.path.join(ROOT, "python"))
-    import mmstore
+    mmstore = _import_mmstore()
 
     schema = mmstore.Schema.from_fields({"a": int, "b": float, "s": str}, name="Item")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -245,11 +254,14 @@ MEASURES = [
 ]
 
 
-def run_once(python, name, n, rep, tmp):
+def run_once(python, name, n, rep, tmp, pkg=None):
     cmd = [python, os.path.abspath(__file__), "--worker", name, "--n", str(n), "--rep", str(rep)]
     if tmp:
         cmd += ["--tmp", tmp]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if pkg is not None:
+        env["MMSTORE_BENCH_PKG"] = pkg
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
         return None
@@ -258,15 +270,33 @@ def run_once(python, name, n, rep, tmp):
 
 def run_peers(peers, n, reps, tmp):
     """Runs the peers alternately (mmstore, sharedbuffers, mmstore, ...) so that both see the same load
-    over time; returns the median of each measure per peer (None for a peer that failed)."""
-    runs = {name: [] for name, _ in peers}
+    over time; returns the median of each measure per peer (None for a peer that failed). A peer is
+    (label, worker, interpreter, package directory or None)."""
+    runs = {label: [] for label, *_ in peers}
     for rep in range(reps):
-        for name, python in peers:
-            if runs[name] is not None:
-                r = run_once(python, name, n, rep, tmp)
-                runs[name] = None if r is None else runs[name] + [r]
-    return {name: (None if not rs else {k: statistics.median(r[k] for r in rs) for k in rs[0]})
-            for name, rs in runs.items()}
+        order = peers if rep % 2 == 0 else peers[::-1]  # each goes first alike
+        for label, worker_name, python, pkg in order:
+            if runs[label] is not None:
+                r = run_once(python, worker_name, n, rep, tmp, pkg)
+                runs[label] = None if r is None else runs[label] + [r]
+    return {label: (None if not rs else {k: statistics.median(r[k] for r in rs) for k in rs[0]})
+            for label, rs in runs.items()}
+
+
+def ab(args):
+    """--ab DIR_A DIR_B: mmstore's measures for two builds, runs alternating, medians and B/A."""
+    a, b = args.ab
+    res = run_peers([("A", "mmstore", sys.executable, a), ("B", "mmstore", sys.executable, b)], args.n,
+                    args.repeat, args.tmp)
+    print(f"n = {args.n:,}, medians of {args.repeat} alternating runs; A = {a}, B = {b}; load {os.getloadavg()}")
+    print(f"{'measure':28} {'A':>10} {'B':>10} {'B cost':>8}   (B cost: time B / time A, > 1 is slower)")
+    for key, label, higher in MEASURES:
+        x, y = res["A"][key], res["B"][key]
+        cost = (x / y) if higher else (y / x)
+        print(f"{label:28} {x:10.3f} {y:10.3f} {cost:7.3f}x")
+    x, y = res["A"]["column_sum_s"], res["B"]["column_sum_s"]
+    print(f"{'column(a).sum (ms)':28} {x * 1e3:10.3f} {y * 1e3:10.3f} {y / x:7.3f}x")
+    return 0
 
 
 def main():
@@ -279,12 +309,17 @@ def main():
     ap.add_argument("--tmp", help="directory for the files built")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--ab", nargs=2, metavar=("DIR_A", "DIR_B"),
+                    help="compare two mmstore builds (directories holding an installed mmstore each)")
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.ab:
+        return ab(args)
 
     load0 = os.getloadavg()
-    res = run_peers([("mmstore", sys.executable), ("sharedbuffers", args.peer_python)], args.n, args.repeat, args.tmp)
+    res = run_peers([("mmstore", "mmstore", sys.executable, None), ("sharedbuffers", "sharedbuffers", args.peer_python, None)],
+                    args.n, args.repeat, args.tmp)
     mm, sb = res["mmstore"], res["sharedbuffers"]
     load1 = os.getloadavg()
     print(f"n = {args.n:,}, medians of {args.repeat} runs (peers alternating); load average "
