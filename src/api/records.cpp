@@ -486,6 +486,7 @@ void TypedFile::parse(std::uint32_t kind) {
     cols.off_width.assign(s.size(), 0);
     cols.var_data.assign(s.size(), nullptr);
     cols.var_len.assign(s.size(), 0);
+    cols.var_stride.assign(s.size(), 0);
     std::vector<bool> has_var_data(s.size(), false);
     auto is_arrow_field = [&](std::size_t i) { return arrow_strings && arrow_layout(s.field(i).type); };
     sections.resize(header.nsections);
@@ -582,17 +583,20 @@ void TypedFile::parse(std::uint32_t kind) {
             throw_format(ErrorCode::kCorrupt, path, "corrupt mapping: plain values need a single 'value' field");
     }
     // Arrow offsets: 0 first, non-decreasing, the data's length last (and below 2^31 when 32-bit, which Arrow
-    // reads as signed), so a read (and an Arrow array wrapping them) never leaves the data section.
+    // reads as signed), so a read (and an Arrow array wrapping them) never leaves the data section. The same
+    // pass finds fields whose values all have one width (ColumnSet::var_stride).
     for (std::size_t i = 0; i < s.size(); ++i) {
         if (cols.off_width[i] == 0) continue;
         const char* o = cols.data[i];
+        const std::uint64_t w = n > 0 ? cols.var_len[i] / n : 0;
         std::uint64_t prev = 0;
-        bool ok = true;
+        bool ok = true, uniform = w > 0;
         if (cols.off_width[i] == 4) {
             ok = load<std::uint32_t>(o) == 0;
             for (std::uint64_t k = 1; k <= n && ok; ++k) {
                 const std::uint64_t x = load<std::uint32_t>(o + k * 4);
                 ok = x >= prev;
+                uniform &= x == prev + w;
                 prev = x;
             }
             ok = ok && prev <= 0x7FFFFFFFu;
@@ -601,12 +605,14 @@ void TypedFile::parse(std::uint32_t kind) {
             for (std::uint64_t k = 1; k <= n && ok; ++k) {
                 const std::uint64_t x = load<std::uint64_t>(o + k * 8);
                 ok = x >= prev;
+                uniform &= x == prev + w;
                 prev = x;
             }
             ok = ok && prev <= 0x7FFFFFFFFFFFFFFFull;
         }
         if (!ok || prev != cols.var_len[i])
             throw_format(ErrorCode::kCorrupt, path, "corrupt offsets of field '" + s.field(i).name + "'");
+        if (uniform) cols.var_stride[i] = w;
     }
     // Checked reads (docs/design.md, "Integrity"): every byte a read can return lies in a section, so the
     // sections' checksums are verified once, here, and nothing read through this handle is unchecked. One

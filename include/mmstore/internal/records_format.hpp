@@ -99,6 +99,11 @@ struct ColumnSet {
     std::vector<std::uint8_t> off_width;
     std::vector<const char*> var_data;
     std::vector<std::uint64_t> var_len;
+    // Per Arrow-layout field: w > 0 when every record's value is exactly w bytes (offset k == k * w for every
+    // k, proved by the open's validation of the offsets), else 0. Fixed-format strs (ids, codes, hashes,
+    // dates) are common; for them a read skips the offsets and their dependent cache miss: v[i] is one miss,
+    // not two.
+    std::vector<std::uint64_t> var_stride;
     const char* heap = nullptr;
     std::uint64_t heap_len = 0;
     const std::string* path = nullptr;
@@ -109,6 +114,7 @@ struct ColumnSet {
     // Arrow-layout field i of record idx: its bytes (empty for a missing value; check presence). Never
     // out of bounds: the offsets were validated at open.
     std::string_view var_bytes(std::size_t i, std::uint64_t idx) const noexcept {
+        if (const std::uint64_t w = var_stride[i]) return {var_data[i] + idx * w, static_cast<std::size_t>(w)};
         std::uint64_t a, b;
         if (off_width[i] == 4) {
             a = load<std::uint32_t>(data[i] + idx * 4);
