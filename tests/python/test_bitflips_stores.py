@@ -34,6 +34,8 @@ def make_dict(path):
         d["long key " * 8] = "x" * 5000
         d[-(2**47)] = 2**47 - 1
         d[b"raw"] = b"\x00\xff" * 3
+        for i in range(20):  # 7-character ASCII keys and values: inline kind 5 (7 bits a character)
+            d[f"seven{i:02d}"] = f"v{i:06d}"
         d.compact()
 
 
@@ -53,6 +55,7 @@ def make_list(path):
     with mmstore.List(path) as lst:
         lst.extend(i if i % 2 else f"s{i}" * (i % 5) for i in range(300))
         lst.extend([(1, 2.5), {"a": [1, 2]}, "y" * 5000, -(2**47), 2**47, b"bytes"])
+        lst.extend(f"e{i:06d}" for i in range(20))  # inline kind 5
         lst.compact()
 
 
