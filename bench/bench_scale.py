@@ -52,6 +52,8 @@ RESULTS = HERE / "results" / "bench_scale.json"
 KINDS = ("dict-int", "dict-str", "list-int", "list-str", "records", "mapping")
 ANON_TARGET_MIB = 64
 REOPEN_TARGET_MS = 10.0
+BUILD_KINDS = ("records", "mapping")
+BUILD_BUDGET_MIB = 256
 
 
 def parse_size(s: str) -> int:
@@ -291,15 +293,21 @@ def render(results: dict) -> str:
             f"{r['size_per_entry']:>8.1f} {r['alloc_per_entry']:>7.1f} {r['peak_anon_mib']:>8.1f} "
             f"{r['peak_rss_mib']:>8.0f} {r['reopen_ms']:>9.2f} {r.get('reopen_ro_ms', float('nan')):>6.2f}")
     lines.append("")
-    lines.append(f"targets: peak anon < {ANON_TARGET_MIB} MiB; reopen + first get < {REOPEN_TARGET_MS} ms; "
+    lines.append(f"targets: peak anon < {ANON_TARGET_MIB} MiB ({BUILD_BUDGET_MIB} MiB, the default memory_budget, for "
+                 f"{' and '.join(BUILD_KINDS)} builds); reopen + first get < {REOPEN_TARGET_MS} ms (Dict, List); "
                  "insert rate at the largest size >= 0.5 x the rate at the smallest")
     for kind in dict.fromkeys(r["kind"] for r in rows):
         rs = [r for r in rows if r["kind"] == kind]
         anon = max(r["peak_anon_mib"] for r in rs)
         reopen = max(r["reopen_ms"] for r in rs)
         ratio = rs[-1]["insert_rate"] / rs[0]["insert_rate"]
-        lines.append(f"  {kind:9} anon max {anon:6.1f} MiB {'PASS' if anon < ANON_TARGET_MIB else 'FAIL'}   "
-                     f"reopen max {reopen:6.2f} ms {'PASS' if reopen < REOPEN_TARGET_MS else 'FAIL'}   "
+        # Builds (records, mapping) have their own memory budget and no reopen target: their open checks
+        # the whole file's checksums and Arrow offsets once (docs/design.md "Integrity"), O(file size).
+        built = kind in BUILD_KINDS
+        anon_target = BUILD_BUDGET_MIB if built else ANON_TARGET_MIB
+        reopen_verdict = "(whole-file check)" if built else ("PASS" if reopen < REOPEN_TARGET_MS else "FAIL")
+        lines.append(f"  {kind:9} anon max {anon:6.1f} MiB {'PASS' if anon < anon_target else 'FAIL'}   "
+                     f"reopen max {reopen:6.2f} ms {reopen_verdict}   "
                      f"rate {fmt_size(rs[-1]['n'])}/{fmt_size(rs[0]['n'])} {ratio:5.2f}"
                      f"{'' if len(rs) == 1 else (' PASS' if ratio >= 0.5 else ' FAIL')}")
     return "\n".join(lines)
