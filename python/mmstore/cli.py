@@ -38,6 +38,10 @@ _COMMANDS = {  # name: (help, takes a target)
 }
 
 
+
+def _entries(n: int) -> str:
+    return f"{n:,} {'entry' if n == 1 else 'entries'}"
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmstore", description=_DESCRIPTION, epilog=_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,12 +109,12 @@ def _run(args) -> int:
         _print(cs.stats(args.path), True, None)
     elif args.cmd == "verify":
         progress = False if args.json else (True if args.progress else None)
-        _print(cs.verify(args.path, progress), args.json, lambda r: f"{args.path}: OK ({r['entries']:,} entries)")
+        _print(cs.verify(args.path, progress), args.json, lambda r: f"{args.path}: OK ({_entries(r['entries'])})")
     elif args.cmd == "compact":
         _print(cs.compact(args.path), True, None)
     elif args.cmd == "upgrade":
         _print(cs.upgrade(args.path), args.json,
-               lambda r: f"{args.path}: format {r['from_version']} -> {r['to_version']} ({r['entries']:,} entries)"
+               lambda r: f"{args.path}: format {r['from_version']} -> {r['to_version']} ({_entries(r['entries'])})"
                if r["from_version"] != r["to_version"] else f"{args.path}: already format {r['to_version']}")
     elif args.cmd == "dump":
         out = open(args.output, "wb") if args.output else sys.stdout.buffer

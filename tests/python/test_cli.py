@@ -47,3 +47,12 @@ def test_help_texts_are_plain_text_without_rest_markup():
         assert "``" not in out.stdout and ":class:" not in out.stdout, (args, out.stdout)
     top = _run("--help").stdout
     assert "python -m mmstore demo --keep" in top and "exit codes" in top
+
+
+def test_verify_says_entry_for_one_and_entries_otherwise(tmp_path):
+    for n, word in ((1, "1 entry)"), (0, "0 entries)"), (2, "2 entries)")):
+        path = tmp_path / f"{n}.mms"
+        with mmstore.Dict(path) as d:
+            d.update((i, i) for i in range(n))
+        out = _run("verify", str(path))
+        assert out.returncode == 0 and out.stdout.strip().endswith(word), out.stdout
