@@ -265,15 +265,19 @@ void copy_batch(const mmstore::List& list, std::uint64_t pos, std::uint32_t want
         b.change = store.change_count();  // before the words: a write done after this moves it
         b.snap = store.read_begin();
         try {
-            const auto [hd, count] = list.sequence().checked();
-            if (pos >= count) {
+            const auto v = list.sequence().checked();
+            if (pos >= v.count) {
                 if (!store.read_valid(b.snap)) continue;
                 b.n = 0;
                 return;
             }
-            const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, count - pos));
-            const auto* src = reinterpret_cast<const std::uint64_t*>(hd + 1) + pos;
-            for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(src + i, __ATOMIC_ACQUIRE);
+            const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, v.count - pos));
+            const auto* src = v.words() + pos;
+            if (v.log == nullptr) [[likely]] {
+                for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(src + i, __ATOMIC_ACQUIRE);
+            } else {  // another process is applying a transaction: its positions come from the commit log
+                for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(v.slot(pos + i), __ATOMIC_ACQUIRE);
+            }
             bool raced = false;
             if (b.with_records) {
                 b.recs.clear();
