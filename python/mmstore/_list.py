@@ -8,6 +8,7 @@ from collections.abc import Iterable, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _core
+from ._list_txn import ListTransaction
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -50,6 +51,14 @@ class List(_core._List):
         @property
         def unpickler(self) -> Any: ...
         def __class_getitem__(cls, item: object) -> type[Self]: ...
+
+    # -- transactions (docs/design.md, "List transactions") ----------------------------------------------
+    def transaction(self) -> ListTransaction:
+        """``with l.transaction() as t:`` -- hold the write lock, read and write through ``t`` (a mutable
+        sequence); at the end every change, the length included, becomes visible to all readers at one
+        instant, on an exception none does (and the exception propagates). Nested calls are savepoints.
+        See :class:`mmstore.ListTransaction`."""
+        return ListTransaction(self)
 
     # -- slices (called by the native mp_ass_subscript) ---------------------------------------------------
     def _setslice(self, key: slice, value: Iterable[Any]) -> None:
