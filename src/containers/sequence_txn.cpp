@@ -32,11 +32,11 @@ Sequence::View Sequence::checked_log(const SequenceHeader* h, std::uint64_t cap,
     if (__atomic_load_n(&lh->magic, __ATOMIC_RELAXED) != kSeqLogMagic || slots < 2 || (slots & (slots - 1)) != 0 ||
         slots > (std::uint64_t{1} << 34) || !r.in_bounds(log, log_bytes(slots)) || count1 > cap)
         store_->throw_corrupt("list commit log at offset " + std::to_string(log) + " is out of range");
-    return {h, count1, lh};
+    return {h, count1, lh, slots};
 }
 
 const std::uint64_t* Sequence::View::slot_logged(std::uint64_t i) const noexcept {
-    const std::uint64_t slots = log->slots;  // validated by checked_log
+    const std::uint64_t slots = log_slots;  // validated by checked_log
     const auto* s = reinterpret_cast<const SeqLogSlot*>(log + 1);
     for (std::uint64_t k = seq_log_home(i, slots), n = 0; n < slots; k = (k + 1) & (slots - 1), ++n) {
         const std::uint64_t p = __atomic_load_n(&s[k].pos1, __ATOMIC_RELAXED);

@@ -98,6 +98,8 @@ public:
         const SequenceHeader* h;
         std::uint64_t count;
         const SeqLogHeader* log;  // nullptr unless a commit is being applied
+        std::uint64_t log_slots;  // the log's slot count, validated against the mapping (the log may be
+                                  // freed and reused under a reader, which then retries: never re-read it)
         const std::uint64_t* words() const noexcept { return reinterpret_cast<const std::uint64_t*>(h + 1); }
         const std::uint64_t* slot(std::uint64_t i) const noexcept {
             if (log == nullptr) [[likely]] return words() + i;
@@ -136,8 +138,8 @@ public:
         const std::uint64_t log = __atomic_load_n(&h->pending_log, __ATOMIC_ACQUIRE);
         if (log != 0) [[unlikely]] return checked_log(h, cap, log);
         if (store_->verifying() && __atomic_load_n(&h->check, __ATOMIC_RELAXED) != counters_check(count, cap, elem_size_, 0))
-            [[unlikely]] return {h, checked_slow(h, cap), nullptr};
-        return {h, count, nullptr};
+            [[unlikely]] return {h, checked_slow(h, cap), nullptr, 0};
+        return {h, count, nullptr, 0};
     }
     // checked() while a commit log is published: the log validated, the count is its count1.
     View checked_log(const SequenceHeader* h, std::uint64_t cap, std::uint64_t log) const;
