@@ -322,14 +322,13 @@ void List::verify() const {
     auto elements = [&] {
         seq_->check_root();
         seq_->check_counters();
-        const auto v = seq_->checked();  // one block throughout (the lock is held: no commit log pending)
-        const std::uint64_t n = v.count;
-        const auto* w = v.words();
-        for (std::uint64_t i = 0; i < n; ++i) {
-            if (!store_->word_ok(w[i])) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
+        const auto v = seq_->checked();  // one block throughout (and a commit log, read-only handles only)
+        for (std::uint64_t i = 0; i < v.count; ++i) {
+            const std::uint64_t* w = v.slot(i);
+            if (!store_->word_ok(*w)) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
             try {
                 containers::WordBuf buf;
-                (void)codec::skip(store_->view(&w[i], buf), 0);
+                (void)codec::skip(store_->view(w, buf), 0);
             } catch (const Error&) {
                 store_->throw_corrupt("element " + std::to_string(i) + " holds a malformed encoding");
             }

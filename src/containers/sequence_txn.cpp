@@ -222,6 +222,7 @@ void SequenceTxn::erase(std::uint64_t i) {
 }
 
 void SequenceTxn::splice(std::uint64_t start, std::uint64_t stop, std::span<const std::string_view> encs) {
+    check_base();
     std::vector<std::uint64_t> ws;
     ws.reserve(encs.size());
     for (const std::string_view e : encs) ws.push_back(put(e));

@@ -129,13 +129,16 @@ public:
         if (!r.in_bounds(off, sizeof(SequenceHeader))) r.refresh();
         if (off % 16 != 0 || !r.in_bounds(off, sizeof(SequenceHeader))) store_->throw_corrupt("list block out of bounds");
         const auto* h = r.at<const SequenceHeader>(off);
+        // The log word before the count: a reader that finds it 0 after a commit retired its log then also
+        // finds the count that commit stored (the count is stored before the log word is cleared). Loaded
+        // the other way round, an old count could pair with the new elements.
+        const std::uint64_t log = __atomic_load_n(&h->pending_log, __ATOMIC_ACQUIRE);
         const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
         const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
         const bool sane = count <= cap && cap <= (std::uint64_t{1} << 40);
         if (sane && !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_)) r.refresh();
         if (!sane || !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_))
             store_->throw_corrupt("list block at offset " + std::to_string(off) + " is out of range");
-        const std::uint64_t log = __atomic_load_n(&h->pending_log, __ATOMIC_ACQUIRE);
         if (log != 0) [[unlikely]] return checked_log(h, cap, log);
         if (store_->verifying() && __atomic_load_n(&h->check, __ATOMIC_RELAXED) != counters_check(count, cap, elem_size_, 0))
             [[unlikely]] return {h, checked_slow(h, cap), nullptr, 0};
