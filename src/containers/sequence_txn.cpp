@@ -160,9 +160,14 @@ std::string_view SequenceTxn::get(std::uint64_t i, WordBuf& buf) const {
 
 std::uint64_t SequenceTxn::put(std::string_view enc) {
     check_base();
-    allocated_.reserve(allocated_.size() + 1);  // no throw between the put and the push
     const std::uint64_t w = store_.put(enc);
-    allocated_.push_back(w);
+    if (is_inline(w)) return w;  // nothing to free
+    try {
+        allocated_.push_back(w);
+    } catch (...) {
+        store_.release(w);
+        throw;
+    }
     return w;
 }
 
@@ -191,8 +196,8 @@ void SequenceTxn::set(std::uint64_t i, std::string_view enc) {
 }
 
 void SequenceTxn::push_back(std::string_view enc) {
-    tail_.reserve(tail_.size() + 1);
-    tail_.push_back(put(enc));
+    const std::uint64_t w = put(enc);
+    tail_.push_back(w);  // if this throws, the record stays on allocated_ and is freed with the transaction
 }
 
 void SequenceTxn::insert(std::uint64_t i, std::string_view enc) {
@@ -294,7 +299,7 @@ void SequenceTxn::commit() {
     for (std::uint64_t p = n1; p < n0; ++p)
         if (!is_inline(base[p]) && !kept.count(base[p])) dropped.push_back(base[p]);
     for (const std::uint64_t w : allocated_)
-        if (!is_inline(w) && !kept.count(w)) dropped.push_back(w);
+        if (!kept.count(w)) dropped.push_back(w);
 
     seq_.commit_words(n1, overwrites, appends);  // throws with nothing changed: still active
     std::sort(dropped.begin(), dropped.end());

@@ -87,7 +87,7 @@ private:
     std::uint64_t prefix_ = 0;    // base elements [0, prefix_) lead the transaction's list
     std::unordered_map<std::uint64_t, std::uint64_t> over_;  // position < prefix_ -> new word
     std::vector<std::uint64_t> tail_;                         // the elements after the prefix
-    std::vector<std::uint64_t> allocated_;                    // every word put by this transaction, in order
+    std::vector<std::uint64_t> allocated_;                    // every record word put by this transaction, in order
     std::vector<Saved> saves_;
     bool active_ = true;
 };
