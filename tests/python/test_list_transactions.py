@@ -375,3 +375,33 @@ def test_kill_at_random_instants_leaves_each_transaction_whole_or_absent(tmp_pat
             assert v == [(v[0] + i) % _N for i in range(_N)], round_  # a whole rotation, never half of one
             assert not _log_published(path)
     print(f"{published} kill(s) landed while a commit log was published")
+
+
+_STOPPED_INSIDE = r"""
+import os, signal, sys, mmstore
+l = mmstore.List(sys.argv[1])
+with l.transaction() as t:
+    t[0] = "new"
+    t.extend(range(100))
+    os.kill(os.getpid(), signal.SIGSTOP)  # stopped holding the lock, inside the block
+"""
+
+
+def test_a_writer_stopped_inside_a_transaction_blocks_no_reader(tmp_path):
+    path = tmp_path / "l.mms"
+    with mmstore.List(path) as l:
+        l.extend([1, 2])
+        p = _start(_STOPPED_INSIDE, path)
+        try:
+            deadline = time.monotonic() + HANG
+            while os.waitpid(p.pid, os.WUNTRACED | os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+                time.sleep(0.01)  # until it is stopped
+            assert l.lock.locked()
+            assert l[:] == [1, 2] and len(l) == 2 and list(l) == [1, 2] and l[1] == 2
+            p.send_signal(signal.SIGCONT)
+            assert p.wait(timeout=HANG) == 0
+            assert l[:] == ["new", 2, *range(100)]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
