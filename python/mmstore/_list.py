@@ -32,8 +32,10 @@ class List(_core._List):
 
     ``extend`` (and ``+=``) appends in chunks of 4,096 elements, each under one hold of the lock, like
     :meth:`mmstore.Dict.update` it is not atomic as a whole. Other processes may see part of it, and a process
-    killed during ``extend`` leaves a prefix of the new elements in the list (never a torn element). Group with ``with lst.lock:`` to keep
-    other writers out, and record your own progress if a partial extend must be told apart.
+    killed during ``extend`` leaves a prefix of the new elements in the list (never a torn element). Inside
+    ``with lst.transaction() as t:`` (``t.extend(...)``) it is atomic: seen whole or not at all.
+
+    A slice ``lst[a:b]`` is read at one instant (read again while a write lands between its reads).
     """
 
     __slots__ = ()
