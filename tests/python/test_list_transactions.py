@@ -124,6 +124,8 @@ def _norm(v):
 def test_transaction_rolls_back_or_applies_everything(start, ops, fail):
     with tempfile.TemporaryDirectory() as tmp, mmstore.List(os.path.join(tmp, "l.mms")) as l:
         l.extend(start)
+        if len(start) % 2 == 0:
+            l.sync()  # committed elements: overwrites with records and appends after pops copy the block first
         before = l[:]
         model = list(before)
         try:
@@ -175,6 +177,27 @@ def test_savepoints_nest_and_undo_only_their_own_writes(tmp_path):
         assert not t.active
         with pytest.raises(ValueError, match="over"):
             t.append(4)
+        l.verify()
+
+
+def test_durable_list_commits_each_transaction_whole(tmp_path):
+    path = tmp_path / "l.mms"
+    with mmstore.List(path, durable=True) as l:
+        l.extend(range(10))
+        for i in range(20):
+            with l.transaction() as t:
+                t[i % 10] = "x" * (i * 10)  # records over committed elements
+                t.append(i)
+                del t[0]
+        l.verify()
+        expect = list(range(10))
+        for i in range(20):
+            expect[i % 10] = "x" * (i * 10)
+            expect.append(i)
+            del expect[0]
+        assert l[:] == expect
+    with mmstore.List(path) as l:
+        assert l[:] == expect
         l.verify()
 
 
