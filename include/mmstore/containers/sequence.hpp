@@ -58,7 +58,7 @@ struct SeqLogHeader {
     std::uint64_t count0;    // count before the commit
     std::uint64_t count1;    // count after the commit (<= the block's capacity)
     std::uint64_t reserved[2];
-    std::uint64_t checksum;  // XXH3-64 of the 56 bytes before it and of the slots
+    std::uint64_t checksum;  // XXH3-64 of the 56 bytes before it, combined with that of the slots (format.md §5.1)
 };
 static_assert(sizeof(SeqLogHeader) == 64);
 struct SeqLogSlot {
