@@ -23,6 +23,7 @@
 
 #include "mmstore/codec/value.hpp"
 #include "mmstore/containers/sequence.hpp"
+#include "mmstore/containers/sequence_txn.hpp"
 #include "mmstore/containers/store.hpp"
 #include "mmstore/dict.hpp"
 
@@ -71,6 +72,13 @@ public:
     // double the capacity otherwise (so that repeated calls stay amortized O(1) per element).
     void reserve_more(std::uint64_t extra);
 
+    // --- transactions (docs/design.md, "List transactions")
+    // Takes the write lock and returns a transaction on this List: its writes are private until commit(),
+    // which makes all of them (length included) visible to every reader at one instant, in O(changes). A
+    // Transaction destroyed without commit() rolls back. See List::Transaction below.
+    class Transaction;
+    Transaction transaction();
+
     const std::string& path() const;
     bool is_open() const noexcept { return store_ && store_->is_open(); }
     void sync();
@@ -97,6 +105,59 @@ private:
     std::unique_ptr<containers::Store> store_;
     std::unique_ptr<containers::Sequence> seq_;
     OpenOptions options_;
+};
+
+// A transaction on a List. It holds the store's write lock from creation until commit(), rollback() or
+// destruction, so other writers wait and lock-free readers go on reading the list as it was. Reads through
+// it see its own writes. commit() publishes every change at one instant -- a reader sees the old length and
+// old elements or the new length and new elements, never a mixture -- in O(changes), not O(size()); a
+// process killed before or during commit() leaves all of the changes or none after the usual recovery.
+// Destruction without commit() rolls back. Savepoints: savepoint() returns a mark, rollback_to(mark) undoes
+// the writes made since (release_savepoint(mark) forgets the mark).
+// Errors: std::out_of_range for a bad index; as List's writes otherwise; commit() that throws (a full disk)
+// applied nothing and the transaction stays open. Writes through the List itself while its transaction is
+// open make the transaction's next call raise InvalidArgument (they would shift its positions). Lifetimes:
+// a string_view from get() is valid until the next write through the transaction. Thread safety: one
+// thread, the one that created it (the lock is per thread).
+class List::Transaction {
+public:
+    Transaction(Transaction&&) noexcept;
+    Transaction& operator=(Transaction&&) = delete;
+    ~Transaction();
+
+    std::uint64_t size() const;
+    std::string_view get_encoded(std::uint64_t i, containers::WordBuf& buf) const;
+    Value get_value(std::uint64_t i) const;
+    void set_encoded(std::uint64_t i, std::string_view enc);
+    void set(std::uint64_t i, const Value& v);
+    void push_back_encoded(std::string_view enc);
+    void push_back(const Value& v);
+    void insert_encoded(std::uint64_t i, std::string_view enc);  // i > size(): appends
+    void insert(std::uint64_t i, const Value& v);
+    void erase(std::uint64_t i);
+    void pop_back();
+    // Replaces elements [start, stop) (clamped to size(), as a Python slice) with `encs`.
+    void splice(std::uint64_t start, std::uint64_t stop, std::span<const std::string_view> encs);
+    void clear();
+
+    std::size_t savepoint();
+    void rollback_to(std::size_t mark);
+    void release_savepoint(std::size_t mark);
+    void commit();
+    void rollback() noexcept;
+    bool active() const noexcept;
+
+    // For bindings: a transaction on `list` (takes the write lock).
+    explicit Transaction(List& list);
+    containers::SequenceTxn& txn() const { return *txn_; }
+
+private:
+    containers::SequenceTxn& live() const;
+    void check_index(std::uint64_t i) const;
+    void end() noexcept;
+    containers::Store* store_;
+    std::unique_ptr<containers::SequenceTxn> txn_;
+    bool locked_ = false;
 };
 
 }  // namespace mmstore

@@ -107,22 +107,38 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
         return item_at(h, static_cast<std::uint64_t>(i));
     }
     if (PySlice_Check(key)) {
-        Py_ssize_t start, stop, step;
-        if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
-        const Py_ssize_t len = list_size(h);
-        if (len < 0) return nullptr;
-        const Py_ssize_t n = PySlice_AdjustIndices(len, &start, &stop, step);
-        PyObject* out = PyList_New(n);
-        if (!out) return nullptr;
-        for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
-            PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
-            if (!x) {
-                Py_DECREF(out);
-                return nullptr;
+        // A slice is the list as of one instant: read again while a write (or a transaction's commit) lands
+        // between its reads. Every write moves the change counter once done, and a commit that overwrites
+        // elements also moves `reclaims` when it publishes its log, so equal values of both around the reads
+        // prove that none landed in between (docs/design.md, "List transactions").
+        Py_ssize_t start0, stop0, step;
+        if (PySlice_Unpack(key, &start0, &stop0, &step) < 0) return nullptr;
+        auto& store = h->obj->store();
+        for (;;) {
+            const std::uint32_t change = store.change_count();
+            const std::uint64_t snap = store.read_begin();
+            Py_ssize_t start = start0, stop = stop0;
+            const Py_ssize_t len = list_size(h);
+            if (len < 0) return nullptr;
+            const Py_ssize_t n = PySlice_AdjustIndices(len, &start, &stop, step);
+            PyObject* out = PyList_New(n);
+            if (!out) return nullptr;
+            bool failed = false;
+            for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) {
+                PyObject* x = item_at(h, static_cast<std::uint64_t>(i));
+                if (!x) {
+                    failed = true;
+                    break;
+                }
+                PyList_SET_ITEM(out, k, x);
             }
-            PyList_SET_ITEM(out, k, x);
+            const bool same = store.usable() && store.read_valid(snap) && store.change_count() == change;
+            if (same && !failed) return out;
+            Py_DECREF(out);
+            if (failed && (same || !PyErr_ExceptionMatches(PyExc_IndexError))) return nullptr;
+            PyErr_Clear();  // the list changed under the read (or it raised because it did): again
+            if (!still_open(h)) return nullptr;
         }
-        return out;
     }
     if (PyIndex_Check(key)) {
         // Not PyNumber_Index + recursion: before 3.10 it returns an int subclass (True) as it is.
@@ -265,15 +281,19 @@ void copy_batch(const mmstore::List& list, std::uint64_t pos, std::uint32_t want
         b.change = store.change_count();  // before the words: a write done after this moves it
         b.snap = store.read_begin();
         try {
-            const auto [hd, count] = list.sequence().checked();
-            if (pos >= count) {
+            const auto v = list.sequence().checked();
+            if (pos >= v.count) {
                 if (!store.read_valid(b.snap)) continue;
                 b.n = 0;
                 return;
             }
-            const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, count - pos));
-            const auto* src = reinterpret_cast<const std::uint64_t*>(hd + 1) + pos;
-            for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(src + i, __ATOMIC_ACQUIRE);
+            const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, v.count - pos));
+            const auto* src = v.words() + pos;
+            if (v.log == nullptr) [[likely]] {
+                for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(src + i, __ATOMIC_ACQUIRE);
+            } else {  // another process is applying a transaction: its positions come from the commit log
+                for (std::uint32_t i = 0; i < n; ++i) b.words[i] = __atomic_load_n(v.slot(pos + i), __ATOMIC_ACQUIRE);
+            }
             bool raced = false;
             if (b.with_records) {
                 b.recs.clear();

@@ -23,6 +23,7 @@ from . import _core
 from ._core import decode, encode, upgrade
 from ._dict import Dict, DictItems, DictKeys, DictValues
 from ._list import List
+from ._list_txn import ListTransaction
 from ._pool import Pool, Ref, is_mapped, load, register_spill
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from ._txn import Transaction
@@ -38,6 +39,7 @@ FORMAT_VERSION: int = _core.FORMAT_VERSION
 __all__ = [
     "Dict",
     "List",
+    "ListTransaction",
     "SharedDict",
     "SharedDictInfo",
     "NestedDict",

@@ -8,6 +8,7 @@ from collections.abc import Iterable, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _core
+from ._list_txn import ListTransaction
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -31,8 +32,10 @@ class List(_core._List):
 
     ``extend`` (and ``+=``) appends in chunks of 4,096 elements, each under one hold of the lock, like
     :meth:`mmstore.Dict.update` it is not atomic as a whole. Other processes may see part of it, and a process
-    killed during ``extend`` leaves a prefix of the new elements in the list (never a torn element). Group with ``with lst.lock:`` to keep
-    other writers out, and record your own progress if a partial extend must be told apart.
+    killed during ``extend`` leaves a prefix of the new elements in the list (never a torn element). Inside
+    ``with lst.transaction() as t:`` (``t.extend(...)``) it is atomic: seen whole or not at all.
+
+    A slice ``lst[a:b]`` is read at one instant (read again while a write lands between its reads).
     """
 
     __slots__ = ()
@@ -50,6 +53,14 @@ class List(_core._List):
         @property
         def unpickler(self) -> Any: ...
         def __class_getitem__(cls, item: object) -> type[Self]: ...
+
+    # -- transactions (docs/design.md, "List transactions") ----------------------------------------------
+    def transaction(self) -> ListTransaction:
+        """``with l.transaction() as t:`` -- hold the write lock, read and write through ``t`` (a mutable
+        sequence); at the end every change, the length included, becomes visible to all readers at one
+        instant, on an exception none does (and the exception propagates). Nested calls are savepoints.
+        See :class:`mmstore.ListTransaction`."""
+        return ListTransaction(self)
 
     # -- slices (called by the native mp_ass_subscript) ---------------------------------------------------
     def _setslice(self, key: slice, value: Iterable[Any]) -> None:

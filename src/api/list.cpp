@@ -40,6 +40,7 @@ void enumerate_blocks(const containers::Store& store, const Sequence& seq, const
 }
 
 void repair_list(containers::Store& store, Sequence& seq) {
+    seq.redo_log();  // a transaction killed after publishing its commit log: applied whole
     const auto* w = reinterpret_cast<const std::uint64_t*>(seq.data());
     for (std::uint64_t i = 0, n = seq.size(); i < n; ++i) {
         if (store.word_ok(w[i])) continue;
@@ -321,13 +322,13 @@ void List::verify() const {
     auto elements = [&] {
         seq_->check_root();
         seq_->check_counters();
-        const auto [h, n] = seq_->checked();  // one block throughout
-        const auto* w = reinterpret_cast<const std::uint64_t*>(h + 1);
-        for (std::uint64_t i = 0; i < n; ++i) {
-            if (!store_->word_ok(w[i])) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
+        const auto v = seq_->checked();  // one block throughout (and a commit log, read-only handles only)
+        for (std::uint64_t i = 0; i < v.count; ++i) {
+            const std::uint64_t* w = v.slot(i);
+            if (!store_->word_ok(*w)) store_->throw_corrupt("element " + std::to_string(i) + " has a damaged record");
             try {
                 containers::WordBuf buf;
-                (void)codec::skip(store_->view(&w[i], buf), 0);
+                (void)codec::skip(store_->view(w, buf), 0);
             } catch (const Error&) {
                 store_->throw_corrupt("element " + std::to_string(i) + " holds a malformed encoding");
             }
@@ -374,8 +375,8 @@ void List::compact() {
 
 Stats List::stats() const {
     const auto [n, cap] = store_->read([&] {
-        const auto [h, count] = seq_->checked();
-        return std::pair(count, h->capacity);
+        const auto v = seq_->checked();
+        return std::pair(v.count, v.h->capacity);
     });
     return detail::make_stats(*store_, n, cap);
 }

@@ -14,6 +14,7 @@
 // Thread safety: none; writers hold the store's write lock.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -37,10 +38,39 @@ struct SequenceHeader {
     // it changes count; readers verify it in checked(), so a damaged count (a list that looks shorter, or
     // longer) raises instead of being believed.
     std::uint64_t check;
-    std::uint64_t reserved[2];
+    // Offset of a List transaction's commit log (SeqLogHeader) while the commit is applied, else 0
+    // (docs/design.md, "List transactions"). Written by the committing writer; readers that find it set
+    // take the count from the log and each position the log holds from the log.
+    std::uint64_t pending_log;
+    std::uint64_t reserved;
     std::uint64_t checksum;   // XXH3-64 of {capacity, elem_size}
 };
 static_assert(sizeof(SequenceHeader) == 64);
+static_assert(offsetof(SequenceHeader, pending_log) == 40);
+
+// The commit log of a List transaction (docs/format.md §5.1): a small open-addressing map position -> new
+// word for the positions below min(count0, count1) that the commit overwrites, and the count after it.
+// Appended elements are not in it: they are written past `count` in the block before the log is published.
+struct SeqLogHeader {
+    std::uint64_t magic;     // kSeqLogMagic
+    std::uint64_t slots;     // a power of two >= 2 * items
+    std::uint64_t items;     // overwritten positions
+    std::uint64_t count0;    // count before the commit
+    std::uint64_t count1;    // count after the commit (<= the block's capacity)
+    std::uint64_t reserved[2];
+    std::uint64_t checksum;  // XXH3-64 of the 56 bytes before it, combined with that of the slots (format.md §5.1)
+};
+static_assert(sizeof(SeqLogHeader) == 64);
+struct SeqLogSlot {
+    std::uint64_t pos1;  // position + 1; 0 = empty slot
+    std::uint64_t word;  // the position's new word
+};
+static_assert(sizeof(SeqLogSlot) == 16);
+inline constexpr std::uint64_t kSeqLogMagic = 0x474F4C5145534D4DULL;  // "MMSEQLOG"
+// The log slot where position `pos` starts its probe.
+inline std::uint64_t seq_log_home(std::uint64_t pos, std::uint64_t slots) noexcept {
+    return ((pos + 1) * 0x9E3779B97F4A7C15ULL >> 20) & (slots - 1);
+}
 
 // Writers, after changing count.
 inline void seal_counters(SequenceHeader* h) noexcept {
@@ -61,6 +91,22 @@ public:
     std::uint64_t capacity() const noexcept { return header()->capacity; }
     std::uint8_t* data() const noexcept { return reinterpret_cast<std::uint8_t*>(header() + 1); }
     std::uint8_t* at(std::uint64_t i) const noexcept { return data() + i * elem_size_; }
+    // One validated snapshot of the block for lock-free readers: the block, its count (the log's while a
+    // transaction's commit is pending) and that log. slot(i), for i < count, is where element i's word is:
+    // in the log when it holds position i, else in the block.
+    struct View {
+        const SequenceHeader* h;
+        std::uint64_t count;
+        const SeqLogHeader* log;  // nullptr unless a commit is being applied
+        std::uint64_t log_slots;  // the log's slot count, validated against the mapping (the log may be
+                                  // freed and reused under a reader, which then retries: never re-read it)
+        const std::uint64_t* words() const noexcept { return reinterpret_cast<const std::uint64_t*>(h + 1); }
+        const std::uint64_t* slot(std::uint64_t i) const noexcept {
+            if (log == nullptr) [[likely]] return words() + i;
+            return slot_logged(i);
+        }
+        const std::uint64_t* slot_logged(std::uint64_t i) const noexcept;
+    };
     // For lock-free readers (8-byte elements): element i loaded from one validated snapshot of the block
     // (root loaded once; capacity, count and bounds checked), or nullopt when i >= count. Throws
     // FormatError when the block is out of range (a block another process is freeing; readers retry).
@@ -71,28 +117,35 @@ public:
     }
     // The slot of element i in one validated snapshot, or nullptr when i >= count.
     const std::uint64_t* word_ptr_checked(std::uint64_t i) const {
-        const auto [h, count] = checked();
-        return i < count ? reinterpret_cast<const std::uint64_t*>(h + 1) + i : nullptr;
+        const View v = checked();
+        return i < v.count ? v.slot(i) : nullptr;
     }
-    std::uint64_t size_checked() const { return checked().second; }
+    std::uint64_t size_checked() const { return checked().count; }
     // The current block and its count, validated against the mapping (mapped further first when another
     // process published a block in space this handle has not mapped yet).
-    std::pair<const SequenceHeader*, std::uint64_t> checked() const {
+    View checked() const {
         const auto& r = store_->region();
         const std::uint64_t off = store_->root();
         if (!r.in_bounds(off, sizeof(SequenceHeader))) r.refresh();
         if (off % 16 != 0 || !r.in_bounds(off, sizeof(SequenceHeader))) store_->throw_corrupt("list block out of bounds");
         const auto* h = r.at<const SequenceHeader>(off);
+        // The log word before the count: a reader that finds it 0 after a commit retired its log then also
+        // finds the count that commit stored (the count is stored before the log word is cleared). Loaded
+        // the other way round, an old count could pair with the new elements.
+        const std::uint64_t log = __atomic_load_n(&h->pending_log, __ATOMIC_ACQUIRE);
         const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
         const std::uint64_t count = __atomic_load_n(&h->count, __ATOMIC_ACQUIRE);
         const bool sane = count <= cap && cap <= (std::uint64_t{1} << 40);
         if (sane && !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_)) r.refresh();
         if (!sane || !r.in_bounds(off, sizeof(SequenceHeader) + cap * elem_size_))
             store_->throw_corrupt("list block at offset " + std::to_string(off) + " is out of range");
+        if (log != 0) [[unlikely]] return checked_log(h, cap, log);
         if (store_->verifying() && __atomic_load_n(&h->check, __ATOMIC_RELAXED) != counters_check(count, cap, elem_size_, 0))
-            [[unlikely]] return {h, checked_slow(h, cap)};
-        return {h, count};
+            [[unlikely]] return {h, checked_slow(h, cap), nullptr, 0};
+        return {h, count, nullptr, 0};
     }
+    // checked() while a commit log is published: the log validated, the count is its count1.
+    View checked_log(const SequenceHeader* h, std::uint64_t cap, std::uint64_t log) const;
     // checked() when the count fails its check: trusted while a writer is active, else FormatError.
     std::uint64_t checked_slow(const SequenceHeader* h, std::uint64_t cap) const;
 
@@ -113,6 +166,16 @@ public:
     std::uint64_t committed() const noexcept { return header()->committed; }
     // Moves the elements to a new block (same capacity), which has no committed elements.
     void copy_on_write();
+    // List transactions (sequence_txn.cpp). Holding the write lock: makes the list `n1` elements long, with
+    // `overwrites` (position < min(size(), n1), new word) and `appends` (the words of positions
+    // [size(), n1) when n1 > size()), all visible to lock-free readers at one instant. O(changes), plus a
+    // block copy when the block must grow (as an append) or the durability rules require it. Releases no
+    // word: the caller frees what the commit dropped, after it returns. Throws (a full disk) with nothing
+    // changed.
+    void commit_words(std::uint64_t n1, std::span<const std::pair<std::uint64_t, std::uint64_t>> overwrites,
+                      std::span<const std::uint64_t> appends);
+    // Recovery and repair, before anything else: applies a published commit log again (idempotent).
+    void redo_log() noexcept;
     // Grows or shrinks to `n` elements; new ones are zero-filled.
     void resize(std::uint64_t n);
     // Repair only (no reader attached): ends the sequence at `n` <= size() and zeroes every element slot
