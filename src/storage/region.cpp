@@ -280,7 +280,6 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
 
     rolled_back_ = false;
     write_prepared_ = !file_.writable() || options.volatile_memory;  // these never write a commit slot
-    slot_writes_ = 0;
     committed_key_[0] = committed_key_[1] = ~std::uint64_t{0};  // a cache of another file's slots is stale
     // Commit slots: the valid one with the higher generation wins.
     CommitSlot slots[2];
@@ -427,7 +426,6 @@ void Region::write_commit_slot(bool clean) {
     std::memcpy(slot, &next, sizeof next);
     if (!volatile_) os::sync_range(path(), base_ + kCommitSlotOffset[idx], kPageSize);
     generation_ = next.generation;
-    ++slot_writes_;
     if (!clean) write_prepared_ = true;
 }
 
@@ -438,7 +436,6 @@ void Region::prepare_write_slow() {
         write_prepared_ = true;
         return;
     }
-    refresh();
     if (committed().dirty == 0) write_commit_slot(false);
     write_prepared_ = true;
 }

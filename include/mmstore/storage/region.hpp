@@ -138,8 +138,6 @@ public:
     }
     // True when this handle has written, or had to write, since it opened (see prepare_write).
     bool write_prepared() const noexcept { return write_prepared_ && file_.writable() && !volatile_; }
-    // For tests: commit slots this handle has written (and synced, unless volatile) since it opened.
-    std::uint64_t slot_writes() const noexcept { return slot_writes_; }
     // Close in steps, so that only the last handle open needs the store's mutex (a closing process never
     // waits for a lock holder, even a stopped one): close_prepare() syncs this handle's writes, takes the
     // gate and returns whether this is the last handle open; the caller, if so and if it can take the
@@ -190,7 +188,6 @@ private:
     // True once the newest commit slot is known to say dirty (prepare_write). It stays true while this
     // handle is open: only the last handle to close writes a clean slot (mark_clean).
     bool write_prepared_ = false;
-    std::uint64_t slot_writes_ = 0;
     std::function<void()> before_commit_;
     mutable LiveHeader committed_{};
     mutable std::uint64_t committed_key_[2] = {~std::uint64_t{0}, ~std::uint64_t{0}};
