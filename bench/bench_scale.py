@@ -22,8 +22,9 @@ Per Dict/List kind it reports:
   * peak RssAnon and VmRSS of the child, and its RssAnon right after `import mmstore` (the floor);
   * reopen: in a fresh process (interpreter and `import mmstore` already done, page cache left warm as the
     build left it: nothing is dropped), the time of `Dict(path)` / `List(path)` plus the first get; median
-    of --reopens processes. `ro ms` is the same with readonly=True: a writable open marks the store dirty
-    in a commit slot and syncs that 4 KiB page, so its time includes one disk write's latency.
+    of --reopens processes. `ro ms` is the same with readonly=True. A writable open writes nothing
+    durable (the dirty commit slot waits for the first write, docs/design.md), so the two should match;
+    before that change the writable open synced a 4 KiB page and waited for the disk (3-160 ms).
 
 Loops generate their keys as they go (str(i), random indices drawn in blocks of 64k into an array('q')),
 so no list of n keys inflates the child's anonymous memory; the same loop shape at every size keeps the

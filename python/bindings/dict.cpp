@@ -296,6 +296,8 @@ int dict_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
     EncBuf kb;
     if (!encode_into(key, kb, h->flags, true)) return -1;
     const std::uint64_t hv = hash64(kb.sv.data(), kb.sv.size());
+    // The probe's first cache miss overlaps encoding the value and taking the lock (HashTable::prefetch_probe).
+    h->obj->table().prefetch_probe(hv);
     if (value != nullptr) return store_value(h, kb, hv, value);
     PyWriteLock lock(h->obj->store());
     if (!lock.ok()) return -1;

@@ -12,7 +12,6 @@ namespace mmstore::containers {
 
 namespace {
 
-constexpr std::uint64_t kGroup = 16;
 constexpr std::uint64_t kMinCapacity = 16;
 
 std::uint64_t header_checksum(const TableHeader* h) { return hash64(h, 16); }

@@ -90,6 +90,14 @@ void Store::after_acquire(sync::Acquired a) {
         }
         m.mark_consistent();
     }
+    // Before anything changes, the newest commit slot must say dirty (Region::prepare_write). A holder that
+    // died had made it so before it wrote, and the recovery above committed.
+    try {
+        region_.prepare_write();
+    } catch (...) {
+        m.unlock();  // a failed disk write: the lock is released with nothing changed; the caller sees why
+        throw;
+    }
     ++local_depth_;
     region_.refresh();
 }
@@ -142,7 +150,9 @@ void Store::close() {
     if (waiting_.load() != 0)
         throw_error(ErrorCode::kInvalidArgument, path(),
                     "close() while another thread of this process waits on the store; close after it is done");
-    if ((arena_.pending_count() != 0 || relocate_) && region_.writable()) {
+    // A handle that never took the lock to write has nothing to commit or move (the writer that grew the
+    // table moved it down when it closed), and skipping the lock spares it the dirty commit slot.
+    if ((arena_.pending_count() != 0 || (relocate_ && region_.write_prepared())) && region_.writable()) {
         // Move the root block down when it ends the arena and fits in free space below (alloc::Arena,
         // "Density"): top then falls back and the last handle to close cuts the file there. Frees parked
         // since the last commit are reused only after a commit: commit first, so that blocks replaced since

@@ -125,6 +125,7 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
         } else {
             fresh = false;  // someone else has it open: it exists, whatever it holds
         }
+        created_ = fresh;
         validate_header(kind, options, file_size);
         file_.range_lock(kPresenceByte, os::LockMode::kShared, true);  // (from exclusive: one call, atomic)
     } catch (...) {
@@ -134,7 +135,6 @@ void Region::open(const std::string& path, StoreKind kind, const OpenOptions& op
         gate_ = false;
         throw;
     }
-    created_ = fresh;
 }
 
 bool Region::same_file_as_path() const {
@@ -279,6 +279,7 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
                      "truncated: " + std::to_string(file_size) + " bytes, shorter than the header pages");
 
     rolled_back_ = false;
+    write_prepared_ = !file_.writable() || options.volatile_memory;  // these never write a commit slot
     committed_key_[0] = committed_key_[1] = ~std::uint64_t{0};  // a cache of another file's slots is stale
     // Commit slots: the valid one with the higher generation wins.
     CommitSlot slots[2];
@@ -348,7 +349,12 @@ void Region::validate_header(StoreKind kind, const OpenOptions& options, std::ui
         lock_slot()->waiters = 0;  // waiters killed while waiting left their count behind
         this->live().boot_id = os::boot_id();
         this->live().dirty = 1;
-        write_commit_slot(false);
+        // A dirty or damaged store is repaired next (attach_root), a new one formatted: both write, so
+        // their dirty slot goes to the disk now, as it always did. A clean store's slot waits for the
+        // first write (prepare_write): a reopen that only reads writes nothing durable, and a kill before
+        // the first write leaves the committed state as it was (the live dirty flag, only in page 0,
+        // still makes the next opener check the store).
+        if (dirty || created_ || rolled_back_) write_commit_slot(false);
     } else if (file_.writable() && this->live().boot_id != os::boot_id()) {
         // Everyone else present opened it read-only, so nobody initialized the lock in this boot.
         sync::ProcessMutex::initialize(lock_slot());
@@ -420,6 +426,18 @@ void Region::write_commit_slot(bool clean) {
     std::memcpy(slot, &next, sizeof next);
     if (!volatile_) os::sync_range(path(), base_ + kCommitSlotOffset[idx], kPageSize);
     generation_ = next.generation;
+    if (!clean) write_prepared_ = true;
+}
+
+void Region::prepare_write_slow() {
+    // Under the write lock: whoever wrote since the last clean close made the newest slot dirty first (here,
+    // or at a dirty open, or in sync()), so a dirty slot means there is nothing to do.
+    if (!file_.writable() || volatile_) {
+        write_prepared_ = true;
+        return;
+    }
+    if (committed().dirty == 0) write_commit_slot(false);
+    write_prepared_ = true;
 }
 
 const LiveHeader& Region::committed() const {

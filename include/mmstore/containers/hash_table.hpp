@@ -88,6 +88,7 @@ static_assert(sizeof(TableHeader) == 64);
 // writer holds the lock: HashTable::checked()).
 void seal_counters(TableHeader* h) noexcept;
 
+inline constexpr std::uint64_t kGroup = 16;  // slot ids per group (a slot id is group * 16 + lane)
 inline constexpr unsigned kLanes = 12;  // usable slots per group
 
 struct Group {
@@ -163,6 +164,20 @@ public:
     std::uint64_t cell() const noexcept { return cell_; }
     Store* store() const noexcept { return store_; }
     std::uint64_t root() const noexcept { return __atomic_load_n(store_->region().at<std::uint64_t>(cell_), __ATOMIC_ACQUIRE); }
+
+    // Starts fetching the index group a probe for `hash` reads first. On a table larger than the caches
+    // that load is a miss (81% of find_slot_in, three quarters of mmstore's own time in a 1M-int insert
+    // loop, perf): a caller that prefetches as soon as it knows the hash overlaps the miss with its
+    // other work (encoding the value, taking the lock). Lock-free and harmless at any moment: it reads
+    // the root and the capacity, bounds-checked, and a prefetch never faults.
+    void prefetch_probe(std::uint64_t hash) const noexcept {
+        const std::uint64_t off = root();
+        if (!store_->region().in_bounds(off, sizeof(TableHeader))) return;
+        const auto* h = store_->region().at<const TableHeader>(off);
+        const std::uint64_t groups = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED) / kGroup;
+        if (groups == 0) return;
+        __builtin_prefetch(reinterpret_cast<const Group*>(h + 1) + ((hash >> 7) & (groups - 1)));
+    }
 
     // Creates an empty table and publishes it in the cell.
     void format();

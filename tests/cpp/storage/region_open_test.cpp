@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "mmstore/dict.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/os/file.hpp"
+#include "mmstore/storage/header.hpp"
 #include "../test_util.hpp"
 
 namespace {
@@ -216,6 +218,82 @@ TEST_F(RegionOpenTest, NamedTemporaryFallbackCreatesAndCleansUp) {
     }
     EXPECT_FALSE(std::filesystem::exists(stale));
     EXPECT_TRUE(std::filesystem::exists(live));
+}
+
+// The commit slot pages [4096, 12288) as the file holds them (read through the page cache, like any reader).
+std::string commit_slot_pages(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::string bytes(2 * mmstore::storage::kPageSize, '\0');
+    f.seekg(static_cast<std::streamoff>(mmstore::storage::kCommitSlotOffset[0]));
+    f.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return bytes;
+}
+
+// The `dirty` field of the slot with the highest generation (format.md 1.4: generation at +0, state at +32).
+std::uint64_t newest_slot_dirty(const std::string& pages) {
+    std::uint64_t gen[2], dirty[2];
+    for (int i = 0; i < 2; ++i) {
+        std::memcpy(&gen[i], pages.data() + i * mmstore::storage::kPageSize, 8);
+        std::memcpy(&dirty[i], pages.data() + i * mmstore::storage::kPageSize + 32, 8);
+    }
+    return gen[0] > gen[1] ? dirty[0] : dirty[1];
+}
+
+TEST_F(RegionOpenTest, CleanWritableOpenWritesNoCommitSlotUntilTheFirstWrite) {
+    { mmstore::Dict d(path_); d.set("a", "1"); }
+    const std::string closed = commit_slot_pages(path_);
+    ASSERT_EQ(newest_slot_dirty(closed), 0u);
+    mmstore::Dict d(path_);
+    EXPECT_EQ(d.get("a"), std::optional<std::string_view>("1"));
+    EXPECT_EQ(commit_slot_pages(path_), closed) << "a reopen that only reads wrote a commit slot";
+    d.set("b", "2");
+    const std::string written = commit_slot_pages(path_);
+    EXPECT_NE(written, closed);
+    EXPECT_EQ(newest_slot_dirty(written), 1u) << "the first write must record the store dirty first";
+    d.set("c", "3");
+    EXPECT_EQ(commit_slot_pages(path_), written) << "only the first write needs the slot";
+    d.close();
+    EXPECT_EQ(newest_slot_dirty(commit_slot_pages(path_)), 0u);
+}
+
+TEST_F(RegionOpenTest, KillBetweenOpenAndFirstWriteLeavesTheStoreWhole) {
+    { mmstore::Dict d(path_); for (int i = 0; i < 1000; ++i) d.set("k" + std::to_string(i), std::to_string(i)); }
+    const std::string closed = commit_slot_pages(path_);
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        try {
+            mmstore::Dict d(path_);
+            const char ok = d.get("k7").has_value() ? 'y' : 'n';
+            if (::write(fds[1], &ok, 1) != 1) ::_exit(3);
+            ::pause();
+        } catch (...) {
+            ::_exit(2);
+        }
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    char ok = 0;
+    ASSERT_EQ(::read(fds[0], &ok, 1), 1);
+    ::close(fds[0]);
+    EXPECT_EQ(ok, 'y');
+    EXPECT_EQ(commit_slot_pages(path_), closed);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    mmstore::Dict d(path_);
+    ASSERT_NO_THROW(d.verify());
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(d.get("k" + std::to_string(i)), std::optional<std::string_view>(std::to_string(i)));
+    d.set("new", "v");
+    EXPECT_EQ(newest_slot_dirty(commit_slot_pages(path_)), 1u);
+    d.close();
+    mmstore::Dict again(path_);
+    EXPECT_NO_THROW(again.verify());
+    EXPECT_EQ(again.get("new"), std::optional<std::string_view>("v"));
 }
 
 }  // namespace
