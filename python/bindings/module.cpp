@@ -90,6 +90,7 @@ NB_MODULE(_core, m) {
     mmstore::py::bind_shared(m);
     mmstore::py::bind_lock(m);
     mmstore::py::bind_txn(m);
+    mmstore::py::bind_snapshot(m);
     mmstore::py::bind_pool(m);
     mmstore::py::bind_records(m);
     mmstore::py::bind_hash(m);

@@ -1,6 +1,7 @@
 #include "mmstore/dict.hpp"
 
 #include "compact.hpp"
+#include "mmstore/containers/snapshot.hpp"
 
 #include <unistd.h>
 
@@ -233,6 +234,7 @@ void Dict::sync() {
 }
 
 void Dict::close() {
+    if (store_ && store_->is_open()) containers::close_snapshots_of(*store_, reinterpret_cast<std::uintptr_t>(store_.get()));
     if (store_) store_->close();
 }
 
