@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--plain-only", action="store_true")
     a = ap.parse_args()
     n = a.n
-    keys = [f"key{i}" for i in range(n)]
+    keys = [f"key-{i:08d}" for i in range(n)]  # 12 characters: a record key in every build
     has_snap = hasattr(mmstore.Dict, "snapshot") and not a.plain_only
     res: dict[str, list[float]] = {}
 
