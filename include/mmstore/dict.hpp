@@ -206,6 +206,8 @@ private:
 // size() and for_each() collect the snapshot's items once (O(len), in process memory) and reuse them.
 // Returned strings are copies. Errors: Error(kClosed) after close() of the snapshot or of its Dict.
 // Thread safety: one thread at a time per Snapshot object; any number of snapshots in any threads.
+// Lifetime: a Snapshot must not outlive its Dict object; Dict::close() closes it (reads then throw
+// kClosed) and Dict::compact() throws LockedError while one is open.
 // Nested dicts of a SharedDict are read live (a snapshot covers the main table).
 class Dict::Snapshot {
 public:

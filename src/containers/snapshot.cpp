@@ -222,6 +222,17 @@ void close_snapshots_of(Store& s, std::uint64_t tag) noexcept {
     }
 }
 
+bool has_snapshots_of(const Store& s, std::uint64_t tag) noexcept {
+    const SnapshotSlot* sl = slots(s);
+    const int pid = os::current_pid();
+    for (unsigned i = 0; i < kSnapshotSlots; ++i) {
+        const std::uint64_t w = __atomic_load_n(&sl[i].owner, __ATOMIC_ACQUIRE);
+        if (pid_of(w) == static_cast<std::uint32_t>(pid) && __atomic_load_n(&sl[i].tag, __ATOMIC_RELAXED) == tag)
+            return true;
+    }
+    return false;
+}
+
 void reclaim_dead(Store& s) noexcept {
     SnapshotSlot* sl = slots(s);
     for (unsigned i = 0; i < kSnapshotSlots; ++i) {
@@ -290,8 +301,9 @@ std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint
 
 void items_at(const Store& s, const HashTable& t, std::uint64_t version,
               const std::function<void(std::string&&, std::string&&)>& out) {
-    // Keys with a chain, copied (a set the size of the keys changed while snapshots are open).
-    auto chained = [&] {
+    // Keys whose chain says they were present at `version` (a node newer than it holding a value): at most
+    // the keys of the instant, whatever was inserted since.
+    auto chained_present = [&] {
         std::unordered_set<std::string> keys;
         s.read([&] {
             keys.clear();
@@ -301,42 +313,90 @@ void items_at(const Store& s, const HashTable& t, std::uint64_t version,
             const EntrySlot* ent = HashTable::entries_of(vs);
             for (std::uint64_t i = 0; i < vs.used; ++i) {
                 if (__atomic_load_n(&ent[i].key, __ATOMIC_ACQUIRE) == kTombWord) continue;
-                WordBuf kb;
-                keys.emplace(s.view(&ent[i].key, kb));
+                WordBuf kb, vb;
+                const std::string_view chain = s.view(&ent[i].value, vb);
+                Node n;
+                for (std::size_t at = 0; at < chain.size(); at = n.end) {
+                    if (!node_at(chain, at, n)) s.throw_corrupt("a snapshot version chain is malformed");
+                    if (n.version > version) {
+                        if (n.old) keys.emplace(s.view(&ent[i].key, kb));
+                        break;
+                    }
+                }
             }
             return 0;
         });
         return keys;
     };
-    std::unordered_set<std::string> known = chained();
+    std::unordered_set<std::string> known = chained_present();
     std::vector<std::pair<std::string, std::string>> items;
     for (;;) {
         items.clear();
-        // Pass 1: keys of the live table without a chain, each read at `version`. A table switch (rebuild)
-        // moves entries: start the pass again.
+        // Pass 1: the live table's entries up to its end when the pass began (later ones were inserted
+        // after the instant; a key re-inserted after an erase has a chain and comes from pass 2), each read
+        // at `version`, skipping the chained keys. A rebuild moves entries but keeps their order: the pass
+        // goes on after the last key it saw, up to the key that was last when it began, found again by
+        // lookups (when either is gone, the pass starts over).
+        std::uint64_t table = 0, pos = 0, end = 0;
+        std::string last_key, end_key;
         bool restart = false;
-        std::uint64_t table = 0;
-        for (std::uint64_t i = 0;; ++i) {
+        for (;;) {
             std::optional<std::string> key;
-            const bool more = s.read([&] {
+            int state = 0;  // 0: done, 1: entry at pos read, 2: the table was switched
+            s.read([&] {
                 key.reset();
                 const auto live = t.checked();
                 const std::uint64_t off = t.root();
-                if (table == 0) table = off;
-                if (off != table) {
-                    restart = true;
-                    return false;
-                }
-                if (i >= live.used) return false;
                 const EntrySlot* ent = HashTable::entries_of(live);
-                if (__atomic_load_n(&ent[i].key, __ATOMIC_ACQUIRE) == kTombWord) return true;
+                if (table == 0) {
+                    table = off;
+                    end = live.used;
+                    end_key.clear();
+                    for (std::uint64_t j = end; j > 0; --j)
+                        if (__atomic_load_n(&ent[j - 1].key, __ATOMIC_ACQUIRE) != kTombWord) {
+                            WordBuf kb;
+                            end_key.assign(s.view(&ent[j - 1].key, kb));
+                            end = j;
+                            break;
+                        }
+                    if (end_key.empty()) end = 0;
+                }
+                if (off != table) {
+                    state = 2;
+                    return 0;
+                }
+                if (pos >= end || pos >= live.used) {
+                    state = 0;
+                    return 0;
+                }
+                state = 1;
+                if (__atomic_load_n(&ent[pos].key, __ATOMIC_ACQUIRE) == kTombWord) return 0;
                 WordBuf kb;
-                key.emplace(s.view(&ent[i].key, kb));
-                return true;
+                key.emplace(s.view(&ent[pos].key, kb));
+                return 0;
             });
-            if (restart) break;
-            if (!more) break;
-            if (!key || known.count(*key) != 0) continue;
+            if (state == 0) break;
+            if (state == 2) {
+                const bool found = s.read([&] {
+                    const auto live = t.checked();
+                    const std::uint64_t e = t.find_in(live, end_key);
+                    const std::uint64_t p = last_key.empty() ? 0 : t.find_in(live, last_key);
+                    if (e == kNotFound || p == kNotFound) return false;
+                    table = t.root();
+                    pos = last_key.empty() ? 0 : p + 1;
+                    end = e + 1;
+                    return true;
+                });
+                if (!found) {
+                    restart = true;
+                    break;
+                }
+                continue;
+            }
+            ++pos;
+            if (!key) continue;
+            last_key = *key;
+            if (known.count(*key) != 0) continue;
             std::optional<std::string> v = read_at(s, t, version, *key, hash64(key->data(), key->size()));
             if (v) items.emplace_back(std::move(*key), std::move(*v));
         }
@@ -350,11 +410,8 @@ void items_at(const Store& s, const HashTable& t, std::uint64_t version,
         // before pass 1 reached it) or read twice: start again knowing it. Each round adds such keys, of
         // which there are at most len(d) at `version`, so this ends.
         bool again = false;
-        for (const std::string& k : chained()) {
-            if (known.count(k) != 0) continue;
-            if (read_at(s, t, version, k, hash64(k.data(), k.size()))) again = true;
-            known.insert(k);
-        }
+        for (const std::string& k : chained_present())
+            if (known.insert(k).second) again = true;
         if (!again) break;
     }
     for (auto& [k, v] : items) out(std::move(k), std::move(v));

@@ -147,6 +147,9 @@ def test_snapshot_api(tmp_path):
             s["a"]
         assert dict(d.items()) == {"a": 2, "c": 3}
         with d.snapshot() as s2:
+            with pytest.raises(mmstore.StoreLockedError):
+                d.compact()  # it would replace the store the snapshot reads
+            assert s2["a"] == 2
             d.close()
             with pytest.raises(mmstore.ClosedError):
                 s2["a"]

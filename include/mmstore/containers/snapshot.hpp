@@ -89,6 +89,8 @@ unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version);
 void close_snapshot(Store& s, unsigned slot) noexcept;
 // Frees every slot held by handle `tag` (its close()).
 void close_snapshots_of(Store& s, std::uint64_t tag) noexcept;
+// Whether handle `tag` of this process holds an open snapshot.
+bool has_snapshots_of(const Store& s, std::uint64_t tag) noexcept;
 // Frees slots whose owner process is gone.
 void reclaim_dead(Store& s) noexcept;
 // After an unclean shutdown, with no process attached: forgets every slot and the version table (its
