@@ -118,6 +118,10 @@ public:
     // Transaction destroyed without commit() rolls back. See Dict::Transaction below.
     class Transaction;
     Transaction transaction();
+    // A read-only view of this Dict (or SharedDict's main table) as of the instant it opens, in O(1) and
+    // without the write lock; see Dict::Snapshot below.
+    class Snapshot;
+    Snapshot snapshot() const;
 
     const std::string& path() const;
     bool is_open() const noexcept { return store_ && store_->is_open(); }
@@ -190,6 +194,49 @@ private:
     containers::Store* store_;
     std::unique_ptr<containers::TableTxn> txn_;
     bool locked_ = false;
+};
+
+// A snapshot: every read through it sees the Dict as of one instant (its opening), whatever other handles,
+// threads or processes write meanwhile (docs/design.md, "Transactions and snapshots"). Opening is O(1) and
+// takes no lock; reads take none either and never wait for a writer (a writer stopped by SIGSTOP stops no
+// snapshot). While any snapshot of the store is open, each write first records the before-image of what
+// it changes (O(1) per write); the records are freed by the first write after the last snapshot closes,
+// or after the process holding it died. At most 64 snapshots per store are open at once (Error kCapacity).
+// get_encoded()/contains_encoded() cost a lookup in the live table plus one in the version table;
+// size() and for_each() collect the snapshot's items once (O(len), in process memory) and reuse them.
+// Returned strings are copies. Errors: Error(kClosed) after close() of the snapshot or of its Dict.
+// Thread safety: one thread at a time per Snapshot object; any number of snapshots in any threads.
+// Lifetime: a Snapshot must not outlive its Dict object; Dict::close() closes it (reads then throw
+// kClosed) and Dict::compact() throws LockedError while one is open.
+// Nested dicts of a SharedDict are read live (a snapshot covers the main table).
+class Dict::Snapshot {
+public:
+    Snapshot(Snapshot&& other) noexcept;
+    Snapshot& operator=(Snapshot&&) = delete;
+    ~Snapshot();
+    std::optional<std::string> get_encoded(std::string_view key) const;
+    bool contains_encoded(std::string_view key) const { return get_encoded(key).has_value(); }
+    std::optional<Value> get(const Value& key) const;
+    std::uint64_t size() const;
+    // f(encoded key, encoded value) for each item of the instant, in unspecified order.
+    void for_each(const std::function<void(std::string_view, std::string_view)>& f) const;
+    // The instant: the store's version counter when the snapshot opened.
+    std::uint64_t version() const noexcept { return version_; }
+    bool is_open() const noexcept;
+    // Frees the reader slot now (the destructor does it otherwise). Idempotent.
+    void close() noexcept;
+
+private:
+    friend class Dict;
+    Snapshot(const Dict& d);
+    const std::vector<std::pair<std::string, std::string>>& items() const;
+    void check() const;
+    containers::Store* store_;
+    containers::HashTable* table_;
+    unsigned slot_ = 0;
+    std::uint64_t version_ = 0;
+    bool open_ = false;
+    mutable std::optional<std::vector<std::pair<std::string, std::string>>> items_;
 };
 
 }  // namespace mmstore

@@ -27,6 +27,7 @@ from ._list_txn import ListTransaction
 from ._pool import Pool, Ref, is_mapped, load, register_spill
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from ._txn import Transaction
+from ._snapshot import Snapshot
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
@@ -44,6 +45,7 @@ __all__ = [
     "SharedDictInfo",
     "NestedDict",
     "Transaction",
+    "Snapshot",
     "shared_dicts",
     "StoreLock",
     "DictKeys",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 from ._handle import store_handle
 from ._txn import Transaction
+from ._snapshot import Snapshot
 
 _KEYS, _VALUES, _ITEMS = 0, 1, 2
 _MISSING = object()
@@ -107,6 +108,11 @@ class Dict(_core._Dict):
         every change becomes visible to all readers at one instant, on an exception none does (and the
         exception propagates). Nested calls are savepoints. See :class:`mmstore.Transaction`."""
         return Transaction(self, 0, 0)
+
+    def snapshot(self) -> "Snapshot":
+        """``with d.snapshot() as s:`` -- a read-only mapping of the dict as of the instant the block
+        begins, whatever writers do meanwhile; O(1) to open, no lock. See :class:`mmstore.Snapshot`."""
+        return Snapshot(self)
 
     # -- views and copies ------------------------------------------------------------------------------
     def keys(self) -> DictKeys:

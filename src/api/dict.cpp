@@ -1,6 +1,7 @@
 #include "mmstore/dict.hpp"
 
 #include "compact.hpp"
+#include "mmstore/containers/snapshot.hpp"
 
 #include <unistd.h>
 
@@ -233,6 +234,7 @@ void Dict::sync() {
 }
 
 void Dict::close() {
+    if (store_ && store_->is_open()) containers::close_snapshots_of(*store_, reinterpret_cast<std::uintptr_t>(store_.get()));
     if (store_) store_->close();
 }
 
@@ -261,6 +263,9 @@ void Dict::verify() const {
 void Dict::compact() {
     check_write();
     const std::string path = store_->path();
+    // compact() replaces this handle's store object, which the snapshots of the handle read through.
+    if (containers::has_snapshots_of(*store_, reinterpret_cast<std::uintptr_t>(store_.get())))
+        throw LockedError(path, "compact() while a snapshot of this handle is open; close it first", 0);
     if (!store_->region().claim_exclusive())
         throw LockedError(path, "compact() replaces the file, so it needs the store to itself; other handles have it open",
                           store_->lock_holder_pid());

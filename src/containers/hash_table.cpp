@@ -1,4 +1,5 @@
 #include "mmstore/containers/hash_table.hpp"
+#include "mmstore/containers/snapshot.hpp"
 
 #include <emmintrin.h>
 
@@ -379,6 +380,11 @@ std::pair<std::uint64_t, bool> HashTable::insert(std::string_view key, std::uint
 }
 
 std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, std::string_view value) {
+    std::optional<VersionScope> vs;
+    if (versioned()) {
+        vs.emplace(*store_);
+        if (vs->recording()) record_before(*store_, key, std::nullopt);
+    }
     if (header()->used == header()->entries_cap) rehash(header()->live);
     const std::uint64_t kw = store_->put(key);
     std::uint64_t vw;
@@ -425,6 +431,11 @@ void HashTable::link_index(std::uint64_t pos, std::uint64_t hash) noexcept {
 }
 
 void HashTable::assign_at(std::uint64_t pos, std::string_view value) {
+    std::optional<VersionScope> vs;
+    if (versioned()) {
+        vs.emplace(*store_);
+        if (vs->recording()) record_entry(*store_, *this, pos);
+    }
     const std::uint64_t vw = store_->put(value);
     if (!is_inline(vw) && pos < header()->committed && !store_->region().is_volatile()) [[unlikely]] {
         // A committed entry must keep pointing at committed records until the next commit: a power loss
@@ -462,6 +473,11 @@ bool HashTable::set(std::string_view key, std::uint64_t hash, std::string_view v
 bool HashTable::set(std::string_view key, std::string_view value) { return set(key, hash64(key.data(), key.size()), value); }
 
 void HashTable::erase_at(std::uint64_t pos) {
+    std::optional<VersionScope> vs;
+    if (versioned()) {
+        vs.emplace(*store_);
+        if (vs->recording()) record_entry(*store_, *this, pos);
+    }
     WordBuf buf;
     const std::string_view key = store_->view(&entries()[pos].key, buf);
     std::uint64_t slot = 0;
@@ -492,6 +508,13 @@ bool HashTable::erase(std::string_view key, std::uint64_t hash) {
 }
 
 void HashTable::clear() {
+    std::optional<VersionScope> vs;
+    if (versioned()) {
+        vs.emplace(*store_);
+        if (vs->recording())  // O(len), as clear() itself
+            for (std::uint64_t i = 0; i < header()->used; ++i)
+                if (entries()[i].key != kTombWord) record_entry(*store_, *this, i);
+    }
     const std::uint64_t old_off = root();
     const TableHeader* old = header();
     const std::uint64_t old_used = old->used;
@@ -604,6 +627,26 @@ HashTable HashTable::begin_copy(std::uint64_t extra, std::vector<std::uint64_t>*
 }
 
 void HashTable::commit_copy(HashTable& copy) {
+    std::optional<VersionScope> vs;
+    if (versioned()) {
+        vs.emplace(*store_);
+        if (vs->recording()) {
+            // The before-image of every key the copy changes (O(len), as the copy itself).
+            for (std::uint64_t i = 0; i < header()->used; ++i) {
+                if (entries()[i].key == kTombWord) continue;
+                WordBuf kb;
+                const std::string_view k = key_at(i, kb);
+                const std::uint64_t q = copy.find(k);
+                if (q == kNotFound || copy.entries()[q].value != entries()[i].value) record_entry(*store_, *this, i);
+            }
+            for (std::uint64_t i = 0; i < copy.header()->used; ++i) {
+                if (copy.entries()[i].key == kTombWord) continue;
+                WordBuf kb;
+                const std::string k(copy.key_at(i, kb));
+                if (find(k) == kNotFound) record_before(*store_, k, std::nullopt);
+            }
+        }
+    }
     const std::uint64_t old_off = root();
     const std::uint64_t old_cap = header()->capacity;
     publish(copy.root());  // the switch: readers see the old table or the new one, whole
@@ -696,7 +739,15 @@ void HashTable::verify_at(int depth) const {
                               ") or index (" + std::to_string(full) + ")");
 }
 
-void HashTable::recover() { recover_at(0); }
+void HashTable::recover() {
+    if (versioned()) recover_snapshots(*store_);
+    recover_at(0);
+}
+
+void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
+    enumerate_at(visit, 0);
+    if (versioned()) enumerate_versions(*store_, visit);
+}
 
 void HashTable::recover_at(int depth) {
     if (depth > kMaxNesting) store_->throw_corrupt("nested tables deeper than " + std::to_string(kMaxNesting));
@@ -741,6 +792,7 @@ void HashTable::destroy_at(int depth) noexcept {
 }
 
 void HashTable::repair() {
+    if (versioned()) reset_snapshots(*store_);  // no process attached: no snapshot is open
     repair_at(0);
     store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }

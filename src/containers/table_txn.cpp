@@ -1,6 +1,7 @@
 // Transactions on a HashTable: the write set (TableTxn) and the O(k) commit by a published commit log
 // (HashTable::commit_batch, find_in_log, redo_log). docs/design.md, "Transactions and snapshots".
 #include "mmstore/containers/table_txn.hpp"
+#include "mmstore/containers/snapshot.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -75,6 +76,18 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
     };
     resolve();
     if (items.empty()) return;
+    std::optional<VersionScope> vs;
+    if (versioned()) {
+        vs.emplace(*store_);
+        if (vs->recording())  // before-images first: O(writes)
+            for (const Item& it : items) {
+                if (it.q == kNotFound) {
+                    record_before(*store_, writes[it.w].key, std::nullopt);
+                } else {
+                    record_entry(*store_, *this, it.q);
+                }
+            }
+    }
     const std::uint64_t n = items.size();
     bool rebuild = header()->used + n > header()->entries_cap;
     if (!rebuild && !store_->region().is_volatile()) {

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -54,6 +55,25 @@ int current_pid() noexcept { return g_pid.load(std::memory_order_relaxed); }
 int current_tid() noexcept { return static_cast<int>(::gettid()); }
 
 bool process_alive(int pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
+
+std::uint64_t process_start_time(int pid) noexcept {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return 0;
+    char buf[1024];
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    const char* p = std::strrchr(buf, ')');
+    if (p == nullptr) return 0;
+    for (int field = 2; field < 22; ++field) {
+        p = std::strchr(p + 1, ' ');
+        if (p == nullptr) return 0;
+    }
+    return std::strtoull(p + 1, nullptr, 10);
+}
 
 std::uint64_t boot_id() noexcept {
     // MMSTORE_SIMULATE_REBOOT (tests only: the power-loss harness) stands for a different boot, as a machine

@@ -303,7 +303,8 @@ public:
     // the write lock.
     bool relocate_down();
     // Reachable blocks: the table block, every record, and child tables with their cells.
-    void enumerate(const alloc::Arena::Visit& visit) const { enumerate_at(visit, 0); }
+    // The root table also reports its snapshot version table (containers/snapshot.hpp).
+    void enumerate(const alloc::Arena::Visit& visit) const;
     std::uint64_t capacity() const noexcept { return header()->capacity; }
 
     // --- transactions (containers/table_txn.hpp builds the write set; docs/design.md, "Transactions")
@@ -323,6 +324,8 @@ public:
     std::uint64_t pending_log() const { return __atomic_load_n(&checked().h->pending_log, __ATOMIC_ACQUIRE); }
 
 private:
+    // The store's root table: its writes keep version chains while snapshots are open.
+    bool versioned() const noexcept { return cell_ == Store::kRootCell; }
     Snapshot checked_slow() const;
     static bool snapshot_sane(std::uint64_t cap, std::uint64_t used) noexcept {
         return cap >= 16 && (cap & (cap - 1)) == 0 && cap <= (std::uint64_t{1} << 36) && used <= entries_cap_of(cap);

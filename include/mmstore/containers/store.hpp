@@ -120,6 +120,17 @@ public:
     std::uint64_t local_mutations() const noexcept { return local_mutations_; }
     // Nesting depth of the write lock taken through this handle.
     int lock_depth() const noexcept { return local_depth_; }
+    // The root table's write in progress through this handle (containers/snapshot.hpp, VersionScope):
+    // nesting depth, whether open snapshots make it record before-images, its version and the bounds of
+    // the open snapshots' versions (read once per write). Written and read by the lock holder only.
+    struct SnapOp {
+        int depth = 0;
+        bool recording = false;
+        std::uint64_t phase = 0;
+        std::uint64_t version = 0;
+        std::uint64_t min_open = 0;
+        std::uint64_t max_open = 0;
+    } snap_op;
 
     // Writes `bytes` as a word (inline when it fits, else a new record). Not yet reachable.
     std::uint64_t put(std::string_view bytes) {

@@ -141,6 +141,9 @@ int current_pid() noexcept;
 int current_tid() noexcept;
 // False only when no process `pid` exists (kill(pid, 0) fails with ESRCH).
 bool process_alive(int pid) noexcept;
+// The start time of process `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot), 0 when unknown.
+// With the pid it names one process: a recycled pid has a later start time.
+std::uint64_t process_start_time(int pid) noexcept;
 // A 64-bit hash of this boot's /proc/sys/kernel/random/boot_id (0 where unavailable).
 std::uint64_t boot_id() noexcept;
 

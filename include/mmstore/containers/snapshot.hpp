@@ -1,0 +1,113 @@
+// mmstore/containers/snapshot.hpp
+//
+// Snapshots of a store's root hash table (Dict, SharedDict): a read-only view of the table as of one
+// instant, opened in O(1) without the write lock, never blocking writers and never blocked by them
+// (docs/design.md, "Transactions and snapshots"; docs/format.md §1.4).
+//
+//   * Reader slots. Page 0 holds kSnapshotSlots SnapshotSlots after the LiveHeader. A snapshot claims a
+//     free slot with one CAS of its owner word ({start-time hash, generation, pid}), sets the slot's bit in
+//     LiveHeader::reserved[kSnapMask] and reads the version counter: that number is its instant.
+//   * Writers pay only while a bit is set. Every write of the root table runs in a VersionScope: one
+//     seq_cst store of the phase word (odd: a write in flight), one load of the mask. With the mask empty
+//     nothing else happens. With it set, the write bumps the version counter and first records the
+//     before-image of each key it changes -- {version, old encoded value or "absent"} appended to the key's
+//     chain in the *version table*, a HashTable of the same store whose cell is LiveHeader::
+//     reserved[kSnapCell] -- then writes in place as usual. O(1) per write (the chain holds at most one
+//     node per open snapshot generation: nodes no open snapshot can see are pruned, and a key is recorded
+//     once per generation).
+//   * The opening race. The opener sets its bit, reads the version V, then the phase: a write that is
+//     in flight then may have missed the bit, so the opener waits for that one write (a few stores, never
+//     user code) to leave its scope; every later write sees the bit. See snapshot.cpp for the argument.
+//   * Reads at V: the live value first, then the key's chain; the oldest node newer than V holds the value
+//     at V. A writer records before it stores, so a reader that saw the new word finds the before-image.
+//   * Reclaim. The first write that finds the mask empty frees the version table whole; with snapshots
+//     open, a write prunes the chain it touches. A slot whose owner process is gone (dead pid, or a pid
+//     reused by a process with another start time) is freed by the next snapshot to open (reclaim_dead).
+//
+// Thread/process safety: open/close/reads are lock-free and may run in any thread or process; the
+// VersionScope and record_* functions run under the store's write lock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "mmstore/containers/hash_table.hpp"
+#include "mmstore/containers/store.hpp"
+#include "mmstore/storage/header.hpp"
+
+namespace mmstore::containers {
+
+// One reader slot (page 0, offset kSnapshotSlotsOffset + 32 * i). All zero in a file that never had a
+// snapshot open, so such files are unchanged byte for byte.
+struct SnapshotSlot {
+    // {start-time hash (16 bits) << 48 | generation (16 bits) << 32 | pid}; pid 0: free, kReclaiming: being
+    // freed by reclaim_dead. Claimed and freed by CAS (the generation changes at each free).
+    std::uint64_t owner;
+    std::uint64_t version;  // the snapshot's instant; kOpening until the opener has read it
+    std::uint64_t tag;      // the owning handle's id: closing a handle frees its snapshots
+    std::uint64_t reserved; // 0
+};
+static_assert(sizeof(SnapshotSlot) == 32);
+inline constexpr std::uint64_t kSnapshotSlotsOffset = storage::kLiveHeaderOffset + sizeof(storage::LiveHeader);
+inline constexpr unsigned kSnapshotSlots = 64;  // one bit each in the mask word
+static_assert(kSnapshotSlotsOffset + kSnapshotSlots * sizeof(SnapshotSlot) <= storage::kPageSize);
+inline constexpr std::uint64_t kOpening = ~std::uint64_t{0};
+inline constexpr std::uint32_t kReclaiming = 0xFFFFFFFFu;
+// LiveHeader::reserved[] words (docs/format.md §1.4).
+inline constexpr int kSnapMask = 0;     // bit i: slot i is open (writers record)
+inline constexpr int kSnapPhase = 1;    // odd while a root-table write is in flight
+inline constexpr int kSnapVersion = 2;  // bumped by every write made while a snapshot is open
+inline constexpr int kSnapCell = 3;     // the version table's cell: its block offset, 0 when none
+inline constexpr std::uint64_t kSnapCellOffset =
+    storage::kLiveHeaderOffset + offsetof(storage::LiveHeader, reserved) + kSnapCell * sizeof(std::uint64_t);
+
+// RAII around one write of a store's root table (held under the write lock; nests).
+class VersionScope {
+public:
+    explicit VersionScope(Store& s);
+    ~VersionScope();
+    VersionScope(const VersionScope&) = delete;
+    VersionScope& operator=(const VersionScope&) = delete;
+    bool recording() const noexcept { return s_.snap_op.recording; }
+
+private:
+    Store& s_;
+};
+
+// Under the write lock, inside a recording VersionScope: appends the before-image of `key` (its current
+// encoded value, nullopt when absent) to the key's chain.
+void record_before(Store& s, std::string_view key, std::optional<std::string_view> old);
+// The same for the entry at `pos` of `t` (key and value read from the table).
+void record_entry(Store& s, const HashTable& t, std::uint64_t pos);
+
+// Open snapshots (lock-free). open_snapshot returns the slot index and sets `version`; throws Error
+// (kBusy) when every slot is taken.
+unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version);
+void close_snapshot(Store& s, unsigned slot) noexcept;
+// Frees every slot held by handle `tag` (its close()).
+void close_snapshots_of(Store& s, std::uint64_t tag) noexcept;
+// Whether handle `tag` of this process holds an open snapshot.
+bool has_snapshots_of(const Store& s, std::uint64_t tag) noexcept;
+// Frees slots whose owner process is gone.
+void reclaim_dead(Store& s) noexcept;
+// After an unclean shutdown, with no process attached: forgets every slot and the version table (its
+// blocks become unreachable and the arena rebuild that follows frees them).
+void reset_snapshots(Store& s) noexcept;
+// After a writer died holding the lock: ends its write's phase and rebuilds the version table's index.
+void recover_snapshots(Store& s);
+// Blocks of the version table, for reachability.
+void enumerate_versions(const Store& s, const alloc::Arena::Visit& visit);
+// Keys with a chain (for tests and stats: 0 once no snapshot is open and a write ran).
+std::uint64_t version_keys(const Store& s);
+
+// Lock-free reads at `version` of the root table `t` (which must be the store's root table).
+std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
+                                   std::uint64_t hash);
+// Every {encoded key, encoded value} at `version`, exactly once each (order unspecified).
+void items_at(const Store& s, const HashTable& t, std::uint64_t version,
+              const std::function<void(std::string&&, std::string&&)>& out);
+
+}  // namespace mmstore::containers

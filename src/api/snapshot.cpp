@@ -1,0 +1,72 @@
+// Dict::Snapshot (dict.hpp) over containers/snapshot.hpp.
+#include "mmstore/containers/snapshot.hpp"
+
+#include "mmstore/dict.hpp"
+
+namespace mmstore {
+
+namespace {
+// The id of a handle's store object, tagging its snapshots so that close() frees them.
+std::uint64_t handle_tag(const containers::Store* s) noexcept { return reinterpret_cast<std::uintptr_t>(s); }
+}  // namespace
+
+Dict::Snapshot Dict::snapshot() const {
+    check();
+    return Snapshot(*this);
+}
+
+Dict::Snapshot::Snapshot(const Dict& d) : store_(d.store_.get()), table_(d.table_.get()) {
+    slot_ = containers::open_snapshot(*store_, handle_tag(store_), version_);
+    open_ = true;
+}
+
+Dict::Snapshot::Snapshot(Snapshot&& o) noexcept
+    : store_(o.store_), table_(o.table_), slot_(o.slot_), version_(o.version_), open_(o.open_), items_(std::move(o.items_)) {
+    o.open_ = false;
+}
+
+Dict::Snapshot::~Snapshot() { close(); }
+
+bool Dict::Snapshot::is_open() const noexcept { return open_ && store_->is_open(); }
+
+void Dict::Snapshot::close() noexcept {
+    // A closed Dict freed its handle's slots already (Dict::close).
+    if (open_ && store_->is_open()) containers::close_snapshot(*store_, slot_);
+    open_ = false;
+    items_.reset();
+}
+
+void Dict::Snapshot::check() const {
+    if (!open_) throw_error(ErrorCode::kClosed, store_->path(), "the snapshot is closed");
+    store_->check_open();
+}
+
+std::optional<std::string> Dict::Snapshot::get_encoded(std::string_view key) const {
+    check();
+    return containers::read_at(*store_, *table_, version_, key, hash64(key.data(), key.size()));
+}
+
+std::optional<Value> Dict::Snapshot::get(const Value& key) const {
+    auto v = get_encoded(codec::encode(key));
+    if (!v) return std::nullopt;
+    return codec::decode(*v);
+}
+
+const std::vector<std::pair<std::string, std::string>>& Dict::Snapshot::items() const {
+    check();
+    if (!items_) {
+        std::vector<std::pair<std::string, std::string>> out;
+        containers::items_at(*store_, *table_, version_,
+                             [&](std::string&& k, std::string&& v) { out.emplace_back(std::move(k), std::move(v)); });
+        items_ = std::move(out);
+    }
+    return *items_;
+}
+
+std::uint64_t Dict::Snapshot::size() const { return items().size(); }
+
+void Dict::Snapshot::for_each(const std::function<void(std::string_view, std::string_view)>& f) const {
+    for (const auto& [k, v] : items()) f(k, v);
+}
+
+}  // namespace mmstore

@@ -1,0 +1,308 @@
+"""Snapshots (``with d.snapshot() as s:``): issue 11's "Snapshots are isolated" and the reclaim rules.
+
+* a hypothesis test against a dict model: random writes (inserts, overwrites, deletes, large values,
+  enough inserts to rebuild the table, update_many, clear, transactions) with snapshots opened and closed
+  among them; each open snapshot equals the model as copied when it opened, by every read of the mapping API;
+* real processes: a snapshot opened before another process's 10,000 changes (the table grows and is
+  rebuilt) sees none of them while it stays open, and iterating it gives exactly that instant's items;
+* a snapshot open before a writer is stopped with SIGSTOP keeps reading;
+* reclaim: the version records go with the first write after the last close, and after the process holding
+  a snapshot was SIGKILLed;
+* crash: a writer SIGKILLed at random instants while a snapshot is open leaves the store openable, verify()
+  passing, and the snapshot unchanged.
+
+Timeouts guard against hangs only; nothing here measures speed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mmstore
+from mmstore import _core
+
+HANG = 120
+
+_CHILD_ENV = dict(os.environ)
+_CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
+    p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
+    if p
+)
+
+
+def _start(script, *args):
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=_CHILD_ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _check(s, model):
+    assert len(s) == len(model)
+    assert dict(s.items()) == model
+    assert sorted(s, key=repr) == sorted(model, key=repr)
+    assert sorted(s.keys(), key=repr) == sorted(model, key=repr)
+    assert sorted(s.values(), key=repr) == sorted(model.values(), key=repr)
+    for k, v in model.items():
+        assert k in s
+        assert s[k] == v
+        assert s.get(k) == v
+
+
+# -- against a model -------------------------------------------------------------------------------------------
+
+_key = st.one_of(st.integers(0, 30), st.text(max_size=2))
+_value = st.one_of(st.integers(), st.text(max_size=12), st.binary(min_size=5_000, max_size=6_000), st.none())
+_op = st.one_of(
+    st.tuples(st.just("set"), _key, _value),
+    st.tuples(st.just("del"), _key, st.none()),
+    st.tuples(st.just("grow"), st.integers(50, 300), st.none()),
+    st.tuples(st.just("update_many"), st.dictionaries(_key, _value, max_size=5), st.none()),
+    st.tuples(st.just("txn"), st.dictionaries(_key, _value, max_size=5), _key),
+    st.tuples(st.just("clear"), st.none(), st.none()),
+    st.tuples(st.just("open"), st.none(), st.none()),
+    st.tuples(st.just("close"), st.integers(0, 3), st.none()),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(start=st.dictionaries(_key, _value, max_size=20), ops=st.lists(_op, max_size=14))
+def test_snapshot_equals_the_model_copied_at_open(tmp_path, start, ops):
+    path = tmp_path / f"m{uuid.uuid4().hex}.mms"
+    with mmstore.Dict(path) as d:
+        d.update(start)
+        model = dict(start)
+        snaps = []  # (snapshot, model at open)
+        try:
+            for kind, a, b in ops:
+                if kind == "set":
+                    d[a] = b
+                    model[a] = b
+                elif kind == "del":
+                    if a in model:
+                        del d[a]
+                        del model[a]
+                elif kind == "grow":
+                    for i in range(a):
+                        d[f"g{i}"] = i
+                        model[f"g{i}"] = i
+                elif kind == "update_many":
+                    d.update_many(a)
+                    model.update(a)
+                elif kind == "txn":
+                    with d.transaction() as t:
+                        for k, v in a.items():
+                            t[k] = v
+                        if b in t:
+                            del t[b]
+                    model.update(a)
+                    model.pop(b, None)
+                elif kind == "clear":
+                    d.clear()
+                    model.clear()
+                elif kind == "open":
+                    s = d.snapshot()
+                    s.__enter__()
+                    snaps.append((s, dict(model)))
+                elif kind == "close" and snaps:
+                    s, seen = snaps.pop(a % len(snaps))
+                    _check(s, seen)
+                    s.__exit__(None, None, None)
+                for s, seen in snaps:
+                    _check(s, seen)
+        finally:
+            for s, _ in snaps:
+                s.__exit__(None, None, None)
+        d["after"] = 1  # the first write after the last close frees the records
+        assert _core._snapshot_version_keys(d) == 0
+        d.verify()
+
+
+def test_snapshot_api(tmp_path):
+    with mmstore.Dict(tmp_path / "a.mms") as d:
+        d.update({"a": 1, "b": "x" * 100})
+        s = d.snapshot()
+        with pytest.raises(RuntimeError):
+            s["a"]
+        with s:
+            d["a"] = 2
+            del d["b"]
+            d["c"] = 3
+            assert s["a"] == 1 and s["b"] == "x" * 100
+            with pytest.raises(KeyError):
+                s["c"]
+            assert s.get("c", "dflt") == "dflt"
+            assert "c" not in s and "b" in s
+            assert s == {"a": 1, "b": "x" * 100}
+            assert isinstance(s, mmstore.Snapshot)
+            assert s.version >= 0
+        with pytest.raises(mmstore.ClosedError):
+            s["a"]
+        assert dict(d.items()) == {"a": 2, "c": 3}
+        with d.snapshot() as s2:
+            with pytest.raises(mmstore.StoreLockedError):
+                d.compact()  # it would replace the store the snapshot reads
+            assert s2["a"] == 2
+            d.close()
+            with pytest.raises(mmstore.ClosedError):
+                s2["a"]
+
+
+def test_shared_dict_snapshot():
+    d = mmstore.SharedDict()
+    try:
+        d.update({i: i for i in range(100)})
+        with d.snapshot() as s:
+            for i in range(100):
+                d[i] = -i
+            d.update_many({i: 0 for i in range(100, 2000)})
+            _check(s, {i: i for i in range(100)})
+    finally:
+        d.close()
+        d.unlink()
+
+
+# -- real processes --------------------------------------------------------------------------------------------
+
+_WRITER = r"""
+import sys, mmstore
+d = mmstore.Dict(sys.argv[1])
+print("ready", flush=True)
+n = int(sys.argv[2])
+for i in range(n):
+    r = i % 4
+    if r == 0:
+        d[f"new{i}"] = i                     # inserts: the table grows and is rebuilt
+    elif r == 1:
+        d[f"k{i % 1000}"] = "w" * (i % 50)   # overwrites, some as records
+    elif r == 2:
+        d.pop(f"k{(i * 7) % 1000}", None)     # deletes
+    else:
+        with d.transaction() as t:
+            t[f"k{(i * 3) % 1000}"] = -i
+            t[f"t{i}"] = i
+print("done", flush=True)
+if len(sys.argv) > 3:
+    import time
+    time.sleep(600)
+"""
+
+
+def test_snapshot_sees_none_of_another_processes_10000_changes(tmp_path):
+    path = tmp_path / "iso.mms"
+    with mmstore.Dict(path) as d:
+        model = {f"k{i}": i for i in range(1000)}
+        d.update(model)
+        cap0 = d.stats()["capacity"] if isinstance(d.stats(), dict) else None
+        with d.snapshot() as s:
+            w = _start(_WRITER, path, 10_000)
+            try:
+                assert w.stdout.readline().strip() == "ready"
+                rounds = 0
+                while w.poll() is None or rounds == 0:  # read all through the writer's run, at least once
+                    for k in random.sample(sorted(model), 50):
+                        assert s[k] == model[k]
+                    assert "new0" not in s
+                    rounds += 1
+                w.wait(timeout=HANG)
+                assert w.returncode == 0, w.stderr.read()
+                _check(s, model)  # iteration: exactly the instant's items
+            finally:
+                if w.poll() is None:
+                    w.kill()
+                w.wait()
+        assert d["new9996"] == 9996 and len(d) != len(model)
+        if cap0 is not None:
+            assert d.stats()["capacity"] > cap0
+        d.verify()
+
+
+def test_a_stopped_writer_does_not_stop_an_open_snapshot(tmp_path):
+    path = tmp_path / "stop.mms"
+    with mmstore.Dict(path) as d:
+        d.update({i: i for i in range(200)})
+        with d.snapshot() as s:
+            w = _start(_WRITER.replace('print("done", flush=True)', ""), path, 10**9)
+            try:
+                assert w.stdout.readline().strip() == "ready"
+                while _core._snapshot_version_keys(d) == 0:  # until the writer changed something
+                    pass
+                os.kill(w.pid, signal.SIGSTOP)
+                _check(s, {i: i for i in range(200)})
+            finally:
+                w.kill()
+                w.wait()
+
+
+_HOLDER = r"""
+import sys, time, mmstore
+d = mmstore.Dict(sys.argv[1])
+s = d.snapshot()
+s.__enter__()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_records_are_freed_after_close_and_after_a_killed_holder(tmp_path):
+    path = tmp_path / "rec.mms"
+    with mmstore.Dict(path) as d:
+        d.update({i: i for i in range(100)})
+        with d.snapshot() as s:
+            for i in range(50):
+                d[i] = -i
+            assert _core._snapshot_version_keys(d) == 50
+            assert s[7] == 7
+        d[0] = 0
+        assert _core._snapshot_version_keys(d) == 0
+
+        h = _start(_HOLDER, path)
+        try:
+            assert h.stdout.readline().strip() == "ready"
+            for i in range(20):
+                d[i] = i * 10
+            assert _core._snapshot_version_keys(d) == 20  # kept for the holder
+        finally:
+            h.send_signal(signal.SIGKILL)
+            h.wait()
+        with d.snapshot():  # opening frees the dead holder's slot
+            pass
+        d[1] = 1
+        assert _core._snapshot_version_keys(d) == 0
+        d.verify()
+
+
+def test_writer_killed_while_a_snapshot_is_open(tmp_path):
+    path = tmp_path / "crash.mms"
+    rng = random.Random(11)
+    with mmstore.Dict(path) as d:
+        model = {f"k{i}": i for i in range(1000)}
+        d.update(model)
+        with d.snapshot() as s:
+            kills = 0
+            while kills < 3:
+                w = _start(_WRITER, path, 10**9)
+                assert w.stdout.readline().strip() == "ready"
+                before = _core._snapshot_version_keys(d)
+                # Kill at a random moment after the writer changed something.
+                while _core._snapshot_version_keys(d) <= before + rng.randrange(1, 200):
+                    if w.poll() is not None:
+                        break
+                w.send_signal(signal.SIGKILL)
+                w.wait()
+                kills += 1
+                d["probe"] = kills  # the next writer recovers the dead writer's lock
+                d.verify()
+                for k in rng.sample(sorted(model), 100):
+                    assert s[k] == model[k]
+            _check(s, model)
+    with mmstore.Dict(path) as d:
+        d.verify()
+        assert d["probe"] == 3
