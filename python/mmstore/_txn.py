@@ -44,7 +44,20 @@ class Transaction(_core._Transaction):
     def copy(self) -> dict:
         return dict(self.items())
 
-    pop = MutableMapping.pop
+    def pop(self, key: Any, *default: Any) -> Any:
+        """Removes ``key`` and returns its value; ``default`` (if given) when it is absent, else KeyError.
+        (``MutableMapping.pop`` cannot be borrowed: its private marker is name-mangled to the ABC.)"""
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        try:
+            value = self[key]
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+        del self[key]
+        return value
+
     popitem = MutableMapping.popitem
     setdefault = MutableMapping.setdefault
     update = MutableMapping.update

@@ -146,6 +146,24 @@ def test_file_dict_transaction_and_rollback(tmp_path):
         assert dict(d.items()) == {"a": "x" * 10_000, "c": 3}
 
 
+def test_transaction_pop_setdefault_popitem_behave_like_dict(tmp_path):
+    with mmstore.Dict(tmp_path / "d.mms") as d:
+        d.update({"a": 1, "b": 2})
+        model = {"a": 1, "b": 2}
+        with d.transaction() as t:
+            assert t.pop("a") == model.pop("a")
+            assert t.pop("missing", "dflt") == model.pop("missing", "dflt")
+            assert t.pop("missing", None) is None
+            with pytest.raises(KeyError):
+                t.pop("missing")
+            with pytest.raises(TypeError):
+                t.pop("b", 1, 2)
+            assert t.setdefault("c", 3) == model.setdefault("c", 3)
+            assert t.setdefault("c", 4) == model.setdefault("c", 4)
+            assert dict(t.items()) == model
+        assert dict(d.items()) == model
+
+
 def test_transaction_holds_the_lock_and_readers_are_not_blocked():
     d = mmstore.SharedDict()
     try:
