@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev liblmdb-dev cmake g++ python3-venv)
 DEB_PACKAGES+=(ccache)  # compiles each C++ file once for the five wheels of scripts/build-wheels.sh
 DEB_PACKAGES+=(clang libclang-rt-14-dev)  # libFuzzer and its sanitizer runtimes (scripts/fuzz.sh; Debian 12's clang 14)
+DEB_PACKAGES+=(chromium)  # headless check that the docs site's start page and charts load (scripts/docs.sh --browser)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")  # (only the answer is hidden: installed or not)
