@@ -9,6 +9,7 @@
   with ``==``).
 * Under ``scripts/sanitize.sh python`` (``MMSTORE_UNDER_ASAN=1``: the extension is built with ASan and
   UBSan) the tests of ``_ASAN_SKIPS`` skip, each with its reason.
+* ``CHILD_ENV``: the environment for child Python processes, with the mmstore under test on their path.
 * Hypothesis profile ``ci`` (scripts/test.sh selects it): derandomized, so the suite CI runs is the same
   every time -- the advice of Hypothesis' documentation for CI. Run pytest without it to explore new
   examples locally (``--hypothesis-seed`` reproduces one).
@@ -26,6 +27,16 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+
+import mmstore  # noqa: E402
+
+# The environment for child Python processes (``subprocess`` with ``sys.executable``): the mmstore under
+# test first on their path, whether it is installed or found through PYTHONPATH.
+CHILD_ENV = dict(os.environ)
+CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
+    p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
+    if p
+)
 
 # Tests that cannot run against an ASan build of the extension, and why. ASan keeps shadow memory (1/8 of
 # what a process maps and touches) and a quarantine of freed blocks, so RSS says nothing about mmstore there.

@@ -25,15 +25,11 @@ import uuid
 import pytest
 
 import mmstore
+from conftest import CHILD_ENV
 from mmstore.compat.ultradict import UltraDict
 
 HANG = 120  # seconds; only a hang gets near it
 
-_CHILD_ENV = dict(os.environ)
-_CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
-    if p
-)
 
 
 def _unique_name() -> str:
@@ -72,7 +68,7 @@ def opened():
 def _other_repl(code: str, *args: str) -> str:
     """Runs ``code`` in another interpreter (UltraDict's "another Python REPL"); returns its stdout."""
     out = subprocess.run([sys.executable, "-c", "from mmstore.compat.ultradict import UltraDict\n" + code, *args],
-                         capture_output=True, text=True, env=_CHILD_ENV, timeout=HANG, check=False)
+                         capture_output=True, text=True, env=CHILD_ENV, timeout=HANG, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -297,7 +293,7 @@ while True:
 
 def _start_holder(name, d):
     p = subprocess.Popen([sys.executable, "-c", HOLD, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=_CHILD_ENV)
+                         text=True, env=CHILD_ENV)
     deadline = time.monotonic() + 60
     while d.get("holder") != p.pid:
         if p.poll() is not None or time.monotonic() > deadline:
@@ -361,7 +357,7 @@ def test_independent_processes_attaching_by_name_lose_no_increment(names, opened
     d = UltraDict({"counter": 0}, name=name, shared_lock=True)
     opened(d)
     procs = [subprocess.Popen([sys.executable, "-c", COUNT, name, "10000"], stderr=subprocess.PIPE, text=True,
-                              env=_CHILD_ENV) for _ in range(2)]
+                              env=CHILD_ENV) for _ in range(2)]
     try:
         for p in procs:
             _, err = p.communicate(timeout=HANG)

@@ -41,6 +41,7 @@ import uuid
 import pytest
 
 import mmstore
+from conftest import CHILD_ENV
 
 SharedDict = mmstore.SharedDict
 
@@ -48,11 +49,6 @@ HANG = 600  # seconds: upper bound for any child; only a hang (a bug) gets near 
 # load 22 on 2 cores a child of the growth test took over 120 s)
 
 # Children import the very mmstore this test imported (source tree or installed package).
-_CHILD_ENV = dict(os.environ)
-_CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
-    if p
-)
 
 
 def _unique_name() -> str:
@@ -106,7 +102,7 @@ class _Children:
 
     def start(self, script: str, *args) -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-c", _PRELUDE + script, *map(str, args)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=_CHILD_ENV)
+                             stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
         self.procs.append(p)
         return p
 
@@ -687,7 +683,7 @@ def test_segment_left_by_an_exited_creator_is_listed_and_unlinked_by_name(shm_na
               "d['a'] = 1\n"
               "d.close()\n"
               "print(os.getpid())\n")
-    out = subprocess.run([sys.executable, "-c", script, shm_name], capture_output=True, text=True, env=_CHILD_ENV,
+    out = subprocess.run([sys.executable, "-c", script, shm_name], capture_output=True, text=True, env=CHILD_ENV,
                          timeout=HANG, check=False)
     assert out.returncode == 0, out.stderr
     entry = _listed(shm_name)

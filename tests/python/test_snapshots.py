@@ -28,19 +28,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mmstore
+from conftest import CHILD_ENV
 from mmstore import _core
 
 HANG = 120
 
-_CHILD_ENV = dict(os.environ)
-_CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
-    if p
-)
 
 
 def _start(script, *args):
-    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=_CHILD_ENV,
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=CHILD_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

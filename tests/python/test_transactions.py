@@ -30,14 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mmstore
+from conftest import CHILD_ENV
 
 HANG = 120
 
-_CHILD_ENV = dict(os.environ)
-_CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
-    if p
-)
 
 
 def _plain(v):
@@ -171,7 +167,7 @@ def test_transaction_holds_the_lock_and_readers_are_not_blocked():
         reader = subprocess.Popen(
             [sys.executable, "-c", "import mmstore, sys; d = mmstore.SharedDict(sys.argv[1], create=False); "
              "print(d['n'], d.get_many(['n'])[0]); d.lock.acquire(block=False)", d.name],
-            env=_CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with d.transaction() as t:
             t["n"] = 2
             out, err = reader.communicate(timeout=HANG)
@@ -240,7 +236,7 @@ print(checks, bad, flush=True)
 
 
 def _start(script, *args):
-    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=_CHILD_ENV,
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=CHILD_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -384,7 +380,7 @@ def test_an_abandoned_transaction_rolls_back_and_releases_the_lock():
         assert dict(d.items()) == {"b": 2}
         out = subprocess.run([sys.executable, "-c", "import mmstore, sys; d = mmstore.SharedDict(sys.argv[1], create=False); "
                               "print(d.lock.acquire(block=False))", d.name],
-                             env=_CHILD_ENV, capture_output=True, text=True, timeout=HANG)
+                             env=CHILD_ENV, capture_output=True, text=True, timeout=HANG)
         assert out.stdout.split() == ["True"], out.stderr
     finally:
         d.close()
