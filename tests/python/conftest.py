@@ -31,8 +31,9 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 import mmstore  # noqa: E402
 
 # The environment for child Python processes (``subprocess`` with ``sys.executable``): the mmstore under
-# test first on their path, whether it is installed or found through PYTHONPATH.
-CHILD_ENV = dict(os.environ)
+# test first on their path, whether it is installed or found through PYTHONPATH; a child that crashes
+# (SIGSEGV, SIGBUS, abort) prints its Python traceback on stderr, which the tests show when it exits.
+CHILD_ENV = dict(os.environ, PYTHONFAULTHANDLER="1")
 CHILD_ENV["PYTHONPATH"] = os.pathsep.join(
     p for p in (os.path.dirname(os.path.dirname(os.path.abspath(mmstore.__file__))), os.environ.get("PYTHONPATH"))
     if p
