@@ -245,13 +245,14 @@ std::string_view Store::view_record(std::uint64_t w) const {
     const std::uint64_t off = record_offset(w);
     if (!is_record_word(w) || off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader)))
         throw_corrupt("record word 0x" + hex64(w) + " is not a record in bounds");
-    const auto* rec = region_.at<const RecordHeader>(off);
-    if (!region_.in_bounds(off + sizeof(RecordHeader), rec->len))
-        throw_corrupt("record at offset " + std::to_string(off) + " has length " + std::to_string(rec->len) + " past the end");
+    const RecordHeader rec = load_record_header(off);
+    if (!region_.in_bounds(off + sizeof(RecordHeader), rec.len))
+        throw_corrupt("record at offset " + std::to_string(off) + " has length " + std::to_string(rec.len) + " past the end");
+    const char* data = region_.at<const char>(off + sizeof(RecordHeader));
     // Every record is checked on read (an XXH3 pass, ~100 ns per 4 KiB) unless the handle opted out.
-    if (verify_ && static_cast<std::uint32_t>(hash64(rec + 1, rec->len)) != rec->check)
+    if (verify_ && static_cast<std::uint32_t>(hash64(data, rec.len)) != rec.check)
         throw_corrupt("record at offset " + std::to_string(off) + " fails its checksum");
-    return {reinterpret_cast<const char*>(rec + 1), rec->len};
+    return {data, rec.len};
 }
 
 bool Store::word_ok(std::uint64_t word) const noexcept {
@@ -260,16 +261,16 @@ bool Store::word_ok(std::uint64_t word) const noexcept {
     if (!is_record_word(word)) return false;
     const std::uint64_t off = record_offset(word);
     if (off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader))) return false;
-    const auto* rec = region_.at<const RecordHeader>(off);
-    if (!region_.in_bounds(off + sizeof(RecordHeader), rec->len)) return false;
-    return static_cast<std::uint32_t>(hash64(rec + 1, rec->len)) == rec->check;
+    const RecordHeader rec = load_record_header(off);
+    if (!region_.in_bounds(off + sizeof(RecordHeader), rec.len)) return false;
+    return static_cast<std::uint32_t>(hash64(region_.at<const char>(off + sizeof(RecordHeader)), rec.len)) == rec.check;
 }
 
 bool Store::word_block(std::uint64_t word, std::uint64_t& off, std::uint64_t& bytes) const noexcept {
     if (is_inline(word) || word == kTombWord || !word_intact(word) || !is_record_word(word)) return false;
     off = record_offset(word);
     if (off % 16 != 0 || !region_.in_bounds(off, sizeof(RecordHeader))) return false;
-    bytes = sizeof(RecordHeader) + region_.at<const RecordHeader>(off)->len;
+    bytes = sizeof(RecordHeader) + load_record_header(off).len;
     return region_.in_bounds(off, bytes);
 }
 

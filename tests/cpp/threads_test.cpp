@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "mmstore/codec/value.hpp"
+#include "mmstore/containers/hash_table.hpp"
 #include "mmstore/dict.hpp"
 #include "mmstore/list.hpp"
 #include "mmstore/records.hpp"
@@ -243,6 +245,56 @@ TEST(RecordThreads, ReaderThreadsShareOneArrayAndMappingWhileTheirFilesAreRebuil
     EXPECT_TRUE(record_is(mmstore::RecordArray::open(array_path).at(5), 5, 3));
     const mmstore::Mapping fresh = mmstore::Mapping::open(map_path);
     EXPECT_TRUE(record_is(fresh.value(fresh.find(Value::integer(5)).first), 5, 3));
+}
+
+// A lock-free reader may check a record while a writer frees its block: the block's first word then becomes a
+// free-list link, whose low half, read as the record's length, points far past the mapping. Store reads a
+// record header once (load_record_header) and uses only that copy: a length read a second time could differ
+// from the one it bounds-checked, and hashing or copying that many bytes faulted (a SharedDict reader died
+// with SIGSEGV once in CI). Here a thread flips the header between the real one and such a link as fast as it
+// can, while this thread checks the record: every check returns the record as it is or raises FormatError.
+TEST(RecordReadThreads, ARecordHeaderChangingUnderAReaderIsReadOnce) {
+    mmstore_test::TempDir dir;
+    mmstore::Dict d(dir.file("header.mms"));
+    const std::string text(3000, 'r');
+    d.set(Value::str("k"), Value::str(text));
+    auto& store = d.store();
+    const std::uint64_t pos = d.table().find(mmstore::codec::encode(Value::str("k")));
+    ASSERT_NE(pos, mmstore::containers::kNotFound);
+    const std::uint64_t w = *d.table().value_word_ptr(pos);
+    ASSERT_FALSE(mmstore::containers::is_inline(w));
+    auto* header = store.region().at<std::uint64_t>(mmstore::containers::record_offset(w));
+    const std::uint64_t real = __atomic_load_n(header, __ATOMIC_RELAXED);
+    const std::uint64_t link = 0x7FFFFFF0;  // a free-list link: 2 GiB as a length, check 0
+    ASSERT_GT(link, store.region().size());
+    const std::string expected(store.view_record(w));
+
+    std::atomic<bool> stop{false};
+    std::thread flipper([&] {
+        while (!stop.load(std::memory_order_relaxed)) {
+            __atomic_store_n(header, link, __ATOMIC_RELAXED);
+            __atomic_store_n(header, real, __ATOMIC_RELAXED);
+        }
+    });
+    long intact = 0, raised = 0, wrong = 0;
+    for (long i = 0; i < 20'000'000 && (i < 200'000 || intact < 1000 || raised < 1000); ++i) {
+        try {
+            const std::string_view v = store.view_record(w);
+            if (v.size() == expected.size() && v == expected) ++intact;
+            else ++wrong;
+        } catch (const mmstore::FormatError&) {
+            ++raised;
+        }
+        if (store.word_ok(w)) ++intact;
+    }
+    stop = true;
+    flipper.join();
+    __atomic_store_n(header, real, __ATOMIC_RELAXED);
+    EXPECT_EQ(wrong, 0);
+    EXPECT_GE(intact, 1000);
+    EXPECT_GE(raised, 1000) << "the reader never saw the link (the race was not exercised)";
+    const auto got = d.get(Value::str("k"));
+    EXPECT_TRUE(got && *got == Value::str(text));
 }
 
 }  // namespace

@@ -163,16 +163,23 @@ public:
         return view_record(w);
     }
     std::string_view view_record(std::uint64_t w) const;
+    // The header of the record at `off` (bounds-checked by the caller), read with one 8-byte load. A
+    // lock-free reader must use this copy, never the mapped fields again: a writer may free the block
+    // meanwhile, and a freed block's first word becomes a free-list link, so a length read twice can
+    // differ from the one that was bounds-checked (a read past the mapping: SIGSEGV).
+    RecordHeader load_record_header(std::uint64_t off) const noexcept {
+        const std::uint64_t raw = __atomic_load_n(region_.at<const std::uint64_t>(off), __ATOMIC_RELAXED);
+        return {static_cast<std::uint32_t>(raw), static_cast<std::uint32_t>(raw >> 32)};
+    }
     // Payload of a record word with bounds checks only (for key comparison; a bad record compares unequal).
     // Inline: it runs on every lookup of a key too long to be inline.
     std::string_view record_unchecked(std::uint64_t w) const noexcept {
         if (!is_record_word(w)) return {};
         const std::uint64_t off = record_offset(w);
         if (!region_.in_bounds(off, sizeof(RecordHeader))) [[unlikely]] return {};
-        const auto* rec = region_.at<const RecordHeader>(off);
-        const std::uint32_t len = rec->len;
+        const std::uint32_t len = load_record_header(off).len;
         if (!region_.in_bounds(off + sizeof(RecordHeader), len)) [[unlikely]] return {};
-        return {reinterpret_cast<const char*>(rec + 1), len};
+        return {region_.at<const char>(off + sizeof(RecordHeader)), len};
     }
     // True when the word passes its check byte and is inline (of a valid shape) or a record that passes
     // bounds and checksum. Used by verify() and repair, whatever OpenOptions::verify says.
