@@ -75,12 +75,17 @@ inline void update_check(Group& g, unsigned lane, std::uint8_t old_ctrl, std::ui
 
 inline void seal(Group& g) noexcept { __atomic_store_n(&g.check, group_check(g), __ATOMIC_RELEASE); }
 
-void init_groups(Group* g, std::uint64_t capacity) noexcept {
+Group empty_group() noexcept {
     Group empty;
     std::memset(empty.ctrl, kCtrlEmpty, kLanes);
     std::memset(empty.index, 0, sizeof empty.index);
     empty.check = 0;
     seal(empty);
+    return empty;
+}
+
+void init_groups(Group* g, std::uint64_t capacity) noexcept {
+    const Group empty = empty_group();
     for (std::uint64_t i = 0; i < capacity / kGroup; ++i) std::memcpy(&g[i], &empty, sizeof empty);
 }
 
@@ -117,10 +122,14 @@ std::uint64_t HashTable::build(std::uint64_t capacity, std::uint64_t replaces) {
     h->entries_cap = entries_cap_of(capacity);
     h->checksum = header_checksum(h);
     seal_counters(h);
-    init_groups(reinterpret_cast<Group*>(h + 1), capacity);
+    // Region::fill: a large table's fresh pages are written whole with pwrite, not faulted in zeroed.
+    const Group empty = empty_group();
+    const std::uint64_t groups_off = off + sizeof(TableHeader);
+    store_->region().fill(groups_off, capacity / kGroup * sizeof(Group), &empty, sizeof empty);
     // Entries not yet written are zero (an invalid word), never what the block held before: after a power
     // loss, `used` may have reached the disk before the entries it counts (repair drops zero entries).
-    std::memset(reinterpret_cast<Group*>(h + 1) + capacity / kGroup, 0, 16 * entries_cap_of(capacity));
+    const std::uint8_t zero = 0;
+    store_->region().fill(groups_off + capacity / kGroup * sizeof(Group), 16 * entries_cap_of(capacity), &zero, 1);
     return off;
 }
 

@@ -21,8 +21,10 @@ std::uint64_t Sequence::build(std::uint64_t capacity) {
     h->checksum = header_checksum(h);
     seal_counters(h);
     // Unwritten elements are zero (for a List, an invalid word), never what the block held before: after a
-    // power loss, `count` may reach the disk before the elements it counts.
-    std::memset(h + 1, 0, capacity * elem_size_);
+    // power loss, `count` may reach the disk before the elements it counts. (Region::fill: a large block's
+    // fresh pages are written whole with pwrite, not faulted in zeroed.)
+    const std::uint8_t zero = 0;
+    store_->region().fill(off + sizeof(SequenceHeader), capacity * elem_size_, &zero, 1);
     return off;
 }
 

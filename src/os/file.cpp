@@ -363,6 +363,14 @@ void File::pwrite_all(const void* buf, std::size_t len, std::uint64_t offset) {
     }
 }
 
+bool File::try_pwrite(const void* buf, std::size_t len, std::uint64_t offset) noexcept {
+    ssize_t w;
+    do {
+        w = ::pwrite(fd_, buf, len, static_cast<off_t>(offset));
+    } while (w < 0 && errno == EINTR);
+    return w == static_cast<ssize_t>(len);
+}
+
 bool File::range_lock(std::uint64_t at, LockMode mode, bool wait) {
     struct flock fl{};
     fl.l_type = static_cast<short>(mode == LockMode::kExclusive ? F_WRLCK : F_RDLCK);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "mmstore/error.hpp"
 #include "mmstore/storage/checksum.hpp"
@@ -398,6 +399,40 @@ void Region::grow(std::uint64_t min_size) {
     map_range(mapped_, target);
     set_mapped(target);
     __atomic_store_n(&live().file_size, target, __ATOMIC_RELEASE);  // publish: one 8-byte store
+}
+
+void Region::fill(std::uint64_t offset, std::uint64_t len, const void* pattern, std::size_t pattern_len) noexcept {
+    const auto* pat = static_cast<const std::uint8_t*>(pattern);
+    auto through_mapping = [&](std::uint64_t from, std::uint64_t to) {
+        for (std::uint64_t a = from; a < to; ++a) base_[a] = pat[(a - offset) % pattern_len];
+    };
+    constexpr std::uint64_t kChunk = std::uint64_t{1} << 20;  // pwrite buffer; also the smallest range worth it
+    const std::uint64_t first = round_up(offset, kPageSize);
+    const std::uint64_t last = (offset + len) / kPageSize * kPageSize;
+    if (last < first + kChunk) {
+        if (pattern_len == 1) std::memset(base_ + offset, pat[0], len);
+        else for (std::uint64_t a = 0; a < len; a += pattern_len) std::memcpy(base_ + offset + a, pat, std::min<std::uint64_t>(pattern_len, len - a));
+        return;
+    }
+    through_mapping(offset, first);
+    // The buffer starts at a page boundary, which is a whole number of patterns from `first`'s phase.
+    std::vector<std::uint8_t> buf;
+    try {
+        buf.resize(kChunk);
+    } catch (...) {
+        through_mapping(first, offset + len);
+        return;
+    }
+    for (std::uint64_t i = 0; i < kChunk; ++i) buf[i] = pat[(first - offset + i) % pattern_len];
+    for (std::uint64_t at = first; at < last;) {
+        const std::uint64_t n = std::min(kChunk, last - at);
+        if (!file_.try_pwrite(buf.data(), n, at)) {  // cannot happen on reserved blocks; stay correct anyway
+            through_mapping(at, last);
+            break;
+        }
+        at += n;
+    }
+    through_mapping(last, offset + len);
 }
 
 void Region::shrink(std::uint64_t new_size) {

@@ -64,6 +64,9 @@ public:
     std::size_t pread(void* buf, std::size_t len, std::uint64_t offset) const;
     // Writes all of [buf, buf+len) at `offset` (retrying short writes and EINTR); kDiskFull on ENOSPC.
     void pwrite_all(const void* buf, std::size_t len, std::uint64_t offset);
+    // One pwrite of [buf, buf+len) at `offset`; false unless all of it was written. For optional fast paths
+    // that fall back to another way of writing (no fault injection, no exception).
+    bool try_pwrite(const void* buf, std::size_t len, std::uint64_t offset) noexcept;
 
     // Open-file-description record locks (fcntl F_OFD_SETLK[W]) on the single byte at `at`, which may lie
     // past the end of the file. Independent per open file description (so two handles in one process

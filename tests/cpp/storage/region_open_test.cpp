@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mmstore/containers/store.hpp"
 #include "mmstore/dict.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/os/file.hpp"
@@ -294,6 +295,41 @@ TEST_F(RegionOpenTest, KillBetweenOpenAndFirstWriteLeavesTheStoreWhole) {
     mmstore::Dict again(path_);
     EXPECT_NO_THROW(again.verify());
     EXPECT_EQ(again.get("new"), std::optional<std::string_view>("v"));
+}
+
+// Region::fill writes fresh arena blocks (table and List blocks) with pwrite for their page-aligned middle
+// and through the mapping at the unaligned edges: the mapping must read the repeated pattern at every byte,
+// in phase with the start, and nothing outside the range may change.
+TEST_F(RegionOpenTest, FillRepeatsThePatternOverTheRangeAndNothingElse) {
+    mmstore::Dict d(path_);
+    auto& store = d.store();
+    mmstore::containers::Store::WriteGuard g(store);
+    auto& region = store.region();
+    std::uint8_t pattern[64];
+    for (int i = 0; i < 64; ++i) pattern[i] = static_cast<std::uint8_t>(i * 7 + 1);
+    // Large (the pwrite path, 3 page-unaligned edges) and small (through the mapping only) ranges.
+    for (const std::uint64_t len : {std::uint64_t{3} << 20, std::uint64_t{5000}}) {
+        const std::uint64_t block = len + 4096;
+        const std::uint64_t off = store.arena().allocate(block);
+        std::memset(region.at<std::uint8_t>(off), 0x55, block);
+        const std::uint64_t from = off + 48, n = len + 16;  // starts 48 bytes into the block: not page-aligned
+        for (const std::size_t plen : {std::size_t{64}, std::size_t{1}}) {
+            region.fill(from, n, pattern, plen);
+            const auto* b = region.at<const std::uint8_t>(0);
+            std::uint64_t bad = 0;
+            for (std::uint64_t a = off; a < off + block; ++a) {
+                const bool inside = a >= from && a < from + n;
+                bad += b[a] != (inside ? pattern[(a - from) % plen] : 0x55);
+            }
+            EXPECT_EQ(bad, 0u) << "len " << len << ", pattern of " << plen;
+            std::vector<std::uint8_t> file(n);  // the file holds what the mapping shows (one page cache)
+            std::ifstream in(path_, std::ios::binary);
+            in.seekg(static_cast<std::streamoff>(from));
+            in.read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(n));
+            EXPECT_EQ(std::memcmp(file.data(), b + from, n), 0);
+        }
+        store.arena().free(off, block);
+    }
 }
 
 }  // namespace
