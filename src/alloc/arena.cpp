@@ -83,16 +83,15 @@ void Arena::free_range(std::uint64_t offset, std::uint64_t size) noexcept {
     }
 }
 
-std::uint64_t Arena::take_from_top(std::uint64_t size, std::uint64_t untouched) {
+std::uint64_t Arena::take_from_top(std::uint64_t size) {
     ArenaState& s = state();
     const std::uint64_t off = s.top;
     if (off + size > region_->size()) region_->grow(off + size);
     else region_->reserve_blocks(off, size);  // space below the file end may have been punched when freed
     s.top = off + size;  // publish
-    // Fresh pages are about to be written whole (tables, chunks): pre-fault them in one call, which costs a
-    // fraction of one page fault per page. The first `untouched` bytes are a gap the caller frees at once.
-    if (size - untouched >= kChunkSize)
-        os::advise_populate_write(region_->at<std::uint8_t>(off + untouched), size - untouched);
+    // Fresh pages are not pre-faulted (MADV_POPULATE_WRITE, until 2026-12): on ext4 it faults them through
+    // readahead one range at a time and was slower than the first writes it replaced -- a 25M-key Dict
+    // insert loop took 17% less time without it, 2M keys the same (docs/design.md, "Growth").
     return off;
 }
 
@@ -192,7 +191,7 @@ std::uint64_t Arena::allocate_replacement(std::uint64_t bytes, std::uint64_t old
     ArenaState& s = state();
     const std::uint64_t run = free_run_below(old_offset);
     const std::uint64_t gap = std::max(s.top, run + size) - s.top;
-    const std::uint64_t off = take_from_top(gap + size, gap);
+    const std::uint64_t off = take_from_top(gap + size);
     if (gap > 0) free_range(off, gap);  // a kill before this leaks the gap until the next repair
     return off + gap;
 }
@@ -201,7 +200,6 @@ std::uint64_t Arena::allocate_below(std::uint64_t bytes, std::uint64_t limit) {
     const std::uint64_t size = block_size(bytes);
     if (size < kPageSize) return 0;
     const std::uint64_t off = take_large(size, limit);
-    if (off != 0 && size >= kChunkSize) os::advise_populate_write(region_->at<std::uint8_t>(off), size);
     return off;
 }
 

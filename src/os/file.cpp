@@ -26,10 +26,6 @@
 
 #include "mmstore/error.hpp"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 namespace mmstore::os {
 
 std::atomic<std::uint64_t> g_fork_generation{0};
@@ -460,10 +456,6 @@ void sync_range(const std::string& path, void* addr, std::size_t len) {
     if (len == 0) return;
     if (::msync(addr, len, MS_SYNC) != 0) throw_errno(path, "msync failed", errno);
 }
-
-void advise_populate_write(void* addr, std::size_t len) noexcept { (void)::madvise(addr, len, MADV_POPULATE_WRITE); }
-
-void advise_random(void* addr, std::size_t len) noexcept { (void)::madvise(addr, len, MADV_RANDOM); }
 
 const void* map_file_readonly(const File& file, std::size_t len) {
     void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, file.fd(), 0);

@@ -139,7 +139,7 @@ private:
     }
     void free_now(std::uint64_t offset, std::uint64_t bytes) noexcept;
     std::uint64_t take_large(std::uint64_t size, std::uint64_t limit = ~std::uint64_t{0});
-    std::uint64_t take_from_top(std::uint64_t size, std::uint64_t untouched = 0);
+    std::uint64_t take_from_top(std::uint64_t size);
     std::uint64_t free_run_below(std::uint64_t offset) const noexcept;
     void push(int cls, std::uint64_t offset, std::uint64_t size) noexcept;
     void free_range(std::uint64_t offset, std::uint64_t size) noexcept;  // any 16-aligned range

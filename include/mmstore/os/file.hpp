@@ -101,9 +101,6 @@ void unmap_to_reservation(void* addr, std::size_t len) noexcept;
 void release_address_space(void* addr, std::size_t len) noexcept;
 // msync(MS_SYNC) of a mapped range; throws on failure.
 void sync_range(const std::string& path, void* addr, std::size_t len);
-// Hints: pre-fault pages for writing (MADV_POPULATE_WRITE where supported), drop cached pages.
-void advise_populate_write(void* addr, std::size_t len) noexcept;
-void advise_random(void* addr, std::size_t len) noexcept;
 
 // Maps [0, len) of `file` shared and read-only anywhere; the mapping outlives the descriptor. len > 0.
 const void* map_file_readonly(const File& file, std::size_t len);
