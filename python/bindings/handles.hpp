@@ -107,6 +107,50 @@ H* handle_of(PyObject* self) {
 // Outcome of decoding a word read during a lock-free read (containers::Store::read_begin).
 enum class Got { kOk, kRetry, kError };
 
+// Decodes an inline word of the kinds that need no Python code and no copy (ints, ASCII strs, bytes) into
+// *out (nullptr with MemoryError set if allocation failed) and returns true; false for any other word (the
+// caller decodes it generically). The word's check byte must have been verified by the caller.
+[[gnu::always_inline]] inline bool decode_inline_native(std::uint64_t w, PyObject** out) {
+    const std::size_t n = containers::inline_len(w);
+    PyObject* v = nullptr;
+    bool fast = false;
+    switch (containers::inline_kind(w)) {
+        case containers::InlineKind::kInt:
+            if (n <= containers::kInlineMax) {
+                const int shift = 64 - 8 * static_cast<int>(n);
+                v = PyLong_FromLongLong(n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift);
+                fast = true;
+            }
+            break;
+        case containers::InlineKind::kStr:
+            // ASCII (the high bits of the payload bytes clear; the check byte is not payload): build the
+            // str directly.
+            if (n <= containers::kInlineMax && (w & 0x0000808080808080ull) == 0) {
+                v = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+                if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &w, n);
+                fast = true;
+            }
+            break;  // non-ASCII: the generic decoder validates the UTF-8 and reports damage as corruption
+        case containers::InlineKind::kAscii7:
+            if (n == 7) {
+                const std::uint64_t chars = containers::ascii7_chars(w);
+                v = PyUnicode_New(7, 127);
+                if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &chars, 7);
+                fast = true;
+            }
+            break;
+        case containers::InlineKind::kBytes:
+            if (n <= containers::kInlineMax) {
+                v = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(&w), static_cast<Py_ssize_t>(n));
+                fast = true;
+            }
+            break;
+        default: break;
+    }
+    *out = v;
+    return fast;
+}
+
 // Decodes the value held by the word `w`, loaded from `slot` in the mapping after read_begin() returned
 // `snap`, into a new reference in *out. The word's check byte is verified first (unless the handle opted
 // out: OpenOptions::verify), so a damaged word raises CorruptFileError naming its offset. Inline words
@@ -126,42 +170,8 @@ inline Got decode_snapshot(const containers::Store& store, std::uint64_t w, Code
         return Got::kError;
     }
     if (containers::is_inline(w)) {
-        const std::size_t n = containers::inline_len(w);
         PyObject* v = nullptr;
-        bool fast = false;
-        switch (containers::inline_kind(w)) {
-            case containers::InlineKind::kInt:
-                if (n <= containers::kInlineMax) {
-                    const int shift = 64 - 8 * static_cast<int>(n);
-                    v = PyLong_FromLongLong(n == 0 ? 0 : static_cast<std::int64_t>(w << shift) >> shift);
-                    fast = true;
-                }
-                break;
-            case containers::InlineKind::kStr:
-                // ASCII (the high bits of the payload bytes clear; the check byte is not payload): build the
-                // str directly.
-                if (n <= containers::kInlineMax && (w & 0x0000808080808080ull) == 0) {
-                    v = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
-                    if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &w, n);
-                    fast = true;
-                }
-                break;  // non-ASCII: the generic decoder validates the UTF-8 and reports damage as corruption
-            case containers::InlineKind::kAscii7:
-                if (n == 7) {
-                    const std::uint64_t chars = containers::ascii7_chars(w);
-                    v = PyUnicode_New(7, 127);
-                    if (v != nullptr) std::memcpy(PyUnicode_DATA(v), &chars, 7);
-                    fast = true;
-                }
-                break;
-            case containers::InlineKind::kBytes:
-                if (n <= containers::kInlineMax) {
-                    v = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(&w), static_cast<Py_ssize_t>(n));
-                    fast = true;
-                }
-                break;
-            default: break;
-        }
+        const bool fast = decode_inline_native(w, &v);
         if (!fast) {
             std::uint64_t copy = w;
             containers::WordBuf buf;

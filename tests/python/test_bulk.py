@@ -35,9 +35,9 @@ class IterWhileModified(RuleBasedStateMachine):
 
     def __init__(self, directory):
         super().__init__()
-        path = directory / f"it{next(_counter)}.mms"
-        self.l = mmstore.List(path, create=True)
-        self.other = mmstore.List(path)
+        self.path = directory / f"it{next(_counter)}.mms"
+        self.l = mmstore.List(self.path, create=True)
+        self.other = mmstore.List(self.path)
         self.model: list = []
         self.its: list = []  # (store iterator, model iterator)
 
@@ -77,6 +77,17 @@ class IterWhileModified(RuleBasedStateMachine):
     def clear(self):
         self.other.clear()
         self.model.clear()
+
+    @rule()
+    def close_and_reopen(self):
+        # An open iterator over the closed handle raises ClosedError (read-ahead elements included); the
+        # handle reopened, new iterators start over.
+        self.l.close()
+        for it, _ in self.its:
+            with pytest.raises(mmstore.ClosedError):
+                next(it)
+        self.its.clear()
+        self.l = mmstore.List(self.path)
 
     @rule()
     def new_iterator(self):
@@ -134,6 +145,29 @@ def test_long_iteration_sees_writes_made_between_steps(tmp_path):
         assert got == want
         if want is None:
             break
+    l.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(vs=st.lists(st.one_of(st.integers(), st.text(max_size=9), st.binary(max_size=8)), max_size=600),
+       verify=st.booleans(), cut=st.integers(0, 600))
+def test_iteration_decodes_inline_words_like_list(tmp_path_factory, vs, verify, cut):
+    # ints, short strs (ASCII, 7-character ASCII, non-ASCII) and bytes: the refill's native decoding, with
+    # and without read checks, across batches (8, 16, ... 256 elements), with appends after `cut` steps.
+    path = tmp_path_factory.mktemp("i") / "l.mms"
+    l = mmstore.List(path, verify=verify)
+    l.extend(vs)
+    model = list(vs)
+    it, mit = iter(l), iter(model)
+    got, want = [], []
+    for step, x in enumerate(mit):
+        if step == cut:
+            l.append(-step)
+            model.append(-step)
+        want.append(x)
+        got.append(next(it))
+    assert next(it, StopIteration) is StopIteration
+    assert [canon(x) for x in got] == [canon(x) for x in want]
     l.close()
 
 
