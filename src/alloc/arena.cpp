@@ -89,9 +89,8 @@ std::uint64_t Arena::take_from_top(std::uint64_t size) {
     if (off + size > region_->size()) region_->grow(off + size);
     else region_->reserve_blocks(off, size);  // space below the file end may have been punched when freed
     s.top = off + size;  // publish
-    // Fresh pages are not pre-faulted (MADV_POPULATE_WRITE, until 2026-12): on ext4 it faults them through
-    // readahead one range at a time and was slower than the first writes it replaced -- a 25M-key Dict
-    // insert loop took 17% less time without it, 2M keys the same (docs/design.md, "Growth").
+    // Fresh pages are not pre-faulted here: containers write large new blocks with Region::fill (pwrite),
+    // cheaper than faulting them in (docs/design.md, "Fresh blocks are written with pwrite").
     return off;
 }
 
