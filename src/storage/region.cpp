@@ -423,7 +423,9 @@ void Region::fill(std::uint64_t offset, std::uint64_t len, const void* pattern, 
         through_mapping(first, offset + len);
         return;
     }
-    for (std::uint64_t i = 0; i < kChunk; ++i) buf[i] = pat[(first - offset + i) % pattern_len];
+    for (std::size_t i = 0; i < pattern_len; ++i) buf[i] = pat[(first - offset + i) % pattern_len];
+    for (std::size_t have = pattern_len; have < kChunk; have *= 2)  // pattern_len divides kChunk
+        std::memcpy(buf.data() + have, buf.data(), std::min<std::size_t>(have, kChunk - have));
     for (std::uint64_t at = first; at < last;) {
         const std::uint64_t n = std::min(kChunk, last - at);
         if (!file_.try_pwrite(buf.data(), n, at)) {  // cannot happen on reserved blocks; stay correct anyway
