@@ -277,6 +277,8 @@ std::uint64_t version_keys(const Store& s) {
     });
 }
 
+bool has_versions(const Store& s) noexcept { return __atomic_load_n(snap_word(s, kSnapCell), __ATOMIC_ACQUIRE) != 0; }
+
 std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
                                    std::uint64_t hash) {
     return s.read([&]() -> std::optional<std::string> {

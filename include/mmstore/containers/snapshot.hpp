@@ -103,6 +103,11 @@ void enumerate_versions(const Store& s, const alloc::Arena::Visit& visit);
 // Keys with a chain (for tests and stats: 0 once no snapshot is open and a write ran).
 std::uint64_t version_keys(const Store& s);
 
+// Whether the version table exists (one acquire load). While a snapshot is open it only goes from absent to
+// present (it is destroyed only by a write that finds the mask empty), and a write records -- creating the
+// table -- before its first store. So a lock-free read of a live value followed by has_versions() == false
+// proves that value is the one at every open snapshot's instant: the fast path of a snapshot read.
+bool has_versions(const Store& s) noexcept;
 // Lock-free reads at `version` of the root table `t` (which must be the store's root table).
 std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
                                    std::uint64_t hash);
