@@ -1,25 +1,41 @@
 // Snapshots of a store's root table: reader slots, version chains, reads at a version
 // (containers/snapshot.hpp; docs/design.md, "Transactions and snapshots").
 //
-// Why the opening race is closed (all the words below are accessed seq_cst where it matters):
-//   writer W, per write:  phase := odd (seq_cst)  ->  m := mask  ->  [m != 0: version += 1, record]  ->
+// Why the opening race is closed:
+//   writer W, per write:  phase := odd  ->  m := mask  ->  [m != 0: version += 1 (seq_cst), record]  ->
 //                         stores  ->  phase := even (release)
-//   opener O:             mask |= bit (seq_cst)   ->  V := version  ->  p := phase  ->  wait while phase == p
-//                         when p is odd  ->  slot.version := V
-// Take any write W. (a) W's odd store comes after O's load of the phase in the single total order: then
-// W's mask load comes after O's fetch_or and sees the bit, and W's version bump comes after O's load of V,
-// so W is numbered above V and records its before-images before it stores: invisible at V. (b) W was in
-// flight when O loaded the phase (p is W's odd value): O waits until W leaves its scope (W holds no user
-// code: the scope covers the stores of one operation), so W's stores are visible to O's reads; W is either
-// numbered <= V (part of the instant) or numbered above V and recorded. (c) W ended before: its stores
-// are visible; if it bumped the version after O read V it also recorded. So every write numbered above V
-// is recorded before its first store, and every other write is complete when O starts reading.
-// The wait in (b) is the one place a snapshot waits for a writer: only a writer stopped (SIGSTOP) inside
-// the few instructions of one operation delays an *opening*; open snapshots never wait.
+//   opener O:             mask |= bit (seq_cst)  ->  global barrier  ->  V := version  ->  p := phase  ->
+//                         wait while phase == p when p is odd  ->  slot.version := V
+// W's "phase := odd" then "m := mask" is a store followed by a load of another word, which the processor may
+// reorder unless something fences them. Either W fences them itself (a seq_cst store: one locked
+// instruction per write, ~7 ns of a ~125 ns Python set), or -- in a process registered for membarrier(2),
+// the usual case -- W stores plainly with only a compiler barrier and O calls membarrier
+// (MEMBARRIER_CMD_GLOBAL_EXPEDITED, os::global_barrier) after setting its bit: the kernel makes every running
+// thread of every registered process execute a full barrier B_W at some point within that call (a thread
+// not running passes one at its context switch). Writers live in other processes too (SharedDict), hence
+// the GLOBAL command, not the process-private one. So, for the write W in flight around the call:
+// (1) W's mask load comes after B_W: the bit was set before the call, so W sees it: W bumps the version and
+//     records before its first store. (2) W's mask load comes before B_W: then so does its phase store
+//     (program order, compiler barrier), which O's phase load after the call therefore sees (or a later
+//     value): O sees p odd and waits for W to end, or sees W ended. In both cases W is complete when O reads
+//     data, or numbered above V and recorded. Also if O's V includes W's bump (case 1 with the bump before
+//     O's V load): the bump is a seq_cst (release) store after W's phase store, so O's phase load sees W's odd
+//     phase or later and O waits for W: W is then part of the instant, complete. Writes serialize on the
+//     lock and the phase only grows, so the one write O may wait for is the latest. A write of a process
+//     without membarrier uses the seq_cst store, for which the classical argument holds: both sides then
+//     store seq_cst and load seq_cst, and one of them sees the other.
+//   The barrier can fail only where membarrier is filtered or missing (then registration fails too and the
+//   process's writers use seq_cst stores). A process whose barrier fails while another process writes with
+//   plain stores (the kSnapFences word, set with seq_cst by each such handle before its first plain store:
+//   if O's load misses it, that handle's store comes later in the total order and its mask loads see the
+//   bit) refuses to open rather than risk a torn instant.
+// The wait is the one place a snapshot waits for a writer: only a writer stopped (SIGSTOP) inside the few
+// instructions of one operation delays an *opening*; open snapshots never wait.
 #include "mmstore/containers/snapshot.hpp"
 
 #include <sched.h>
 
+#include <cerrno>
 #include <cstring>
 #include <unordered_set>
 #include <vector>
@@ -95,8 +111,21 @@ VersionScope::VersionScope(Store& s) : s_(s) {
     if (op.depth++ != 0) return;
     std::uint64_t* phase = snap_word(s, kSnapPhase);
     op.phase = *phase + 1 + (*phase & 1);  // odd (a dead writer's odd phase is ended by recover_snapshots)
-    __atomic_store_n(phase, op.phase, __ATOMIC_SEQ_CST);
-    const std::uint64_t mask = __atomic_load_n(snap_word(s, kSnapMask), __ATOMIC_SEQ_CST);
+    if (!op.fences_marked && os::global_barrier_registered()) [[unlikely]] {
+        // Once per handle: tell openers that plain phase stores happen here (see the top of this file).
+        __atomic_store_n(snap_word(s, kSnapFences), 1, __ATOMIC_SEQ_CST);
+        op.fences_marked = true;
+    }
+    std::uint64_t mask;
+    if (op.fences_marked) [[likely]] {
+        // The opener's membarrier orders this store before the load (case analysis at the top of the file).
+        __atomic_store_n(phase, op.phase, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        mask = __atomic_load_n(snap_word(s, kSnapMask), __ATOMIC_RELAXED);
+    } else {
+        __atomic_store_n(phase, op.phase, __ATOMIC_SEQ_CST);
+        mask = __atomic_load_n(snap_word(s, kSnapMask), __ATOMIC_SEQ_CST);
+    }
     op.recording = mask != 0;
     if (!op.recording) [[likely]] {
         if (*snap_word(s, kSnapCell) != 0) [[unlikely]] {
@@ -187,6 +216,13 @@ unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {
         __atomic_store_n(&sl[i].tag, tag, __ATOMIC_RELAXED);
         __atomic_store_n(&sl[i].version, kOpening, __ATOMIC_SEQ_CST);
         __atomic_fetch_or(snap_word(s, kSnapMask), std::uint64_t{1} << i, __ATOMIC_SEQ_CST);
+        if (!os::global_barrier() && __atomic_load_n(snap_word(s, kSnapFences), __ATOMIC_SEQ_CST) != 0) {
+            const int err = errno;
+            close_snapshot(s, i);
+            throw_error(ErrorCode::kIo, s.path(),
+                        "cannot open a snapshot: membarrier(2) is unavailable in this process, and other processes "
+                        "write this store relying on it (a seccomp filter?)", err);
+        }
         const std::uint64_t v = __atomic_load_n(snap_word(s, kSnapVersion), __ATOMIC_SEQ_CST);
         const std::uint64_t p = __atomic_load_n(snap_word(s, kSnapPhase), __ATOMIC_SEQ_CST);
         if (p & 1) {
@@ -276,6 +312,8 @@ std::uint64_t version_keys(const Store& s) {
         return versions(s).size_checked();
     });
 }
+
+bool has_versions(const Store& s) noexcept { return __atomic_load_n(snap_word(s, kSnapCell), __ATOMIC_ACQUIRE) != 0; }
 
 std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
                                    std::uint64_t hash) {

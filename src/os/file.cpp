@@ -7,6 +7,7 @@
 #include <malloc.h>
 #endif
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -49,6 +50,29 @@ const bool g_atfork_registered = [] {
 
 int current_pid() noexcept { return g_pid.load(std::memory_order_relaxed); }
 int current_tid() noexcept { return static_cast<int>(::gettid()); }
+
+namespace {
+long membarrier(int cmd) noexcept { return ::syscall(__NR_membarrier, cmd, 0u, 0); }
+// (fork generation + 1) << 1 | registered; 0: never asked.
+std::atomic<std::uint64_t> g_barrier_state{0};
+}  // namespace
+
+bool global_barrier_registered() noexcept {
+    const std::uint64_t gen = fork_generation() + 1;
+    std::uint64_t st = g_barrier_state.load(std::memory_order_relaxed);
+    if ((st >> 1) != gen) [[unlikely]] {
+        // Idempotent: threads racing here both register. A child of fork() registers again (the kernel keeps
+        // the registration across fork, but asking costs one syscall per process).
+        const bool ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+        st = gen << 1 | (ok ? 1 : 0);
+        g_barrier_state.store(st, std::memory_order_relaxed);
+    }
+    return (st & 1) != 0;
+}
+
+bool global_barrier() noexcept {
+    return membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0 || membarrier(MEMBARRIER_CMD_GLOBAL) == 0;
+}
 
 bool process_alive(int pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
 

@@ -151,6 +151,64 @@ def test_snapshot_api(tmp_path):
                 s2["a"]
 
 
+def test_snapshot_item_protocol_errors_match_dict(tmp_path):
+    # s[k], `k in s` and s.get are native slots (as on Dict): the errors must be Dict's, not a binding's.
+    with mmstore.Dict(tmp_path / "e.mms") as d:
+        d.update({(1, 2): "t", "a": 1})
+        with d.snapshot() as s:
+            with pytest.raises(KeyError) as e:
+                s[(3, 4)]
+            assert e.value.args == ((3, 4),)  # a tuple key is not unpacked into KeyError's args
+            with pytest.raises(KeyError) as e:
+                s["missing"]
+            assert e.value.args == ("missing",)
+            assert s[(1, 2)] == "t" and (1, 2) in s and (3, 4) not in s
+            for bad in ([1], {"x": 1}, {1}):
+                with pytest.raises(TypeError):
+                    d[bad]
+                with pytest.raises(TypeError):
+                    s[bad]
+                with pytest.raises(TypeError):
+                    bad in s
+                with pytest.raises(TypeError):
+                    s.get(bad)
+            assert s.get("missing") is None and s.get("missing", 7) == 7 and s.get("a", 7) == 1
+            with pytest.raises(TypeError):
+                s.get()
+            with pytest.raises(TypeError):
+                s.get("a", 1, 2)
+            assert len(s) == 2
+        for op in (lambda: s["a"], lambda: "a" in s, lambda: s.get("a"), lambda: len(s)):
+            with pytest.raises(mmstore.ClosedError, match="snapshot is closed"):
+                op()
+        fresh = d.snapshot()
+        for op in (lambda: fresh["a"], lambda: "a" in fresh, lambda: fresh.get("a"), lambda: len(fresh)):
+            with pytest.raises(RuntimeError, match="inside its `with` block"):
+                op()
+    raw = _core._Snapshot.__new__(_core._Snapshot)  # never initialized: an error, not a crash
+    for op in (lambda: raw["a"], lambda: "a" in raw, lambda: raw.get("a"), lambda: len(raw)):
+        with pytest.raises(RuntimeError, match="not initialized"):
+            op()
+
+
+def test_snapshot_reads_switch_from_live_to_chains_at_the_first_write(tmp_path):
+    # With nothing written since the snapshot opened, reads answer from the live table; the first write
+    # creates the version records, and from then on every key (written or not) still reads the instant.
+    with mmstore.Dict(tmp_path / "f.mms") as d:
+        d.update({i: "v" * (i % 20) for i in range(200)})
+        with d.snapshot() as s:
+            assert _core._snapshot_version_keys(d) == 0
+            assert [s[i] for i in range(200)] == ["v" * (i % 20) for i in range(200)]
+            d[5] = "new"
+            del d[6]
+            d[1000] = 1
+            assert _core._snapshot_version_keys(d) == 3
+            assert [s[i] for i in range(200)] == ["v" * (i % 20) for i in range(200)]
+            assert s.get(1000, "absent") == "absent" and 1000 not in s and 6 in s
+            with pytest.raises(KeyError):
+                s[1000]
+
+
 def test_shared_dict_snapshot():
     d = mmstore.SharedDict()
     try:

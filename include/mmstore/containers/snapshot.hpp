@@ -8,8 +8,9 @@
 //     free slot with one CAS of its owner word ({start-time hash, generation, pid}), sets the slot's bit in
 //     LiveHeader::reserved[kSnapMask] and reads the version counter: that number is its instant.
 //   * Writers pay only while a bit is set. Every write of the root table runs in a VersionScope: one
-//     seq_cst store of the phase word (odd: a write in flight), one load of the mask. With the mask empty
-//     nothing else happens. With it set, the write bumps the version counter and first records the
+//     store of the phase word (odd: a write in flight), one load of the mask. The store is a plain one
+//     (ordered before the load by the opener's membarrier, os::global_barrier) in a process registered for
+//     membarrier, a seq_cst one elsewhere. With the mask empty nothing else happens. With it set, the write bumps the version counter and first records the
 //     before-image of each key it changes -- {version, old encoded value or "absent"} appended to the key's
 //     chain in the *version table*, a HashTable of the same store whose cell is LiveHeader::
 //     reserved[kSnapCell] -- then writes in place as usual. O(1) per write (the chain holds at most one
@@ -61,6 +62,7 @@ inline constexpr int kSnapMask = 0;     // bit i: slot i is open (writers record
 inline constexpr int kSnapPhase = 1;    // odd while a root-table write is in flight
 inline constexpr int kSnapVersion = 2;  // bumped by every write made while a snapshot is open
 inline constexpr int kSnapCell = 3;     // the version table's cell: its block offset, 0 when none
+inline constexpr int kSnapFences = 4;   // 1 once a process that orders the phase store by membarrier wrote
 inline constexpr std::uint64_t kSnapCellOffset =
     storage::kLiveHeaderOffset + offsetof(storage::LiveHeader, reserved) + kSnapCell * sizeof(std::uint64_t);
 
@@ -103,6 +105,11 @@ void enumerate_versions(const Store& s, const alloc::Arena::Visit& visit);
 // Keys with a chain (for tests and stats: 0 once no snapshot is open and a write ran).
 std::uint64_t version_keys(const Store& s);
 
+// Whether the version table exists (one acquire load). While a snapshot is open it only goes from absent to
+// present (it is destroyed only by a write that finds the mask empty), and a write records -- creating the
+// table -- before its first store. So a lock-free read of a live value followed by has_versions() == false
+// proves that value is the one at every open snapshot's instant: the fast path of a snapshot read.
+bool has_versions(const Store& s) noexcept;
 // Lock-free reads at `version` of the root table `t` (which must be the store's root table).
 std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
                                    std::uint64_t hash);

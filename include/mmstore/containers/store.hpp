@@ -130,6 +130,7 @@ public:
         std::uint64_t version = 0;
         std::uint64_t min_open = 0;
         std::uint64_t max_open = 0;
+        bool fences_marked = false;  // this handle stored 1 in the kSnapFences word (containers/snapshot.cpp)
     } snap_op;
 
     // Writes `bytes` as a word (inline when it fits, else a new record). Not yet reachable.

@@ -154,6 +154,19 @@ bool futex_wait(std::uint32_t* word, std::uint32_t expected, std::int64_t timeou
 void futex_wake_all(std::uint32_t* word) noexcept;
 // Monotonic clock in nanoseconds (deadlines of timed waits).
 std::int64_t monotonic_ns() noexcept;
+// membarrier(2): asymmetric fences between processes (containers/snapshot.cpp uses them to close the
+// snapshot opening race without a locked instruction per write). A thread of a process for which
+// global_barrier_registered() returned true may order its store before its later load with a compiler barrier
+// only, provided the thread on the other side calls global_barrier() between its own store and load: the
+// kernel then makes every running thread of every registered process execute a full memory barrier within
+// that call (MEMBARRIER_CMD_GLOBAL_EXPEDITED, about a microsecond), so either the first thread's load sees
+// the other's store or the other's load sees the first's store.
+// global_barrier_registered(): registers this process (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) once per
+// fork generation and reports whether it is registered. One relaxed load after the first call.
+bool global_barrier_registered() noexcept;
+// The barrier: MEMBARRIER_CMD_GLOBAL_EXPEDITED, else MEMBARRIER_CMD_GLOBAL (every thread of every process,
+// registered or not; milliseconds). False when neither is available (an old kernel, a seccomp filter).
+bool global_barrier() noexcept;
 // Incremented in every child after fork() (pthread_atfork, registered in file.cpp); handles compare it to
 // refuse use across fork. Inline: it is read on every operation.
 extern std::atomic<std::uint64_t> g_fork_generation;
