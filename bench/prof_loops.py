@@ -6,7 +6,7 @@ Run (a build with symbols: the release wheel is stripped, see docs/design.md "Wh
     perf report -i OUT.data --no-children --sort sym
 
 OP is append (1M appends into a new List, REPS times), iterate (REPS passes over a 1M List) or insert
-(1M `d[k] = v` into a new Dict, REPS times). The loops are the same functions as bench_dict.py's. Prints the
+(1M `d[k] = v` into a new Dict, REPS times). The loops are bench_dict.py's own functions, imported. Prints the
 CPU time per operation of the measured loops (time.thread_time) on stderr.
 """
 
@@ -18,21 +18,7 @@ import tempfile
 import time
 
 import mmstore
-
-
-def append(lst, vals):
-    for v in vals:
-        lst.append(v)
-
-
-def iterate(lst):
-    for x in lst:
-        pass
-
-
-def insert(d, keys, vals):
-    for k, v in zip(keys, vals):
-        d[k] = v
+from bench_dict import append_method, insert_subscript, iterate  # the very loops bench_dict.py times
 
 
 def main(argv=None) -> int:
@@ -53,13 +39,13 @@ def main(argv=None) -> int:
             if op == "append":
                 lst = mmstore.List(os.path.join(tmp, f"l{r}"))
                 t = time.thread_time()
-                append(lst, vals)
+                append_method(lst, vals)
                 spent += time.thread_time() - t
                 lst.close()
             elif op == "insert":
                 d = mmstore.Dict(os.path.join(tmp, f"d{r}"))
                 t = time.thread_time()
-                insert(d, keys, vals)
+                insert_subscript(d, keys, vals)
                 spent += time.thread_time() - t
                 d.close()
             else:
