@@ -297,4 +297,29 @@ TEST(RecordReadThreads, ARecordHeaderChangingUnderAReaderIsReadOnce) {
     EXPECT_TRUE(got && *got == Value::str(text));
 }
 
+// A lock-free read trusts nothing it saw until the read validates, errors included. A reader of a bytes
+// value whose slot a writer reused meanwhile can decode a value of another type; Dict::get's "not a bytes
+// value" check then threw InvalidArgument out of Store::read, which retried only FormatErrors (a SharedDict
+// reader thread terminated with it once). Deterministic: the read's first attempt sees a writer free memory
+// (the reclaim counter moves) and raises; Store::read must retry it. An undisturbed read's error is real.
+TEST(StoreRead, AnErrorFromARacedReadIsRetriedNotRaised) {
+    mmstore_test::TempDir dir;
+    mmstore::Dict d(dir.file("racederror.mms"));
+    auto& store = d.store();
+    int attempts = 0;
+    const int got = store.read([&] {
+        if (++attempts == 1) {
+            store.region().bump_reclaims();  // what a writer freeing a block does while this read runs
+            mmstore::throw_error(mmstore::ErrorCode::kInvalidArgument, store.path(), "value is not a bytes value");
+        }
+        return 7;
+    });
+    EXPECT_EQ(got, 7);
+    EXPECT_EQ(attempts, 2) << "the raced attempt's error was not retried";
+    EXPECT_THROW(store.read([&]() -> int {
+                     mmstore::throw_error(mmstore::ErrorCode::kInvalidArgument, store.path(), "a real error");
+                 }),
+                 mmstore::Error);
+}
+
 }  // namespace

@@ -230,8 +230,10 @@ public:
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         return region_.reclaims() == snap;
     }
-    // Runs `f` (which reads and copies) until it ran without interference. A FormatError raised from a read
-    // that raced with a writer is a false alarm and retried; one raised from an undisturbed read is real.
+    // Runs `f` (which reads and copies) until it ran without interference. An error raised from a read that
+    // raced with a writer is a false alarm and retried; one raised from an undisturbed read is real. Any
+    // Error, not only a FormatError: a read of a slot a writer reused meanwhile can decode a value of another
+    // type, and a check on it (Dict::get's "not a bytes value") must not reach the caller.
     template <class F>
     auto read(F&& f) const -> decltype(f()) {
         for (;;) {
@@ -240,7 +242,7 @@ public:
             try {
                 auto result = f();
                 if (read_valid(snap)) return result;
-            } catch (const FormatError&) {
+            } catch (const Error&) {
                 if (!raced(snap)) throw;
             }
         }
