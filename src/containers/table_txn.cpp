@@ -252,16 +252,15 @@ void TableTxn::record(const std::string& key) {
 }
 
 bool TableTxn::set(std::string_view key, std::string_view value) {
-    const std::string k(key);
-    const bool was = present(key);
-    record(k);
-    auto it = slots_.find(k);
-    if (it == slots_.end()) {
-        const bool in_table = table_.find(key) != kNotFound;
-        slots_.emplace(k, Slot{std::string(value), next_order_++, in_table});
-    } else {
-        it->second.value = std::string(value);
-    }
+    // One write-set lookup and at most one table lookup (present() and record() would each repeat them).
+    std::string k(key);
+    const auto it = slots_.find(k);
+    const bool fresh = it == slots_.end();
+    const bool in_table = fresh && table_.find(key) != kNotFound;
+    const bool was = fresh ? in_table : it->second.value.has_value();
+    journal_.push_back(Undo{k, fresh ? std::nullopt : std::optional<Slot>(it->second), size_});
+    if (fresh) slots_.emplace(std::move(k), Slot{std::string(value), next_order_++, in_table});
+    else it->second.value = std::string(value);
     if (!was) ++size_;
     return !was;
 }

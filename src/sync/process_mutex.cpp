@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,8 +19,16 @@ namespace {
 
 pthread_mutex_t* native(storage::LockSlot* slot) noexcept { return reinterpret_cast<pthread_mutex_t*>(slot->mutex); }
 
-// Spin budget before sleeping: ~2 us of trylock attempts, the length of a few critical sections.
-constexpr int kSpins = 64;
+// Spin budget before sleeping, in nanoseconds. A transaction of a few read-modify-writes from Python holds
+// the lock 2-3 us and takes it again ~0.3 us after releasing it; a futex sleep costs the waiter a wake-up
+// (several us) and makes every unlock of the holder a FUTEX_WAKE system call while the waiter bit is set.
+// 20 us covers such a critical section several times over; a waiter that spins it all in vain has lost
+// less than one sleep and wake-up would cost it. docs/design.md, "Writers serialize on a robust mutex".
+constexpr std::int64_t kSpinNs = 20'000;
+
+// The holder's tid bits of the lock word (FUTEX_TID_MASK): 0 while the mutex is free, and once the kernel
+// has cleared a dead holder's tid (it then sets FUTEX_OWNER_DIED: trylock returns EOWNERDEAD).
+bool looks_held(pthread_mutex_t* m) noexcept { return (__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) & 0x3FFFFFFF) != 0; }
 
 // The holder's owner tid, as glibc keeps it (__data.__owner), to tell "held by this thread" apart.
 int owner_tid(pthread_mutex_t* m) noexcept { return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) & 0x3FFFFFFF; }
@@ -60,11 +69,19 @@ Acquired ProcessMutex::lock() { return lock_for(-1); }
 
 Acquired ProcessMutex::lock_for(std::int64_t timeout_ns) {
     pthread_mutex_t* m = native(slot_);
-    for (int i = 0; i < kSpins; ++i) {
-        const int rc = pthread_mutex_trylock(m);
-        if (rc != EBUSY) return finish(rc);
-        if (timeout_ns == 0) return Acquired::kBusy;
-        for (int j = 0; j < 16; ++j) _mm_pause();
+    int rc = pthread_mutex_trylock(m);  // also takes a recursive lock this thread holds
+    if (rc != EBUSY || timeout_ns == 0) return finish(rc);
+    // Test and test-and-set: wait for the lock word to look free by reading it only (a trylock writes the
+    // cache line, which slows the holder down), then try. Bounded by kSpinNs (and the timeout), then sleep.
+    const std::int64_t spin = timeout_ns < 0 ? kSpinNs : std::min<std::int64_t>(kSpinNs, timeout_ns);
+    const std::int64_t start = os::monotonic_ns();
+    for (unsigned i = 1;; ++i) {
+        _mm_pause();
+        if (!looks_held(m)) {
+            rc = pthread_mutex_trylock(m);
+            if (rc != EBUSY) return finish(rc);
+        }
+        if (i % 32 == 0 && os::monotonic_ns() - start >= spin) break;
     }
     if (timeout_ns < 0) return finish(pthread_mutex_lock(m));
     timespec abs{};

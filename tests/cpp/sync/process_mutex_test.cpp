@@ -9,11 +9,13 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "../test_util.hpp"
 #include "mmstore/dict.hpp"
 #include "mmstore/list.hpp"
+#include "mmstore/os/file.hpp"
 
 using mmstore::Dict;
 using mmstore::OpenOptions;
@@ -58,6 +60,22 @@ TEST_F(ProcessMutexTest, ForkedWritersUnderTheLockLoseNoIncrement) {
     EXPECT_EQ(counter(d), kProcs * kEach);
     EXPECT_EQ(d.size(), 1u + kProcs * kEach);
     d.verify();
+}
+
+// The lock's "held by this thread" test compares the owner tid with os::current_tid(), which caches the tid:
+// a child forked by a thread that holds the lock must neither keep the parent's tid nor pass for the holder.
+TEST_F(ProcessMutexTest, AForkedChildOfTheHolderIsNotTakenForTheHolder) {
+    Dict d(path_);
+    d.lock();
+    const int parent_tid = mmstore::os::current_tid();
+    ASSERT_EQ(parent_tid, static_cast<int>(::gettid()));
+    const pid_t kid = spawn([&] {
+        if (mmstore::os::current_tid() != static_cast<int>(::gettid())) throw std::runtime_error("stale cached tid");
+        Dict c(path_);
+        if (c.try_lock(0)) throw std::runtime_error("the child took its parent's lock");
+    });
+    EXPECT_EQ(wait_exit(kid), 0);
+    d.unlock();
 }
 
 TEST_F(ProcessMutexTest, TryLockTimesOutWhileAnotherProcessHoldsItAndNamesTheHolder) {
