@@ -58,14 +58,14 @@ void Arena::push(int cls, std::uint64_t offset, std::uint64_t size) noexcept {
     s.free_bytes += size;
 }
 
-void Arena::free_range(std::uint64_t offset, std::uint64_t size) noexcept {
+void Arena::free_range(std::uint64_t offset, std::uint64_t size, bool punched) noexcept {
     // Splits an arbitrary 16-aligned range into class-sized blocks: whole pages as one large block, the
     // unaligned ends as small/medium pieces.
     while (size > 0) {
         const std::uint64_t page_start = round_up(offset, kPageSize);
         if (offset == page_start && size >= kPageSize) {
             const std::uint64_t big = size / kPageSize * kPageSize;
-            if (big >= kPunchThreshold) region_->punch_hole(offset + kPageSize, big - kPageSize);
+            if (big >= kPunchThreshold && !punched) region_->punch_hole(offset + kPageSize, big - kPageSize);
             push(large_class(big), offset, big);
             offset += big;
             size -= big;
@@ -120,7 +120,14 @@ std::uint64_t Arena::take_large(std::uint64_t size, std::uint64_t limit) {
                 region_->reserve_blocks(off, size);  // may have been punched; a full disk throws here
                 *link = b->next;                     // unlink: one 8-byte store
                 s.free_bytes -= have;
-                if (have > size) free_range(off + size, have - size);
+                // The rest was punched when the block was freed (free_range punches every free block of
+                // 1 MiB or more past its header page, which lies in the part taken here). Its new header
+                // page is then a hole: zero it whole first (Region::zero), not by a fault.
+                if (have > size) {
+                    const bool punched = have >= kPunchThreshold;
+                    if (punched) region_->zero(off + size, kPageSize);
+                    free_range(off + size, have - size, punched);
+                }
                 return off;
             }
             link = &b->next;
@@ -134,6 +141,10 @@ void Arena::refill_chunk() {
     const std::uint64_t rest = s.chunk_end - s.chunk_cur;
     std::uint64_t off = take_large(kChunkSize);
     if (off == 0) off = take_from_top(kChunkSize);
+    // Records are then written into the chunk through the mapping, a few bytes at a time: a hole (fresh top
+    // space, or a punched free block) would be faulted in by readahead and zero-filled, which cost a fifth
+    // of a 10M-key str->str Dict's inserts; written whole first, its pages are in the page cache.
+    region_->zero(off, kChunkSize);
     if (rest >= 16) free_range(s.chunk_cur, rest);
     s.chunk_end = s.chunk_cur = off;  // empty first: a kill here leaks, never double-hands
     s.chunk_end = off + kChunkSize;
@@ -203,9 +214,9 @@ std::uint64_t Arena::allocate_below(std::uint64_t bytes, std::uint64_t limit) {
 }
 
 std::uint64_t Arena::copy_below(std::uint64_t offset, std::uint64_t bytes) {
-    if (bytes > kRelocateMax || !ends_arena(offset, bytes)) return 0;
+    if (!ends_arena(offset, bytes)) return 0;
     const std::uint64_t off = allocate_below(bytes, offset);
-    if (off != 0) std::memcpy(region_->at<std::uint8_t>(off), region_->at<std::uint8_t>(offset), bytes);
+    if (off != 0) region_->copy(off, offset, bytes);
     return off;
 }
 

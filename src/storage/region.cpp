@@ -437,6 +437,38 @@ void Region::fill(std::uint64_t offset, std::uint64_t len, const void* pattern, 
     through_mapping(last, offset + len);
 }
 
+void Region::zero(std::uint64_t offset, std::uint64_t len) noexcept {
+    static constexpr std::uint8_t kZeros[64 * 1024] = {};
+    const std::uint64_t first = std::min(round_up(offset, kPageSize), offset + len);
+    const std::uint64_t last = std::max((offset + len) / kPageSize * kPageSize, first);
+    std::memset(base_ + offset, 0, first - offset);
+    std::uint64_t at = first;
+    while (at < last) {
+        const std::uint64_t n = std::min<std::uint64_t>(sizeof kZeros, last - at);
+        if (!file_.try_pwrite(kZeros, n, at)) break;  // cannot happen on reserved blocks; stay correct anyway
+        at += n;
+    }
+    std::memset(base_ + at, 0, offset + len - at);
+}
+
+void Region::copy(std::uint64_t to, std::uint64_t from, std::uint64_t len) noexcept {
+    constexpr std::uint64_t kChunk = std::uint64_t{1} << 20;  // per pwrite; also the smallest range worth it
+    const std::uint64_t first = round_up(to, kPageSize);
+    const std::uint64_t last = (to + len) / kPageSize * kPageSize;
+    if (last < first + kChunk) {
+        std::memcpy(base_ + to, base_ + from, len);
+        return;
+    }
+    std::memcpy(base_ + to, base_ + from, first - to);
+    std::uint64_t at = first;
+    while (at < last) {
+        const std::uint64_t n = std::min(kChunk, last - at);
+        if (!file_.try_pwrite(base_ + from + (at - to), n, at)) break;  // cannot happen on reserved blocks
+        at += n;
+    }
+    std::memcpy(base_ + at, base_ + from + (at - to), to + len - at);  // the tail, or the rest after a failure
+}
+
 void Region::shrink(std::uint64_t new_size) {
     new_size = std::max(round_up(new_size, kPageSize), kDataStart);
     if (new_size >= mapped_) return;

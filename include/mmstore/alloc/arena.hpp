@@ -57,10 +57,6 @@ inline constexpr int kLargeClasses = 28;    // floor(log2(pages)) = 0..27 (the l
 inline constexpr int kNumClasses = kSmallClasses + kMediumClasses + kLargeClasses;
 inline constexpr std::uint64_t kChunkSize = 64 * 1024;
 inline constexpr std::uint64_t kPunchThreshold = 1 << 20;
-// Largest root block close() moves down (Store::close): the move rewrites the block, and close() then
-// writes it to disk, so this bounds what a close adds (~0.5 s at 1 GB/s; measured 98 s for a 3.9 GB table
-// on a loaded VM disk at ~40 MB/s). Larger blocks stay where they are; compact() rewrites on request.
-inline constexpr std::uint64_t kRelocateMax = std::uint64_t{512} << 20;
 
 // Persistent arena state, stored in LiveHeader::arena. Written only by the write-lock holder.
 struct ArenaState {
@@ -94,9 +90,9 @@ public:
     // A free block of at least `bytes` (>= 4096) lying below `limit`, taken off the free lists; 0 when there
     // is none (nothing changes then). For moving a live block at `limit` down.
     std::uint64_t allocate_below(std::uint64_t bytes, std::uint64_t limit);
-    // The first step of moving the live block (offset, bytes) down: when it ends the arena, is at most
-    // kRelocateMax and a free block below holds it, copies it there and returns the copy's offset (the
-    // caller publishes the copy, then frees `offset`); else 0, nothing changed. Throws kDiskFull when a
+    // The first step of moving the live block (offset, bytes) down: when it ends the arena and a free block
+    // below holds it, copies it there (Region::copy) and returns the copy's offset (the caller publishes the
+    // copy, then frees `offset`); else 0, nothing changed. Throws kDiskFull when a
     // punched block cannot be re-reserved (then nothing changed either).
     std::uint64_t copy_below(std::uint64_t offset, std::uint64_t bytes);
     // True when the block (offset, bytes) ends the arena: freeing it lowers top.
@@ -142,7 +138,10 @@ private:
     std::uint64_t take_from_top(std::uint64_t size);
     std::uint64_t free_run_below(std::uint64_t offset) const noexcept;
     void push(int cls, std::uint64_t offset, std::uint64_t size) noexcept;
-    void free_range(std::uint64_t offset, std::uint64_t size) noexcept;  // any 16-aligned range
+    // Any 16-aligned range. Whole pages of 1 MiB or more are punched past their first page (the free
+    // block's header) unless `punched` says they already are: the rest of a split free block is, and
+    // punching it again on every split evicted the pages the previous split had just faulted in.
+    void free_range(std::uint64_t offset, std::uint64_t size, bool punched = false) noexcept;
     void refill_chunk();
     void coalesce(std::uint64_t& offset, std::uint64_t& size) noexcept;
     bool link_ok(std::uint64_t off) const noexcept;

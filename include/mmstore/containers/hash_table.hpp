@@ -299,8 +299,7 @@ public:
     void reserve(std::uint64_t n);
     // Moves the table block down into free space below it when the block ends the arena (the same bytes,
     // one switch, the old block freed), so that top falls back and the file can be cut at close
-    // (alloc::Arena, "Density"); blocks over alloc::kRelocateMax stay. Returns whether it moved. Holding
-    // the write lock.
+    // (alloc::Arena, "Density"). Returns whether it moved. Holding the write lock.
     bool relocate_down();
     // Reachable blocks: the table block, every record, and child tables with their cells.
     // The root table also reports its snapshot version table (containers/snapshot.hpp).

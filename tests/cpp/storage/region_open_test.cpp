@@ -297,6 +297,16 @@ TEST_F(RegionOpenTest, KillBetweenOpenAndFirstWriteLeavesTheStoreWhole) {
     EXPECT_EQ(again.get("new"), std::optional<std::string_view>("v"));
 }
 
+// Whether [at, at+n) of the file holds what the mapping `base` shows there (pwrite and the mapping share one
+// page cache).
+bool file_matches_mapping(const std::string& path, const std::uint8_t* base, std::uint64_t at, std::uint64_t n) {
+    std::vector<std::uint8_t> file(n);
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(at));
+    in.read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(n));
+    return in.gcount() == static_cast<std::streamsize>(n) && std::memcmp(file.data(), base + at, n) == 0;
+}
+
 // Region::fill writes fresh arena blocks (table and List blocks) with pwrite for their page-aligned middle
 // and through the mapping at the unaligned edges: the mapping must read the repeated pattern at every byte,
 // in phase with the start, and nothing outside the range may change.
@@ -322,13 +332,42 @@ TEST_F(RegionOpenTest, FillRepeatsThePatternOverTheRangeAndNothingElse) {
                 bad += b[a] != (inside ? pattern[(a - from) % plen] : 0x55);
             }
             EXPECT_EQ(bad, 0u) << "len " << len << ", pattern of " << plen;
-            std::vector<std::uint8_t> file(n);  // the file holds what the mapping shows (one page cache)
-            std::ifstream in(path_, std::ios::binary);
-            in.seekg(static_cast<std::streamoff>(from));
-            in.read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(n));
-            EXPECT_EQ(std::memcmp(file.data(), b + from, n), 0);
+            EXPECT_TRUE(file_matches_mapping(path_, b, from, n));
         }
         store.arena().free(off, block);
+    }
+}
+
+// Region::copy moves a root block down at close (pwrite from the mapping for the page-aligned middle, the
+// mapping at the edges): the destination must hold the source's bytes exactly, the source must be unchanged,
+// and nothing around the destination may change, for ranges whose ends fall anywhere in a page.
+TEST_F(RegionOpenTest, CopyMovesExactlyTheRangeAndNothingElse) {
+    mmstore::Dict d(path_);
+    auto& store = d.store();
+    mmstore::containers::Store::WriteGuard g(store);
+    auto& region = store.region();
+    for (const std::uint64_t len : {(std::uint64_t{3} << 20) + 777, std::uint64_t{5000}}) {
+        const std::uint64_t block = len + 8192;
+        const std::uint64_t src = store.arena().allocate(block);
+        const std::uint64_t dst = store.arena().allocate(block);
+        auto* m = region.at<std::uint8_t>(0);
+        for (std::uint64_t a = 0; a < block; ++a) m[src + a] = static_cast<std::uint8_t>((a * 2654435761u) >> 13);
+        for (const std::uint64_t skew : {std::uint64_t{0}, std::uint64_t{48}, std::uint64_t{4095}}) {
+            std::memset(m + dst, 0x55, block);
+            const std::uint64_t to = dst + skew, from = src + 100;  // source and destination out of page phase
+            region.copy(to, from, len);
+            std::uint64_t bad = 0, src_changed = 0;
+            for (std::uint64_t a = 0; a < block; ++a) {
+                const bool inside = dst + a >= to && dst + a < to + len;
+                bad += m[dst + a] != (inside ? m[from + (dst + a - to)] : 0x55);
+                src_changed += m[src + a] != static_cast<std::uint8_t>((a * 2654435761u) >> 13);
+            }
+            EXPECT_EQ(bad, 0u) << "len " << len << ", skew " << skew;
+            EXPECT_EQ(src_changed, 0u);
+            EXPECT_TRUE(file_matches_mapping(path_, m, to, len));
+        }
+        store.arena().free(dst, block);
+        store.arena().free(src, block);
     }
 }
 
