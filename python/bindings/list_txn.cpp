@@ -13,41 +13,22 @@
 #include <vector>
 
 #include "handles.hpp"
+#include "txn_block.hpp"
 
 namespace mmstore::py {
 
 namespace {
 
-struct PyListTxn;
-// The outermost blocks currently entered (one per handle and thread). Guarded by the GIL.
-std::vector<PyListTxn*> g_open_lists;
+// One `with l.transaction() as t:` block on a List handle (txn_block.hpp). Blocks of the same handle and
+// thread nest as savepoints.
+struct PyListTxn : TxnBlock<PyListTxn, mmstore::List::Transaction, ListHandle> {
+    static constexpr const char* kKind = "List";
+    static constexpr bool kCheckOpenOnUse = true;
 
-struct PyListTxn {
-    ~PyListTxn() { g_open_lists.erase(std::remove(g_open_lists.begin(), g_open_lists.end(), this), g_open_lists.end()); }
-    nb::object owner;
-    std::optional<mmstore::List::Transaction> t;  // outermost block only
-    PyListTxn* outer = nullptr;                    // savepoint: the outermost block (kept alive by outer_ref)
-    nb::object outer_ref;
-    std::size_t mark = 0;
-    unsigned long thread = 0;
-    enum State { kNew, kEntered, kDone } state = kNew;
+    bool same_target(const PyListTxn&) const { return true; }
+    void begin(ListHandle* h) { t.emplace(*h->obj); }  // takes the write lock (waiting releases the GIL)
+    static void release_savepoint(mmstore::List::Transaction& txn, std::size_t mark) { txn.release_savepoint(mark); }
 };
-
-ListHandle* handle(const PyListTxn& p) {
-    ListHandle* h = open_handle<ListHandle>(p.owner.ptr(), "List");
-    if (!h) throw nb::python_error();
-    return h;
-}
-
-mmstore::List::Transaction& active(PyListTxn& p) {
-    PyListTxn& root = p.outer ? *p.outer : p;
-    if (p.state != PyListTxn::kEntered || !root.t || !root.t->active()) {
-        if (p.state == PyListTxn::kNew) throw std::runtime_error("use the transaction inside its `with` block");
-        throw mmstore::Error(ErrorCode::kInvalidArgument, "", "the transaction is over (committed or rolled back)");
-    }
-    handle(p);  // ClosedError rather than a write into a closed store
-    return *root.t;
-}
 
 // Python index -> position (negative from the end); IndexError when out of range.
 std::uint64_t position(std::uint64_t n, Py_ssize_t i, const char* what) {
@@ -73,8 +54,8 @@ std::string encode_value(ListHandle* h, nb::handle value) {
 
 // Element i as the transaction sees it (decoded from a private copy: decoding may run Python code).
 nb::object get_at(PyListTxn& p, std::uint64_t i) {
-    auto& t = active(p);
-    ListHandle* h = handle(p);
+    auto& t = p.active();
+    ListHandle* h = p.handle();
     containers::WordBuf buf;
     const std::string enc(t.get_encoded(i, buf));
     PyObject* o = decode(enc.data(), enc.size(), h->flags);
@@ -83,7 +64,7 @@ nb::object get_at(PyListTxn& p, std::uint64_t i) {
 }
 
 nb::object txn_getitem(PyListTxn& p, nb::handle key) {
-    auto& t = active(p);
+    auto& t = p.active();
     if (PySlice_Check(key.ptr())) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key.ptr(), &start, &stop, &step) < 0) throw nb::python_error();
@@ -100,22 +81,22 @@ nb::object txn_getitem(PyListTxn& p, nb::handle key) {
 }
 
 void txn_splice(PyListTxn& p, std::uint64_t start, std::uint64_t stop, nb::handle values) {
-    ListHandle* h = handle(p);
+    ListHandle* h = p.handle();
     std::vector<std::string> encs;
     for (nb::handle v : values) encs.push_back(encode_value(h, v));  // before any change: may run Python code
     std::vector<std::string_view> views(encs.begin(), encs.end());
-    active(p).splice(start, stop, views);
+    p.active().splice(start, stop, views);
 }
 
 void txn_setitem(PyListTxn& p, nb::handle key, nb::handle value) {
-    (void)active(p);
-    ListHandle* h = handle(p);
+    (void)p.active();
+    ListHandle* h = p.handle();
     if (PySlice_Check(key.ptr())) {
         nb::list values = nb::steal<nb::list>(PySequence_List(value.ptr()));
         if (!values.is_valid()) throw nb::python_error();
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key.ptr(), &start, &stop, &step) < 0) throw nb::python_error();
-        const Py_ssize_t n = PySlice_AdjustIndices(static_cast<Py_ssize_t>(active(p).size()), &start, &stop, step);
+        const Py_ssize_t n = PySlice_AdjustIndices(static_cast<Py_ssize_t>(p.active().size()), &start, &stop, step);
         if (step == 1) {
             txn_splice(p, static_cast<std::uint64_t>(start), static_cast<std::uint64_t>(std::max(start, stop)), values);
             return;
@@ -127,18 +108,18 @@ void txn_setitem(PyListTxn& p, nb::handle key, nb::handle value) {
         }
         std::vector<std::string> encs;
         for (nb::handle v : values) encs.push_back(encode_value(h, v));
-        auto& tt = active(p);
+        auto& tt = p.active();
         for (Py_ssize_t k = 0, i = start; k < n; ++k, i += step) tt.set_encoded(static_cast<std::uint64_t>(i), encs[k]);
         return;
     }
     const Py_ssize_t i = as_index(key);
     const std::string enc = encode_value(h, value);
-    auto& tt = active(p);  // encoding ran Python code: check again
+    auto& tt = p.active();  // encoding ran Python code: check again
     tt.set_encoded(position(tt.size(), i, "list assignment"), enc);
 }
 
 void txn_delitem(PyListTxn& p, nb::handle key) {
-    auto& t = active(p);
+    auto& t = p.active();
     if (PySlice_Check(key.ptr())) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key.ptr(), &start, &stop, &step) < 0) throw nb::python_error();
@@ -157,14 +138,14 @@ void txn_delitem(PyListTxn& p, nb::handle key) {
 }
 
 void txn_append(PyListTxn& p, nb::handle value) {
-    const std::string enc = encode_value(handle(p), value);
-    active(p).push_back_encoded(enc);
+    const std::string enc = encode_value(p.handle(), value);
+    p.active().push_back_encoded(enc);
 }
 
 void txn_extend(PyListTxn& p, nb::handle values) {
     // Encoded one by one and appended to the write set: an exception from the iterable leaves the elements
     // before it in the transaction, as list.extend does (the block then decides).
-    ListHandle* h = handle(p);
+    ListHandle* h = p.handle();
     if (values.ptr() == p.owner.ptr() || values.ptr() == nb::find(&p).ptr()) {
         nb::list snap = nb::steal<nb::list>(PySequence_List(values.ptr()));  // l.extend(t) / t.extend(t)
         if (!snap.is_valid()) throw nb::python_error();
@@ -173,91 +154,41 @@ void txn_extend(PyListTxn& p, nb::handle values) {
     }
     for (nb::handle v : values) {
         const std::string enc = encode_value(h, v);
-        active(p).push_back_encoded(enc);
+        p.active().push_back_encoded(enc);
     }
 }
 
 nb::object txn_pop(PyListTxn& p, Py_ssize_t index) {
-    auto& t = active(p);
+    auto& t = p.active();
     if (t.size() == 0) {
         PyErr_SetString(PyExc_IndexError, "pop from empty list");
         throw nb::python_error();
     }
     const std::uint64_t i = position(t.size(), index, "pop");
     nb::object x = get_at(p, i);
-    active(p).erase(i);
+    p.active().erase(i);
     return x;
 }
 
 void txn_insert(PyListTxn& p, Py_ssize_t i, nb::handle value) {
-    const std::string enc = encode_value(handle(p), value);
-    auto& t = active(p);
+    const std::string enc = encode_value(p.handle(), value);
+    auto& t = p.active();
     const auto n = static_cast<Py_ssize_t>(t.size());
     if (i < 0) i = std::max<Py_ssize_t>(0, i + n);
     if (i > n) i = n;
     t.insert_encoded(static_cast<std::uint64_t>(i), enc);
 }
 
-PyObject* txn_enter(PyObject* self_obj) {
-    PyListTxn& p = *nb::inst_ptr<PyListTxn>(self_obj);
-    if (p.state != PyListTxn::kNew) throw std::runtime_error("this transaction was already entered; call transaction() again");
-    p.thread = PyThread_get_thread_ident();
-    for (PyListTxn* o : g_open_lists)
-        if (o->owner.ptr() == p.owner.ptr() && o->thread == p.thread) {
-            p.mark = active(*o).savepoint();
-            p.outer = o;
-            p.outer_ref = nb::borrow(nb::find(o));
-            p.state = PyListTxn::kEntered;
-            Py_INCREF(self_obj);
-            return self_obj;
-        }
-    ListHandle* h = handle(p);
-    p.t.emplace(*h->obj);  // takes the write lock (waiting releases the GIL)
-    p.state = PyListTxn::kEntered;
-    g_open_lists.push_back(&p);
-    Py_INCREF(self_obj);
-    return self_obj;
-}
-
-// Ends the block: a savepoint undoes its writes on an exception (else keeps them); the outermost block
-// commits, or rolls back on an exception (which then propagates: returns false).
-bool txn_exit(PyListTxn& p, nb::handle exc_type) {
-    if (p.state != PyListTxn::kEntered) return false;
-    p.state = PyListTxn::kDone;
-    if (p.outer) {
-        if (p.outer->t && p.outer->t->active()) {
-            if (!exc_type.is_none()) p.outer->t->rollback_to(p.mark);
-            else p.outer->t->release_savepoint(p.mark);
-        }
-        p.outer = nullptr;
-        p.outer_ref = nb::object();
-        return false;
-    }
-    g_open_lists.erase(std::remove(g_open_lists.begin(), g_open_lists.end(), &p), g_open_lists.end());
-    if (!exc_type.is_none() || !p.t->active()) {
-        p.t->rollback();
-        return false;
-    }
-    try {
-        handle(p);  // ClosedError rather than a commit into a closed store
-        p.t->commit();
-    } catch (...) {
-        p.t->rollback();
-        throw;
-    }
-    return false;
-}
-
 }  // namespace
 
 void bind_list_txn(nb::module_& m) {
     nb::class_<PyListTxn>(m, "_ListTransaction")
-        .def("__init__", [](PyListTxn* self, nb::handle owner) { new (self) PyListTxn{nb::borrow(owner)}; },
+        .def("__init__", [](PyListTxn* self, nb::handle owner) { new (self) PyListTxn{{nb::borrow(owner)}}; },
              nb::arg("owner"))
-        .def("__enter__", [](nb::handle self) { return nb::steal(txn_enter(self.ptr())); })
-        .def("__exit__", [](PyListTxn& p, nb::handle t, nb::handle, nb::handle) { return txn_exit(p, t); },
+        .def("__enter__", &PyListTxn::enter)
+        .def("__exit__", [](PyListTxn& p, nb::handle t, nb::handle, nb::handle) { return p.exit(t); },
              nb::arg("exc_type").none(), nb::arg("exc").none(), nb::arg("tb").none())
-        .def("__len__", [](PyListTxn& p) { return active(p).size(); })
+        .def("__len__", [](PyListTxn& p) { return p.active().size(); })
         .def("__getitem__", &txn_getitem, nb::arg("index"))
         .def("__setitem__", &txn_setitem, nb::arg("index"), nb::arg("value").none())
         .def("__delitem__", &txn_delitem, nb::arg("index"))
@@ -265,12 +196,9 @@ void bind_list_txn(nb::module_& m) {
         .def("extend", &txn_extend, nb::arg("values"))
         .def("pop", &txn_pop, nb::arg("index") = -1)
         .def("insert", &txn_insert, nb::arg("index"), nb::arg("value").none())
-        .def("clear", [](PyListTxn& p) { active(p).clear(); })
+        .def("clear", [](PyListTxn& p) { p.active().clear(); })
         .def_prop_ro("_owner", [](PyListTxn& p) { return p.owner; })
-        .def_prop_ro("active", [](PyListTxn& p) {
-            PyListTxn& root = p.outer ? *p.outer : p;
-            return p.state == PyListTxn::kEntered && root.t && root.t->active();
-        });
+        .def_prop_ro("active", [](PyListTxn& p) { return p.is_active(); });
 }
 
 }  // namespace mmstore::py

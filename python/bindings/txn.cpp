@@ -16,46 +16,13 @@
 
 #include "handles.hpp"
 #include "mmstore/storage/checksum.hpp"
+#include "txn_block.hpp"
 
 namespace mmstore::py {
 
 namespace {
 
 using containers::kNotFound;
-
-// One `with d.transaction() as t:` block. The outermost block of a (handle, table, thread) owns the
-// Dict::Transaction; a block entered while one is open there is a savepoint of it (`outer`, `mark`).
-struct PyTxn;
-// The outermost blocks currently entered (few: one per handle, table and thread). Guarded by the GIL.
-std::vector<PyTxn*> g_open;
-
-struct PyTxn {
-    ~PyTxn() { g_open.erase(std::remove(g_open.begin(), g_open.end(), this), g_open.end()); }
-    nb::object owner;
-    std::uint64_t cell = 0;
-    std::uint64_t id = 0;
-    std::optional<mmstore::Dict::Transaction> t;  // outermost block only
-    PyTxn* outer = nullptr;                        // savepoint: the outermost block (kept alive by outer_ref)
-    nb::object outer_ref;
-    std::size_t mark = 0;
-    unsigned long thread = 0;
-    enum State { kNew, kEntered, kDone } state = kNew;
-};
-
-DictHandle* handle(const PyTxn& p) {
-    DictHandle* h = open_handle<DictHandle>(p.owner.ptr(), "Dict");
-    if (!h) throw nb::python_error();
-    return h;
-}
-
-mmstore::Dict::Transaction& active(PyTxn& p) {
-    PyTxn& root = p.outer ? *p.outer : p;
-    if (p.state != PyTxn::kEntered || !root.t || !root.t->active()) {
-        if (p.state == PyTxn::kNew) throw std::runtime_error("use the transaction inside its `with` block");
-        throw mmstore::Error(ErrorCode::kInvalidArgument, "", "the transaction is over (committed or rolled back)");
-    }
-    return *root.t;
-}
 
 // The table (cell, id) of the handle; KeyError when that nested table is gone.
 containers::HashTable target(DictHandle* h, std::uint64_t cell, std::uint64_t id) {
@@ -67,6 +34,32 @@ containers::HashTable target(DictHandle* h, std::uint64_t cell, std::uint64_t id
     }
     return containers::HashTable(&store, cell);
 }
+
+// One `with d.transaction() as t:` block on the table (cell, id) of a handle (txn_block.hpp). Blocks of
+// the same handle, cell and thread nest as savepoints.
+struct PyTxn : TxnBlock<PyTxn, mmstore::Dict::Transaction, DictHandle> {
+    static constexpr const char* kKind = "Dict";
+    static constexpr bool kCheckOpenOnUse = false;
+
+    std::uint64_t cell = 0;
+    std::uint64_t id = 0;
+
+    bool same_target(const PyTxn& o) const { return o.cell == cell; }
+    void begin(DictHandle* h) {
+        auto& store = h->obj->store();
+        store.check_writable();
+        // Lock first, so a nested table cannot be replaced between its check and the transaction.
+        store.lock_write();
+        try {
+            t.emplace(store, target(h, cell, id));  // takes the (recursive) lock once more
+        } catch (...) {
+            store.unlock_write();
+            throw;
+        }
+        store.unlock_write();
+    }
+    static void release_savepoint(mmstore::Dict::Transaction&, std::size_t) {}  // a Dict mark needs no release
+};
 
 struct Key {
     EncBuf kb;
@@ -84,8 +77,8 @@ nb::object steal_or_throw(PyObject* o) {
 
 // The value of `key` as the transaction sees it, or `dflt` when it is absent there.
 nb::object txn_get(PyTxn& p, nb::handle key, nb::handle dflt) {
-    auto& t = active(p);
-    DictHandle* h = handle(p);
+    auto& t = p.active();
+    DictHandle* h = p.handle();
     const Key k(h, key);
     std::string v;
     switch (t.txn().own(k.kb.sv, &v)) {
@@ -103,8 +96,8 @@ nb::object txn_get(PyTxn& p, nb::handle key, nb::handle dflt) {
 }
 
 void txn_set(PyTxn& p, nb::handle key, nb::handle value) {
-    auto& t = active(p);
-    DictHandle* h = handle(p);
+    auto& t = p.active();
+    DictHandle* h = p.handle();
     const Key k(h, key);
     if (dict_is_nested_source(h, value.ptr())) {
         std::string ref;
@@ -119,22 +112,22 @@ void txn_set(PyTxn& p, nb::handle key, nb::handle value) {
 }
 
 bool txn_delete(PyTxn& p, nb::handle key) {
-    auto& t = active(p);
-    const Key k(handle(p), key);
+    auto& t = p.active();
+    const Key k(p.handle(), key);
     return t.txn().erase(k.kb.sv);
 }
 
 bool txn_contains(PyTxn& p, nb::handle key) {
-    auto& t = active(p);
-    const Key k(handle(p), key);
+    auto& t = p.active();
+    const Key k(p.handle(), key);
     return t.txn().contains(k.kb.sv);
 }
 
 // Every (key, value) the transaction sees: the table's entries in order with the transaction's changes
 // applied, then its new keys in the order they were first written.
 nb::list txn_items(PyTxn& p) {
-    auto& t = active(p);
-    DictHandle* h = handle(p);
+    auto& t = p.active();
+    DictHandle* h = p.handle();
     containers::HashTable& table = t.txn().table();
     std::vector<std::pair<std::string, std::string>> pairs;  // copied first: decoding may run Python code
     for (std::uint64_t i = 0; i < table.end(); ++i) {
@@ -191,63 +184,6 @@ nb::list read_at_once(nb::handle owner, std::uint64_t cell, std::uint64_t id, nb
     }
 }
 
-PyObject* txn_enter(PyObject* self_obj) {
-    PyTxn& p = *nb::inst_ptr<PyTxn>(self_obj);
-    if (p.state != PyTxn::kNew) throw std::runtime_error("this transaction was already entered; call transaction() again");
-    p.thread = PyThread_get_thread_ident();
-    for (PyTxn* o : g_open)
-        if (o->owner.ptr() == p.owner.ptr() && o->cell == p.cell && o->thread == p.thread) {
-            p.mark = active(*o).savepoint();
-            p.outer = o;
-            p.outer_ref = nb::borrow(nb::find(o));
-            p.state = PyTxn::kEntered;
-            Py_INCREF(self_obj);
-            return self_obj;
-        }
-    DictHandle* h = handle(p);
-    auto& store = h->obj->store();
-    store.check_writable();
-    // Lock first, so a nested table cannot be replaced between its check and the transaction.
-    store.lock_write();
-    try {
-        p.t.emplace(store, target(h, p.cell, p.id));  // takes the (recursive) lock once more
-    } catch (...) {
-        store.unlock_write();
-        throw;
-    }
-    store.unlock_write();
-    p.state = PyTxn::kEntered;
-    g_open.push_back(&p);
-    Py_INCREF(self_obj);
-    return self_obj;
-}
-
-// Ends the block: a savepoint undoes its writes on an exception; the outermost block commits, or rolls
-// back on an exception (which then propagates: returns false).
-bool txn_exit(PyTxn& p, nb::handle exc_type) {
-    if (p.state != PyTxn::kEntered) return false;
-    p.state = PyTxn::kDone;
-    if (p.outer) {
-        if (!exc_type.is_none() && p.outer->t && p.outer->t->active()) p.outer->t->rollback_to(p.mark);
-        p.outer = nullptr;
-        p.outer_ref = nb::object();
-        return false;
-    }
-    g_open.erase(std::remove(g_open.begin(), g_open.end(), &p), g_open.end());
-    if (!exc_type.is_none() || !p.t->active()) {
-        p.t->rollback();
-        return false;
-    }
-    try {
-        handle(p);  // ClosedError rather than a commit into a closed store
-        p.t->commit();
-    } catch (...) {
-        p.t->rollback();
-        throw;
-    }
-    return false;
-}
-
 }  // namespace
 
 void bind_txn(nb::module_& m) {
@@ -255,11 +191,11 @@ void bind_txn(nb::module_& m) {
         .def(
             "__init__",
             [](PyTxn* self, nb::handle owner, std::uint64_t cell, std::uint64_t id) {
-                new (self) PyTxn{nb::borrow(owner), cell, id};
+                new (self) PyTxn{{nb::borrow(owner)}, cell, id};
             },
             nb::arg("owner"), nb::arg("cell") = 0, nb::arg("id") = 0)
-        .def("__enter__", [](nb::handle self) { return nb::steal(txn_enter(self.ptr())); })
-        .def("__exit__", [](PyTxn& p, nb::handle t, nb::handle, nb::handle) { return txn_exit(p, t); },
+        .def("__enter__", &PyTxn::enter)
+        .def("__exit__", [](PyTxn& p, nb::handle t, nb::handle, nb::handle) { return p.exit(t); },
              nb::arg("exc_type").none(), nb::arg("exc").none(), nb::arg("tb").none())
         .def("__getitem__",
              [](PyTxn& p, nb::handle key) {
@@ -282,16 +218,13 @@ void bind_txn(nb::module_& m) {
              },
              nb::arg("key").none())
         .def("__contains__", &txn_contains, nb::arg("key").none())
-        .def("__len__", [](PyTxn& p) { return active(p).size(); })
+        .def("__len__", [](PyTxn& p) { return p.active().size(); })
         .def("items", &txn_items)
-        .def("clear", [](PyTxn& p) { active(p).txn().clear(); })
+        .def("clear", [](PyTxn& p) { p.active().txn().clear(); })
         .def_prop_ro("_owner", [](PyTxn& p) { return p.owner; })
         .def_prop_ro("_cell", [](PyTxn& p) { return p.cell; })
         .def_prop_ro("_id", [](PyTxn& p) { return p.id; })
-        .def_prop_ro("active", [](PyTxn& p) {
-            PyTxn& root = p.outer ? *p.outer : p;
-            return p.state == PyTxn::kEntered && root.t && root.t->active();
-        });
+        .def_prop_ro("active", [](PyTxn& p) { return p.is_active(); });
     m.def("_read_at_once", &read_at_once, nb::arg("owner"), nb::arg("cell"), nb::arg("id"), nb::arg("keys"),
           nb::arg("default").none());
 }
