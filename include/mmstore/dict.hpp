@@ -208,12 +208,18 @@ private:
 // Thread safety: one thread at a time per Snapshot object; any number of snapshots in any threads.
 // Lifetime: a Snapshot must not outlive its Dict object; Dict::close() closes it (reads then throw
 // kClosed) and Dict::compact() throws LockedError while one is open.
-// Nested dicts of a SharedDict are read live (a snapshot covers the main table).
+// Nested dicts of a SharedDict are versioned too: a value that references one (a codec::tag::kTableRef
+// encoding) opens with nested() as a view of that dict at the same instant, also after the dict was replaced
+// or deleted in the store (it is kept until the last snapshot that can see it closes).
 class Dict::Snapshot {
 public:
     Snapshot(Snapshot&& other) noexcept;
     Snapshot& operator=(Snapshot&&) = delete;
     ~Snapshot();
+    // The nested dict referenced by `encoded_value` (a value read through this snapshot) at this snapshot's
+    // instant: a view sharing its reader slot, open while the snapshot is (its own close() detaches only the
+    // view). Error(kInvalidArgument) when the value is not a nested dict reference.
+    Snapshot nested(std::string_view encoded_value) const;
     std::optional<std::string> get_encoded(std::string_view key) const;
     bool contains_encoded(std::string_view key) const { return get_encoded(key).has_value(); }
     std::optional<Value> get(const Value& key) const;
@@ -228,14 +234,23 @@ public:
 
 private:
     friend class Dict;
+    // The reader slot, shared by a snapshot and its nested views; the snapshot that opened it frees it.
+    struct Slot {
+        containers::Store* store;
+        unsigned index = 0;
+        std::uint64_t version = 0;
+        bool open = false;
+    };
     Snapshot(const Dict& d);
+    Snapshot(std::shared_ptr<Slot> slot, const containers::HashTable& table);
     const std::vector<std::pair<std::string, std::string>>& items() const;
     void check() const;
     containers::Store* store_;
-    containers::HashTable* table_;
-    unsigned slot_ = 0;
+    std::shared_ptr<Slot> slot_;
+    containers::HashTable table_;
     std::uint64_t version_ = 0;
-    bool open_ = false;
+    bool owner_ = false;  // opened the slot (not a nested view)
+    bool open_ = false;   // this object (a moved-from or closed one is not)
     mutable std::optional<std::vector<std::pair<std::string, std::string>>> items_;
 };
 

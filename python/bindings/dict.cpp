@@ -1280,6 +1280,10 @@ Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uin
 
 bool dict_is_nested_source(DictHandle* h, PyObject* value) { return is_nested_source(h, value); }
 
+bool dict_is_nested_view(PyObject* o) {
+    return g_nested_type != nullptr && PyObject_TypeCheck(o, reinterpret_cast<PyTypeObject*>(g_nested_type));
+}
+
 bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, std::string& ref) {
     return build_nested(h, parent, src, ref, 0);
 }

@@ -500,6 +500,8 @@ Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uin
 bool dict_is_nested_source(DictHandle* h, PyObject* value);
 bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, std::string& ref);
 PyObject* dict_decode_encoding(DictHandle* h, PyObject* owner, std::string_view enc);
+// Whether `o` is a NestedDict view (the type dict.cpp makes for nested-table values).
+bool dict_is_nested_view(PyObject* o);
 void bind_pool(nb::module_& m);  // pool.cpp
 void bind_records(nb::module_& m);
 void bind_hash(nb::module_& m);  // hash.cpp

@@ -14,6 +14,7 @@ from typing import Any, Iterator, NamedTuple
 
 from . import _core
 from ._dict import Dict
+from ._snapshot import Snapshot
 from ._txn import Transaction
 from ._handle import check_options
 from ._errors import StoreExistsError, StoreNotFoundError
@@ -100,6 +101,12 @@ class NestedDict(MutableMapping):
     def transaction(self) -> Transaction:
         """A transaction on this nested dict (holding the owning dict's lock); see ``Dict.transaction``."""
         return Transaction(self._owner, self._cell, self._id)
+
+    def snapshot(self) -> Snapshot:
+        """``with nd.snapshot() as s:`` -- a read-only mapping of this nested dict as of the instant the block
+        begins (its own nested dicts included); see ``Dict.snapshot``. Raises ``KeyError`` when the nested
+        dict was replaced or deleted before that instant."""
+        return Snapshot(self._owner, self._cell, self._id)
 
     def get_many(self, keys, default: Any = None) -> list:
         """The values of ``keys`` as of one instant, lock-free; see ``Dict.get_many``."""

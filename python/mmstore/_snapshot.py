@@ -7,8 +7,10 @@ never wait for a writer (one stopped with SIGSTOP stops no snapshot). While any 
 open, each write records the old value of what it changes (O(1) per write); those records are freed by the
 first write after the last snapshot closes, or after the process holding it died. At most 64 snapshots of a
 store are open at once. ``len(s)`` and iteration collect the snapshot's items once, in process memory, and
-reuse them. A nested dict of a SharedDict is read live, not as of the instant. docs/design.md,
-"Transactions and snapshots".
+reuse them. A nested dict of a SharedDict reads back as a snapshot of that dict at the same instant (a
+``Snapshot``, open while the one it came from is), also after it was replaced or deleted in the store:
+such a dict is kept until the last snapshot that can see it closes. ``nd.snapshot()`` on a
+:class:`~mmstore.NestedDict` snapshots that nested dict alone. docs/design.md, "Transactions and snapshots".
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class Snapshot(_core._Snapshot):
         return [v for _, v in self.items()]
 
     def copy(self) -> dict:
-        return dict(self.items())
+        """A plain ``dict`` of the snapshot's items (nested dicts become dicts too)."""
+        return {k: (v.copy() if isinstance(v, Snapshot) else v) for k, v in self.items()}
 
     __eq__ = Mapping.__eq__
     __hash__ = None  # type: ignore[assignment]

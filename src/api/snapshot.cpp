@@ -15,35 +15,53 @@ Dict::Snapshot Dict::snapshot() const {
     return Snapshot(*this);
 }
 
-Dict::Snapshot::Snapshot(const Dict& d) : store_(d.store_.get()), table_(d.table_.get()) {
-    slot_ = containers::open_snapshot(*store_, handle_tag(store_), version_);
+Dict::Snapshot::Snapshot(const Dict& d)
+    : store_(d.store_.get()), slot_(std::make_shared<Slot>(Slot{d.store_.get()})), table_(*d.table_) {
+    slot_->index = containers::open_snapshot(*store_, handle_tag(store_), slot_->version);
+    slot_->open = true;
+    version_ = slot_->version;
+    owner_ = true;
     open_ = true;
 }
 
+Dict::Snapshot::Snapshot(std::shared_ptr<Slot> slot, const containers::HashTable& table)
+    : store_(slot->store), slot_(std::move(slot)), table_(table), version_(slot_->version), open_(true) {}
+
 Dict::Snapshot::Snapshot(Snapshot&& o) noexcept
-    : store_(o.store_), table_(o.table_), slot_(o.slot_), version_(o.version_), open_(o.open_), items_(std::move(o.items_)) {
+    : store_(o.store_), slot_(std::move(o.slot_)), table_(o.table_), version_(o.version_), owner_(o.owner_),
+      open_(o.open_), items_(std::move(o.items_)) {
     o.open_ = false;
+    o.owner_ = false;
 }
 
 Dict::Snapshot::~Snapshot() { close(); }
 
-bool Dict::Snapshot::is_open() const noexcept { return open_ && store_->is_open(); }
+bool Dict::Snapshot::is_open() const noexcept { return open_ && slot_->open && store_->is_open(); }
 
 void Dict::Snapshot::close() noexcept {
     // A closed Dict freed its handle's slots already (Dict::close).
-    if (open_ && store_->is_open()) containers::close_snapshot(*store_, slot_);
+    if (open_ && owner_ && slot_->open && store_->is_open()) containers::close_snapshot(*store_, slot_->index);
+    if (open_ && owner_) slot_->open = false;
     open_ = false;
     items_.reset();
 }
 
 void Dict::Snapshot::check() const {
-    if (!open_) throw_error(ErrorCode::kClosed, store_->path(), "the snapshot is closed");
+    if (!open_ || !slot_->open) throw_error(ErrorCode::kClosed, store_->path(), "the snapshot is closed");
     store_->check_open();
+}
+
+Dict::Snapshot Dict::Snapshot::nested(std::string_view encoded_value) const {
+    check();
+    const std::uint64_t w = containers::inline_word(encoded_value);
+    if (w == 0 || !containers::is_table_ref(w))
+        throw_error(ErrorCode::kInvalidArgument, store_->path(), "the value is not a nested dict");
+    return Snapshot(slot_, table_.child(w));
 }
 
 std::optional<std::string> Dict::Snapshot::get_encoded(std::string_view key) const {
     check();
-    return containers::read_at(*store_, *table_, version_, key, hash64(key.data(), key.size()));
+    return containers::read_at(*store_, table_, version_, key, hash64(key.data(), key.size()));
 }
 
 std::optional<Value> Dict::Snapshot::get(const Value& key) const {
@@ -56,7 +74,7 @@ const std::vector<std::pair<std::string, std::string>>& Dict::Snapshot::items() 
     check();
     if (!items_) {
         std::vector<std::pair<std::string, std::string>> out;
-        containers::items_at(*store_, *table_, version_,
+        containers::items_at(*store_, table_, version_,
                              [&](std::string&& k, std::string&& v) { out.emplace_back(std::move(k), std::move(v)); });
         items_ = std::move(out);
     }

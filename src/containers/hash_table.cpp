@@ -392,7 +392,7 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     std::optional<VersionScope> vs;
     if (versioned()) {
         vs.emplace(*store_);
-        if (vs->recording()) record_before(*store_, key, std::nullopt);
+        if (vs->recording()) record_before(*store_, *this, key, std::nullopt);
     }
     if (header()->used == header()->entries_cap) rehash(header()->live);
     const std::uint64_t kw = store_->put(key);
@@ -626,6 +626,7 @@ HashTable HashTable::begin_copy(std::uint64_t extra, std::vector<std::uint64_t>*
     store_->region().at<CellRecord>(cell)->table = off;
     HashTable copy(store_, cell);
     copy.deferred_ = deferred;
+    copy.unversioned_ = true;  // unpublished: commit_copy() records the switch
     try {
         copy.reserve(copy.size() + extra);  // a rebuild inside the copy frees only the copy's own block
     } catch (...) {
@@ -652,7 +653,7 @@ void HashTable::commit_copy(HashTable& copy) {
                 if (copy.entries()[i].key == kTombWord) continue;
                 WordBuf kb;
                 const std::string k(copy.key_at(i, kb));
-                if (find(k) == kNotFound) record_before(*store_, k, std::nullopt);
+                if (find(k) == kNotFound) record_before(*store_, *this, k, std::nullopt);
             }
         }
     }
@@ -688,6 +689,11 @@ void HashTable::release_value(std::uint64_t w) noexcept {
     }
     const std::uint64_t cell = table_ref_cell(w);
     if (!word_intact(w) || cell % 16 != 0 || !store_->region().in_bounds(cell, sizeof(CellRecord))) return;  // damaged: leak it
+    // A nested table dropped while a snapshot is open may still be read at the snapshot's instant:
+    // record_entry made room to retire it, and it is kept whole until the last snapshot closes
+    // (containers/snapshot.hpp). One never published (built and replaced inside one update_many copy) has
+    // no room made: freed.
+    if (store_->snap_op.recording && retire_dropped(*store_, cell)) return;
     HashTable(store_, cell).destroy_at(1);
     store_->arena().free(cell, sizeof(CellRecord));
 }
@@ -749,13 +755,13 @@ void HashTable::verify_at(int depth) const {
 }
 
 void HashTable::recover() {
-    if (versioned()) recover_snapshots(*store_);
+    if (cell_ == Store::kRootCell) recover_snapshots(*store_);
     recover_at(0);
 }
 
 void HashTable::enumerate(const alloc::Arena::Visit& visit) const {
     enumerate_at(visit, 0);
-    if (versioned()) enumerate_versions(*store_, visit);
+    if (cell_ == Store::kRootCell) enumerate_versions(*store_, visit);
 }
 
 void HashTable::recover_at(int depth) {
@@ -801,7 +807,7 @@ void HashTable::destroy_at(int depth) noexcept {
 }
 
 void HashTable::repair() {
-    if (versioned()) reset_snapshots(*store_);  // no process attached: no snapshot is open
+    if (cell_ == Store::kRootCell) reset_snapshots(*store_);  // no process attached: no snapshot is open
     repair_at(0);
     store_->arena().rebuild([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }

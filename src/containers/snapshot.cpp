@@ -40,6 +40,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "mmstore/codec/value.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/os/file.hpp"
 
@@ -91,7 +92,39 @@ void append_node(std::string& chain, std::uint64_t version, std::optional<std::s
     if (old) chain.append(*old);
 }
 
-HashTable versions(const Store& s) noexcept { return HashTable(const_cast<Store*>(&s), kSnapCellOffset); }
+HashTable versions(const Store& s) noexcept {
+    HashTable vt(const_cast<Store*>(&s), kSnapCellOffset);
+    return vt.unversioned();
+}
+
+// Version table keys. The root table's chains are keyed by the encoded key itself (format.md §1.3); a
+// nested table's by {kNestedKey, 8-byte LE cell offset, encoded key}, and a retired nested table is the
+// entry {kRetiredKey, cell}. No encoding starts with either byte (codec tags end at 0x5F).
+constexpr char kNestedKey = '\xFF';
+constexpr char kRetiredKey = '\xFE';
+constexpr std::size_t kPrefix = 9;
+std::string table_prefix(char kind, std::uint64_t cell) {
+    std::string p(kPrefix, kind);
+    std::memcpy(p.data() + 1, &cell, 8);
+    return p;
+}
+bool is_root(const HashTable& t) noexcept { return t.cell() == Store::kRootCell; }
+// The chain key of `key` of table `t` (a view of `key` itself for the root; `buf` holds a nested one).
+std::string_view chain_key(const HashTable& t, std::string_view key, std::string& buf) {
+    if (is_root(t)) return key;
+    buf = table_prefix(kNestedKey, t.cell());
+    buf.append(key);
+    return buf;
+}
+// The key of table `t` a version-table key is the chain of, or nullopt when it belongs to another table.
+std::optional<std::string_view> key_of_chain(const HashTable& t, std::string_view vkey, const std::string& prefix) {
+    if (is_root(t)) {
+        if (!vkey.empty() && (vkey[0] == kNestedKey || vkey[0] == kRetiredKey)) return std::nullopt;
+        return vkey;
+    }
+    if (vkey.size() < kPrefix || vkey.compare(0, kPrefix, prefix) != 0) return std::nullopt;
+    return vkey.substr(kPrefix);
+}
 
 // The value at `version` given the live value and the key's chain: the oldest node newer than `version`.
 template <class Live>
@@ -164,10 +197,12 @@ VersionScope::~VersionScope() {
     op.recording = false;
 }
 
-void record_before(Store& s, std::string_view key, std::optional<std::string_view> old) {
+void record_before(Store& s, const HashTable& t, std::string_view table_key, std::optional<std::string_view> old) {
     const Store::SnapOp& op = s.snap_op;
     HashTable vt = versions(s);
     if (*snap_word(s, kSnapCell) == 0) vt.format();
+    std::string buf;
+    const std::string_view key = chain_key(t, table_key, buf);
     const std::uint64_t hash = hash64(key.data(), key.size());
     const std::uint64_t pos = vt.find(key, hash);
     std::string chain;
@@ -199,7 +234,31 @@ void record_entry(Store& s, const HashTable& t, std::uint64_t pos) {
     WordBuf kb, vb;
     const std::string key(t.key_at(pos, kb));
     const std::string old(t.value_at(pos, vb));
-    record_before(s, key, old);
+    record_before(s, t, key, old);
+    // A nested table the write is about to drop is kept for the snapshots (retired, retire_dropped): its
+    // entry is made here, before the write changes anything, so that a lack of space fails the write rather
+    // than the snapshot. It holds a placeholder (None) until the drop really happens: a write that fails
+    // after this point keeps its table, which the version table's destroy must then not free.
+    const std::uint64_t w = inline_word(old);
+    if (w != 0 && is_table_ref(w)) versions(s).set(table_prefix(kRetiredKey, table_ref_cell(w)), std::string_view("\0", 1));
+}
+
+bool retire_dropped(Store& s, std::uint64_t cell) noexcept {
+    try {
+        if (*snap_word(s, kSnapCell) == 0) return false;
+        HashTable vt = versions(s);
+        const std::string key = table_prefix(kRetiredKey, cell);
+        if (vt.find(key) == kNotFound) return false;
+        std::string ref(7, '\0');
+        ref[0] = static_cast<char>(codec::tag::kTableRef);
+        std::memcpy(ref.data() + 1, &cell, 6);
+        // An inline value over an existing entry: no allocation. The value references the table, so the
+        // version table's destroy, enumerate and recover cover it with everything below it.
+        vt.set(key, ref);
+        return true;
+    } catch (...) {
+        return true;  // a damaged version table: keep the table (leaked until a repair) rather than free it
+    }
 }
 
 unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {
@@ -317,6 +376,9 @@ bool has_versions(const Store& s) noexcept { return __atomic_load_n(snap_word(s,
 
 std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
                                    std::uint64_t hash) {
+    std::string ckey_buf;
+    const std::string_view ckey = chain_key(t, key, ckey_buf);
+    const std::uint64_t chash = is_root(t) ? hash : hash64(ckey.data(), ckey.size());
     return s.read([&]() -> std::optional<std::string> {
         // Live first, chain second: a writer records before it stores.
         const auto live = t.checked();
@@ -329,7 +391,7 @@ std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint
         if (__atomic_load_n(snap_word(s, kSnapCell), __ATOMIC_ACQUIRE) == 0) return cur;
         const HashTable vt = versions(s);
         const auto vs = vt.checked();
-        const std::uint64_t vp = vt.find_in(vs, key, hash);
+        const std::uint64_t vp = vt.find_in(vs, ckey, chash);
         if (vp == kNotFound) return cur;
         WordBuf buf;
         const std::string_view chain = s.view(&HashTable::entries_of(vs)[vp].value, buf);
@@ -341,6 +403,7 @@ void items_at(const Store& s, const HashTable& t, std::uint64_t version,
               const std::function<void(std::string&&, std::string&&)>& out) {
     // Keys whose chain says they were present at `version` (a node newer than it holding a value): at most
     // the keys of the instant, whatever was inserted since.
+    const std::string prefix = is_root(t) ? std::string() : table_prefix(kNestedKey, t.cell());
     auto chained_present = [&] {
         std::unordered_set<std::string> keys;
         s.read([&] {
@@ -352,12 +415,14 @@ void items_at(const Store& s, const HashTable& t, std::uint64_t version,
             for (std::uint64_t i = 0; i < vs.used; ++i) {
                 if (__atomic_load_n(&ent[i].key, __ATOMIC_ACQUIRE) == kTombWord) continue;
                 WordBuf kb, vb;
+                const std::optional<std::string_view> key = key_of_chain(t, s.view(&ent[i].key, kb), prefix);
+                if (!key) continue;  // another table's chain, or a retired table
                 const std::string_view chain = s.view(&ent[i].value, vb);
                 Node n;
                 for (std::size_t at = 0; at < chain.size(); at = n.end) {
                     if (!node_at(chain, at, n)) s.throw_corrupt("a snapshot version chain is malformed");
                     if (n.version > version) {
-                        if (n.old) keys.emplace(s.view(&ent[i].key, kb));
+                        if (n.old) keys.emplace(*key);
                         break;
                     }
                 }

@@ -82,7 +82,7 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
         if (vs->recording())  // before-images first: O(writes)
             for (const Item& it : items) {
                 if (it.q == kNotFound) {
-                    record_before(*store_, writes[it.w].key, std::nullopt);
+                    record_before(*store_, *this, writes[it.w].key, std::nullopt);
                 } else {
                     record_entry(*store_, *this, it.q);
                 }

@@ -162,6 +162,11 @@ public:
     // (Store::kRootCell) or, for SharedDict's nested tables, a cell block in the arena.
     explicit HashTable(Store* store, std::uint64_t cell = Store::kRootCell) noexcept : store_(store), cell_(cell) {}
     std::uint64_t cell() const noexcept { return cell_; }
+    // Excludes this table from snapshot versioning (containers/snapshot.hpp: the version table itself).
+    HashTable& unversioned() noexcept {
+        unversioned_ = true;
+        return *this;
+    }
     Store* store() const noexcept { return store_; }
     std::uint64_t root() const noexcept { return __atomic_load_n(store_->region().at<std::uint64_t>(cell_), __ATOMIC_ACQUIRE); }
 
@@ -323,8 +328,9 @@ public:
     std::uint64_t pending_log() const { return __atomic_load_n(&checked().h->pending_log, __ATOMIC_ACQUIRE); }
 
 private:
-    // The store's root table: its writes keep version chains while snapshots are open.
-    bool versioned() const noexcept { return cell_ == Store::kRootCell; }
+    // The tables a snapshot can read -- the root and its nested tables -- keep version chains while snapshots
+    // are open; the version table itself and begin_copy()'s unpublished copies do not.
+    bool versioned() const noexcept { return !unversioned_; }
     Snapshot checked_slow() const;
     static bool snapshot_sane(std::uint64_t cap, std::uint64_t used) noexcept {
         return cap >= 16 && (cap & (cap - 1)) == 0 && cap <= (std::uint64_t{1} << 36) && used <= entries_cap_of(cap);
@@ -374,6 +380,7 @@ private:
     Store* store_;
     std::uint64_t cell_;
     std::vector<std::uint64_t>* deferred_ = nullptr;  // set on copies: releases wait for commit_copy()
+    bool unversioned_ = false;                         // see versioned()
 };
 
 }  // namespace mmstore::containers

@@ -21,6 +21,10 @@
 //     user code) to leave its scope; every later write sees the bit. See snapshot.cpp for the argument.
 //   * Reads at V: the live value first, then the key's chain; the oldest node newer than V holds the value
 //     at V. A writer records before it stores, so a reader that saw the new word finds the before-image.
+//   * Nested tables (SharedDict) are versioned like the root: their chains are keyed by {kNestedKey, the
+//     table's cell offset, key}, and a nested table dropped by its parent while a snapshot is open is kept
+//     (retired: a {kRetiredKey, cell} entry of the version table whose value references it) until the
+//     version table is destroyed, which destroys it with everything below it.
 //   * Reclaim. The first write that finds the mask empty frees the version table whole; with snapshots
 //     open, a write prunes the chain it touches. A slot whose owner process is gone (dead pid, or a pid
 //     reused by a process with another start time) is freed by the next snapshot to open (reclaim_dead).
@@ -79,11 +83,16 @@ private:
     Store& s_;
 };
 
-// Under the write lock, inside a recording VersionScope: appends the before-image of `key` (its current
-// encoded value, nullopt when absent) to the key's chain.
-void record_before(Store& s, std::string_view key, std::optional<std::string_view> old);
-// The same for the entry at `pos` of `t` (key and value read from the table).
+// Under the write lock, inside a recording VersionScope: appends the before-image of `key` of table `t` (its
+// current encoded value, nullopt when absent) to the key's chain.
+void record_before(Store& s, const HashTable& t, std::string_view key, std::optional<std::string_view> old);
+// The same for the entry at `pos` of `t` (key and value read from the table). When the value is a nested
+// table, which the write is about to drop, this also makes room to retire it (retire_dropped).
 void record_entry(Store& s, const HashTable& t, std::uint64_t pos);
+// Called as the nested table at `cell` is dropped by its parent (inside a recording VersionScope): when
+// record_entry made room for it, keeps it whole until the version table is destroyed (a snapshot may still
+// read it) and returns true; false (a table never published) means the caller frees it.
+bool retire_dropped(Store& s, std::uint64_t cell) noexcept;
 
 // Open snapshots (lock-free). open_snapshot returns the slot index and sets `version`; throws Error
 // (kBusy) when every slot is taken.
@@ -110,7 +119,8 @@ std::uint64_t version_keys(const Store& s);
 // table -- before its first store. So a lock-free read of a live value followed by has_versions() == false
 // proves that value is the one at every open snapshot's instant: the fast path of a snapshot read.
 bool has_versions(const Store& s) noexcept;
-// Lock-free reads at `version` of the root table `t` (which must be the store's root table).
+// Lock-free reads at `version` of table `t`: the store's root table or one of its nested tables (a reference
+// read at `version`, so retired nested tables too).
 std::optional<std::string> read_at(const Store& s, const HashTable& t, std::uint64_t version, std::string_view key,
                                    std::uint64_t hash);
 // Every {encoded key, encoded value} at `version`, exactly once each (order unspecified).
