@@ -8,9 +8,11 @@ Prints, per run (interleaved, so machine noise hits both sides alike), the media
   plain set       d[k] = v, no snapshot open (what every writer pays: compare with --plain-only on the base)
   set, snap open  d[k] = v while a snapshot is open (each write records its before-image)
 and the ratios. `--plain-only` prints only the plain get/set figures, to run the same script with an
-older build's interpreter and compare (the "no slower than before" check).
+older build's interpreter and compare (the "no slower than before" check). `--nested` runs all of it on a
+nested dict of a SharedDict(recurse=True) instead of a Dict (`nd.snapshot()`).
 
     build/venv/bin/python bench/bench_snapshot.py --n 100000 --runs 3
+    PYTHONPATH=/work/ab/OLD build/venv/bin/python bench/bench_snapshot.py --nested --plain-only
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import time
 import mmstore
 
 
+CLOCK = time.perf_counter
+
+
 def timed(f) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     f()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def main() -> None:
@@ -35,17 +40,27 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--plain-only", action="store_true")
+    ap.add_argument("--nested", action="store_true", help="a SharedDict's nested dict instead of a Dict")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: this thread's CPU time (steadier on a loaded machine; the loops run in one thread)")
     a = ap.parse_args()
+    global CLOCK
+    CLOCK = time.thread_time if a.clock == "cpu" else time.perf_counter
     n = a.n
     keys = [f"key-{i:08d}" for i in range(n)]  # 12 characters: a record key in every build
-    has_snap = hasattr(mmstore.Dict, "snapshot") and not a.plain_only
+    has_snap = hasattr(mmstore.NestedDict if a.nested else mmstore.Dict, "snapshot") and not a.plain_only
     res: dict[str, list[float]] = {}
 
     def add(name, secs):
         res.setdefault(name, []).append(n / secs)
 
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
-        d = mmstore.Dict(os.path.join(tmp, "b.mms"))
+        if a.nested:
+            root = mmstore.SharedDict(recurse=True)
+            root["n"] = {}
+            d = root["n"]
+        else:
+            d = mmstore.Dict(os.path.join(tmp, "b.mms"))
         for k in keys:
             d[k] = 1
         for _ in range(a.runs):
@@ -72,7 +87,11 @@ def main() -> None:
                 add("set, snap open", timed(snap_set))
                 add("snapshot get*", timed(snap_get))
             d[keys[0]] = 1  # frees the version records
-    print(f"mmstore {getattr(mmstore, '__version__', '?')}, n={n}, medians of {a.runs} (ops/s)")
+        if a.nested:
+            root.close()
+            root.unlink()
+    what = "nested dict" if a.nested else "Dict"
+    print(f"mmstore {getattr(mmstore, '__version__', '?')}, {what}, n={n}, medians of {a.runs} (ops/s)")
     med = {k: statistics.median(v) for k, v in res.items()}
     for k, v in med.items():
         print(f"  {k:16s} {v:12,.0f}")
