@@ -70,6 +70,16 @@ struct Key {
     }
 };
 
+// KeyError(key), with a tuple key kept whole (PyErr_SetObject would unpack it into the exception's args).
+[[noreturn]] void throw_key_error(nb::handle key) {
+    PyObject* t = PyTuple_Pack(1, key.ptr());
+    if (t) {
+        PyErr_SetObject(PyExc_KeyError, t);
+        Py_DECREF(t);
+    }
+    throw nb::python_error();
+}
+
 nb::object steal_or_throw(PyObject* o) {
     if (!o) throw nb::python_error();
     return nb::steal(o);
@@ -200,10 +210,7 @@ void bind_txn(nb::module_& m) {
         .def("__getitem__",
              [](PyTxn& p, nb::handle key) {
                  nb::object v = txn_get(p, key, nb::handle());
-                 if (!v.is_valid()) {
-                     PyErr_SetObject(PyExc_KeyError, key.ptr());
-                     throw nb::python_error();
-                 }
+                 if (!v.is_valid()) throw_key_error(key);
                  return v;
              },
              nb::arg("key").none())
@@ -211,10 +218,7 @@ void bind_txn(nb::module_& m) {
         .def("__setitem__", &txn_set, nb::arg("key").none(), nb::arg("value").none())
         .def("__delitem__",
              [](PyTxn& p, nb::handle key) {
-                 if (!txn_delete(p, key)) {
-                     PyErr_SetObject(PyExc_KeyError, key.ptr());
-                     throw nb::python_error();
-                 }
+                 if (!txn_delete(p, key)) throw_key_error(key);
              },
              nb::arg("key").none())
         .def("__contains__", &txn_contains, nb::arg("key").none())
