@@ -99,7 +99,7 @@ class NestedDict(MutableMapping):
 
     def transaction(self) -> Transaction:
         """A transaction on this nested dict (holding the owning dict's lock); see ``Dict.transaction``."""
-        return Transaction(self._owner, self._cell, self._id)
+        return _core._new_transaction(Transaction, self._owner, self._cell, self._id)
 
     def get_many(self, keys, default: Any = None) -> list:
         """The values of ``keys`` as of one instant, lock-free; see ``Dict.get_many``."""

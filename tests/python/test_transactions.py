@@ -248,6 +248,8 @@ def test_item_access_through_t_keeps_the_mapping_protocol():
             t["n"] = None
             assert t["n"] is None and len(t) == 2
         assert d["n"] is None
+        with pytest.raises(TypeError):
+            mmstore._core._new_transaction(dict, d, 0, 0)  # d.transaction()'s constructor checks its class
     finally:
         d.close()
         d.unlink()
