@@ -70,6 +70,16 @@ struct Key {
     }
 };
 
+// KeyError(key), with a tuple key kept whole (PyErr_SetObject would unpack it into the exception's args).
+[[noreturn]] void throw_key_error(nb::handle key) {
+    PyObject* t = PyTuple_Pack(1, key.ptr());
+    if (t) {
+        PyErr_SetObject(PyExc_KeyError, t);
+        Py_DECREF(t);
+    }
+    throw nb::python_error();
+}
+
 nb::object steal_or_throw(PyObject* o) {
     if (!o) throw nb::python_error();
     return nb::steal(o);
@@ -184,41 +194,149 @@ nb::list read_at_once(nb::handle owner, std::uint64_t cell, std::uint64_t id, nb
     }
 }
 
+
+// ---- CPython slots and fast methods ----------------------------------------------------------------------
+// t[k], t[k] = v, del t[k], k in t, len(t), t.get, __enter__, __exit__ and d.transaction() itself each
+// cost one C call instead of nanobind's dispatch (docs/design.md, "What the plan gave").
+
+PyTypeObject* g_txn_type = nullptr;  // _core._Transaction
+
+PyTxn* txn_of(PyObject* self) {
+    if (!nb::inst_ready(self)) [[unlikely]] {
+        PyErr_SetString(PyExc_RuntimeError, "the transaction is not initialized; use d.transaction()");
+        return nullptr;
+    }
+    return nb::inst_ptr<PyTxn>(self);
+}
+
+// Runs f() with C++ exceptions turned into the Python error they stand for; `err` on failure.
+template <class R, class F>
+R guarded(R err, F&& f) noexcept {
+    try {
+        return f();
+    } catch (nb::python_error& e) {
+        e.restore();
+    } catch (...) {
+        set_error_from_exception();
+    }
+    return err;
+}
+
+PyObject* txn_subscript(PyObject* self, PyObject* key) {
+    PyTxn* p = txn_of(self);
+    if (!p) return nullptr;
+    return guarded<PyObject*>(nullptr, [&]() -> PyObject* {
+        nb::object v = txn_get(*p, key, nb::handle());
+        if (!v.is_valid()) throw_key_error(key);
+        return v.release().ptr();
+    });
+}
+
+int txn_ass_subscript(PyObject* self, PyObject* key, PyObject* value) {
+    PyTxn* p = txn_of(self);
+    if (!p) return -1;
+    return guarded<int>(-1, [&]() -> int {
+        if (value != nullptr) txn_set(*p, key, value);
+        else if (!txn_delete(*p, key)) throw_key_error(key);
+        return 0;
+    });
+}
+
+int txn_contains_slot(PyObject* self, PyObject* key) {
+    PyTxn* p = txn_of(self);
+    if (!p) return -1;
+    return guarded<int>(-1, [&] { return txn_contains(*p, key) ? 1 : 0; });
+}
+
+Py_ssize_t txn_length(PyObject* self) {
+    PyTxn* p = txn_of(self);
+    if (!p) return -1;
+    return guarded<Py_ssize_t>(-1, [&] { return static_cast<Py_ssize_t>(p->active().size()); });
+}
+
+PyObject* txn_get_method(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
+        return nullptr;
+    }
+    PyTxn* p = txn_of(self);
+    if (!p) return nullptr;
+    return guarded<PyObject*>(nullptr, [&] { return txn_get(*p, args[0], nargs == 2 ? args[1] : Py_None).release().ptr(); });
+}
+
+PyObject* txn_enter(PyObject* self, PyObject*) {
+    if (!txn_of(self)) return nullptr;
+    return guarded<PyObject*>(nullptr, [&] { return PyTxn::enter(self).release().ptr(); });
+}
+
+PyObject* txn_exit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "__exit__ expected 3 arguments, got %zd", nargs);
+        return nullptr;
+    }
+    PyTxn* p = txn_of(self);
+    if (!p) return nullptr;
+    return guarded<PyObject*>(nullptr, [&] { return Py_NewRef(p->exit(args[0]) ? Py_True : Py_False); });
+}
+
+// _core._new_transaction(cls, owner, cell, id): cls(owner, cell, id) for a subclass of _Transaction without
+// nanobind's __init__ dispatch (what d.transaction() calls).
+PyObject* new_transaction(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "_new_transaction expected 4 arguments, got %zd", nargs);
+        return nullptr;
+    }
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(args[0]), g_txn_type)) {
+        PyErr_SetString(PyExc_TypeError, "_new_transaction: cls must be a subclass of _Transaction");
+        return nullptr;
+    }
+    const std::uint64_t cell = PyLong_AsUnsignedLongLong(args[2]);
+    if (cell == static_cast<std::uint64_t>(-1) && PyErr_Occurred()) return nullptr;
+    const std::uint64_t id = PyLong_AsUnsignedLongLong(args[3]);
+    if (id == static_cast<std::uint64_t>(-1) && PyErr_Occurred()) return nullptr;
+    return guarded<PyObject*>(nullptr, [&] {
+        nb::object o = nb::inst_alloc(nb::handle(args[0]));
+        new (nb::inst_ptr<PyTxn>(o)) PyTxn{{nb::borrow(args[1])}, cell, id};
+        nb::inst_mark_ready(o);
+        return o.release().ptr();
+    });
+}
+
+PyMethodDef txn_methods[] = {
+    {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(txn_get_method)), METH_FASTCALL,
+     "get($self, key, default=None, /)\n--\n\nReturn the value of key as the transaction sees it, else default."},
+    {"__enter__", txn_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nTake the write lock (or a savepoint)."},
+    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(txn_exit)), METH_FASTCALL,
+     "__exit__($self, exc_type, exc, tb, /)\n--\n\nCommit, or roll back on an exception (which propagates)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot txn_slots[] = {
+    {Py_mp_subscript, reinterpret_cast<void*>(txn_subscript)},
+    {Py_mp_ass_subscript, reinterpret_cast<void*>(txn_ass_subscript)},
+    {Py_mp_length, reinterpret_cast<void*>(txn_length)},
+    {Py_sq_contains, reinterpret_cast<void*>(txn_contains_slot)},
+    {Py_tp_methods, reinterpret_cast<void*>(txn_methods)},
+    {0, nullptr},
+};
+
+PyMethodDef txn_module_methods[] = {
+    {"_new_transaction", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(new_transaction)), METH_FASTCALL,
+     "_new_transaction(cls, owner, cell, id, /)\n--\n\ncls(owner, cell, id) for a subclass cls of _Transaction."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 }  // namespace
 
 void bind_txn(nb::module_& m) {
-    nb::class_<PyTxn>(m, "_Transaction")
-        .def(
-            "__init__",
-            [](PyTxn* self, nb::handle owner, std::uint64_t cell, std::uint64_t id) {
-                new (self) PyTxn{{nb::borrow(owner)}, cell, id};
-            },
-            nb::arg("owner"), nb::arg("cell") = 0, nb::arg("id") = 0)
-        .def("__enter__", &PyTxn::enter)
-        .def("__exit__", [](PyTxn& p, nb::handle t, nb::handle, nb::handle) { return p.exit(t); },
-             nb::arg("exc_type").none(), nb::arg("exc").none(), nb::arg("tb").none())
-        .def("__getitem__",
-             [](PyTxn& p, nb::handle key) {
-                 nb::object v = txn_get(p, key, nb::handle());
-                 if (!v.is_valid()) {
-                     PyErr_SetObject(PyExc_KeyError, key.ptr());
-                     throw nb::python_error();
-                 }
-                 return v;
-             },
-             nb::arg("key").none())
-        .def("get", &txn_get, nb::arg("key").none(), nb::arg("default").none() = nb::none())
-        .def("__setitem__", &txn_set, nb::arg("key").none(), nb::arg("value").none())
-        .def("__delitem__",
-             [](PyTxn& p, nb::handle key) {
-                 if (!txn_delete(p, key)) {
-                     PyErr_SetObject(PyExc_KeyError, key.ptr());
-                     throw nb::python_error();
-                 }
-             },
-             nb::arg("key").none())
-        .def("__contains__", &txn_contains, nb::arg("key").none())
-        .def("__len__", [](PyTxn& p) { return p.active().size(); })
+    nb::class_<PyTxn> cls(m, "_Transaction", nb::type_slots(txn_slots));
+    g_txn_type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    cls.def(
+           "__init__",
+           [](PyTxn* self, nb::handle owner, std::uint64_t cell, std::uint64_t id) {
+               new (self) PyTxn{{nb::borrow(owner)}, cell, id};
+           },
+           nb::arg("owner"), nb::arg("cell") = 0, nb::arg("id") = 0)
         .def("items", &txn_items)
         .def("clear", [](PyTxn& p) { p.active().txn().clear(); })
         .def_prop_ro("_owner", [](PyTxn& p) { return p.owner; })
@@ -227,6 +345,7 @@ void bind_txn(nb::module_& m) {
         .def_prop_ro("active", [](PyTxn& p) { return p.is_active(); });
     m.def("_read_at_once", &read_at_once, nb::arg("owner"), nb::arg("cell"), nb::arg("id"), nb::arg("keys"),
           nb::arg("default").none());
+    if (PyModule_AddFunctions(m.ptr(), txn_module_methods) != 0) throw nb::python_error();
 }
 
 }  // namespace mmstore::py

@@ -107,7 +107,7 @@ class Dict(_core._Dict):
         """``with d.transaction() as t:`` -- hold the write lock, read and write through ``t``; at the end
         every change becomes visible to all readers at one instant, on an exception none does (and the
         exception propagates). Nested calls are savepoints. See :class:`mmstore.Transaction`."""
-        return Transaction(self, 0, 0)
+        return _core._new_transaction(Transaction, self, 0, 0)
 
     def snapshot(self) -> "Snapshot":
         """``with d.snapshot() as s:`` -- a read-only mapping of the dict as of the instant the block

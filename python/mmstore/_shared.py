@@ -100,7 +100,7 @@ class NestedDict(MutableMapping):
 
     def transaction(self) -> Transaction:
         """A transaction on this nested dict (holding the owning dict's lock); see ``Dict.transaction``."""
-        return Transaction(self._owner, self._cell, self._id)
+        return _core._new_transaction(Transaction, self._owner, self._cell, self._id)
 
     def snapshot(self) -> Snapshot:
         """``with nd.snapshot() as s:`` -- a read-only mapping of this nested dict as of the instant the block

@@ -30,7 +30,7 @@ class Transaction(_core._Transaction):
 
     def transaction(self) -> "Transaction":
         """A savepoint inside this transaction (same as calling ``transaction()`` on the dict again)."""
-        return Transaction(self._owner, self._cell, self._id)
+        return _core._new_transaction(Transaction, self._owner, self._cell, self._id)
 
     def __iter__(self) -> Iterator[Any]:
         return iter([k for k, _ in self.items()])

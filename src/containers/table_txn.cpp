@@ -4,7 +4,10 @@
 #include "mmstore/containers/snapshot.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <span>
+#include <utility>
 
 namespace mmstore::containers {
 
@@ -62,17 +65,24 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
         std::uint64_t vw;  // value word, kTombWord to erase
         std::size_t w;     // index into writes
     };
-    std::vector<Item> items;
-    items.reserve(writes.size());
+    // Up to 8 writes (a small transaction) resolve into a stack array, more into a vector.
+    std::array<Item, 8> small;
+    std::vector<Item> big;
+    if (writes.size() > small.size()) big.resize(writes.size());
+    Item* const buf = writes.size() > small.size() ? big.data() : small.data();
+    std::span<Item> items;
     auto resolve = [&] {
-        items.clear();
+        // Inserts first, in write order: they take the positions [used, used + inserts) they keep. The
+        // others are gathered from the back of buf, then moved down behind the inserts in write order.
+        std::size_t ins = 0, back = writes.size();
         for (std::size_t i = 0; i < writes.size(); ++i) {
             const std::uint64_t q = find_slot(writes[i].key, writes[i].hash, nullptr);
             if (q == kNotFound && !writes[i].value) continue;  // erasing an absent key
-            items.push_back({writes[i].hash, q, 0, 0, i});
+            buf[q == kNotFound ? ins++ : --back] = Item{writes[i].hash, q, 0, 0, i};
         }
-        // Inserts first: they take the positions [used, used + inserts) they keep.
-        std::stable_partition(items.begin(), items.end(), [](const Item& it) { return it.q == kNotFound; });
+        std::reverse(buf + back, buf + writes.size());
+        std::move(buf + back, buf + writes.size(), buf + ins);
+        items = std::span<Item>(buf, ins + (writes.size() - back));
     };
     resolve();
     if (items.empty()) return;
@@ -214,11 +224,111 @@ void HashTable::redo_log() noexcept {
 
 TableTxn::TableTxn(const HashTable& table) : table_(table) { size_ = table_.size(); }
 
+namespace {
+// The calling thread's last freed TableTxn block (operator new/delete), freed at thread exit. (A TableTxn
+// freed by a thread-exit destructor that runs after this one leaks its block: one block, once.)
+struct SpareBlock {
+    void* p = nullptr;
+    ~SpareBlock() { ::operator delete(p); }
+};
+thread_local SpareBlock t_spare;
+}  // namespace
+
+void* TableTxn::operator new(std::size_t bytes) {
+    if (bytes == sizeof(TableTxn) && t_spare.p != nullptr) return std::exchange(t_spare.p, nullptr);
+    return ::operator new(bytes);
+}
+
+void TableTxn::operator delete(void* p, std::size_t bytes) noexcept {
+    if (bytes == sizeof(TableTxn) && t_spare.p == nullptr) {
+        t_spare.p = p;
+        return;
+    }
+    ::operator delete(p);
+}
+
+// ---- the write set: inline, then a map ----
+
+TableTxn::Slot* TableTxn::find(std::string_view key) noexcept {
+    return const_cast<Slot*>(static_cast<const TableTxn*>(this)->find(key));
+}
+
+const TableTxn::Slot* TableTxn::find(std::string_view key) const noexcept {
+    if (spilled_) {
+        const auto it = map_.find(std::string(key));  // C++20 heterogeneous lookup needs a transparent hash
+        return it == map_.end() ? nullptr : &it->second;
+    }
+    for (std::size_t i = 0; i < n_inline_; ++i)
+        if (inline_[i].key == key) return &inline_[i].slot;
+    return nullptr;
+}
+
+void TableTxn::insert(std::string_view key, Slot slot) {
+    if (!spilled_ && n_inline_ < kInline) {
+        inline_[n_inline_].key.assign(key);
+        inline_[n_inline_].slot = std::move(slot);
+        ++n_inline_;
+        return;
+    }
+    if (!spilled_) {
+        // The (kInline + 1)-th key: the write set moves into the map for the rest of the transaction. Copied,
+        // not moved, so that an exception (bad_alloc) leaves the inline set whole.
+        std::unordered_map<std::string, Slot> m;
+        m.reserve(2 * kInline);
+        for (std::size_t i = 0; i < n_inline_; ++i) m.emplace(inline_[i].key, inline_[i].slot);
+        m.emplace(std::string(key), std::move(slot));
+        map_ = std::move(m);
+        for (std::size_t i = 0; i < n_inline_; ++i) inline_[i].slot.value.reset();
+        n_inline_ = 0;
+        spilled_ = true;
+        return;
+    }
+    map_.emplace(std::string(key), std::move(slot));
+}
+
+void TableTxn::remove(std::string_view key) noexcept {
+    if (spilled_) {
+        map_.erase(std::string(key));
+        return;
+    }
+    for (std::size_t i = 0; i < n_inline_; ++i) {
+        if (inline_[i].key != key) continue;
+        if (i + 1 != n_inline_) std::swap(inline_[i], inline_[n_inline_ - 1]);  // order lives in Slot::order
+        --n_inline_;
+        inline_[n_inline_].slot.value.reset();
+        return;
+    }
+}
+
+void TableTxn::clear_writes() noexcept {
+    for (std::size_t i = 0; i < n_inline_; ++i) inline_[i].slot.value.reset();
+    n_inline_ = 0;
+    map_.clear();
+    spilled_ = false;
+    while (savepoint() > 0) pop_undo();
+}
+
+void TableTxn::push_undo(Undo u) {
+    if (n_journal_ < kInline && journal_more_.empty()) journal_inline_[n_journal_++] = std::move(u);
+    else journal_more_.push_back(std::move(u));
+}
+
+void TableTxn::pop_undo() noexcept {
+    if (!journal_more_.empty()) {
+        journal_more_.pop_back();
+        return;
+    }
+    --n_journal_;
+    journal_inline_[n_journal_].before.reset();
+}
+
+// ---- reads and writes ----
+
 TableTxn::Own TableTxn::own(std::string_view key, std::string* value) const {
-    const auto it = slots_.find(std::string(key));
-    if (it == slots_.end()) return Own::kNone;
-    if (!it->second.value) return Own::kErased;
-    if (value) *value = *it->second.value;
+    const Slot* s = find(key);
+    if (s == nullptr) return Own::kNone;
+    if (!s->value) return Own::kErased;
+    if (value) *value = *s->value;
     return Own::kSet;
 }
 
@@ -246,32 +356,41 @@ bool TableTxn::present(std::string_view key) const {
 
 bool TableTxn::contains(std::string_view key) const { return present(key); }
 
-void TableTxn::record(const std::string& key) {
-    const auto it = slots_.find(key);
-    journal_.push_back(Undo{key, it == slots_.end() ? std::nullopt : std::optional<Slot>(it->second), size_});
-}
-
 bool TableTxn::set(std::string_view key, std::string_view value) {
-    // One write-set lookup and at most one table lookup (present() and record() would each repeat them).
-    std::string k(key);
-    const auto it = slots_.find(k);
-    const bool fresh = it == slots_.end();
+    // One write-set lookup and at most one table lookup.
+    Slot* s = find(key);
+    const bool fresh = s == nullptr;
     const bool in_table = fresh && table_.find(key) != kNotFound;
-    const bool was = fresh ? in_table : it->second.value.has_value();
-    journal_.push_back(Undo{k, fresh ? std::nullopt : std::optional<Slot>(it->second), size_});
-    if (fresh) slots_.emplace(std::move(k), Slot{std::string(value), next_order_++, in_table});
-    else it->second.value = std::string(value);
+    const bool was = fresh ? in_table : s->value.has_value();
+    push_undo(Undo{std::string(key), fresh ? std::nullopt : std::optional<Slot>(*s), size_});
+    if (fresh) {
+        try {
+            insert(key, Slot{std::string(value), next_order_++, in_table});
+        } catch (...) {
+            pop_undo();
+            throw;
+        }
+    } else {
+        s->value = std::string(value);
+    }
     if (!was) ++size_;
     return !was;
 }
 
 bool TableTxn::erase(std::string_view key) {
     if (!present(key)) return false;
-    const std::string k(key);
-    record(k);
-    auto it = slots_.find(k);
-    if (it == slots_.end()) slots_.emplace(k, Slot{std::nullopt, next_order_++, true});
-    else it->second.value.reset();
+    Slot* s = find(key);
+    push_undo(Undo{std::string(key), s == nullptr ? std::nullopt : std::optional<Slot>(*s), size_});
+    if (s == nullptr) {
+        try {
+            insert(key, Slot{std::nullopt, next_order_++, true});
+        } catch (...) {
+            pop_undo();
+            throw;
+        }
+    } else {
+        s->value.reset();
+    }
     --size_;
     return true;
 }
@@ -283,30 +402,36 @@ void TableTxn::clear() {
         WordBuf kb;
         keys.emplace_back(table_.key_at(i, kb));
     }
-    for (const auto& [k, s] : slots_)
+    for_each([&](const std::string& k, const Slot& s) {
         if (s.value && !s.in_table) keys.push_back(k);
+    });
     for (const std::string& k : keys) erase(k);
 }
 
 std::vector<std::pair<std::string, std::optional<std::string>>> TableTxn::writes() const {
-    std::vector<std::pair<std::string, std::optional<std::string>>> out(slots_.size());
-    std::vector<const std::pair<const std::string, Slot>*> by;
-    by.reserve(slots_.size());
-    for (const auto& kv : slots_) by.push_back(&kv);
-    std::sort(by.begin(), by.end(), [](auto* a, auto* b) { return a->second.order < b->second.order; });
-    for (std::size_t i = 0; i < by.size(); ++i) out[i] = {by[i]->first, by[i]->second.value};
+    std::vector<std::pair<const std::string*, const Slot*>> by;
+    by.reserve(count());
+    for_each([&](const std::string& k, const Slot& s) { by.emplace_back(&k, &s); });
+    std::sort(by.begin(), by.end(), [](const auto& a, const auto& b) { return a.second->order < b.second->order; });
+    std::vector<std::pair<std::string, std::optional<std::string>>> out;
+    out.reserve(by.size());
+    for (const auto& [k, s] : by) out.emplace_back(*k, s->value);
     return out;
 }
 
 void TableTxn::adopt_child(std::string_view ref) { children_.push_back(inline_word(ref)); }
 
 void TableTxn::rollback_to(std::size_t mark) {
-    while (journal_.size() > mark) {
-        Undo& u = journal_.back();
-        if (u.before) slots_[u.key] = *u.before;
-        else slots_.erase(u.key);
+    while (savepoint() > mark) {
+        Undo& u = last_undo();
+        if (u.before) {
+            if (Slot* s = find(u.key)) *s = std::move(*u.before);
+            else insert(u.key, std::move(*u.before));  // not reached: a journaled key keeps its slot
+        } else {
+            remove(u.key);
+        }
         size_ = u.size_before;
-        journal_.pop_back();
+        pop_undo();
     }
 }
 
@@ -314,8 +439,9 @@ void TableTxn::destroy_unreferenced_children(bool all) noexcept {
     for (const std::uint64_t w : children_) {
         bool used = false;
         if (!all)
-            for (const auto& [k, s] : slots_)
+            for_each([&](const std::string&, const Slot& s) {
                 if (s.value && inline_word(*s.value) == w) used = true;
+            });
         if (used) continue;
         try {
             HashTable c = table_.child(w);
@@ -330,24 +456,29 @@ void TableTxn::destroy_unreferenced_children(bool all) noexcept {
 
 void TableTxn::commit() {
     if (!active_) return;
-    std::vector<HashTable::BatchWrite> batch;
-    batch.reserve(slots_.size());
-    for (const auto& [k, s] : slots_) {
-        batch.push_back({k, hash64(k.data(), k.size()),
-                         s.value ? std::optional<std::string_view>(*s.value) : std::nullopt});
-    }
-    table_.commit_batch(batch);
+    // Up to kInline writes are handed over from the stack; more from a vector.
+    std::array<HashTable::BatchWrite, kInline> small;
+    std::vector<HashTable::BatchWrite> big;
+    const std::size_t n = count();
+    if (n > kInline) big.reserve(n);
+    std::size_t i = 0;
+    for_each([&](const std::string& k, const Slot& s) {
+        HashTable::BatchWrite w{k, hash64(k.data(), k.size()),
+                                s.value ? std::optional<std::string_view>(*s.value) : std::nullopt};
+        if (n > kInline) big.push_back(w);
+        else small[i++] = w;
+    });
+    table_.commit_batch(n > kInline ? std::span<const HashTable::BatchWrite>(big)
+                                    : std::span<const HashTable::BatchWrite>(small.data(), n));
     destroy_unreferenced_children(false);
-    slots_.clear();
-    journal_.clear();
+    clear_writes();
     active_ = false;
 }
 
 void TableTxn::rollback() noexcept {
     if (!active_) return;
     destroy_unreferenced_children(true);
-    slots_.clear();
-    journal_.clear();
+    clear_writes();
     active_ = false;
 }
 

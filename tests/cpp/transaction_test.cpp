@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "mmstore/containers/table_txn.hpp"
 #include "mmstore/dict.hpp"
 #include "mmstore/storage/header.hpp"
 #include "test_util.hpp"
@@ -109,6 +110,47 @@ TEST_F(TransactionTest, RandomTransactionsMatchAModel) {
     for (const auto& [k, v] : model) ASSERT_EQ(d.get_encoded(k), v);
     ASSERT_EQ(d.size(), model.size());
     d.verify();
+}
+
+// The write set keeps TableTxn::kInline keys inline, then spills into a map: a savepoint taken before the
+// spill and rolled back after it, erases and overwrites on both sides, and the first-write order kept.
+TEST_F(TransactionTest, SavepointsAndCommitWorkAcrossTheInlineToMapSpill) {
+    constexpr int kInline = static_cast<int>(mmstore::containers::TableTxn::kInline);
+    Dict d(path_);
+    for (int i = 0; i < 4; ++i) d.set_encoded(key_enc(i), key_enc(100 + i));
+    {
+        auto t = d.transaction();
+        for (int i = 2; i < kInline; ++i) t.set_encoded(key_enc(i), key_enc(200 + i));  // inline, full
+        const std::size_t mark = t.savepoint();
+        for (int i = kInline; i < 3 * kInline; ++i) t.set_encoded(key_enc(i), key_enc(300 + i));  // spills
+        ASSERT_TRUE(t.erase_encoded(key_enc(0)));
+        ASSERT_EQ(t.get_encoded(key_enc(3)), key_enc(203));
+        ASSERT_EQ(t.size(), static_cast<std::uint64_t>(3 * kInline - 1));
+        t.rollback_to(mark);
+        ASSERT_EQ(t.size(), static_cast<std::uint64_t>(kInline));
+        ASSERT_EQ(t.get_encoded(key_enc(0)), key_enc(100));
+        ASSERT_FALSE(t.contains_encoded(key_enc(kInline)));
+        for (int i = kInline; i < 2 * kInline; ++i) t.set_encoded(key_enc(i), key_enc(400 + i));  // spills again
+        ASSERT_TRUE(t.erase_encoded(key_enc(1)));
+        const auto changes = t.changes();
+        ASSERT_EQ(changes.size(), static_cast<std::size_t>(2 * kInline - 1));
+        for (int i = 2; i < 2 * kInline; ++i) ASSERT_EQ(changes[static_cast<std::size_t>(i - 2)].first, key_enc(i));
+        ASSERT_EQ(changes.back().first, key_enc(1));
+        ASSERT_FALSE(changes.back().second.has_value());
+        t.commit();
+    }
+    ASSERT_EQ(d.size(), static_cast<std::uint64_t>(2 * kInline - 1));
+    ASSERT_EQ(d.get_encoded(key_enc(0)), key_enc(100));
+    ASSERT_FALSE(d.get_encoded(key_enc(1)).has_value());
+    for (int i = 2; i < kInline; ++i) ASSERT_EQ(d.get_encoded(key_enc(i)), key_enc(200 + i));
+    for (int i = kInline; i < 2 * kInline; ++i) ASSERT_EQ(d.get_encoded(key_enc(i)), key_enc(400 + i));
+    d.verify();
+    {
+        auto t = d.transaction();  // exactly kInline writes, then rolled back: nothing applied
+        for (int i = 0; i < kInline; ++i) t.set_encoded(key_enc(i), key_enc(500 + i));
+        t.rollback();
+    }
+    ASSERT_EQ(d.get_encoded(key_enc(0)), key_enc(100));
 }
 
 // Whether another thread (the lock is recursive per thread) can take the store's write lock right now.

@@ -192,6 +192,69 @@ def test_transaction_is_over_after_its_block():
         d.unlink()
 
 
+def test_more_writes_than_the_inline_write_set_commit_and_savepoints_roll_back_across_the_spill():
+    # The C++ write set keeps 8 keys inline, then moves to a map (TableTxn::kInline): a savepoint taken
+    # before the move and rolled back after it, and a commit of more than 8 keys.
+    d = mmstore.SharedDict()
+    try:
+        d.update({i: i for i in range(20)})
+        with d.transaction() as t:
+            for i in range(5):
+                t[i] = -i
+            with pytest.raises(Boom):
+                with t.transaction() as s:
+                    for i in range(5, 30):
+                        s[i] = "x"
+                    del s[0]
+                    assert len(s) == 29 and 0 not in s and s[29] == "x"
+                    raise Boom
+            assert len(t) == 20 and t[0] == 0 and t[4] == -4 and t[5] == 5 and 25 not in t
+            for i in range(10, 22):
+                t[i] = i * 10
+            del t[1]
+        assert dict(d.items()) == {**{i: -i for i in range(5) if i != 1}, **{i: i for i in range(5, 10)},
+                                   **{i: i * 10 for i in range(10, 22)}}
+        with pytest.raises(Boom):
+            with d.transaction() as t:
+                for i in range(40):
+                    t[i] = None
+                raise Boom
+        assert d[2] == -2 and 30 not in d
+    finally:
+        d.close()
+        d.unlink()
+
+
+def test_item_access_through_t_keeps_the_mapping_protocol():
+    d = mmstore.SharedDict()
+    try:
+        d[(1, 2)] = "t"
+        t = d.transaction()
+        with pytest.raises(RuntimeError, match="inside its `with` block"):
+            t["a"]
+        with t as same:
+            assert same is t and isinstance(t, mmstore.Transaction)
+            assert t[(1, 2)] == "t" and (1, 2) in t and t.get((1, 2)) == "t" and t.get("nope", 7) == 7
+            with pytest.raises(KeyError) as e:
+                t[(3, 4)]
+            assert e.value.args == ((3, 4),)  # the tuple key is not unpacked into KeyError's args
+            with pytest.raises(KeyError) as e:
+                del t[(5, 6)]
+            assert e.value.args == ((5, 6),)
+            with pytest.raises(TypeError):
+                t.get()
+            with pytest.raises(TypeError):
+                t[[1]] = 1  # an unhashable key, as for the dict itself
+            t["n"] = None
+            assert t["n"] is None and len(t) == 2
+        assert d["n"] is None
+        with pytest.raises(TypeError):
+            mmstore._core._new_transaction(dict, d, 0, 0)  # d.transaction()'s constructor checks its class
+    finally:
+        d.close()
+        d.unlink()
+
+
 # -- conservation with real processes --------------------------------------------------------------------------
 
 ACCOUNTS = 100

@@ -14,10 +14,17 @@
 // HashTable::create_child(): adopt_child() hands them over, and the transaction destroys every adopted child
 // that does not end up stored (rollback, or overwritten before commit).
 //
+// Memory: a transaction of up to kInline distinct keys (and kInline journal entries) keeps its write set and
+// undo journal in arrays inside the object and commits without a heap allocation of its own (keys and
+// values longer than std::string's inline buffer still allocate); the next write spills the write set into
+// an unordered_map (the journal into a vector) for the rest of the transaction. Savepoints work across the
+// spill: the journal names keys, not positions.
+//
 // Thread and process safety: none of its own; the caller holds the store's write lock from construction
 // to commit() or rollback(), and uses one thread at a time.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,6 +43,11 @@ public:
     TableTxn(const TableTxn&) = delete;
     TableTxn& operator=(const TableTxn&) = delete;
     ~TableTxn() { rollback(); }
+
+    // Dict::Transaction allocates one TableTxn per transaction; with the inline arrays it is ~1.7 KiB, past
+    // glibc's per-thread cache (1032 bytes), so each thread keeps its last freed block for the next one.
+    static void* operator new(std::size_t bytes);
+    static void operator delete(void* p, std::size_t bytes) noexcept;
 
     HashTable& table() noexcept { return table_; }
     bool active() const noexcept { return active_; }
@@ -61,7 +73,7 @@ public:
     void adopt_child(std::string_view ref);
 
     // Savepoints: savepoint() returns a mark; rollback_to(mark) undoes every write since it.
-    std::size_t savepoint() const noexcept { return journal_.size(); }
+    std::size_t savepoint() const noexcept { return n_journal_ + journal_more_.size(); }
     void rollback_to(std::size_t mark);
 
     // Applies the write set (HashTable::commit_batch) and ends the transaction. The caller then calls
@@ -70,11 +82,20 @@ public:
     // Drops every write and every adopted child; ends the transaction. Idempotent.
     void rollback() noexcept;
 
+    // Writes kept inline before the write set spills into the map (and journal entries before the journal
+    // spills into a vector). 8: a transfer or a small read-modify-write touches 1-4 keys; each inline slot
+    // costs ~100 bytes of the (heap-allocated, per transaction) TableTxn, so 8 + 8 keep it under 2 KiB.
+    static constexpr std::size_t kInline = 8;
+
 private:
     struct Slot {
         std::optional<std::string> value;  // nullopt: erased
         std::size_t order;                 // position of the first write of this key
         bool in_table;                     // the key was in the table when first written
+    };
+    struct KeyedSlot {
+        std::string key;
+        Slot slot;
     };
     struct Undo {
         std::string key;
@@ -82,12 +103,36 @@ private:
         std::uint64_t size_before;
     };
     bool present(std::string_view key) const;
-    void record(const std::string& key);
     void destroy_unreferenced_children(bool all) noexcept;
 
+    // The write set: inline_[0, n_inline_) until spilled_, then map_ (inline_ unused) until the end.
+    Slot* find(std::string_view key) noexcept;
+    const Slot* find(std::string_view key) const noexcept;
+    void insert(std::string_view key, Slot slot);  // the key has no slot
+    void remove(std::string_view key) noexcept;     // the key has a slot
+    std::size_t count() const noexcept { return spilled_ ? map_.size() : n_inline_; }
+    template <class F>
+    void for_each(F&& f) const {
+        if (spilled_) {
+            for (const auto& [k, s] : map_) f(k, s);
+        } else {
+            for (std::size_t i = 0; i < n_inline_; ++i) f(inline_[i].key, inline_[i].slot);
+        }
+    }
+    void clear_writes() noexcept;
+    // The journal: journal_inline_[0, n_journal_), then journal_more_.
+    void push_undo(Undo u);
+    Undo& last_undo() noexcept { return journal_more_.empty() ? journal_inline_[n_journal_ - 1] : journal_more_.back(); }
+    void pop_undo() noexcept;
+
     HashTable table_;
-    std::unordered_map<std::string, Slot> slots_;
-    std::vector<Undo> journal_;
+    std::array<KeyedSlot, kInline> inline_;
+    std::size_t n_inline_ = 0;
+    bool spilled_ = false;
+    std::unordered_map<std::string, Slot> map_;
+    std::array<Undo, kInline> journal_inline_;
+    std::size_t n_journal_ = 0;
+    std::vector<Undo> journal_more_;
     std::vector<std::uint64_t> children_;  // adopted table-reference words
     std::size_t next_order_ = 0;
     std::uint64_t size_ = 0;
