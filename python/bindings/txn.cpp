@@ -276,7 +276,11 @@ PyObject* txn_exit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     PyTxn* p = txn_of(self);
     if (!p) return nullptr;
-    return guarded<PyObject*>(nullptr, [&] { return Py_NewRef(p->exit(args[0]) ? Py_True : Py_False); });
+    return guarded<PyObject*>(nullptr, [&] {
+        PyObject* r = p->exit(args[0]) ? Py_True : Py_False;
+        Py_INCREF(r);  // not Py_NewRef: CPython 3.10+, and 3.9 is supported
+        return r;
+    });
 }
 
 // _core._new_transaction(cls, owner, cell, id): cls(owner, cell, id) for a subclass of _Transaction without
