@@ -65,6 +65,21 @@ def _walk(model, d, path):
     return m, live
 
 
+def _assert_reclaimed(d):
+    """The first write after the last snapshot closed frees the records and the kept nested dicts."""
+    d["after"] = 1
+    assert _core._snapshot_version_keys(d) == 0
+    d.verify()
+
+
+@pytest.fixture
+def shared():
+    d = mmstore.SharedDict(recurse=True)
+    yield d
+    d.close()
+    d.unlink()
+
+
 def _deep_copy(m):
     return {k: (_deep_copy(v) if isinstance(v, dict) else v) for k, v in m.items()}
 
@@ -142,64 +157,52 @@ def test_nested_snapshots_equal_the_model_deep_copied_at_open(start, ops):
             for s, _ in snaps:
                 s.__exit__(None, None, None)
         assert _plain(d) == model
-        d["after"] = 1  # the first write after the last close frees the records and the kept nested dicts
-        assert _core._snapshot_version_keys(d) == 0
-        d.verify()
+        _assert_reclaimed(d)
     finally:
         d.close()
         d.unlink()
 
 
-def test_a_nested_dict_deleted_after_the_instant_stays_readable():
-    d = mmstore.SharedDict(recurse=True)
-    try:
-        d["a"] = {"big": "x" * 5_000, "deep": {"n": 1}}
-        with d.snapshot() as s:
-            a = s["a"]
-            deep = a["deep"]
-            del d["a"]
-            d["a"] = {"big": "new"}
-            for i in range(3_000):  # reuse the freed space
-                d[f"fill{i}"] = "y" * (i % 100)
-            assert a == {"big": "x" * 5_000, "deep": {"n": 1}}
-            assert deep["n"] == 1 and s["a"]["deep"]["n"] == 1
-            assert a.copy() == {"big": "x" * 5_000, "deep": {"n": 1}}
-            assert _core._snapshot_version_keys(d) > 0
-            d.verify()  # the kept nested dicts are counted reachable
-        assert not a.active and not deep.active  # nested snapshots close with theirs
-        with pytest.raises(mmstore.ClosedError):
-            a["big"]
-        d["after"] = 1
-        assert _core._snapshot_version_keys(d) == 0
-        d.verify()
-        assert d["a"] == {"big": "new"}
-    finally:
-        d.close()
-        d.unlink()
+def test_a_nested_dict_deleted_after_the_instant_stays_readable(shared):
+    d = shared
+    d["a"] = {"big": "x" * 5_000, "deep": {"n": 1}}
+    with d.snapshot() as s:
+        a = s["a"]
+        deep = a["deep"]
+        del d["a"]
+        d["a"] = {"big": "new"}
+        for i in range(3_000):  # reuse the freed space
+            d[f"fill{i}"] = "y" * (i % 100)
+        assert a == {"big": "x" * 5_000, "deep": {"n": 1}}
+        assert deep["n"] == 1 and s["a"]["deep"]["n"] == 1
+        assert a.copy() == {"big": "x" * 5_000, "deep": {"n": 1}}
+        assert _core._snapshot_version_keys(d) > 0
+        d.verify()  # the kept nested dicts are counted reachable
+    assert not a.active and not deep.active  # nested snapshots close with theirs
+    with pytest.raises(mmstore.ClosedError):
+        a["big"]
+    _assert_reclaimed(d)
+    assert d["a"] == {"big": "new"}
 
 
-def test_nested_dict_snapshot_method():
-    d = mmstore.SharedDict(recurse=True)
-    try:
-        d["cfg"] = {"x": 1, "sub": {"y": 2}}
-        nd = d["cfg"]
-        with nd.snapshot() as s:
-            nd["x"] = 10
-            nd["sub"]["y"] = 20
-            nd["z"] = 3
-            _check(s, {"x": 1, "sub": {"y": 2}})
-        assert not s.active
-        assert _plain(nd) == {"x": 10, "sub": {"y": 20}, "z": 3}
-        stale = d["cfg"]
-        del d["cfg"]
-        with pytest.raises(KeyError):
-            with stale.snapshot():
-                pass
-        d["after"] = 1
-        d.verify()
-    finally:
-        d.close()
-        d.unlink()
+def test_nested_dict_snapshot_method(shared):
+    d = shared
+    d["cfg"] = {"x": 1, "sub": {"y": 2}}
+    nd = d["cfg"]
+    with nd.snapshot() as s:
+        nd["x"] = 10
+        nd["sub"]["y"] = 20
+        nd["z"] = 3
+        _check(s, {"x": 1, "sub": {"y": 2}})
+    assert not s.active
+    assert _plain(nd) == {"x": 10, "sub": {"y": 20}, "z": 3}
+    stale = d["cfg"]
+    del d["cfg"]
+    with pytest.raises(KeyError):
+        with stale.snapshot():
+            pass
+    d["after"] = 1
+    d.verify()
 
 
 _NESTED_WRITER = r"""
@@ -228,36 +231,30 @@ print("done", flush=True)
 """
 
 
-def test_snapshot_sees_none_of_another_processes_10000_nested_changes():
-    d = mmstore.SharedDict(recurse=True)
-    try:
-        model = {f"n{j}": {"sub": {"v": j}, "k": "x" * j} for j in range(20)}
-        d.update(model)
-        with d.snapshot() as s:
-            w = subprocess.Popen([sys.executable, "-c", _NESTED_WRITER, d.name, "10000"], env=CHILD_ENV,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            try:
-                assert w.stdout.readline().strip() == "ready"
-                rounds = 0
-                while w.poll() is None or rounds == 0:
-                    j = rounds % 20
-                    assert s[f"n{j}"]["sub"]["v"] == j and s[f"n{j}"]["k"] == "x" * j
-                    assert "t" not in s[f"n{j}"]
-                    rounds += 1
-                w.wait(timeout=HANG)
-                assert w.returncode == 0, w.stderr.read()
-                _check(s, model)
-            finally:
-                if w.poll() is None:
-                    w.kill()
-                w.wait()
-        assert _plain(d) != model
-        d["after"] = 1
-        assert _core._snapshot_version_keys(d) == 0
-        d.verify()
-    finally:
-        d.close()
-        d.unlink()
+def test_snapshot_sees_none_of_another_processes_10000_nested_changes(shared):
+    d = shared
+    model = {f"n{j}": {"sub": {"v": j}, "k": "x" * j} for j in range(20)}
+    d.update(model)
+    with d.snapshot() as s:
+        w = subprocess.Popen([sys.executable, "-c", _NESTED_WRITER, d.name, "10000"], env=CHILD_ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert w.stdout.readline().strip() == "ready"
+            rounds = 0
+            while w.poll() is None or rounds == 0:
+                j = rounds % 20
+                assert s[f"n{j}"]["sub"]["v"] == j and s[f"n{j}"]["k"] == "x" * j
+                assert "t" not in s[f"n{j}"]
+                rounds += 1
+            w.wait(timeout=HANG)
+            assert w.returncode == 0, w.stderr.read()
+            _check(s, model)
+        finally:
+            if w.poll() is None:
+                w.kill()
+            w.wait()
+    assert _plain(d) != model
+    _assert_reclaimed(d)
 
 
 def test_nested_writer_killed_at_random_instants_while_a_snapshot_is_open():
@@ -282,9 +279,7 @@ def test_nested_writer_killed_at_random_instants_while_a_snapshot_is_open():
                     w.wait(timeout=HANG)
                 d["probe"] = 1  # the next locker recovers a lock whose holder died (the version table too)
                 _check(s, model)
-        d["after"] = 1
-        assert _core._snapshot_version_keys(d) == 0
-        d.verify()
+        _assert_reclaimed(d)
     finally:
         d.close()
         d.unlink()
