@@ -78,6 +78,10 @@ public:
     // Transaction destroyed without commit() rolls back. See List::Transaction below.
     class Transaction;
     Transaction transaction();
+    // Opens a snapshot of this List: every read through it sees the list as of one instant (its opening),
+    // in O(1), without the write lock; see List::Snapshot below.
+    class Snapshot;
+    Snapshot snapshot() const;
 
     const std::string& path() const;
     bool is_open() const noexcept { return store_ && store_->is_open(); }
@@ -158,6 +162,47 @@ private:
     containers::Store* store_;
     std::unique_ptr<containers::SequenceTxn> txn_;
     bool locked_ = false;
+};
+
+// A snapshot of a List: every read through it sees the list -- its length and every element -- as of one
+// instant (its opening), whatever other handles, threads or processes write meanwhile (docs/design.md,
+// "Snapshots of a List"). Opening is O(1) and takes no lock; reads take none either and never wait for a
+// writer. While any snapshot of the store is open, each write first records what it changes: the list's
+// length, and a copy of each 512-element page it is about to change (the first time in each snapshot
+// generation), so a write costs O(1) more, and a write that moves n elements (insert, erase, clear, ...)
+// O(n) more, as the write itself; a record an element dropped is kept, not freed. All of it is freed by the
+// first write after the last snapshot closes, or after the process holding it died. Snapshots share the
+// store's 64 reader slots with nothing else (Error kCapacity when all are open).
+// Errors: std::out_of_range for an index at or past size(); Error(kClosed) after close() of the snapshot or
+// of its List. Returned strings are copies. Thread safety: one thread at a time per Snapshot object; any
+// number of snapshots in any threads. Lifetime: a Snapshot must not outlive its List object; List::close()
+// closes it and List::compact() throws LockedError while one is open.
+class List::Snapshot {
+public:
+    Snapshot(Snapshot&& other) noexcept;
+    Snapshot& operator=(Snapshot&&) = delete;
+    ~Snapshot();
+    std::uint64_t size() const;
+    std::string get_encoded(std::uint64_t i) const;
+    Value get_value(std::uint64_t i) const;
+    // The encodings of elements [begin, min(end, size())), read in one pass.
+    std::vector<std::string> range_encoded(std::uint64_t begin, std::uint64_t end) const;
+    // The instant: the store's version counter when the snapshot opened.
+    std::uint64_t version() const noexcept { return version_; }
+    bool is_open() const noexcept;
+    // Frees the reader slot now (the destructor does it otherwise). Idempotent.
+    void close() noexcept;
+
+private:
+    friend class List;
+    explicit Snapshot(const List& l);
+    void check() const;
+    containers::Store* store_;
+    const containers::Sequence* seq_;
+    unsigned slot_ = 0;
+    std::uint64_t version_ = 0;
+    bool open_ = false;
+    mutable std::optional<std::uint64_t> size_;  // the length never changes: read once
 };
 
 }  // namespace mmstore

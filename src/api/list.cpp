@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "compact.hpp"
+#include "mmstore/containers/snapshot.hpp"
 
 #include <unistd.h>
 
@@ -32,6 +33,7 @@ namespace {
 // itself: a moved-from List leaves them behind, and a callback holding `this` would then run on it.
 void enumerate_blocks(const containers::Store& store, const Sequence& seq, const alloc::Arena::Visit& v) {
     v(store.root(), seq.root_bytes());
+    containers::enumerate_versions(store, v);  // the snapshots' chains and retired records
     const auto* w = reinterpret_cast<const std::uint64_t*>(seq.data());
     for (std::uint64_t i = 0, n = seq.size(); i < n; ++i) {
         std::uint64_t off, bytes;
@@ -39,7 +41,11 @@ void enumerate_blocks(const containers::Store& store, const Sequence& seq, const
     }
 }
 
-void repair_list(containers::Store& store, Sequence& seq) {
+// `attached`: other processes may be attached (a writer died holding the lock), and their snapshots are
+// kept; otherwise (an unclean shutdown, no process attached) no snapshot is open and they are forgotten.
+void repair_list(containers::Store& store, Sequence& seq, bool attached) {
+    if (attached) containers::recover_snapshots(store);
+    else containers::reset_snapshots(store);
     seq.redo_log();  // a transaction killed after publishing its commit log: applied whole
     const auto* w = reinterpret_cast<const std::uint64_t*>(seq.data());
     for (std::uint64_t i = 0, n = seq.size(); i < n; ++i) {
@@ -67,7 +73,7 @@ void List::open(const std::string& path, const OpenOptions& options) {
     // List mutations build aside and switch, so the open-time repair (an arena rebuild) is reader-safe.
     containers::Store* store = store_.get();
     Sequence* seq = seq_.get();
-    store_->set_recovery([store, seq] { repair_list(*store, *seq); });
+    store_->set_recovery([store, seq] { repair_list(*store, *seq, true); });
     store_->set_relocation([seq] { return seq->relocate_down(); });
     if (!options.volatile_memory) store_->region().set_before_commit([seq] { seq->stamp_commit(); });
     containers::attach_root(*store_, [&] { seq_->format(); }, [&] { seq_->check_root(); }, [&] { repair(); });
@@ -96,6 +102,8 @@ std::string List::get_encoded(std::uint64_t i) const {
 
 void List::push_back_encoded(std::string_view enc) {
     containers::Store::WriteGuard g(*store_);
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) containers::record_list(*store_, *seq_, 0, 0, true);
     const std::uint64_t w = store_->put(enc);
     try {
         seq_->push_back_word(w);
@@ -110,6 +118,8 @@ void List::push_back_encoded(std::string_view enc) {
 void List::push_back_encoded_many(std::span<const std::string_view> encs) {
     if (encs.empty()) return;
     containers::Store::WriteGuard g(*store_);
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) containers::record_list(*store_, *seq_, 0, 0, true);
     reserve_more(encs.size());  // room for the whole batch in one growth
     std::size_t done = 0;
     try {
@@ -136,6 +146,11 @@ void List::push_back_encoded_many(std::span<const std::string_view> encs) {
 void List::set_encoded(std::uint64_t i, std::string_view enc) {
     containers::Store::WriteGuard g(*store_);
     check_index(i);
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) {
+        const std::uint64_t cur = *reinterpret_cast<const std::uint64_t*>(seq_->at(i));
+        containers::record_list(*store_, *seq_, i, i + 1, false, {&cur, 1});
+    }
     const std::uint64_t w = store_->put(enc);
     if (!containers::is_inline(w) && i < seq_->committed() && !store_->region().is_volatile()) {
         // A committed element must keep pointing at committed records until the next commit (a power loss
@@ -150,7 +165,7 @@ void List::set_encoded(std::uint64_t i, std::string_view enc) {
     auto* slot = reinterpret_cast<std::uint64_t*>(seq_->at(i));
     const std::uint64_t old = *slot;
     __atomic_store_n(slot, w, __ATOMIC_RELEASE);
-    store_->release(old);
+    containers::release_word(*store_, old);
     store_->after_mutation();
 }
 
@@ -161,6 +176,8 @@ void List::insert_encoded(std::uint64_t i, std::string_view enc) {
         push_back_encoded(enc);
         return;
     }
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) containers::record_list(*store_, *seq_, i, n, true);
     const std::uint64_t w = store_->put(enc);
     std::vector<std::uint64_t> words;
     try {
@@ -184,6 +201,8 @@ void List::erase(std::uint64_t i) {
     const std::uint64_t n = seq_->size();
     const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
     const std::uint64_t old = src[i];
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) containers::record_list(*store_, *seq_, i, n, true, {&old, 1});
     if (i + 1 == n) {
         seq_->pop_back();
     } else {
@@ -193,7 +212,7 @@ void List::erase(std::uint64_t i) {
         words.insert(words.end(), src + i + 1, src + n);
         seq_->assign(words.data(), words.size(), seq_->capacity());
     }
-    store_->release(old);
+    containers::release_word(*store_, old);
     store_->bump_mutations();
     store_->after_mutation();
 }
@@ -209,8 +228,10 @@ void List::clear() {
     const std::uint64_t n = seq_->size();
     std::vector<std::uint64_t> old(reinterpret_cast<const std::uint64_t*>(seq_->data()),
                                    reinterpret_cast<const std::uint64_t*>(seq_->data()) + n);
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) containers::record_list(*store_, *seq_, 0, n, true, old);  // O(len), as clear() itself
     seq_->assign(nullptr, 0);
-    for (auto w : old) store_->release(w);
+    for (auto w : old) containers::release_word(*store_, w);
     store_->bump_mutations();
     store_->after_mutation();
 }
@@ -231,8 +252,10 @@ void List::reorder(const std::vector<std::uint64_t>& order) {
     std::vector<std::uint64_t> dropped;
     for (std::uint64_t p = 0; p < n; ++p)
         if (!kept[p]) dropped.push_back(src[p]);
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) containers::record_list(*store_, *seq_, 0, n, words.size() != n, dropped);
     seq_->assign(words.data(), words.size());
-    for (auto w : dropped) store_->release(w);
+    for (auto w : dropped) containers::release_word(*store_, w);
     store_->bump_mutations();
     store_->after_mutation();
 }
@@ -243,6 +266,11 @@ void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std
     // Python semantics: a[3:1] = x inserts at 3.
     start = std::min(start, n);
     stop = std::max(start, std::min(stop, n));
+    containers::VersionScope vs(*store_);
+    if (vs.recording()) {
+        const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
+        containers::record_list(*store_, *seq_, start, n, stop - start != encs.size(), {src + start, src + stop});
+    }
     std::vector<std::uint64_t> fresh;
     fresh.reserve(encs.size());
     try {
@@ -256,7 +284,7 @@ void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std
         std::vector<std::uint64_t> dropped(src + start, src + stop);
         seq_->assign(words.data(), words.size());
         fresh.clear();
-        for (auto w : dropped) store_->release(w);
+        for (auto w : dropped) containers::release_word(*store_, w);
     } catch (...) {
         for (auto w : fresh) store_->release(w);
         throw;
@@ -308,6 +336,7 @@ void List::sync() {
 }
 
 void List::close() {
+    if (store_ && store_->is_open()) containers::close_snapshots_of(*store_, reinterpret_cast<std::uintptr_t>(store_.get()));
     if (store_) store_->close();
 }
 
@@ -345,11 +374,14 @@ void List::verify() const {
     store_->arena().verify([this](const alloc::Arena::Visit& v) { enumerate(v); });
 }
 
-void List::repair() { repair_list(*store_, *seq_); }
+void List::repair() { repair_list(*store_, *seq_, false); }
 
 void List::compact() {
     check_write();
     const std::string path = store_->path();
+    // compact() replaces this handle's store object, which the snapshots of the handle read through.
+    if (containers::has_snapshots_of(*store_, reinterpret_cast<std::uintptr_t>(store_.get())))
+        throw LockedError(path, "compact() while a snapshot of this handle is open; close it first", 0);
     if (!store_->region().claim_exclusive())
         throw LockedError(path, "compact() replaces the file, so it needs the store to itself; other handles have it open",
                           store_->lock_holder_pid());

@@ -1,7 +1,10 @@
 // Dict::Snapshot (dict.hpp) over containers/snapshot.hpp.
 #include "mmstore/containers/snapshot.hpp"
 
+#include <stdexcept>
+
 #include "mmstore/dict.hpp"
+#include "mmstore/list.hpp"
 
 namespace mmstore {
 
@@ -85,6 +88,59 @@ std::uint64_t Dict::Snapshot::size() const { return items().size(); }
 
 void Dict::Snapshot::for_each(const std::function<void(std::string_view, std::string_view)>& f) const {
     for (const auto& [k, v] : items()) f(k, v);
+}
+
+// ---- List::Snapshot --------------------------------------------------------------------------------------
+
+List::Snapshot List::snapshot() const {
+    check();
+    return Snapshot(*this);
+}
+
+List::Snapshot::Snapshot(const List& l) : store_(l.store_.get()), seq_(l.seq_.get()) {
+    slot_ = containers::open_snapshot(*store_, handle_tag(store_), version_);
+    open_ = true;
+}
+
+List::Snapshot::Snapshot(Snapshot&& o) noexcept
+    : store_(o.store_), seq_(o.seq_), slot_(o.slot_), version_(o.version_), open_(o.open_), size_(o.size_) {
+    o.open_ = false;
+}
+
+List::Snapshot::~Snapshot() { close(); }
+
+bool List::Snapshot::is_open() const noexcept { return open_ && store_->is_open(); }
+
+void List::Snapshot::close() noexcept {
+    if (open_ && store_->is_open()) containers::close_snapshot(*store_, slot_);  // List::close freed it otherwise
+    open_ = false;
+}
+
+void List::Snapshot::check() const {
+    if (!open_) throw_error(ErrorCode::kClosed, store_->path(), "the snapshot is closed");
+    store_->check_open();
+}
+
+std::uint64_t List::Snapshot::size() const {
+    check();
+    if (!size_) size_ = containers::list_size_at(*store_, *seq_, version_);
+    return *size_;
+}
+
+std::string List::Snapshot::get_encoded(std::uint64_t i) const {
+    check();
+    std::optional<std::string> v = containers::list_read_at(*store_, *seq_, version_, i);
+    if (!v) throw std::out_of_range("list index " + std::to_string(i) + " out of range (snapshot size " + std::to_string(size()) + ")");
+    return *std::move(v);
+}
+
+Value List::Snapshot::get_value(std::uint64_t i) const { return codec::decode(get_encoded(i)); }
+
+std::vector<std::string> List::Snapshot::range_encoded(std::uint64_t begin, std::uint64_t end) const {
+    check();
+    std::vector<std::string> out;
+    containers::list_range_at(*store_, *seq_, version_, begin, end, out);
+    return out;
 }
 
 }  // namespace mmstore

@@ -2,6 +2,8 @@
 // commit log (Sequence::commit_words, checked_log, redo_log). docs/design.md, "List transactions".
 #include "mmstore/containers/sequence_txn.hpp"
 
+#include "mmstore/containers/snapshot.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -294,18 +296,27 @@ void SequenceTxn::commit() {
         if (!is_inline(w)) kept.insert(w);
     for (const std::uint64_t w : tail_)
         if (!is_inline(w)) kept.insert(w);
-    std::vector<std::uint64_t> dropped;
+    // The list's own words are retired while a snapshot is open (it may read them); the transaction's own
+    // records were never visible, so they are freed.
+    std::vector<std::uint64_t> dropped, unused;
     for (const auto& [pos, w] : overwrites)
         if (!is_inline(base[pos]) && !kept.count(base[pos])) dropped.push_back(base[pos]);
     for (std::uint64_t p = n1; p < n0; ++p)
         if (!is_inline(base[p]) && !kept.count(base[p])) dropped.push_back(base[p]);
     for (const std::uint64_t w : allocated_)
-        if (!kept.count(w)) dropped.push_back(w);
-
-    seq_.commit_words(n1, overwrites, appends);  // throws with nothing changed: still active
+        if (!kept.count(w)) unused.push_back(w);
     std::sort(dropped.begin(), dropped.end());
     dropped.erase(std::unique(dropped.begin(), dropped.end()), dropped.end());
-    for (const std::uint64_t w : dropped) store_.release(w);
+
+    VersionScope vs(store_);
+    if (vs.recording()) {  // before-images first: O(changes)
+        record_list(store_, seq_, 0, 0, n1 != n0, dropped);
+        for (const auto& [pos, w] : overwrites) record_list(store_, seq_, pos, pos + 1, false);
+        if (n1 < n0) record_list(store_, seq_, n1, n0, false);
+    }
+    seq_.commit_words(n1, overwrites, appends);  // throws with nothing changed: still active
+    for (const std::uint64_t w : dropped) release_word(store_, w);
+    for (const std::uint64_t w : unused) store_.release(w);
     if (n1 != n0 || !overwrites.empty()) store_.bump_mutations();
     allocated_.clear();
     end();

@@ -102,6 +102,12 @@ HashTable versions(const Store& s) noexcept {
 // entry {kRetiredKey, cell}. No encoding starts with either byte (codec tags end at 0x5F).
 constexpr char kNestedKey = '\xFF';
 constexpr char kRetiredKey = '\xFE';
+// A List's chains: {kListKey} for its count, {kListKey, page u64 LE} for a page of words; a record word a
+// recording write dropped is the entry {kRetiredWord, word u64 LE} whose value is that word (a List store's
+// version table holds nothing else). No key of a root table starts at or above kFirstInternalKey.
+constexpr char kListKey = '\xFD';
+constexpr char kRetiredWord = '\xFC';
+constexpr char kFirstInternalKey = kRetiredWord;
 constexpr std::size_t kPrefix = 9;
 std::string table_prefix(char kind, std::uint64_t cell) {
     std::string p(kPrefix, kind);
@@ -119,7 +125,8 @@ std::string_view chain_key(const HashTable& t, std::string_view key, std::string
 // The key of table `t` a version-table key is the chain of, or nullopt when it belongs to another table.
 std::optional<std::string_view> key_of_chain(const HashTable& t, std::string_view vkey, const std::string& prefix) {
     if (is_root(t)) {
-        if (!vkey.empty() && (vkey[0] == kNestedKey || vkey[0] == kRetiredKey)) return std::nullopt;
+        if (!vkey.empty() && static_cast<unsigned char>(vkey[0]) >= static_cast<unsigned char>(kFirstInternalKey))
+            return std::nullopt;
         return vkey;
     }
     if (vkey.size() < kPrefix || vkey.compare(0, kPrefix, prefix) != 0) return std::nullopt;
@@ -197,12 +204,13 @@ VersionScope::~VersionScope() {
     op.recording = false;
 }
 
-void record_before(Store& s, const HashTable& t, std::string_view table_key, std::optional<std::string_view> old) {
+namespace {
+// Appends the before-image `old` of write op.version to the chain of version-table key `key`, pruning the
+// nodes no open snapshot can see; nothing when the chain answers for every open instant already.
+void record_chain(Store& s, std::string_view key, std::optional<std::string_view> old) {
     const Store::SnapOp& op = s.snap_op;
     HashTable vt = versions(s);
     if (*snap_word(s, kSnapCell) == 0) vt.format();
-    std::string buf;
-    const std::string_view key = chain_key(t, table_key, buf);
     const std::uint64_t hash = hash64(key.data(), key.size());
     const std::uint64_t pos = vt.find(key, hash);
     std::string chain;
@@ -228,6 +236,12 @@ void record_before(Store& s, const HashTable& t, std::string_view table_key, std
     }
     append_node(chain, op.version, old);
     vt.set(key, hash, chain);  // frees the old chain record: lock-free readers of it retry
+}
+}  // namespace
+
+void record_before(Store& s, const HashTable& t, std::string_view table_key, std::optional<std::string_view> old) {
+    std::string buf;
+    record_chain(s, chain_key(t, table_key, buf), old);
 }
 
 void record_entry(Store& s, const HashTable& t, std::uint64_t pos) {
@@ -259,6 +273,121 @@ bool retire_dropped(Store& s, std::uint64_t cell) noexcept {
     } catch (...) {
         return true;  // a damaged version table: keep the table (leaked until a repair) rather than free it
     }
+}
+
+// ---- Lists -----------------------------------------------------------------------------------------------
+
+namespace {
+std::string list_key(char kind, std::uint64_t n) { return table_prefix(kind, n); }
+constexpr std::string_view kListCountKey{&kListKey, 1};
+
+// The node of `key`'s chain that answers for `version` (the oldest newer than it): false when none does
+// (the live value answers). n.old views the chain's record: valid within the caller's Store::read.
+bool node_for(const Store& s, const HashTable& vt, const HashTable::Snapshot& vs, std::string_view key,
+              std::uint64_t version, WordBuf& buf, Node& n) {
+    const std::uint64_t vp = vt.find_in(vs, key, hash64(key.data(), key.size()));
+    if (vp == kNotFound) return false;
+    const std::string_view chain = s.view(&HashTable::entries_of(vs)[vp].value, buf);
+    for (std::size_t at = 0; at < chain.size(); at = n.end) {
+        if (!node_at(chain, at, n)) s.throw_corrupt("a snapshot version chain is malformed");
+        if (n.version > version) return true;
+    }
+    return false;
+}
+}  // namespace
+
+void record_list(Store& s, const Sequence& seq, std::uint64_t begin, std::uint64_t end, bool count_changes,
+                 std::span<const std::uint64_t> dropped) {
+    const std::uint64_t n = seq.size();
+    if (count_changes) {
+        char b[8];
+        std::memcpy(b, &n, 8);
+        record_chain(s, kListCountKey, std::string_view(b, 8));
+    }
+    end = std::min(end, n);
+    const auto* words = reinterpret_cast<const std::uint64_t*>(seq.data());
+    for (std::uint64_t p = begin / kListPage; begin < end && p <= (end - 1) / kListPage; ++p) {
+        const std::uint64_t lo = p * kListPage, hi = std::min(n, lo + kListPage);
+        record_chain(s, list_key(kListKey, p), std::string_view(reinterpret_cast<const char*>(words + lo), (hi - lo) * 8));
+    }
+    HashTable vt = versions(s);
+    for (const std::uint64_t w : dropped) {
+        if (is_inline(w)) continue;
+        if (*snap_word(s, kSnapCell) == 0) vt.format();
+        vt.set(list_key(kRetiredWord, w), std::string_view("\0", 1));  // None until release_word fills it
+    }
+}
+
+void release_word(Store& s, std::uint64_t w) noexcept {
+    if (is_inline(w)) return;
+    if (s.snap_op.recording && *snap_word(s, kSnapCell) != 0) {
+        try {
+            HashTable vt = versions(s);
+            const std::uint64_t pos = vt.find(list_key(kRetiredWord, w));
+            if (pos != kNotFound) {
+                vt.adopt_value(pos, w);
+                return;
+            }
+        } catch (...) {
+            return;  // a damaged version table: leak the record (until a repair) rather than free what a snapshot reads
+        }
+    }
+    s.release(w);
+}
+
+std::uint64_t list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t begin,
+                            std::uint64_t end, std::vector<std::string>& out) {
+    std::vector<std::uint64_t> live_words;
+    return s.read([&]() -> std::uint64_t {
+        out.clear();
+        // Live first, chains second: a writer records before it stores.
+        const Sequence::View live = seq.checked();
+        live_words.clear();
+        for (std::uint64_t i = begin; i < std::min(end, live.count); ++i)
+            live_words.push_back(__atomic_load_n(live.slot(i), __ATOMIC_ACQUIRE));
+        const bool chains = __atomic_load_n(snap_word(s, kSnapCell), __ATOMIC_ACQUIRE) != 0;
+        const HashTable vt = versions(s);
+        HashTable::Snapshot vs{};
+        if (chains) vs = vt.checked();
+        std::uint64_t count = live.count;
+        WordBuf cb;
+        Node n;
+        if (chains && node_for(s, vt, vs, kListCountKey, version, cb, n)) {
+            if (!n.old || n.old->size() != 8) s.throw_corrupt("a list's snapshot count is malformed");
+            std::memcpy(&count, n.old->data(), 8);
+        }
+        end = std::min(end, count);
+        for (std::uint64_t i = begin; i < end;) {
+            const std::uint64_t page = i / kListPage, stop = std::min(end, (page + 1) * kListPage);
+            WordBuf pb;
+            const bool image = chains && node_for(s, vt, vs, list_key(kListKey, page), version, pb, n);
+            for (; i < stop; ++i) {
+                std::uint64_t w;
+                if (image) {
+                    const std::uint64_t at = (i - page * kListPage) * 8;
+                    if (!n.old || n.old->size() < at + 8) s.throw_corrupt("a list's snapshot page is shorter than its count");
+                    std::memcpy(&w, n.old->data() + at, 8);
+                } else {
+                    if (i >= live.count) s.throw_corrupt("a list's snapshot is missing a page");
+                    w = live_words[i - begin];
+                }
+                WordBuf b;
+                out.emplace_back(s.view(&w, b));
+            }
+        }
+        return count;
+    });
+}
+
+std::uint64_t list_size_at(const Store& s, const Sequence& seq, std::uint64_t version) {
+    std::vector<std::string> none;
+    return list_range_at(s, seq, version, 0, 0, none);
+}
+
+std::optional<std::string> list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t i) {
+    std::vector<std::string> one;
+    if (i >= list_range_at(s, seq, version, i, i + 1, one)) return std::nullopt;
+    return std::move(one[0]);
 }
 
 unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {

@@ -248,6 +248,9 @@ public:
     bool occupied(std::uint64_t pos) const noexcept { return entries()[pos].key != kTombWord; }
     std::string_view key_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].key, buf); }
     const std::uint64_t* value_word_ptr(std::uint64_t pos) const noexcept { return &entries()[pos].value; }
+    // The version table's retired words (containers/snapshot.cpp): stores the word `w` as the value of the
+    // entry at `pos`, whose value is inline, so the table owns w's record from now on. Allocates nothing.
+    void adopt_value(std::uint64_t pos, std::uint64_t w) noexcept { __atomic_store_n(&entries()[pos].value, w, __ATOMIC_RELEASE); }
     const std::uint64_t* key_word_ptr(std::uint64_t pos) const noexcept { return &entries()[pos].key; }
     std::string_view value_at(std::uint64_t pos, WordBuf& buf) const { return store_->view(&entries()[pos].value, buf); }
 

@@ -39,7 +39,11 @@
 #include <string>
 #include <string_view>
 
+#include <span>
+#include <vector>
+
 #include "mmstore/containers/hash_table.hpp"
+#include "mmstore/containers/sequence.hpp"
 #include "mmstore/containers/store.hpp"
 #include "mmstore/storage/header.hpp"
 
@@ -93,6 +97,28 @@ void record_entry(Store& s, const HashTable& t, std::uint64_t pos);
 // record_entry made room for it, keeps it whole until the version table is destroyed (a snapshot may still
 // read it) and returns true; false (a table never published) means the caller frees it.
 bool retire_dropped(Store& s, std::uint64_t cell) noexcept;
+
+// --- Lists (docs/design.md, "Snapshots of a List"). A List write runs in a VersionScope like a table's; when
+// it records, it first calls record_list with what it is about to change, then makes its change, then drops
+// the words it removed with release_word. Chains: the count ({kListKey}, 8-byte nodes) and 512-word pages
+// ({kListKey, page u64 LE}, nodes holding the page's words below the count). A record word dropped while
+// recording is not freed but retired ({kRetiredWord, word u64 LE} -> the word itself), since a recorded page
+// may still reference it; the version table's destroy frees it.
+inline constexpr std::uint64_t kListPage = 512;  // words per recorded page
+// Under the write lock, inside a recording VersionScope, before the change: records the count (when
+// `count_changes`), every page holding a position in [begin, end) below the count, and makes room to retire
+// each record word of `dropped` (a placeholder, filled by release_word: so a full disk fails the write here,
+// before anything changed, and a write that fails later leaves a placeholder, which frees nothing).
+void record_list(Store& s, const Sequence& seq, std::uint64_t begin, std::uint64_t end, bool count_changes,
+                 std::span<const std::uint64_t> dropped = {});
+// Drops a word a List write removed: retired when a recording write made room for it, freed otherwise.
+void release_word(Store& s, std::uint64_t w) noexcept;
+// Lock-free reads of a List at `version`: its length, element i's encoding (nullopt past the end), and the
+// encodings of positions [begin, min(end, length)) in one consistent pass (returns the length).
+std::uint64_t list_size_at(const Store& s, const Sequence& seq, std::uint64_t version);
+std::optional<std::string> list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t i);
+std::uint64_t list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t begin,
+                            std::uint64_t end, std::vector<std::string>& out);
 
 // Open snapshots (lock-free). open_snapshot returns the slot index and sets `version`; throws Error
 // (kBusy) when every slot is taken.
