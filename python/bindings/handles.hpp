@@ -493,6 +493,7 @@ void bind_lock(nb::module_& m);
 void bind_txn(nb::module_& m);
 void bind_list_txn(nb::module_& m);
 void bind_snapshot(nb::module_& m);
+void bind_list_snapshot(nb::module_& m);
 
 // dict.cpp's nested-table helpers, for txn.cpp.
 Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,

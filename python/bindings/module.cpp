@@ -92,6 +92,7 @@ NB_MODULE(_core, m) {
     mmstore::py::bind_txn(m);
     mmstore::py::bind_list_txn(m);
     mmstore::py::bind_snapshot(m);
+    mmstore::py::bind_list_snapshot(m);
     mmstore::py::bind_pool(m);
     mmstore::py::bind_records(m);
     mmstore::py::bind_hash(m);

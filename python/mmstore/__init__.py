@@ -27,7 +27,7 @@ from ._list_txn import ListTransaction
 from ._pool import Pool, Ref, is_mapped, load, register_spill
 from ._shared import NestedDict, SharedDict, SharedDictInfo, shared_dicts
 from ._txn import Transaction
-from ._snapshot import Snapshot
+from ._snapshot import ListSnapshot, Snapshot
 from . import _records
 from ._records import *  # noqa: F401,F403  (typed records, listed in _records.__all__)
 from ._records import merge
@@ -46,6 +46,7 @@ __all__ = [
     "NestedDict",
     "Transaction",
     "Snapshot",
+    "ListSnapshot",
     "shared_dicts",
     "StoreLock",
     "DictKeys",

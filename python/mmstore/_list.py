@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import _core
 from ._list_txn import ListTransaction
+from ._snapshot import ListSnapshot
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -61,6 +62,12 @@ class List(_core._List):
         instant, on an exception none does (and the exception propagates). Nested calls are savepoints.
         See :class:`mmstore.ListTransaction`."""
         return ListTransaction(self)
+
+    def snapshot(self) -> ListSnapshot:
+        """``with l.snapshot() as s:`` -- a read-only sequence of the list (length and elements) as of the
+        instant the block begins, whatever writers do meanwhile; O(1) to open, no lock. See
+        :class:`mmstore.ListSnapshot`."""
+        return ListSnapshot(self)
 
     # -- slices (called by the native mp_ass_subscript) ---------------------------------------------------
     def _setslice(self, key: slice, value: Iterable[Any]) -> None:

@@ -1,4 +1,4 @@
-"""Snapshots: ``with d.snapshot() as s:`` on Dict and SharedDict.
+"""Snapshots: ``with d.snapshot() as s:`` on Dict and SharedDict, and ``with l.snapshot() as s:`` on List.
 
 ``s`` is a read-only mapping of the dict as of the instant the block began: whatever other threads and
 processes write meanwhile, every read through ``s`` (``s[k]``, ``get``, ``in``, ``len``, iteration, keys,
@@ -15,7 +15,7 @@ such a dict is kept until the last snapshot that can see it closes. ``nd.snapsho
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import _core
@@ -46,3 +46,63 @@ class Snapshot(_core._Snapshot):
 
 
 Mapping.register(Snapshot)
+
+
+class ListSnapshot(_core._ListSnapshot):
+    """The read-only sequence ``s`` of ``with l.snapshot() as s:`` on a :class:`mmstore.List`: its length and
+    every element as of the instant the block began, whatever other threads and processes write meanwhile
+    (``s[i]`` with negative indices, slices, ``len``, iteration, ``in``, ``index``, ``count``,
+    ``reversed``, ``==`` against any sequence). Opening costs O(1) and takes no lock; reads take none either
+    and never wait for a writer. While any snapshot of the store is open, each write records what it is
+    about to change: the length, and a copy of each 512-element page it changes (once per page per
+    snapshot), so a write costs O(1) more, and one that moves n elements (insert or delete in the middle,
+    clear, sort) O(n) more, like the write itself; records the list drops meanwhile are kept, not freed.
+    All of it is freed by the first write after the last snapshot closes (or after the process holding it
+    died). Elements are decoded fresh at each read, as from the list. Using ``s`` outside its block raises.
+    docs/design.md, "Snapshots of a List"."""
+
+    _BATCH = 256  # elements read per step of iteration
+
+    def __iter__(self) -> Iterator[Any]:
+        n = len(self)
+        for start in range(0, n, self._BATCH):
+            yield from self._range(start, start + self._BATCH)
+
+    def __reversed__(self) -> Iterator[Any]:
+        n = len(self)
+        for stop in range(n, 0, -self._BATCH):
+            yield from reversed(self._range(max(0, stop - self._BATCH), stop))
+
+    def __contains__(self, value: Any) -> bool:
+        return any(v is value or v == value for v in self)
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        start, stop, _ = slice(start, stop).indices(len(self))
+        for i, v in enumerate(self[start:stop], start):
+            if v is value or v == value:
+                return i
+        raise ValueError(f"{value!r} is not in list")
+
+    def count(self, value: Any) -> int:
+        return sum(1 for v in self if v is value or v == value)
+
+    def copy(self) -> list:
+        """A plain ``list`` of the snapshot's elements."""
+        return list(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes, bytearray)):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<mmstore.ListSnapshot ({'open' if self.active else 'not open'}) of {self._owner!r}>"
+
+
+Sequence.register(ListSnapshot)

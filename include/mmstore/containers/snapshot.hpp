@@ -1,6 +1,6 @@
 // mmstore/containers/snapshot.hpp
 //
-// Snapshots of a store's root hash table (Dict, SharedDict): a read-only view of the table as of one
+// Snapshots of a store's root hash table (Dict, SharedDict) or of its List: a read-only view as of one
 // instant, opened in O(1) without the write lock, never blocking writers and never blocked by them
 // (docs/design.md, "Transactions and snapshots"; docs/format.md §1.4).
 //
@@ -25,6 +25,8 @@
 //     table's cell offset, key}, and a nested table dropped by its parent while a snapshot is open is kept
 //     (retired: a {kRetiredKey, cell} entry of the version table whose value references it) until the
 //     version table is destroyed, which destroys it with everything below it.
+//   * Lists record the count and 512-word pages instead of keys, and retire the records they drop (below,
+//     record_list; docs/design.md, "Snapshots of a List").
 //   * Reclaim. The first write that finds the mask empty frees the version table whole; with snapshots
 //     open, a write prunes the chain it touches. A slot whose owner process is gone (dead pid, or a pid
 //     reused by a process with another start time) is freed by the next snapshot to open (reclaim_dead).
