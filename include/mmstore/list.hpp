@@ -167,10 +167,11 @@ private:
 // A snapshot of a List: every read through it sees the list -- its length and every element -- as of one
 // instant (its opening), whatever other handles, threads or processes write meanwhile (docs/design.md,
 // "Snapshots of a List"). Opening is O(1) and takes no lock; reads take none either and never wait for a
-// writer. While any snapshot of the store is open, each write first records what it changes: the list's
-// length, and a copy of each 512-element page it is about to change (the first time in each snapshot
-// generation), so a write costs O(1) more, and a write that moves n elements (insert, erase, clear, ...)
-// O(n) more, as the write itself; a record an element dropped is kept, not freed. All of it is freed by the
+// writer. While any snapshot of the store is open, each write other than an append first records a copy of
+// each 512-element page it is about to change (the first time in each snapshot generation), so a write
+// costs O(1) more, and a write that moves n elements (insert, erase, clear, ...) O(n) more, as the write
+// itself; a record an element dropped is kept, not freed. Appends record nothing: a snapshot keeps the length
+// it opened with and reads nothing past it. All of it is freed by the
 // first write after the last snapshot closes, or after the process holding it died. Snapshots share the
 // store's 64 reader slots with nothing else (Error kCapacity when all are open).
 // Errors: std::out_of_range for an index at or past size(); Error(kClosed) after close() of the snapshot or
@@ -201,8 +202,8 @@ private:
     const containers::Sequence* seq_;
     unsigned slot_ = 0;
     std::uint64_t version_ = 0;
+    std::uint64_t size_ = 0;  // the length at the instant, read as it opened
     bool open_ = false;
-    mutable std::optional<std::uint64_t> size_;  // the length never changes: read once
 };
 
 }  // namespace mmstore

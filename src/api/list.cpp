@@ -102,8 +102,8 @@ std::string List::get_encoded(std::uint64_t i) const {
 
 void List::push_back_encoded(std::string_view enc) {
     containers::Store::WriteGuard g(*store_);
-    containers::VersionScope vs(*store_);
-    if (vs.recording()) containers::record_list(*store_, *seq_, 0, 0, true);
+    // No VersionScope: an append changes nothing a snapshot reads (containers/snapshot.hpp, Lists).
+    containers::reclaim_versions(*store_);
     const std::uint64_t w = store_->put(enc);
     try {
         seq_->push_back_word(w);
@@ -118,8 +118,7 @@ void List::push_back_encoded(std::string_view enc) {
 void List::push_back_encoded_many(std::span<const std::string_view> encs) {
     if (encs.empty()) return;
     containers::Store::WriteGuard g(*store_);
-    containers::VersionScope vs(*store_);
-    if (vs.recording()) containers::record_list(*store_, *seq_, 0, 0, true);
+    containers::reclaim_versions(*store_);  // appends run in no VersionScope (push_back_encoded)
     reserve_more(encs.size());  // room for the whole batch in one growth
     std::size_t done = 0;
     try {
@@ -149,7 +148,7 @@ void List::set_encoded(std::uint64_t i, std::string_view enc) {
     containers::VersionScope vs(*store_);
     if (vs.recording()) {
         const std::uint64_t cur = *reinterpret_cast<const std::uint64_t*>(seq_->at(i));
-        containers::record_list(*store_, *seq_, i, i + 1, false, {&cur, 1});
+        containers::record_list(*store_, *seq_, i, i + 1, {&cur, 1});
     }
     const std::uint64_t w = store_->put(enc);
     if (!containers::is_inline(w) && i < seq_->committed() && !store_->region().is_volatile()) {
@@ -177,7 +176,7 @@ void List::insert_encoded(std::uint64_t i, std::string_view enc) {
         return;
     }
     containers::VersionScope vs(*store_);
-    if (vs.recording()) containers::record_list(*store_, *seq_, i, n, true);
+    if (vs.recording()) containers::record_list(*store_, *seq_, i, n);
     const std::uint64_t w = store_->put(enc);
     std::vector<std::uint64_t> words;
     try {
@@ -202,7 +201,7 @@ void List::erase(std::uint64_t i) {
     const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
     const std::uint64_t old = src[i];
     containers::VersionScope vs(*store_);
-    if (vs.recording()) containers::record_list(*store_, *seq_, i, n, true, {&old, 1});
+    if (vs.recording()) containers::record_list(*store_, *seq_, i, n, {&old, 1});
     if (i + 1 == n) {
         seq_->pop_back();
     } else {
@@ -229,7 +228,7 @@ void List::clear() {
     std::vector<std::uint64_t> old(reinterpret_cast<const std::uint64_t*>(seq_->data()),
                                    reinterpret_cast<const std::uint64_t*>(seq_->data()) + n);
     containers::VersionScope vs(*store_);
-    if (vs.recording()) containers::record_list(*store_, *seq_, 0, n, true, old);  // O(len), as clear() itself
+    if (vs.recording()) containers::record_list(*store_, *seq_, 0, n, old);  // O(len), as clear() itself
     seq_->assign(nullptr, 0);
     for (auto w : old) containers::release_word(*store_, w);
     store_->bump_mutations();
@@ -253,7 +252,7 @@ void List::reorder(const std::vector<std::uint64_t>& order) {
     for (std::uint64_t p = 0; p < n; ++p)
         if (!kept[p]) dropped.push_back(src[p]);
     containers::VersionScope vs(*store_);
-    if (vs.recording()) containers::record_list(*store_, *seq_, 0, n, words.size() != n, dropped);
+    if (vs.recording()) containers::record_list(*store_, *seq_, 0, n, dropped);
     seq_->assign(words.data(), words.size());
     for (auto w : dropped) containers::release_word(*store_, w);
     store_->bump_mutations();
@@ -269,7 +268,7 @@ void List::splice(std::uint64_t start, std::uint64_t stop, const std::vector<std
     containers::VersionScope vs(*store_);
     if (vs.recording()) {
         const auto* src = reinterpret_cast<const std::uint64_t*>(seq_->data());
-        containers::record_list(*store_, *seq_, start, n, stop - start != encs.size(), {src + start, src + stop});
+        containers::record_list(*store_, *seq_, start, n, {src + start, src + stop});
     }
     std::vector<std::uint64_t> fresh;
     fresh.reserve(encs.size());

@@ -98,12 +98,12 @@ List::Snapshot List::snapshot() const {
 }
 
 List::Snapshot::Snapshot(const List& l) : store_(l.store_.get()), seq_(l.seq_.get()) {
-    slot_ = containers::open_snapshot(*store_, handle_tag(store_), version_);
+    slot_ = containers::open_list_snapshot(*store_, *seq_, handle_tag(store_), version_, size_);
     open_ = true;
 }
 
 List::Snapshot::Snapshot(Snapshot&& o) noexcept
-    : store_(o.store_), seq_(o.seq_), slot_(o.slot_), version_(o.version_), open_(o.open_), size_(o.size_) {
+    : store_(o.store_), seq_(o.seq_), slot_(o.slot_), version_(o.version_), size_(o.size_), open_(o.open_) {
     o.open_ = false;
 }
 
@@ -123,15 +123,12 @@ void List::Snapshot::check() const {
 
 std::uint64_t List::Snapshot::size() const {
     check();
-    if (!size_) size_ = containers::list_size_at(*store_, *seq_, version_);
-    return *size_;
+    return size_;
 }
 
 std::string List::Snapshot::get_encoded(std::uint64_t i) const {
     check();
-    std::optional<std::string> v = containers::list_read_at(*store_, *seq_, version_, i);
-    if (!v) throw std::out_of_range("list index " + std::to_string(i) + " out of range (snapshot size " + std::to_string(size()) + ")");
-    return *std::move(v);
+    return containers::list_read_at(*store_, *seq_, version_, size_, i);
 }
 
 Value List::Snapshot::get_value(std::uint64_t i) const { return codec::decode(get_encoded(i)); }
@@ -139,7 +136,7 @@ Value List::Snapshot::get_value(std::uint64_t i) const { return codec::decode(ge
 std::vector<std::string> List::Snapshot::range_encoded(std::uint64_t begin, std::uint64_t end) const {
     check();
     std::vector<std::string> out;
-    containers::list_range_at(*store_, *seq_, version_, begin, end, out);
+    containers::list_range_at(*store_, *seq_, version_, size_, begin, end, out);
     return out;
 }
 

@@ -310,9 +310,9 @@ void SequenceTxn::commit() {
 
     VersionScope vs(store_);
     if (vs.recording()) {  // before-images first: O(changes)
-        record_list(store_, seq_, 0, 0, n1 != n0, dropped);
-        for (const auto& [pos, w] : overwrites) record_list(store_, seq_, pos, pos + 1, false);
-        if (n1 < n0) record_list(store_, seq_, n1, n0, false);
+        record_list(store_, seq_, 0, 0, dropped);
+        for (const auto& [pos, w] : overwrites) record_list(store_, seq_, pos, pos + 1);
+        if (n1 < n0) record_list(store_, seq_, n1, n0);
     }
     seq_.commit_words(n1, overwrites, appends);  // throws with nothing changed: still active
     for (const std::uint64_t w : dropped) release_word(store_, w);

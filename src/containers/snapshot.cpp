@@ -37,6 +37,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <unordered_set>
 #include <vector>
 
@@ -102,7 +103,7 @@ HashTable versions(const Store& s) noexcept {
 // entry {kRetiredKey, cell}. No encoding starts with either byte (codec tags end at 0x5F).
 constexpr char kNestedKey = '\xFF';
 constexpr char kRetiredKey = '\xFE';
-// A List's chains: {kListKey} for its count, {kListKey, page u64 LE} for a page of words; a record word a
+// A List's chains: {kListKey, page u64 LE} for a page of words; a record word a
 // recording write dropped is the entry {kRetiredWord, word u64 LE} whose value is that word (a List store's
 // version table holds nothing else). No key of a root table starts at or above kFirstInternalKey.
 constexpr char kListKey = '\xFD';
@@ -146,9 +147,9 @@ std::optional<std::string> resolve(std::string_view chain, std::uint64_t version
 
 }  // namespace
 
-VersionScope::VersionScope(Store& s) : s_(s) {
+void VersionScope::enter() {
+    Store& s = s_;
     Store::SnapOp& op = s.snap_op;
-    if (op.depth++ != 0) return;
     std::uint64_t* phase = snap_word(s, kSnapPhase);
     op.phase = *phase + 1 + (*phase & 1);  // odd (a dead writer's odd phase is ended by recover_snapshots)
     if (!op.fences_marked && os::global_barrier_registered()) [[unlikely]] {
@@ -157,7 +158,7 @@ VersionScope::VersionScope(Store& s) : s_(s) {
         op.fences_marked = true;
     }
     std::uint64_t mask;
-    if (op.fences_marked) [[likely]] {
+    if (op.fences_marked) {
         // The opener's membarrier orders this store before the load (case analysis at the top of the file).
         __atomic_store_n(phase, op.phase, __ATOMIC_RELAXED);
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -166,6 +167,12 @@ VersionScope::VersionScope(Store& s) : s_(s) {
         __atomic_store_n(phase, op.phase, __ATOMIC_SEQ_CST);
         mask = __atomic_load_n(snap_word(s, kSnapMask), __ATOMIC_SEQ_CST);
     }
+    after_mask(mask);
+}
+
+void VersionScope::after_mask(std::uint64_t mask) {
+    Store& s = s_;
+    Store::SnapOp& op = s.snap_op;
     op.recording = mask != 0;
     if (!op.recording) [[likely]] {
         if (*snap_word(s, kSnapCell) != 0) [[unlikely]] {
@@ -195,13 +202,6 @@ VersionScope::VersionScope(Store& s) : s_(s) {
         }
     }
     // A slot whose bit was set after the mask load (an opener in case (a)) is covered by the numbering.
-}
-
-VersionScope::~VersionScope() {
-    Store::SnapOp& op = s_.snap_op;
-    if (--op.depth != 0) return;
-    __atomic_store_n(snap_word(s_, kSnapPhase), op.phase + 1, __ATOMIC_RELEASE);
-    op.recording = false;
 }
 
 namespace {
@@ -279,7 +279,6 @@ bool retire_dropped(Store& s, std::uint64_t cell) noexcept {
 
 namespace {
 std::string list_key(char kind, std::uint64_t n) { return table_prefix(kind, n); }
-constexpr std::string_view kListCountKey{&kListKey, 1};
 
 // The node of `key`'s chain that answers for `version` (the oldest newer than it): false when none does
 // (the live value answers). n.old views the chain's record: valid within the caller's Store::read.
@@ -296,14 +295,9 @@ bool node_for(const Store& s, const HashTable& vt, const HashTable::Snapshot& vs
 }
 }  // namespace
 
-void record_list(Store& s, const Sequence& seq, std::uint64_t begin, std::uint64_t end, bool count_changes,
+void record_list(Store& s, const Sequence& seq, std::uint64_t begin, std::uint64_t end,
                  std::span<const std::uint64_t> dropped) {
     const std::uint64_t n = seq.size();
-    if (count_changes) {
-        char b[8];
-        std::memcpy(b, &n, 8);
-        record_chain(s, kListCountKey, std::string_view(b, 8));
-    }
     end = std::min(end, n);
     const auto* words = reinterpret_cast<const std::uint64_t*>(seq.data());
     for (std::uint64_t p = begin / kListPage; begin < end && p <= (end - 1) / kListPage; ++p) {
@@ -335,10 +329,11 @@ void release_word(Store& s, std::uint64_t w) noexcept {
     s.release(w);
 }
 
-std::uint64_t list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t begin,
-                            std::uint64_t end, std::vector<std::string>& out) {
+void list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
+                   std::uint64_t end, std::vector<std::string>& out) {
+    end = std::min(end, count);
     std::vector<std::uint64_t> live_words;
-    return s.read([&]() -> std::uint64_t {
+    s.read([&] {
         out.clear();
         // Live first, chains second: a writer records before it stores.
         const Sequence::View live = seq.checked();
@@ -349,14 +344,7 @@ std::uint64_t list_range_at(const Store& s, const Sequence& seq, std::uint64_t v
         const HashTable vt = versions(s);
         HashTable::Snapshot vs{};
         if (chains) vs = vt.checked();
-        std::uint64_t count = live.count;
-        WordBuf cb;
         Node n;
-        if (chains && node_for(s, vt, vs, kListCountKey, version, cb, n)) {
-            if (!n.old || n.old->size() != 8) s.throw_corrupt("a list's snapshot count is malformed");
-            std::memcpy(&count, n.old->data(), 8);
-        }
-        end = std::min(end, count);
         for (std::uint64_t i = begin; i < end;) {
             const std::uint64_t page = i / kListPage, stop = std::min(end, (page + 1) * kListPage);
             WordBuf pb;
@@ -375,22 +363,30 @@ std::uint64_t list_range_at(const Store& s, const Sequence& seq, std::uint64_t v
                 out.emplace_back(s.view(&w, b));
             }
         }
-        return count;
+        return 0;
     });
 }
 
-std::uint64_t list_size_at(const Store& s, const Sequence& seq, std::uint64_t version) {
-    std::vector<std::string> none;
-    return list_range_at(s, seq, version, 0, 0, none);
-}
-
-std::optional<std::string> list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t i) {
+std::string list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t i) {
     std::vector<std::string> one;
-    if (i >= list_range_at(s, seq, version, i, i + 1, one)) return std::nullopt;
+    list_range_at(s, seq, version, count, i, i + 1, one);
+    if (one.empty()) throw std::out_of_range("list index " + std::to_string(i) + " out of range (snapshot size " + std::to_string(count) + ")");
     return std::move(one[0]);
 }
 
-unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {
+namespace {
+// Waits while the write in flight when the opener loaded phase `p` (odd) is still in it (see the top of this
+// file). A writer that died there holds the lock until the next locker recovers it, which ends the phase.
+void wait_for_phase(const Store& s, std::uint64_t p) {
+    if ((p & 1) == 0) return;
+    while (__atomic_load_n(snap_word(s, kSnapPhase), __ATOMIC_SEQ_CST) == p) {
+        if (!os::process_alive(s.lock_holder_pid())) break;
+        sched_yield();
+    }
+}
+
+// Claims a slot and finds the instant; `list` (a List's snapshot) also reads the length into `count`.
+unsigned open_at(Store& s, std::uint64_t tag, std::uint64_t& version, const Sequence* list, std::uint64_t& count) {
     s.check_open();
     reclaim_dead(s);
     const int pid = os::current_pid();
@@ -411,14 +407,26 @@ unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {
                         "cannot open a snapshot: membarrier(2) is unavailable in this process, and other processes "
                         "write this store relying on it (a seccomp filter?)", err);
         }
-        const std::uint64_t v = __atomic_load_n(snap_word(s, kSnapVersion), __ATOMIC_SEQ_CST);
-        const std::uint64_t p = __atomic_load_n(snap_word(s, kSnapPhase), __ATOMIC_SEQ_CST);
-        if (p & 1) {
-            // A write in flight may have missed the bit: let it finish (see the top of this file). A writer
-            // that died there holds the lock until the next locker recovers it, which ends the phase.
-            while (__atomic_load_n(snap_word(s, kSnapPhase), __ATOMIC_SEQ_CST) == p) {
-                if (!os::process_alive(s.lock_holder_pid())) break;
-                sched_yield();
+        std::uint64_t v = __atomic_load_n(snap_word(s, kSnapVersion), __ATOMIC_SEQ_CST);
+        wait_for_phase(s, __atomic_load_n(snap_word(s, kSnapPhase), __ATOMIC_SEQ_CST));
+        if (list != nullptr) {
+            // A List's appends run in no VersionScope (they change nothing below the length, and a snapshot
+            // reads nothing at or past its own length), so the length at the instant is the live length read
+            // now -- with or without an append in flight, both are the same instant below it -- provided no
+            // recorded write stored a new length before this read: such a write bumps the version before it
+            // stores, so an unchanged version after the read proves there was none. Otherwise take the newer
+            // instant (after waiting for its write) and read again; each round needs a write of its own.
+            for (;;) {
+                try {
+                    count = s.read([&] { return list->size_checked(); });
+                } catch (...) {
+                    close_snapshot(s, i);
+                    throw;
+                }
+                const std::uint64_t again = __atomic_load_n(snap_word(s, kSnapVersion), __ATOMIC_SEQ_CST);
+                if (again == v) break;
+                v = again;
+                wait_for_phase(s, __atomic_load_n(snap_word(s, kSnapPhase), __ATOMIC_SEQ_CST));
             }
         }
         __atomic_store_n(&sl[i].version, v, __ATOMIC_SEQ_CST);
@@ -426,6 +434,16 @@ unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {
         return i;
     }
     throw_error(ErrorCode::kCapacity, s.path(), "too many open snapshots (64 per store)");
+}
+}  // namespace
+
+unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version) {
+    std::uint64_t unused = 0;
+    return open_at(s, tag, version, nullptr, unused);
+}
+
+unsigned open_list_snapshot(Store& s, const Sequence& seq, std::uint64_t tag, std::uint64_t& version, std::uint64_t& count) {
+    return open_at(s, tag, version, &seq, count);
 }
 
 void close_snapshot(Store& s, unsigned i) noexcept {

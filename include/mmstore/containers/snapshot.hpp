@@ -76,16 +76,43 @@ inline constexpr int kSnapFences = 4;   // 1 once a process that orders the phas
 inline constexpr std::uint64_t kSnapCellOffset =
     storage::kLiveHeaderOffset + offsetof(storage::LiveHeader, reserved) + kSnapCell * sizeof(std::uint64_t);
 
-// RAII around one write of a store's root table (held under the write lock; nests).
+// RAII around one write of a store's table or List (held under the write lock; nests). Inline: every write
+// pays it, so the usual case -- this handle's writes already order the phase store by the openers'
+// membarrier, and no snapshot is open or was since the last write -- is a plain store and two loads here;
+// anything else goes to enter() (snapshot.cpp, where the protocol is argued).
 class VersionScope {
 public:
-    explicit VersionScope(Store& s);
-    ~VersionScope();
+    explicit VersionScope(Store& s) : s_(s) {
+        Store::SnapOp& op = s.snap_op;
+        if (op.depth++ != 0) return;
+        std::uint64_t* w = s.region().live().reserved;
+        if (op.fences_marked) [[likely]] {
+            op.phase = w[kSnapPhase] + 1 + (w[kSnapPhase] & 1);  // odd
+            __atomic_store_n(&w[kSnapPhase], op.phase, __ATOMIC_RELAXED);
+            __atomic_signal_fence(__ATOMIC_SEQ_CST);
+            const std::uint64_t mask = __atomic_load_n(&w[kSnapMask], __ATOMIC_RELAXED);
+            if (mask == 0 && w[kSnapCell] == 0) [[likely]] {
+                op.recording = false;
+                return;
+            }
+            after_mask(mask);
+            return;
+        }
+        enter();
+    }
+    ~VersionScope() {
+        Store::SnapOp& op = s_.snap_op;
+        if (--op.depth != 0) return;
+        __atomic_store_n(&s_.region().live().reserved[kSnapPhase], op.phase + 1, __ATOMIC_RELEASE);
+        op.recording = false;
+    }
     VersionScope(const VersionScope&) = delete;
     VersionScope& operator=(const VersionScope&) = delete;
     bool recording() const noexcept { return s_.snap_op.recording; }
 
 private:
+    void enter();                         // the outermost scope, in full
+    void after_mask(std::uint64_t mask);  // the mask loaded: records, or frees a version table left over
     Store& s_;
 };
 
@@ -100,31 +127,44 @@ void record_entry(Store& s, const HashTable& t, std::uint64_t pos);
 // read it) and returns true; false (a table never published) means the caller frees it.
 bool retire_dropped(Store& s, std::uint64_t cell) noexcept;
 
-// --- Lists (docs/design.md, "Snapshots of a List"). A List write runs in a VersionScope like a table's; when
-// it records, it first calls record_list with what it is about to change, then makes its change, then drops
-// the words it removed with release_word. Chains: the count ({kListKey}, 8-byte nodes) and 512-word pages
-// ({kListKey, page u64 LE}, nodes holding the page's words below the count). A record word dropped while
-// recording is not freed but retired ({kRetiredWord, word u64 LE} -> the word itself), since a recorded page
-// may still reference it; the version table's destroy frees it.
+// --- Lists (docs/design.md, "Snapshots of a List"). A snapshot of a List keeps the length it found at its
+// instant (open_list_snapshot), so appends -- which change nothing below the length -- run in no
+// VersionScope and record nothing. Every other List write runs in one; when it records, it first calls
+// record_list with what it is about to change, then makes its change, then drops the words it removed with
+// release_word. Chains: 512-word pages ({kListKey, page u64 LE}, nodes holding the page's words below the
+// count). A record word dropped while recording is not freed but retired ({kRetiredWord, word u64 LE} -> the
+// word itself), since a recorded page may still reference it; the version table's destroy frees it.
 inline constexpr std::uint64_t kListPage = 512;  // words per recorded page
-// Under the write lock, inside a recording VersionScope, before the change: records the count (when
-// `count_changes`), every page holding a position in [begin, end) below the count, and makes room to retire
-// each record word of `dropped` (a placeholder, filled by release_word: so a full disk fails the write here,
-// before anything changed, and a write that fails later leaves a placeholder, which frees nothing).
-void record_list(Store& s, const Sequence& seq, std::uint64_t begin, std::uint64_t end, bool count_changes,
+// Under the write lock, inside a recording VersionScope, before the change: records every page holding a
+// position in [begin, end) below the count, and makes room to retire each record word of `dropped` (a
+// placeholder, filled by release_word: so a full disk fails the write here, before anything changed, and a
+// write that fails later leaves a placeholder, which frees nothing).
+void record_list(Store& s, const Sequence& seq, std::uint64_t begin, std::uint64_t end,
                  std::span<const std::uint64_t> dropped = {});
+// For the writes that run in no VersionScope (a List's appends), under the write lock: frees the version table
+// the last snapshot to close left behind, as the first write of any other kind does, so that an append-only
+// List reclaims too. Two loads when there is nothing to do.
+inline void reclaim_versions(Store& s) {
+    const std::uint64_t* w = s.region().live().reserved;
+    if (__atomic_load_n(&w[kSnapCell], __ATOMIC_RELAXED) != 0 && __atomic_load_n(&w[kSnapMask], __ATOMIC_RELAXED) == 0)
+        [[unlikely]] {
+        VersionScope scope(s);  // finds the mask empty (or a snapshot opened meanwhile: then it records nothing)
+    }
+}
 // Drops a word a List write removed: retired when a recording write made room for it, freed otherwise.
 void release_word(Store& s, std::uint64_t w) noexcept;
-// Lock-free reads of a List at `version`: its length, element i's encoding (nullopt past the end), and the
-// encodings of positions [begin, min(end, length)) in one consistent pass (returns the length).
-std::uint64_t list_size_at(const Store& s, const Sequence& seq, std::uint64_t version);
-std::optional<std::string> list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t i);
-std::uint64_t list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t begin,
-                            std::uint64_t end, std::vector<std::string>& out);
+// Lock-free reads of a List at `version`, whose length then was `count` (open_list_snapshot): element i's
+// encoding, and the encodings of positions [begin, min(end, count)) in one consistent pass.
+std::string list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t i);
+void list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
+                   std::uint64_t end, std::vector<std::string>& out);
 
 // Open snapshots (lock-free). open_snapshot returns the slot index and sets `version`; throws Error
 // (kBusy) when every slot is taken.
 unsigned open_snapshot(Store& s, std::uint64_t tag, std::uint64_t& version);
+// open_snapshot for a List: also sets `count`, the length at the instant (see snapshot.cpp for why it is
+// read between two equal loads of the version).
+unsigned open_list_snapshot(Store& s, const Sequence& seq, std::uint64_t tag, std::uint64_t& version, std::uint64_t& count);
 void close_snapshot(Store& s, unsigned slot) noexcept;
 // Frees every slot held by handle `tag` (its close()).
 void close_snapshots_of(Store& s, std::uint64_t tag) noexcept;
