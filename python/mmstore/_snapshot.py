@@ -53,10 +53,11 @@ class ListSnapshot(_core._ListSnapshot):
     every element as of the instant the block began, whatever other threads and processes write meanwhile
     (``s[i]`` with negative indices, slices, ``len``, iteration, ``in``, ``index``, ``count``,
     ``reversed``, ``==`` against any sequence). Opening costs O(1) and takes no lock; reads take none either
-    and never wait for a writer. While any snapshot of the store is open, each write records what it is
-    about to change: the length, and a copy of each 512-element page it changes (once per page per
-    snapshot), so a write costs O(1) more, and one that moves n elements (insert or delete in the middle,
-    clear, sort) O(n) more, like the write itself; records the list drops meanwhile are kept, not freed.
+    and never wait for a writer. While any snapshot of the store is open, each write other than an append
+    records a copy of each 512-element page it is about to change (once per page per snapshot), so a write
+    costs O(1) more, and one that moves n elements (insert or delete in the middle, clear, sort) O(n) more,
+    like the write itself; records the list drops meanwhile are kept, not freed. Appends record nothing:
+    the snapshot keeps the length it opened with.
     All of it is freed by the first write after the last snapshot closes (or after the process holding it
     died). Elements are decoded fresh at each read, as from the list. Using ``s`` outside its block raises.
     docs/design.md, "Snapshots of a List"."""
