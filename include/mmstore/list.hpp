@@ -188,6 +188,9 @@ public:
     Value get_value(std::uint64_t i) const;
     // The encodings of elements [begin, min(end, size())), read in one pass.
     std::vector<std::string> range_encoded(std::uint64_t begin, std::uint64_t end) const;
+    // The same as raw words (inline values, or record offsets valid while this snapshot is open: a record a
+    // write drops meanwhile is kept), for bindings that decode in place (Store::view).
+    std::vector<std::uint64_t> range_words(std::uint64_t begin, std::uint64_t end) const;
     // The instant: the store's version counter when the snapshot opened.
     std::uint64_t version() const noexcept { return version_; }
     bool is_open() const noexcept;

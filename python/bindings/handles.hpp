@@ -503,6 +503,9 @@ bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* s
 PyObject* dict_decode_encoding(DictHandle* h, PyObject* owner, std::string_view enc);
 // Whether `o` is a NestedDict view (the type dict.cpp makes for nested-table values).
 bool dict_is_nested_view(PyObject* o);
+// Element i of a List handle read live, lock-free, decoded in place (list.cpp): the object, or nullptr with
+// *end set when i is past the end (no error set), or nullptr with an error set.
+PyObject* list_read_live(ListHandle* h, std::uint64_t i, bool* end);
 void bind_pool(nb::module_& m);  // pool.cpp
 void bind_records(nb::module_& m);
 void bind_hash(nb::module_& m);  // hash.cpp

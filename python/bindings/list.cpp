@@ -662,6 +662,8 @@ PyType_Slot list_slots[] = {
 
 }  // namespace
 
+PyObject* list_read_live(ListHandle* h, std::uint64_t i, bool* end) { return read_item(h, i, end); }
+
 void bind_list(nb::module_& m) {
     g_list_iter_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&list_iter_spec));
     if (!g_list_iter_type) throw nb::python_error();

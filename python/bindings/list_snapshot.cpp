@@ -97,6 +97,22 @@ PyObject* lsnap_subscript(PyObject* self, PyObject* key) {
             PyErr_SetString(PyExc_IndexError, "list index out of range");
             return nullptr;
         }
+        // Fast path (no write recorded since the snapshot opened): the handle's own lock-free read, decoded in
+        // place. Valid at the instant when the version table was still absent after it, as for a Dict's
+        // snapshot (containers::has_versions): every write that changes a position below the snapshot's
+        // length records first. (Past the live end, or after an error, with a write recorded meanwhile: the
+        // chains decide.)
+        auto& store = h->obj->store();
+        if (!containers::has_versions(store)) {
+            bool end = false;
+            PyObject* v = list_read_live(h, static_cast<std::uint64_t>(i), &end);
+            if (!containers::has_versions(store)) {
+                if (v != nullptr || !end) return v;
+            } else if (v == nullptr && !end) {
+                PyErr_Clear();
+            }
+            Py_XDECREF(v);
+        }
         const std::string e = s.get_encoded(static_cast<std::uint64_t>(i));
         return decode(e.data(), e.size(), h->flags);
     } catch (nb::python_error& e) {
@@ -157,10 +173,22 @@ void bind_list_snapshot(nb::module_& m) {
              [](PyListSnap& p, std::uint64_t start, std::uint64_t stop) {
                  auto& s = active(p);
                  ListHandle* h = handle(p);
-                 const std::vector<std::string> encs = s.range_encoded(start, stop);
-                 PyObject* out = decode_all(h, encs);
-                 if (out == nullptr) throw nb::python_error();
-                 return nb::steal(out);
+                 const std::vector<std::uint64_t> words = s.range_words(start, stop);
+                 auto& store = h->obj->store();
+                 nb::object out = nb::steal(PyList_New(static_cast<Py_ssize_t>(words.size())));
+                 if (!out.is_valid()) throw nb::python_error();
+                 for (std::size_t i = 0; i < words.size(); ++i) {
+                     // Decoded in place: the record stays put while the snapshot is open (List::Snapshot::
+                     // range_words). Decoding may run Python code, which may close the snapshot or its List:
+                     // both are checked again before each element.
+                     active(p);
+                     containers::WordBuf b;
+                     const std::string_view e = store.view(&words[i], b);
+                     PyObject* v = decode(e.data(), e.size(), h->flags);
+                     if (v == nullptr) throw nb::python_error();
+                     PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), v);
+                 }
+                 return out;
              },
              nb::arg("start"), nb::arg("stop"))
         .def_prop_ro("version", [](PyListSnap& p) { return active(p).version(); })

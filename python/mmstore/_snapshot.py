@@ -16,6 +16,7 @@ such a dict is kept until the last snapshot that can see it closes. ``nd.snapsho
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 from . import _core
@@ -65,14 +66,14 @@ class ListSnapshot(_core._ListSnapshot):
     _BATCH = 256  # elements read per step of iteration
 
     def __iter__(self) -> Iterator[Any]:
-        n = len(self)
-        for start in range(0, n, self._BATCH):
-            yield from self._range(start, start + self._BATCH)
+        # Batches read natively, then handed out by itertools.chain (no Python frame per element). Each batch
+        # is read when the iteration reaches it: a closed snapshot raises at the next batch.
+        n, step, get = len(self), self._BATCH, self._range
+        return chain.from_iterable(get(i, i + step) for i in range(0, n, step))
 
     def __reversed__(self) -> Iterator[Any]:
-        n = len(self)
-        for stop in range(n, 0, -self._BATCH):
-            yield from reversed(self._range(max(0, stop - self._BATCH), stop))
+        n, step, get = len(self), self._BATCH, self._range
+        return chain.from_iterable(reversed(get(max(0, i - step), i)) for i in range(n, 0, -step))
 
     def __contains__(self, value: Any) -> bool:
         return any(v is value or v == value for v in self)

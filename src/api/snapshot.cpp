@@ -131,6 +131,13 @@ std::string List::Snapshot::get_encoded(std::uint64_t i) const {
     return containers::list_read_at(*store_, *seq_, version_, size_, i);
 }
 
+std::vector<std::uint64_t> List::Snapshot::range_words(std::uint64_t begin, std::uint64_t end) const {
+    check();
+    std::vector<std::uint64_t> out;
+    containers::list_words_at(*store_, *seq_, version_, size_, begin, end, out);
+    return out;
+}
+
 Value List::Snapshot::get_value(std::uint64_t i) const { return codec::decode(get_encoded(i)); }
 
 std::vector<std::string> List::Snapshot::range_encoded(std::uint64_t begin, std::uint64_t end) const {

@@ -329,42 +329,52 @@ void release_word(Store& s, std::uint64_t w) noexcept {
     s.release(w);
 }
 
-void list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
-                   std::uint64_t end, std::vector<std::string>& out) {
+void list_words_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
+                   std::uint64_t end, std::vector<std::uint64_t>& out) {
     end = std::min(end, count);
-    std::vector<std::uint64_t> live_words;
     s.read([&] {
         out.clear();
         // Live first, chains second: a writer records before it stores.
         const Sequence::View live = seq.checked();
-        live_words.clear();
-        for (std::uint64_t i = begin; i < std::min(end, live.count); ++i)
-            live_words.push_back(__atomic_load_n(live.slot(i), __ATOMIC_ACQUIRE));
-        const bool chains = __atomic_load_n(snap_word(s, kSnapCell), __ATOMIC_ACQUIRE) != 0;
+        for (std::uint64_t i = begin; i < std::min(end, live.count); ++i) out.push_back(__atomic_load_n(live.slot(i), __ATOMIC_ACQUIRE));
+        if (__atomic_load_n(snap_word(s, kSnapCell), __ATOMIC_ACQUIRE) == 0) {
+            if (out.size() != (end > begin ? end - begin : 0)) s.throw_corrupt("a list's snapshot is missing a page");
+            return 0;
+        }
+        out.resize(end > begin ? end - begin : 0);
         const HashTable vt = versions(s);
-        HashTable::Snapshot vs{};
-        if (chains) vs = vt.checked();
+        const HashTable::Snapshot vs = vt.checked();
         Node n;
         for (std::uint64_t i = begin; i < end;) {
             const std::uint64_t page = i / kListPage, stop = std::min(end, (page + 1) * kListPage);
             WordBuf pb;
-            const bool image = chains && node_for(s, vt, vs, list_key(kListKey, page), version, pb, n);
+            if (!node_for(s, vt, vs, list_key(kListKey, page), version, pb, n)) {
+                if (stop > live.count) s.throw_corrupt("a list's snapshot is missing a page");
+                i = stop;  // the live words answer
+                continue;
+            }
             for (; i < stop; ++i) {
-                std::uint64_t w;
-                if (image) {
-                    const std::uint64_t at = (i - page * kListPage) * 8;
-                    if (!n.old || n.old->size() < at + 8) s.throw_corrupt("a list's snapshot page is shorter than its count");
-                    std::memcpy(&w, n.old->data() + at, 8);
-                } else {
-                    if (i >= live.count) s.throw_corrupt("a list's snapshot is missing a page");
-                    w = live_words[i - begin];
-                }
-                WordBuf b;
-                out.emplace_back(s.view(&w, b));
+                const std::uint64_t at = (i - page * kListPage) * 8;
+                if (!n.old || n.old->size() < at + 8) s.throw_corrupt("a list's snapshot page is shorter than its count");
+                std::memcpy(&out[i - begin], n.old->data() + at, 8);
             }
         }
         return 0;
     });
+}
+
+void list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
+                   std::uint64_t end, std::vector<std::string>& out) {
+    std::vector<std::uint64_t> words;
+    list_words_at(s, seq, version, count, begin, end, words);
+    // The records stay put while the snapshot is open: a write that drops one while any snapshot is open
+    // retires it (release_word) until the version table goes, after the last close.
+    out.clear();
+    out.reserve(words.size());
+    for (const std::uint64_t& w : words) {
+        WordBuf b;
+        out.emplace_back(s.view(&w, b));
+    }
 }
 
 std::string list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t i) {

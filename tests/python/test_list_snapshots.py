@@ -306,3 +306,30 @@ def test_list_writer_killed_while_a_snapshot_is_open(tmp_path):
     with mmstore.List(path) as lst:
         lst.verify()
         assert lst[-1] == 2
+
+
+_ON_LOAD = []
+
+
+class _CallsOnLoad:
+    """Unpickling it runs _ON_LOAD[0]: Python code in the middle of a snapshot's batch decode."""
+
+    def __init__(self):
+        self.state = 1  # pickle calls __setstate__ only with a state
+
+    def __setstate__(self, state):
+        _ON_LOAD[0]()
+
+
+@pytest.mark.parametrize("closing", ["snapshot", "list"])
+def test_closing_from_inside_a_decode_raises_instead_of_reading_freed_memory(tmp_path, closing):
+    lst = mmstore.List(tmp_path / f"{closing}.mms")
+    lst.extend([_CallsOnLoad(), "a value long enough for a record", 2])
+    try:
+        with lst.snapshot() as s:
+            _ON_LOAD[:] = [s.close if closing == "snapshot" else lst.close]
+            with pytest.raises(mmstore.ClosedError):
+                list(s)
+    finally:
+        _ON_LOAD.clear()
+        lst.close()

@@ -154,7 +154,10 @@ inline void reclaim_versions(Store& s) {
 // Drops a word a List write removed: retired when a recording write made room for it, freed otherwise.
 void release_word(Store& s, std::uint64_t w) noexcept;
 // Lock-free reads of a List at `version`, whose length then was `count` (open_list_snapshot): element i's
-// encoding, and the encodings of positions [begin, min(end, count)) in one consistent pass.
+// encoding, the encodings of positions [begin, min(end, count)) in one consistent pass, and their words
+// (whose records stay valid while the snapshot is open: release_word retires what writes drop meanwhile).
+void list_words_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
+                   std::uint64_t end, std::vector<std::uint64_t>& out);
 std::string list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t i);
 void list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t begin,
                    std::uint64_t end, std::vector<std::string>& out);
