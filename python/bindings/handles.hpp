@@ -15,6 +15,7 @@
 
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "codec.hpp"
@@ -503,6 +504,25 @@ bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* s
 PyObject* dict_decode_encoding(DictHandle* h, PyObject* owner, std::string_view enc);
 // Whether `o` is a NestedDict view (the type dict.cpp makes for nested-table values).
 bool dict_is_nested_view(PyObject* o);
+// The native snapshot objects of `with x.snapshot() as s:` (snapshot.cpp, list_snapshot.cpp): a struct P with
+// `state` (P::kNew, kOpen, kClosed) and the C++ snapshot `s` (a std::optional) while open.
+// The open C++ snapshot of `p`, else the error a read outside the block or after close raises.
+template <class P>
+auto& snap_active(P& p) {
+    if (p.state == P::kNew) throw std::runtime_error("use the snapshot inside its `with` block");
+    if (p.state == P::kClosed || !p.s || !p.s->is_open()) throw mmstore::Error(ErrorCode::kClosed, "", "the snapshot is closed");
+    return *p.s;
+}
+// The P behind a CPython slot's `self`, or nullptr with an error set (an object whose __init__ never ran).
+template <class P>
+P* snap_inst(PyObject* self) {
+    if (!nb::inst_ready(self)) [[unlikely]] {
+        PyErr_SetString(PyExc_RuntimeError, "the snapshot is not initialized; use x.snapshot()");
+        return nullptr;
+    }
+    return nb::inst_ptr<P>(self);
+}
+
 // Element i of a List handle read live, lock-free, decoded in place (list.cpp): the object, or nullptr with
 // *end set when i is past the end (no error set), or nullptr with an error set.
 PyObject* list_read_live(ListHandle* h, std::uint64_t i, bool* end);

@@ -27,20 +27,8 @@ ListHandle* handle(const PyListSnap& p) {
     return h;
 }
 
-mmstore::List::Snapshot& active(PyListSnap& p) {
-    if (p.state == PyListSnap::kNew) throw std::runtime_error("use the snapshot inside its `with` block");
-    if (p.state == PyListSnap::kClosed || !p.s || !p.s->is_open())
-        throw mmstore::Error(ErrorCode::kClosed, "", "the snapshot is closed");
-    return *p.s;
-}
-
-PyListSnap* snap_of(PyObject* self) {
-    if (!nb::inst_ready(self)) [[unlikely]] {
-        PyErr_SetString(PyExc_RuntimeError, "the snapshot is not initialized; use l.snapshot()");
-        return nullptr;
-    }
-    return nb::inst_ptr<PyListSnap>(self);
-}
+mmstore::List::Snapshot& active(PyListSnap& p) { return snap_active(p); }
+PyListSnap* snap_of(PyObject* self) { return snap_inst<PyListSnap>(self); }
 
 // A new list of the decoded encodings, or nullptr with an error set.
 PyObject* decode_all(ListHandle* h, const std::vector<std::string>& encs, std::size_t step = 1) {

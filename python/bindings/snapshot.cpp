@@ -34,12 +34,7 @@ DictHandle* handle(const PySnap& p) {
     return h;
 }
 
-mmstore::Dict::Snapshot& active(PySnap& p) {
-    if (p.state == PySnap::kNew) throw std::runtime_error("use the snapshot inside its `with` block");
-    if (p.state == PySnap::kClosed || !p.s || !p.s->is_open())
-        throw mmstore::Error(ErrorCode::kClosed, "", "the snapshot is closed");
-    return *p.s;
-}
+mmstore::Dict::Snapshot& active(PySnap& p) { return snap_active(p); }
 
 // Opens the snapshot: of the handle's main table, or (cell != 0: NestedDict.snapshot()) of the nested dict
 // at `cell`, which must still carry `id` once the snapshot is open (a nested dict deleted before the instant
@@ -130,13 +125,7 @@ bool snap_read(PyObject* self, PySnap& p, PyObject* key, PyObject** out) {
     }
 }
 
-PySnap* snap_of(PyObject* self) {
-    if (!nb::inst_ready(self)) [[unlikely]] {
-        PyErr_SetString(PyExc_RuntimeError, "the snapshot is not initialized; use d.snapshot()");
-        return nullptr;
-    }
-    return nb::inst_ptr<PySnap>(self);
-}
+PySnap* snap_of(PyObject* self) { return snap_inst<PySnap>(self); }
 
 // ---- CPython slots and fast methods: s[k], k in s, s.get(k[, default]) cost one C call, as on Dict --------
 

@@ -29,6 +29,8 @@
 //   plain stores (the kSnapFences word, set with seq_cst by each such handle before its first plain store:
 //   if O's load misses it, that handle's store comes later in the total order and its mask loads see the
 //   bit) refuses to open rather than risk a torn instant.
+// A List's appends are the one kind of write outside this protocol (no phase, no record): a List snapshot
+// instead fixes its length as it opens (open_at, where the argument is).
 // The wait is the one place a snapshot waits for a writer: only a writer stopped (SIGSTOP) inside the few
 // instructions of one operation delays an *opening*; open snapshots never wait.
 #include "mmstore/containers/snapshot.hpp"
