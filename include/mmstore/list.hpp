@@ -168,7 +168,7 @@ private:
 // instant (its opening), whatever other handles, threads or processes write meanwhile (docs/design.md,
 // "Snapshots of a List"). Opening is O(1) and takes no lock; reads take none either and never wait for a
 // writer. While any snapshot of the store is open, each write other than an append first records a copy of
-// each 512-element page it is about to change (the first time in each snapshot generation), so a write
+// each 64-element page it is about to change (the first time in each snapshot generation), so a write
 // costs O(1) more, and a write that moves n elements (insert, erase, clear, ...) O(n) more, as the write
 // itself; a record an element dropped is kept, not freed. Appends record nothing: a snapshot keeps the length
 // it opened with and reads nothing past it. All of it is freed by the

@@ -55,7 +55,7 @@ class ListSnapshot(_core._ListSnapshot):
     (``s[i]`` with negative indices, slices, ``len``, iteration, ``in``, ``index``, ``count``,
     ``reversed``, ``==`` against any sequence). Opening costs O(1) and takes no lock; reads take none either
     and never wait for a writer. While any snapshot of the store is open, each write other than an append
-    records a copy of each 512-element page it is about to change (once per page per snapshot), so a write
+    records a copy of each 64-element page it is about to change (once per page per snapshot), so a write
     costs O(1) more, and one that moves n elements (insert or delete in the middle, clear, sort) O(n) more,
     like the write itself; records the list drops meanwhile are kept, not freed. Appends record nothing:
     the snapshot keeps the length it opened with.
