@@ -324,10 +324,11 @@ TEST_F(ListSnapshotTest, ListSnapshotsReadInThreadsWhileAnotherThreadWrites) {
     // Under TSan (scripts/sanitize.sh: "Thread" in the name).
     { List l(path_); for (int i = 0; i < 600; ++i) l.push_back_encoded(enc("0")); }
     std::atomic<bool> stop{false};
+    std::atomic<bool> reader_left{false};  // a reader that failed an assertion returned early
     std::atomic<int> passes{0};
     std::thread writer([&] {
         List w(path_);
-        for (int round = 1; passes < 40; ++round) {
+        for (int round = 1; passes < 40 && !reader_left; ++round) {
             for (std::uint64_t i = 0; i < 600; ++i) w.set_encoded(i, enc(std::to_string(round) + "-long-enough-for-a-record"));
             w.insert_encoded(static_cast<std::uint64_t>(round) % 600, enc("i"));
             w.pop_back();
@@ -335,6 +336,10 @@ TEST_F(ListSnapshotTest, ListSnapshotsReadInThreadsWhileAnotherThreadWrites) {
         stop = true;
     });
     auto reader = [&] {
+        struct Left {
+            std::atomic<bool>& flag;
+            ~Left() { flag = true; }
+        } left{reader_left};
         List r(path_);
         int rounds = 0;
         while (!stop || rounds == 0) {

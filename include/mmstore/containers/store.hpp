@@ -244,9 +244,6 @@ public:
                 if (read_valid(snap)) return result;
             } catch (const Error&) {
                 if (!raced(snap)) throw;
-                // Only grown by another process: map the growth, so that the same error again is real (else
-                // a real error in a store another process grew would be retried for ever).
-                if (read_valid(snap)) region_.refresh();
             }
         }
     }
