@@ -60,6 +60,7 @@ void repair_list(containers::Store& store, Sequence& seq, bool attached) {
         break;
     }
     seq.truncate(seq.size());
+    if (attached) containers::retire_orphaned_words(store, seq);  // before the rebuild, which would free them
     store.arena().rebuild([&store, &seq](const alloc::Arena::Visit& v) { enumerate_blocks(store, seq, v); });
 }
 

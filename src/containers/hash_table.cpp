@@ -757,6 +757,7 @@ void HashTable::verify_at(int depth) const {
 void HashTable::recover() {
     if (cell_ == Store::kRootCell) recover_snapshots(*store_);
     recover_at(0);
+    if (cell_ == Store::kRootCell) retire_orphaned_tables(*store_, *this);  // before the arena's rebuild
 }
 
 void HashTable::enumerate(const alloc::Arena::Visit& visit) const {

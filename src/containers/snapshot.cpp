@@ -379,6 +379,29 @@ void list_range_at(const Store& s, const Sequence& seq, std::uint64_t version, s
     }
 }
 
+void retire_orphaned_words(Store& s, const Sequence& seq) {
+    if (*snap_word(s, kSnapCell) == 0) return;
+    HashTable vt = versions(s);
+    std::unordered_set<std::uint64_t> waiting;  // placeholders' words: at most the version table's size
+    for (std::uint64_t pos = 0, end = vt.end(); pos < end; ++pos) {
+        if (!vt.occupied(pos) || !is_inline(*vt.value_word_ptr(pos))) continue;
+        WordBuf kb;
+        const std::string_view key = vt.key_at(pos, kb);
+        if (key.size() != kPrefix || key[0] != kRetiredWord) continue;
+        std::uint64_t w;
+        std::memcpy(&w, key.data() + 1, 8);
+        waiting.insert(w);
+    }
+    if (waiting.empty()) return;
+    const auto* words = reinterpret_cast<const std::uint64_t*>(seq.data());
+    for (std::uint64_t i = 0, n = seq.size(); i < n && !waiting.empty(); ++i) waiting.erase(words[i]);
+    for (const std::uint64_t w : waiting) {
+        if (!s.word_ok(w)) continue;  // damage: leave the placeholder (the rebuild frees what nothing references)
+        const std::uint64_t pos = vt.find(list_key(kRetiredWord, w));
+        if (pos != kNotFound) vt.adopt_value(pos, w);
+    }
+}
+
 std::string list_read_at(const Store& s, const Sequence& seq, std::uint64_t version, std::uint64_t count, std::uint64_t i) {
     std::vector<std::string> one;
     list_range_at(s, seq, version, count, i, i + 1, one);
@@ -518,6 +541,43 @@ void recover_snapshots(Store& s) {
     if (*phase & 1) __atomic_store_n(phase, *phase + 1, __ATOMIC_RELEASE);
     s.snap_op = Store::SnapOp{};
     if (*snap_word(s, kSnapCell) != 0) versions(s).recover();
+}
+
+void retire_orphaned_tables(Store& s, const HashTable& root) {
+    if (*snap_word(s, kSnapCell) == 0) return;
+    HashTable vt = versions(s);
+    std::unordered_set<std::uint64_t> waiting;  // placeholders' cells
+    std::vector<HashTable> todo{root};          // the tables that own nested tables: live and retired
+    for (std::uint64_t pos = 0, end = vt.end(); pos < end; ++pos) {
+        if (!vt.occupied(pos)) continue;
+        const std::uint64_t v = *vt.value_word_ptr(pos);
+        if (!is_inline(v)) continue;
+        WordBuf kb;
+        const std::string_view key = vt.key_at(pos, kb);
+        if (key.size() != kPrefix || key[0] != kRetiredKey) continue;
+        if (is_table_ref(v)) {
+            todo.push_back(root.child(v));
+        } else {
+            std::uint64_t cell;
+            std::memcpy(&cell, key.data() + 1, 8);
+            waiting.insert(cell);
+        }
+    }
+    if (waiting.empty()) return;
+    std::unordered_set<std::uint64_t> seen;  // damage could make a cycle
+    while (!todo.empty() && !waiting.empty()) {
+        const HashTable t = todo.back();
+        todo.pop_back();
+        if (!seen.insert(t.cell()).second) continue;
+        for (std::uint64_t pos = 0, end = t.end(); pos < end; ++pos) {
+            if (!t.occupied(pos)) continue;
+            const std::uint64_t v = *t.value_word_ptr(pos);
+            if (!is_inline(v) || !is_table_ref(v)) continue;
+            waiting.erase(table_ref_cell(v));
+            todo.push_back(t.child(v));
+        }
+    }
+    for (const std::uint64_t cell : waiting) (void)retire_dropped(s, cell);
 }
 
 void enumerate_versions(const Store& s, const alloc::Arena::Visit& visit) {

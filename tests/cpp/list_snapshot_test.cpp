@@ -320,6 +320,41 @@ TEST_F(ListSnapshotTest, AWriterKilledWithASnapshotOpenLeavesItWhole) {
     }
 }
 
+TEST_F(ListSnapshotTest, AWriterKilledBetweenDroppingARecordAndRetiringItLosesNothing) {
+    // A recording write drops a record from the list, then retires it (release_word, over the placeholder
+    // record_list made). A writer killed between the two leaves a record only a snapshot's page references;
+    // the recovery must retire it (retire_orphaned_words) rather than let the arena's rebuild free it for
+    // reuse. The child stops exactly there: it holds the lock, records, drops element 7, and exits.
+    List l(path_);
+    for (int i = 0; i < 100; ++i) l.push_back_encoded(enc("original " + std::string(8, static_cast<char>('a' + i % 26))));
+    auto s = l.snapshot();
+    const pid_t child = fork();
+    if (child == 0) {
+        List w(path_);
+        mmstore::containers::Store::WriteGuard g(w.store());
+        mmstore::containers::VersionScope vs(w.store());
+        if (!vs.recording()) _exit(2);
+        auto* slot = reinterpret_cast<std::uint64_t*>(w.sequence().at(7));
+        const std::uint64_t old = *slot;
+        mmstore::containers::record_list(w.store(), w.sequence(), 7, 8, {&old, 1});
+        __atomic_store_n(slot, w.store().put(enc("x")), __ATOMIC_RELEASE);  // the drop; release_word never runs
+        _exit(0);                                                          // with the lock held
+    }
+    int st;
+    waitpid(child, &st, 0);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    l.set_encoded(50, enc("y"));  // recovers the dead writer's lock
+    EXPECT_EQ(l.get_encoded(7), enc("x"));
+    // Records of the same size as the dropped one: they would take its space, had the rebuild freed it.
+    for (int i = 0; i < 200; ++i) l.set_encoded(60 + i % 30, enc("replaced " + std::string(7, static_cast<char>('a' + i % 26))));
+    EXPECT_EQ(s.get_encoded(7), enc("original " + std::string(8, 'h')));
+    l.verify();
+    s.close();
+    l.set_encoded(0, enc("z"));  // the version table goes, the retired record with it
+    EXPECT_EQ(mmstore::containers::version_keys(l.store()), 0u);
+    l.verify();
+}
+
 TEST_F(ListSnapshotTest, ListSnapshotsReadInThreadsWhileAnotherThreadWrites) {
     // Under TSan (scripts/sanitize.sh: "Thread" in the name).
     { List l(path_); for (int i = 0; i < 600; ++i) l.push_back_encoded(enc("0")); }

@@ -8,6 +8,7 @@
 // lookup and by iteration, at every level, including nested dicts that were deleted or replaced since.
 // Then: the retired nested tables are freed after the last close (the arena check of verify() counts them).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <map>
@@ -198,6 +199,50 @@ TEST(NestedSnapshotTest, ADeletedNestedDictStaysReadableWhileTheSnapshotIsOpen) 
     d.verify();  // retired tables are reachable while the snapshot is open
     s.close();
     EXPECT_THROW(old_a.get(Value::str("x")), mmstore::Error) << "a nested view closes with its snapshot";
+    d.set(Value::str("after"), Value::str("x"));
+    EXPECT_EQ(mmstore::containers::version_keys(d.store()), 0u);
+    d.verify();
+}
+
+TEST(NestedSnapshotTest, AWriterKilledBetweenDroppingANestedDictAndRetiringItLosesNothing) {
+    // A recording write that drops a nested dict makes room to retire it (record_entry), drops it, then
+    // retires it (retire_dropped). A writer killed between the drop and the retire leaves a table only a
+    // snapshot references; the recovery must retire it (retire_orphaned_tables) rather than let the arena's
+    // rebuild free it for reuse. The child stops exactly there: it holds the lock, records, replaces "a".
+    const std::string name = "cxxtest_nsnap3_" + std::to_string(::getpid());
+    Cleanup cleanup{name};
+    SharedDict d(name);
+    NestedDict a = d.set_child(Value::str("a"));
+    a.set(Value::str("x"), Value::str(std::string(500, 'x')));
+    Dict::Snapshot s = d.snapshot();
+    const pid_t child = fork();
+    if (child == 0) {
+        SharedDict w(name);
+        mmstore::containers::Store::WriteGuard g(w.store());
+        mmstore::containers::VersionScope vs(w.store());
+        if (!vs.recording()) _exit(2);
+        const std::uint64_t pos = w.table().find(enc("a"));
+        if (pos == mmstore::containers::kNotFound) _exit(3);
+        mmstore::containers::record_entry(w.store(), w.table(), pos);
+        auto* value = const_cast<std::uint64_t*>(w.table().value_word_ptr(pos));
+        __atomic_store_n(value, w.store().put(enc("gone")), __ATOMIC_RELEASE);  // the drop; no retire_dropped
+        _exit(0);                                                             // with the lock held
+    }
+    int st;
+    waitpid(child, &st, 0);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+    d.set(Value::str("probe"), Value::integer(1));  // recovers the dead writer's lock
+    EXPECT_EQ(d.get_encoded(enc("a")), enc("gone"));
+    // Records of every size up to 1.5 KiB: they would take the dropped dict's space (its cell, table and
+    // record), had the rebuild freed it.
+    for (int round = 0; round < 3; ++round)
+        for (int n = 1; n < 1500; n += 3)
+            d.set(Value::str("fill" + std::to_string(round) + "-" + std::to_string(n)), Value::str(std::string(n, 'f')));
+    const std::optional<std::string> ref = s.get_encoded(enc("a"));
+    ASSERT_TRUE(ref.has_value() && is_ref(*ref));
+    EXPECT_EQ(s.nested(*ref).get(Value::str("x")), Value::str(std::string(500, 'x')));
+    d.verify();
+    s.close();
     d.set(Value::str("after"), Value::str("x"));
     EXPECT_EQ(mmstore::containers::version_keys(d.store()), 0u);
     d.verify();

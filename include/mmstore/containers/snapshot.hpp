@@ -156,6 +156,12 @@ inline void reclaim_versions(Store& s) {
 }
 // Drops a word a List write removed: retired when a recording write made room for it, freed otherwise.
 void release_word(Store& s, std::uint64_t w) noexcept;
+// Recovery after a List writer died holding the lock (the list repaired, before the arena's rebuild): a
+// record word that a recording write made room to retire and then dropped from the list, dying before
+// release_word stored it over its placeholder, is retired now -- an open snapshot's page may reference it,
+// and the rebuild would free it. A placeholder whose word is still in the list (the write died before its
+// change) stays as it is.
+void retire_orphaned_words(Store& s, const Sequence& seq);
 // Lock-free reads of a List at `version`, whose length then was `count` (open_list_snapshot): element i's
 // encoding, the encodings of positions [begin, min(end, count)) in one consistent pass, and their words
 // (whose records stay valid while the snapshot is open: release_word retires what writes drop meanwhile).
@@ -183,6 +189,11 @@ void reclaim_dead(Store& s) noexcept;
 void reset_snapshots(Store& s) noexcept;
 // After a writer died holding the lock: ends its write's phase and rebuilds the version table's index.
 void recover_snapshots(Store& s);
+// Then, once the tables are recovered (before the arena's rebuild): a nested table that a recording write
+// made room to retire (record_entry's placeholder) and then dropped from its parent, dying before
+// retire_dropped, is retired now -- an open snapshot may read it, and the rebuild would free it. A
+// placeholder whose table is still referenced (by a live table or a retired one) stays as it is.
+void retire_orphaned_tables(Store& s, const HashTable& root);
 // Blocks of the version table, for reachability.
 void enumerate_versions(const Store& s, const alloc::Arena::Visit& visit);
 // Keys with a chain (for tests and stats: 0 once no snapshot is open and a write ran).
