@@ -268,14 +268,7 @@ TEST_F(ListSnapshotTest, OpeningWhileAnotherProcessAppendsNeverTearsTheInstant) 
             w.set_encoded(0, enc(std::to_string(k)));
         }
     }
-    struct KillOnExit {
-        pid_t pid;
-        ~KillOnExit() {
-            kill(pid, SIGKILL);
-            int st;
-            waitpid(pid, &st, 0);
-        }
-    } writer{child};
+    mmstore_test::KillOnExit writer{child};  // also when an assertion returns early
     List l(path_);
     auto number = [](const std::string& e) { return std::stoll(mmstore::codec::decode(e).data); };
     int concurrent = 0;
@@ -371,10 +364,7 @@ TEST_F(ListSnapshotTest, ListSnapshotsReadInThreadsWhileAnotherThreadWrites) {
         stop = true;
     });
     auto reader = [&] {
-        struct Left {
-            std::atomic<bool>& flag;
-            ~Left() { flag = true; }
-        } left{reader_left};
+        mmstore_test::SetOnExit left{reader_left};
         List r(path_);
         int rounds = 0;
         while (!stop || rounds == 0) {

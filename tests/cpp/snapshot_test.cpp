@@ -186,14 +186,7 @@ TEST_F(SnapshotTest, OpeningWhileAnotherProcessWritesNeverTearsTheInstant) {
         Dict w(path_);
         for (std::uint64_t i = 1;; ++i) w.set_encoded(enc("k"), enc(std::to_string(i) + std::string(200, 'x')));
     }
-    struct KillOnExit {  // also when an assertion returns early
-        pid_t pid;
-        ~KillOnExit() {
-            kill(pid, SIGKILL);
-            int st;
-            waitpid(pid, &st, 0);
-        }
-    } writer{child};
+    mmstore_test::KillOnExit writer{child};  // also when an assertion returns early
     Dict d(path_);
     const std::string key = enc("k");
     int concurrent = 0;
@@ -214,15 +207,17 @@ TEST_F(SnapshotTest, SnapshotsReadInThreadsWhileAnotherThreadWrites) {
     { Dict d(path_); for (int i = 0; i < 200; ++i) d.set_encoded(enc("k" + std::to_string(i)), enc("0")); }
     std::atomic<bool> stop{false};
     std::atomic<int> passes{0};  // snapshot passes that overlapped the writer
+    std::atomic<bool> reader_left{false};  // a reader that failed an assertion returned early
     std::thread writer([&] {
         Dict w(path_);
-        for (int round = 1; passes < 40; ++round) {
+        for (int round = 1; passes < 40 && !reader_left; ++round) {
             for (int i = 0; i < 200; ++i) w.set_encoded(enc("k" + std::to_string(i)), enc(std::to_string(round)));
             for (int i = 0; i < 50; ++i) w.set_encoded(enc("n" + std::to_string(round * 100 + i)), enc("x"));
         }
         stop = true;
     });
     auto reader = [&] {
+        mmstore_test::SetOnExit left{reader_left};
         Dict r(path_);
         int rounds = 0;
         while (!stop || rounds == 0) {

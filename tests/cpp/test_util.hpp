@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -207,6 +208,14 @@ struct KillOnExit {
             wait_exit(pid);
         }
     }
+};
+
+// Sets `flag` when the scope ends, however it ends: a reader thread holds one so that a writer thread
+// looping "until the readers have seen enough" also stops when a reader returned early on a failed
+// assertion (otherwise the test hangs instead of failing).
+struct SetOnExit {
+    std::atomic<bool>& flag;
+    ~SetOnExit() { flag = true; }
 };
 
 }  // namespace mmstore_test
