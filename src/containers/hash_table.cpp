@@ -15,8 +15,6 @@ namespace {
 
 constexpr std::uint64_t kMinCapacity = 16;
 
-std::uint64_t header_checksum(const TableHeader* h) { return hash64(h, 16); }
-
 std::uint64_t counters_of(const TableHeader* h, std::uint64_t used, std::uint64_t live) noexcept {
     return counters_check(h->capacity, h->entries_cap, used, live);
 }
@@ -120,7 +118,7 @@ std::uint64_t HashTable::build(std::uint64_t capacity, std::uint64_t replaces) {
     std::memset(h, 0, sizeof *h);
     h->capacity = capacity;
     h->entries_cap = entries_cap_of(capacity);
-    h->checksum = header_checksum(h);
+    h->checksum = header_checksum(h, cell_);
     seal_counters(h);
     // Region::fill: a large table's fresh pages are written whole with pwrite, not faulted in zeroed.
     const Group empty = empty_group();
@@ -141,14 +139,23 @@ void HashTable::check_root() const {
     if (off == 0 || off % 16 != 0 || !r.in_bounds(off, sizeof(TableHeader)))
         store_->throw_corrupt("dict root offset " + std::to_string(off) + " is out of bounds");
     const auto* h = r.at<const TableHeader>(off);  // not header(): the root may have moved since `off`
-    if (h->checksum != header_checksum(h) || h->capacity < kMinCapacity || (h->capacity & (h->capacity - 1)) != 0 ||
+    if (h->checksum != header_checksum(h, cell_) || h->capacity < kMinCapacity || (h->capacity & (h->capacity - 1)) != 0 ||
         h->capacity > (std::uint64_t{1} << 36) || h->entries_cap != entries_cap_of(h->capacity))
-        store_->throw_corrupt("dict table header at offset " + std::to_string(off) + " fails its checksum");
+        throw_foreign_table(off);
     if (!r.in_bounds(off, table_bytes(h->capacity)))
         store_->throw_corrupt("dict table at offset " + std::to_string(off) + " extends past the end of the file");
     if (h->used > h->entries_cap || h->live > h->used)
         store_->throw_corrupt("dict table counters out of range (used " + std::to_string(h->used) + ", live " +
                               std::to_string(h->live) + ")");
+}
+
+void HashTable::throw_foreign_table(std::uint64_t off) const {
+    store_->throw_corrupt("dict table header at offset " + std::to_string(off) + " fails its checksum (" +
+                          (cell_ == Store::kRootCell ? std::string("the root pointer or the header is damaged")
+                                                     : "the table pointer at offset " + std::to_string(cell_) +
+                                                           " or the header it points to is damaged, or the store "
+                                                           "was written by an mmstore before 0.2.1") +
+                          ")");
 }
 
 bool HashTable::key_equals(const EntrySlot& e, std::string_view key) const noexcept {
@@ -174,6 +181,7 @@ HashTable::Snapshot HashTable::checked_slow() const {
     if (!sane || !r.in_bounds(off, table_bytes(cap)))
         store_->throw_corrupt("table header at offset " + std::to_string(off) + " is out of range");
     if (store_->verifying()) [[likely]] {
+        if (__atomic_load_n(&h->checksum, __ATOMIC_RELAXED) != header_checksum(h, cell_)) throw_foreign_table(off);
         const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_RELAXED);
         const std::uint64_t check = __atomic_load_n(&h->check, __ATOMIC_RELAXED);
         if (check != counters_check(cap, entries_cap_of(cap), used, live)) [[unlikely]] return checked_slow(off, cap);
@@ -623,6 +631,8 @@ HashTable HashTable::begin_copy(std::uint64_t extra, std::vector<std::uint64_t>*
         throw;
     }
     std::memcpy(store_->region().at<std::uint8_t>(off), store_->region().at<std::uint8_t>(root()), bytes);
+    auto* h = store_->region().at<TableHeader>(off);
+    h->checksum = header_checksum(h, cell);  // the copy is the temporary cell's table until commit_copy()
     store_->region().at<CellRecord>(cell)->table = off;
     HashTable copy(store_, cell);
     copy.deferred_ = deferred;
@@ -659,6 +669,8 @@ void HashTable::commit_copy(HashTable& copy) {
     }
     const std::uint64_t old_off = root();
     const std::uint64_t old_cap = header()->capacity;
+    TableHeader* ch = copy.header();
+    ch->checksum = header_checksum(ch, cell_);  // becomes this cell's table (unpublished until the switch)
     publish(copy.root());  // the switch: readers see the old table or the new one, whole
     store_->bump_mutations();
     store_->arena().free(old_off, table_bytes(old_cap));

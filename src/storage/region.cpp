@@ -367,6 +367,12 @@ void Region::refresh_slow() const {
     std::lock_guard<std::mutex> g(refresh_mu_);  // another reader thread may be mapping the same growth
     const std::uint64_t size = __atomic_load_n(&live().file_size, __ATOMIC_ACQUIRE);
     if (size <= mapped_) return;  // only growth is published while others have the store open
+    // A writer sizes the file before it publishes the growth: a size word past the end of the file is
+    // damage, and mapping it would turn reads past the end into SIGBUS.
+    if (const std::uint64_t real = file_.size(); size > real)
+        throw_format(ErrorCode::kTruncated, path(),
+                     "the store's size word (LiveHeader.file_size, offset 264) says " + std::to_string(size) +
+                         " bytes, but the file has " + std::to_string(real) + " (damaged or truncated)");
     if (size > reserved_)
         throw_error(ErrorCode::kCapacity, path(),
                     "another process grew the store to " + std::to_string(size) + " bytes, past this handle's address "

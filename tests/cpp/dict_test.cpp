@@ -819,6 +819,37 @@ TEST_F(DictTest, HandleOpenedBeforeForkRefusesUseInTheChild) {
 
 // --- damaged data (DESIGN.md contract 5: a FormatError, never a crash, never garbage)
 
+// The size word (LiveHeader.file_size) damaged while a handle has the store open. Each case runs in a
+// child with an alarm: before the fix, a read that met damage counted a smaller size word as "another
+// process grew the store" and retried forever, and a larger one was mapped past the end of the file.
+TEST_F(DictTest, ADamagedSizeWordNeitherMakesReadsRetryForeverNorMapsPastTheEndOfTheFile) {
+    { Dict d(path_); d.set(Value::str("k"), Value::str(std::string(100, 'v'))); }
+    for (const std::int64_t delta : {-4096, 1 << 20}) {
+        const int status = mmstore_test::run_in_child([&] {
+            ::alarm(30);  // a read that retries forever ends the child by SIGALRM: a failure
+            Dict d(path_);
+            (void)d.get(Value::str("k"));
+            d.store().region().live().file_size += static_cast<std::uint64_t>(delta);
+            if (delta < 0) {  // and a damaged value word: the read raises, and must not be taken for a race
+                const std::uint64_t pos = d.table().find(mmstore::codec::encode(Value::str("k")));
+                if (pos >= d.table().end()) return 3;
+                *const_cast<std::uint64_t*>(d.table().value_word_ptr(pos)) ^= std::uint64_t{1} << 48;
+            }
+            try {
+                (void)d.get(Value::str("k"));
+            } catch (const FormatError& e) {
+                return e.code() == (delta < 0 ? ErrorCode::kCorrupt : ErrorCode::kTruncated) ? 0 : 1;
+            }
+            return 2;  // read without complaint
+        });
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "delta " << delta << ": "
+                                                                   << mmstore_test::describe_status(status);
+        mmstore_test::write_file(path_, "");  // the child damaged the file: start the next case afresh
+        std::filesystem::remove(path_);
+        { Dict d(path_); d.set(Value::str("k"), Value::str(std::string(100, 'v'))); }
+    }
+}
+
 // A closed store with live records, inline words, erased entries and non-empty free lists.
 void build_damage_target(const std::string& path) {
     Dict d(path);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "test_util.hpp"
+#include "mmstore/containers/hash_table.hpp"
 #include "mmstore/shared_dict.hpp"
 
 using mmstore::ErrorCode;
@@ -19,6 +20,7 @@ using mmstore::SharedDict;
 using mmstore::SharedDictOptions;
 using mmstore::Value;
 using mmstore_test::throws_error;
+using mmstore_test::throws_format_error;
 
 using mmstore_test::KillOnExit;
 using mmstore_test::spawn;
@@ -166,6 +168,49 @@ TEST(SharedDictTest, UpdateManyAndCompareAndSet) {
     EXPECT_FALSE(d.compare_and_set_encoded(k, mmstore::codec::encode(Value::str("nope")), mmstore::codec::encode(Value::str("x"))));
     EXPECT_TRUE(d.compare_and_set_encoded(k, mmstore::codec::encode(Value::str("7")), mmstore::codec::encode(Value::str("x"))));
     EXPECT_EQ(d.get(Value::integer(7))->data, "x");
+    d.verify();
+}
+
+TEST(SharedDictTest, ATablePointerDamagedIntoNamingAnotherIntactTableRaisesInsteadOfReadingIt) {
+    // Every table's header checksum binds it to the cell that publishes it (containers::cell_binding), so a
+    // nested dict's pointer (or the root pointer) changed to name another, intact table -- whose structure
+    // alone passes every check -- raises instead of answering with that table's keys. A damaged counter
+    // is caught on the read path too. Without the binding, each read below returned the other table's data.
+    const std::string name = unique_name("foreign");
+    Cleanup c{name};
+    SharedDict d(name);
+    mmstore::NestedDict a = d.set_child(Value::str("a"));
+    mmstore::NestedDict b = d.set_child(Value::str("b"));
+    a.set(Value::str("x"), Value::integer(1));
+    b.set(Value::str("x"), Value::integer(2));
+    auto& region = d.store().region();
+    auto cell_of = [&](const char* key) {
+        const std::uint64_t pos = d.table().find(mmstore::codec::encode(Value::str(key)));
+        return mmstore::containers::table_ref_cell(*d.table().value_word_ptr(pos));
+    };
+    auto* ca = region.at<mmstore::containers::CellRecord>(cell_of("a"));
+    auto* cb = region.at<mmstore::containers::CellRecord>(cell_of("b"));
+    const std::uint64_t a_table = ca->table;
+    ca->table = cb->table;  // a's pointer names b's table
+    EXPECT_TRUE(throws_format_error([&] { (void)a.get(Value::str("x")); }, {ErrorCode::kCorrupt}));
+    EXPECT_TRUE(throws_format_error([&] { (void)a.size(); }, {ErrorCode::kCorrupt}));
+    ca->table = a_table;
+    EXPECT_EQ(a.get(Value::str("x"))->i, 1);
+    std::uint64_t& root = region.live().root;
+    const std::uint64_t root_table = root;
+    root = cb->table;  // the root pointer names a nested table
+    EXPECT_TRUE(throws_format_error([&] { (void)d.get(Value::str("a")); }, {ErrorCode::kCorrupt}));
+    root = root_table;
+    ca->table = root_table;  // a nested pointer names the root table
+    EXPECT_TRUE(throws_format_error([&] { (void)a.get(Value::str("x")); }, {ErrorCode::kCorrupt}));
+    ca->table = a_table;
+    auto* ha = region.at<mmstore::containers::TableHeader>(a_table);
+    ha->used = 0;  // a counter damaged after the store was opened: every entry hidden from iteration
+    EXPECT_TRUE(throws_format_error([&] { (void)a.size(); }, {ErrorCode::kCorrupt}));
+    EXPECT_TRUE(throws_format_error([&] { (void)a.get(Value::str("x")); }, {ErrorCode::kCorrupt}));
+    ha->used = 1;
+    EXPECT_EQ(a.get(Value::str("x"))->i, 1);
+    EXPECT_EQ(b.get(Value::str("x"))->i, 2);
     d.verify();
 }
 

@@ -81,9 +81,23 @@ struct TableHeader {
     // after it changes used or live; readers verify it in checked(), so a damaged counter (a `used` that
     // hides entries, a wrong len()) raises instead of being believed.
     std::uint64_t check;
-    std::uint64_t checksum;     // XXH3-64 of {capacity, entries_cap}
+    // XXH3-64 of {capacity, entries_cap}, XOR cell_binding(cell of the table): header_checksum() below.
+    std::uint64_t checksum;
 };
 static_assert(sizeof(TableHeader) == 64);
+
+// What a table's header checksum mixes in of the cell that publishes the table (docs/format.md §4): 0 for
+// the store's root cell (LiveHeader.root, so every Dict file's root table keeps the checksum it always
+// had), the cell offset times an odd constant (a bijection: distinct and nonzero for every other cell) for
+// the version table's cell and SharedDict's nested cells. A cell whose pointer was damaged into pointing at
+// another intact table -- another nested dict, the root, the version table -- then fails the check instead
+// of reading back that table's keys as its own.
+constexpr std::uint64_t cell_binding(std::uint64_t cell) noexcept {
+    return cell == Store::kRootCell ? 0 : cell * 0x9E3779B97F4A7C15ull;
+}
+inline std::uint64_t header_checksum(const TableHeader* h, std::uint64_t cell) noexcept {
+    return hash64(h, 16) ^ cell_binding(cell);
+}
 // Writers, after changing used or live (readers that see the counters mid-update trust them while the
 // writer holds the lock: HashTable::checked()).
 void seal_counters(TableHeader* h) noexcept;
@@ -209,7 +223,17 @@ public:
             const auto* h = r.at<const TableHeader>(off);
             const std::uint64_t cap = __atomic_load_n(&h->capacity, __ATOMIC_RELAXED);
             const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
-            if (snapshot_sane(cap, used) && table_bytes(cap) <= mapped - off) [[likely]] return {h, cap, used};
+            // With checked reads (OpenOptions::verify), the header's checksum proves it intact and the table
+            // this cell's (cell_binding), and `check` proves the counters (a damaged `used` would hide
+            // entries from iteration). Anything else -- a writer between its stores of the counters and
+            // their check included -- goes to checked_slow().
+            if (snapshot_sane(cap, used) && table_bytes(cap) <= mapped - off &&
+                (!store_->verifying() ||
+                 (__atomic_load_n(&h->checksum, __ATOMIC_RELAXED) == header_checksum(h, cell_) &&
+                  __atomic_load_n(&h->check, __ATOMIC_RELAXED) ==
+                      counters_check(cap, entries_cap_of(cap), used, __atomic_load_n(&h->live, __ATOMIC_RELAXED)))))
+                [[likely]]
+                return {h, cap, used};
         }
         return checked_slow();
     }
@@ -335,6 +359,8 @@ private:
     // are open; the version table itself and begin_copy()'s unpublished copies do not.
     bool versioned() const noexcept { return !unversioned_; }
     Snapshot checked_slow() const;
+    // Throws the FormatError of a header at `off` that fails header_checksum(h, cell_).
+    [[noreturn]] void throw_foreign_table(std::uint64_t off) const;
     static bool snapshot_sane(std::uint64_t cap, std::uint64_t used) noexcept {
         return cap >= 16 && (cap & (cap - 1)) == 0 && cap <= (std::uint64_t{1} << 36) && used <= entries_cap_of(cap);
     }

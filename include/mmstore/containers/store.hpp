@@ -248,9 +248,11 @@ public:
         }
     }
     // True when a FormatError seen by a read begun at `snap` may be a false alarm: a writer freed memory
-    // since, or another process grew the store past this handle's mapping.
+    // since, or another process grew the store past this handle's mapping (the retry's check_open() maps
+    // it). Only growth counts: the size is never published smaller while the store is open, so a size
+    // word below the mapping is damage, and counting it as a race would retry forever.
     bool raced(std::uint64_t snap) const noexcept {
-        return !read_valid(snap) || __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) != region_.size();
+        return !read_valid(snap) || __atomic_load_n(&region_.live().file_size, __ATOMIC_ACQUIRE) > region_.size();
     }
 
     // verify() of a read-only handle, which cannot take the lock: checks the arena's free lists against
