@@ -14,6 +14,8 @@ over every kind and prints the table of outcomes.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import random
 
@@ -22,6 +24,19 @@ import pytest
 import mmstore
 
 CASES = int(os.environ.get("MMSTORE_BITFLIP_CASES", "2000"))
+WATCHDOG = 600  # seconds per run of cases; a run takes a few (a guard against a hang, not a speed measurement)
+
+
+@contextlib.contextmanager
+def watchdog(seconds: int = WATCHDOG):
+    """Ends the process with a traceback if the block runs longer than `seconds`. A read that loops on damage
+    (one did: a damaged size word made every failing read retry) spins in C++, where no Python signal handler
+    runs; faulthandler's watchdog thread still fires, so the suite fails instead of hanging CI."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @mmstore.struct
@@ -120,6 +135,7 @@ def run_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204) -> dict:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_damaged_file_reads_back_equal_or_raises(tmp_path, kind):
-    out = run_bitflips(kind, tmp_path, CASES)
+    with watchdog():
+        out = run_bitflips(kind, tmp_path, CASES)
     assert out["wrong"] == 0, out
     assert out["error"] > 0 and out["equal"] + out["error"] == CASES, out  # the damage did reach the readers

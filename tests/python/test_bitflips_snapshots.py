@@ -19,15 +19,13 @@ iterate a fresh snapshot each (all opened at the same instant, before the writes
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import random
 
 import mmstore
-from test_bitflips import CASES
+from test_bitflips import CASES, watchdog
 from test_bitflips_stores import damage_at, make_dict, make_list, make_shared
 
-WATCHDOG = 600  # seconds; a run takes a few (a guard against a hang, not a speed measurement)
 FRESH = 40  # Dict snapshots opened at the instant, for iteration cases (64 reader slots per store)
 
 
@@ -65,13 +63,8 @@ def _damage(path, pos: int, byte: int) -> None:
 
 
 def _run(path, read_case, cases: int, seed: int) -> dict:
-    # A read that loops on damage (it once did: a damaged size word made every failing read retry) would
-    # spin in C++, where no Python signal handler runs: the watchdog thread ends the run with a traceback.
-    faulthandler.dump_traceback_later(WATCHDOG, exit=True)
-    try:
+    with watchdog():
         return _cases(path, read_case, cases, seed)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
 
 
 def _cases(path, read_case, cases: int, seed: int) -> dict:

@@ -21,7 +21,7 @@ import random
 import pytest
 
 import mmstore
-from test_bitflips import CASES
+from test_bitflips import CASES, watchdog
 
 WRITABLE_EVERY = 8
 
@@ -173,7 +173,8 @@ def run_store_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204, bi
 
 @pytest.mark.parametrize("kind", ["Dict", "List", "SharedDict"])
 def test_damaged_store_reads_back_equal_or_raises(tmp_path, kind):
-    out = run_store_bitflips(kind, tmp_path, CASES)
+    with watchdog():
+        out = run_store_bitflips(kind, tmp_path, CASES)
     assert out["wrong"] == 0, out
     assert out["error"] > 0 and out["equal"] + out["error"] == CASES, out  # the damage did reach the readers
 
