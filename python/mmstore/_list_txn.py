@@ -28,6 +28,8 @@ class ListTransaction(_core._ListTransaction):
     next operation raises ``ValueError`` and the block rolls back. Using ``t`` outside its block
     raises."""
 
+    __slots__ = ()  # no __dict__ (see Transaction)
+
     def transaction(self) -> "ListTransaction":
         """A savepoint inside this transaction (same as calling ``transaction()`` on the list again)."""
         return ListTransaction(self._owner)

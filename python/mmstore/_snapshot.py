@@ -26,6 +26,8 @@ class Snapshot(_core._Snapshot):
     """The read-only mapping ``s`` of ``with d.snapshot() as s:`` (see the module docstring). Using ``s``
     outside its block raises."""
 
+    __slots__ = ()  # no __dict__ (see Transaction)
+
     def __iter__(self) -> Iterator[Any]:
         return iter([k for k, _ in self.items()])
 
@@ -62,6 +64,8 @@ class ListSnapshot(_core._ListSnapshot):
     All of it is freed by the first write after the last snapshot closes (or after the process holding it
     died). Elements are decoded fresh at each read, as from the list. Using ``s`` outside its block raises.
     docs/design.md, "Snapshots of a List"."""
+
+    __slots__ = ()  # no __dict__ (see Transaction)
 
     _BATCH = 256  # elements read per step of iteration
 

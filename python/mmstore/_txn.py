@@ -28,6 +28,10 @@ class Transaction(_core._Transaction):
     v``) inside the block go straight to the store, outside the transaction. Using ``t`` outside its block
     raises."""
 
+    # No __dict__ (nor __weakref__): a smaller instance, cheaper to create and free, which every `with
+    # d.transaction()` pays for: 35-45 ns of an empty block's ~540 ns (tmp txn loop, alternated builds).
+    __slots__ = ()
+
     def transaction(self) -> "Transaction":
         """A savepoint inside this transaction (same as calling ``transaction()`` on the dict again)."""
         return _core._new_transaction(Transaction, self._owner, self._cell, self._id)
