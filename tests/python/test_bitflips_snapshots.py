@@ -2,10 +2,9 @@
 
 tests/python/test_bitflips_stores.py damages files at rest and reads them through the live read paths. A
 snapshot reads through other code: the version table's chains (a Dict key changed since the snapshot's
-instant), the recorded 64-element pages of a List, the retired records those pages still reference, and
-the fast path that reads live data while no write has been recorded, the nested dicts a SharedDict
-snapshot keeps after the store replaced or deleted them. Those structures exist only while a
-snapshot is open, so this test damages the store *while* snapshots are open: it opens several snapshots,
+instant), the recorded 64-element pages of a List, the retired records those pages still reference, the
+nested dicts a SharedDict snapshot keeps after the store replaced or deleted them, and the fast path that
+reads live data while no write has been recorded. Those structures exist only while a snapshot is open, so this test damages the store *while* snapshots are open: it opens several snapshots,
 changes most of the store through the writable handle (so the snapshots' answers come from the version
 table), then, case by case, damages one byte of the file (a single-bit flip two cases in three, else a
 random byte; through ``pwrite``, which the mapping shares) and reads the snapshot's whole content through
@@ -20,6 +19,7 @@ iterate a fresh snapshot each (all opened at the same instant, before the writes
 from __future__ import annotations
 
 import os
+import pathlib
 import random
 
 import mmstore
@@ -105,8 +105,8 @@ def run_dict(tmp_path, cases: int, seed: int = 20261205) -> dict:
     make_dict(path)
     with mmstore.Dict(path) as d:
         snaps = [d.snapshot() for _ in range(FRESH + 1)]
-        for s in snaps:
-            s.__enter__()
+        for snap in snaps:
+            snap.__enter__()
         try:
             want = dict(snaps[0].items())
             change_dict(d)
@@ -125,8 +125,8 @@ def run_dict(tmp_path, cases: int, seed: int = 20261205) -> dict:
 
             return _run(path, read_case, cases, seed)
         finally:
-            for s in snaps:
-                s.__exit__(None, None, None)
+            for snap in snaps:
+                snap.__exit__(None, None, None)
 
 
 def change_shared(d: mmstore.SharedDict) -> None:
@@ -150,8 +150,6 @@ def _plain(v):
 
 
 def run_shared(cases: int, seed: int = 20261205) -> dict:
-    import pathlib
-
     name = f"bitflip_snap_{os.getpid()}_{seed}"
     make_shared(name)
     path = pathlib.Path(mmstore._core.shared_segment_path(name))
