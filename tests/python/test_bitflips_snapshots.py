@@ -1,4 +1,4 @@
-"""Differential corruption test of reads through snapshots (Dict, SharedDict with nested dicts, List).
+"""Differential corruption test of reads through snapshots, and of damage made after a store was opened.
 
 tests/python/test_bitflips_stores.py damages files at rest and reads them through the live read paths. A
 snapshot reads through other code: the version table's chains (a Dict key changed since the snapshot's
@@ -11,6 +11,11 @@ random byte; through ``pwrite``, which the mapping shares) and reads the snapsho
 every read API. The only allowed outcomes are "equal to the snapshot's undamaged content" and an
 ``mmstore.Error``; the byte is restored after each case.
 
+The same damage is also read through the live API of a handle opened before it
+(``test_damage_after_open_…``): the checks made when a store is opened never see such damage, so every
+read path has to check for itself. (Against the build before 5a30b8c, both kinds of test found wrong data
+-- a damaged ``used``, a table pointer naming another table -- and hung on a damaged size word.)
+
 A Dict snapshot collects its items once (``len``, iteration); lookups read the file every time. So each
 case reads every key through ``[]``, ``get`` and ``in`` of one long-lived snapshot, and the first cases also
 iterate a fresh snapshot each (all opened at the same instant, before the writes).
@@ -21,6 +26,8 @@ from __future__ import annotations
 import os
 import pathlib
 import random
+
+import pytest
 
 import mmstore
 from test_bitflips import CASES, watchdog
@@ -186,6 +193,62 @@ def run_list(tmp_path, cases: int, seed: int = 20261205) -> dict:
                         and s[5:50] == want[5:50] and list(reversed(s)) == want[::-1])
 
             return _run(path, read_case, cases, seed)
+
+
+def _live_dict(d) -> tuple:
+    items = [(k, _plain_live(v)) for k, v in d.items()]
+    for k, v in items:  # every key iteration yields is found by every lookup, with the same value
+        if _plain_live(d[k]) != v or _plain_live(d.get(k)) != v or k not in d:
+            return None
+    return items, len(d), "absent" in d, list(d) == [k for k, _ in items]
+
+
+def _plain_live(v):
+    return v.copy() if isinstance(v, mmstore.NestedDict) else v
+
+
+def run_live(kind: str, tmp_path, cases: int, seed: int = 20261205) -> dict:
+    """The same damage, read through the live API of a handle opened *before* it: the checks made when a
+    store is opened (headers, counters) do not see it, so every read path must check for itself."""
+    if kind == "SharedDict":
+        name = f"bitflip_live_{os.getpid()}_{seed}"
+        make_shared(name)
+        path = pathlib.Path(mmstore._core.shared_segment_path(name))
+        h = mmstore.SharedDict(name, create=False, recurse=True, auto_unlink=False)
+    elif kind == "Dict":
+        path = tmp_path / "d.mms"
+        make_dict(path)
+        h = mmstore.Dict(path)
+    else:
+        path = tmp_path / "l.mms"
+        make_list(path)
+        h = mmstore.List(path)
+    try:
+        if kind == "List":
+            want = list(h)
+            n = len(want)
+
+            def read_case(case: int) -> bool:
+                return (len(h) == n and list(h) == want and [h[i] for i in range(n)] == want
+                        and h[::3] == want[::3] and list(reversed(h)) == want[::-1])
+        else:
+            want = _live_dict(h)
+
+            def read_case(case: int) -> bool:
+                return _live_dict(h) == want
+
+        return _run(path, read_case, cases, seed)
+    finally:
+        h.close()
+        if kind == "SharedDict":
+            h.unlink()
+
+
+@pytest.mark.parametrize("kind", ["Dict", "List", "SharedDict"])
+def test_damage_after_open_reads_back_equal_or_raises_through_the_live_api(tmp_path, kind):
+    out = run_live(kind, tmp_path, CASES)
+    assert out["wrong"] == 0, out
+    assert out["error"] > 0 and out["equal"] + out["error"] == CASES, out
 
 
 def test_damaged_store_reads_back_equal_or_raises_through_a_dict_snapshot(tmp_path):
