@@ -113,12 +113,12 @@ void txn_set(PyTxn& p, nb::handle key, nb::handle value) {
         std::string ref;
         if (!dict_build_nested(h, t.txn().table(), value.ptr(), ref)) throw nb::python_error();
         t.txn().adopt_child(ref);  // destroyed by the transaction unless it ends up stored
-        t.txn().set(k.kb.sv, ref);
+        t.txn().put(k.kb.sv, k.hash, ref);
         return;
     }
     EncBuf vb;
     if (!encode_into(value.ptr(), vb, h->flags, false)) throw nb::python_error();
-    t.txn().set(k.kb.sv, vb.sv);
+    t.txn().put(k.kb.sv, k.hash, vb.sv);
 }
 
 bool txn_delete(PyTxn& p, nb::handle key) {

@@ -113,17 +113,23 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
     const std::uint64_t inserts = static_cast<std::uint64_t>(
         std::count_if(items.begin(), items.end(), [](const Item& it) { return it.q == kNotFound; }));
 
-    // 1. Prepare, invisible: records, then the log block (allocations may grow the file: no pointers kept).
+    // 1. Prepare, invisible: records, then the log (allocations may grow the file: no pointers kept). The
+    // log goes into the entries past the copies when they have room (no allocation, and cache lines the
+    // commit writes anyway: with two processes committing in turn, the arena's free-list lines were the
+    // misses), else into an arena block.
     std::uint64_t log = 0;
     std::uint64_t slots = 2;
     while (slots < 2 * n) slots *= 2;
+    const std::uint64_t log_entries = log_bytes(slots) / sizeof(EntrySlot);
+    bool log_in_table = false;
     try {
         for (Item& it : items) {
             const BatchWrite& w = writes[it.w];
             it.kw = it.q == kNotFound ? store_->put(w.key) : entries()[it.q].key;
             it.vw = w.value ? store_->put(*w.value) : kTombWord;
         }
-        log = store_->arena().allocate(log_bytes(slots));
+        log_in_table = header()->used + n + log_entries <= header()->entries_cap;
+        log = log_in_table ? entry_offset(header()->used + n) : store_->arena().allocate(log_bytes(slots));
     } catch (...) {
         for (const Item& it : items) {
             if (it.q == kNotFound && it.kw != 0) store_->release(it.kw);
@@ -187,8 +193,9 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
     __atomic_store_n(&h->pending_log, 0, __ATOMIC_RELEASE);
     store_->region().bump_reclaims();  // a reader still probing the log reads again
     const std::uint64_t top = std::max(header()->used, used0 + inserts);
-    if (used0 + n > top) std::memset(entries() + top, 0, sizeof(EntrySlot) * (used0 + n - top));  // rule 6
-    store_->arena().free(log, log_bytes(slots));
+    const std::uint64_t end = used0 + n + (log_in_table ? log_entries : 0);  // the copies, and the log if there
+    if (end > top) std::memset(entries() + top, 0, sizeof(EntrySlot) * (end - top));  // rule 6
+    if (!log_in_table) store_->arena().free(log, log_bytes(slots));
 }
 
 void HashTable::redo_log() noexcept {
@@ -216,13 +223,17 @@ void HashTable::redo_log() noexcept {
         else ent[q].value = ent[e].value;  // the old record is reclaimed by the recovery's mark and sweep
     }
     const std::uint64_t top = std::max(h->used, lh->used0 + lh->inserts);
-    if (lh->used0 + lh->items > top) std::memset(ent + top, 0, sizeof(EntrySlot) * (lh->used0 + lh->items - top));
-    // The log block itself is unreachable now; the recovery's mark and sweep frees it.
+    std::uint64_t end = lh->used0 + lh->items;
+    // A log in the table's own entries (past the copies) is zeroed with them; a log block is unreachable
+    // now, and the recovery's mark and sweep frees it.
+    const std::uint64_t log_entries = log_bytes(lh->slots) / sizeof(EntrySlot);
+    if (log == entry_offset(end) && end + log_entries <= h->entries_cap) end += log_entries;
+    if (end > top) std::memset(ent + top, 0, sizeof(EntrySlot) * (end - top));
 }
 
 // ---- TableTxn -------------------------------------------------------------------------------------------
 
-TableTxn::TableTxn(const HashTable& table) : table_(table) { size_ = table_.size(); }
+TableTxn::TableTxn(const HashTable& table) : table_(table) { base_size_ = size_ = table_.size(); }
 
 namespace {
 // The calling thread's last freed TableTxn block (operator new/delete), freed at thread exit. (A TableTxn
@@ -263,12 +274,11 @@ const TableTxn::Slot* TableTxn::find(std::string_view key) const noexcept {
     return nullptr;
 }
 
-void TableTxn::insert(std::string_view key, Slot slot) {
+TableTxn::Slot* TableTxn::insert(std::string_view key, Slot slot) {
     if (!spilled_ && n_inline_ < kInline) {
         inline_[n_inline_].key.assign(key);
         inline_[n_inline_].slot = std::move(slot);
-        ++n_inline_;
-        return;
+        return &inline_[n_inline_++].slot;
     }
     if (!spilled_) {
         // The (kInline + 1)-th key: the write set moves into the map for the rest of the transaction. Copied,
@@ -281,9 +291,9 @@ void TableTxn::insert(std::string_view key, Slot slot) {
         for (std::size_t i = 0; i < n_inline_; ++i) inline_[i].slot.value.reset();
         n_inline_ = 0;
         spilled_ = true;
-        return;
+        return &map_.find(std::string(key))->second;
     }
-    map_.emplace(std::string(key), std::move(slot));
+    return &map_.emplace(std::string(key), std::move(slot)).first->second;
 }
 
 void TableTxn::remove(std::string_view key) noexcept {
@@ -305,21 +315,38 @@ void TableTxn::clear_writes() noexcept {
     n_inline_ = 0;
     map_.clear();
     spilled_ = false;
-    while (savepoint() > 0) pop_undo();
+    journal_.clear();
+    journaling_ = false;
+    size_ = base_size_;
+    unknown_ = 0;
 }
 
-void TableTxn::push_undo(Undo u) {
-    if (n_journal_ < kInline && journal_more_.empty()) journal_inline_[n_journal_++] = std::move(u);
-    else journal_more_.push_back(std::move(u));
+void TableTxn::journal(std::string_view key, const Slot* before) {
+    if (!journaling_) return;
+    journal_.push_back(Undo{std::string(key), before ? std::optional<Slot>(*before) : std::nullopt});
 }
 
-void TableTxn::pop_undo() noexcept {
-    if (!journal_more_.empty()) {
-        journal_more_.pop_back();
-        return;
-    }
-    --n_journal_;
-    journal_inline_[n_journal_].before.reset();
+std::uint64_t TableTxn::size() const {
+    if (unknown_ > 0) resolve_unknown();
+    return size_;
+}
+
+void TableTxn::resolve_unknown() const {
+    for_each([&](const std::string& k, const Slot& s) {
+        if (s.in_table != InTable::kUnknown) return;
+        s.in_table = table_.find(k, s.hash) != kNotFound ? InTable::kYes : InTable::kNo;
+        size_ += contribution(s);
+    });
+    unknown_ = 0;
+}
+
+void TableTxn::recount() noexcept {
+    size_ = base_size_;
+    unknown_ = 0;
+    for_each([&](const std::string&, const Slot& s) {
+        if (s.in_table == InTable::kUnknown) ++unknown_;
+        else size_ += contribution(s);
+    });
 }
 
 // ---- reads and writes ----
@@ -358,40 +385,42 @@ bool TableTxn::contains(std::string_view key) const { return present(key); }
 
 bool TableTxn::set(std::string_view key, std::string_view value) {
     // One write-set lookup and at most one table lookup.
+    const std::uint64_t hash = hash64(key.data(), key.size());
     Slot* s = find(key);
-    const bool fresh = s == nullptr;
-    const bool in_table = fresh && table_.find(key) != kNotFound;
-    const bool was = fresh ? in_table : s->value.has_value();
-    push_undo(Undo{std::string(key), fresh ? std::nullopt : std::optional<Slot>(*s), size_});
-    if (fresh) {
+    const bool was = s != nullptr ? s->value.has_value() : table_.find(key, hash) != kNotFound;
+    write(key, hash, value, s, was ? InTable::kYes : InTable::kNo);
+    return !was;
+}
+
+void TableTxn::put(std::string_view key, std::uint64_t hash, std::string_view value) {
+    write(key, hash, value, find(key), InTable::kUnknown);
+}
+
+void TableTxn::write(std::string_view key, std::uint64_t hash, std::optional<std::string_view> value, Slot* s,
+                     InTable fresh_in_table) {
+    journal(key, s);
+    if (s == nullptr) {
         try {
-            insert(key, Slot{std::string(value), next_order_++, in_table});
+            s = insert(key, Slot{value ? std::optional<std::string>(std::in_place, *value) : std::nullopt,
+                                 next_order_++, hash, fresh_in_table});
         } catch (...) {
-            pop_undo();
+            if (journaling_) journal_.pop_back();
             throw;
         }
-    } else {
-        s->value = std::string(value);
+        if (fresh_in_table == InTable::kUnknown) ++unknown_;
+        else size_ += contribution(*s);
+        return;
     }
-    if (!was) ++size_;
-    return !was;
+    const bool known = s->in_table != InTable::kUnknown;
+    if (known) size_ -= contribution(*s);
+    if (value) s->value.emplace(*value);
+    else s->value.reset();
+    if (known) size_ += contribution(*s);
 }
 
 bool TableTxn::erase(std::string_view key) {
     if (!present(key)) return false;
-    Slot* s = find(key);
-    push_undo(Undo{std::string(key), s == nullptr ? std::nullopt : std::optional<Slot>(*s), size_});
-    if (s == nullptr) {
-        try {
-            insert(key, Slot{std::nullopt, next_order_++, true});
-        } catch (...) {
-            pop_undo();
-            throw;
-        }
-    } else {
-        s->value.reset();
-    }
-    --size_;
+    write(key, hash64(key.data(), key.size()), std::nullopt, find(key), InTable::kYes);
     return true;
 }
 
@@ -402,8 +431,9 @@ void TableTxn::clear() {
         WordBuf kb;
         keys.emplace_back(table_.key_at(i, kb));
     }
+    resolve_unknown();
     for_each([&](const std::string& k, const Slot& s) {
-        if (s.value && !s.in_table) keys.push_back(k);
+        if (s.value && s.in_table == InTable::kNo) keys.push_back(k);
     });
     for (const std::string& k : keys) erase(k);
 }
@@ -422,17 +452,17 @@ std::vector<std::pair<std::string, std::optional<std::string>>> TableTxn::writes
 void TableTxn::adopt_child(std::string_view ref) { children_.push_back(inline_word(ref)); }
 
 void TableTxn::rollback_to(std::size_t mark) {
-    while (savepoint() > mark) {
-        Undo& u = last_undo();
+    while (journal_.size() > mark) {
+        Undo& u = journal_.back();
         if (u.before) {
             if (Slot* s = find(u.key)) *s = std::move(*u.before);
             else insert(u.key, std::move(*u.before));  // not reached: a journaled key keeps its slot
         } else {
             remove(u.key);
         }
-        size_ = u.size_before;
-        pop_undo();
+        journal_.pop_back();
     }
+    recount();
 }
 
 void TableTxn::destroy_unreferenced_children(bool all) noexcept {
@@ -463,7 +493,7 @@ void TableTxn::commit() {
     if (n > kInline) big.reserve(n);
     std::size_t i = 0;
     for_each([&](const std::string& k, const Slot& s) {
-        HashTable::BatchWrite w{k, hash64(k.data(), k.size()),
+        HashTable::BatchWrite w{k, s.hash,
                                 s.value ? std::optional<std::string_view>(*s.value) : std::nullopt};
         if (n > kInline) big.push_back(w);
         else small[i++] = w;

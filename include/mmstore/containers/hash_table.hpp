@@ -370,6 +370,10 @@ private:
     EntrySlot* entries() const noexcept {
         return reinterpret_cast<EntrySlot*>(groups() + header()->capacity / 16);
     }
+    // The file offset of entries()[i].
+    std::uint64_t entry_offset(std::uint64_t i) const noexcept {
+        return root() + sizeof(TableHeader) + header()->capacity / 16 * sizeof(Group) + i * sizeof(EntrySlot);
+    }
     std::uint64_t find_slot(std::string_view key, std::uint64_t hash, std::uint64_t* pos) const noexcept {
         const TableHeader* h = header();
         return find_slot_in({h, h->capacity, h->used}, key, hash, pos);

@@ -14,11 +14,18 @@
 // HashTable::create_child(): adopt_child() hands them over, and the transaction destroys every adopted child
 // that does not end up stored (rollback, or overwritten before commit).
 //
-// Memory: a transaction of up to kInline distinct keys (and kInline journal entries) keeps its write set and
-// undo journal in arrays inside the object and commits without a heap allocation of its own (keys and
-// values longer than std::string's inline buffer still allocate); the next write spills the write set into
-// an unordered_map (the journal into a vector) for the rest of the transaction. Savepoints work across the
-// spill: the journal names keys, not positions.
+// Memory: a transaction of up to kInline distinct keys keeps its write set in an array inside the object and
+// commits without a heap allocation of its own (keys and values longer than std::string's inline buffer
+// still allocate); the next write spills the write set into an unordered_map for the rest of the
+// transaction. The undo journal is kept only from the first savepoint() on: a full rollback drops the
+// write set and needs none, and rollback_to(mark) undoes only what was written after its mark. Savepoints
+// work across the spill: the journal names keys, not positions.
+//
+// Whether a written key was in the table (for size()) is looked up when the write is made by set() and
+// erase(), which report it; put(), the write of a caller that needs no answer, leaves it to be looked up
+// by the first size() or clear() that needs it, or by the commit, which looks every key up anyway: a
+// read-modify-write through the transaction then costs two table lookups (the read's and the commit's),
+// not three.
 //
 // Thread and process safety: none of its own; the caller holds the store's write lock from construction
 // to commit() or rollback(), and uses one thread at a time.
@@ -61,11 +68,14 @@ public:
     bool contains(std::string_view key) const;
     // Returns true when the key was new (as dict assignment sees it).
     bool set(std::string_view key, std::string_view value);
+    // set() without the answer (and without the table lookup it costs); `hash` is hash64 of `key`.
+    void put(std::string_view key, std::uint64_t hash, std::string_view value);
     // Returns false when the key was absent.
     bool erase(std::string_view key);
     // Erases every key the transaction sees (O(size): it records one erase per key).
     void clear();
-    std::uint64_t size() const noexcept { return size_; }
+    // O(1), except after put()s of keys not yet looked up: one table lookup per such key, once.
+    std::uint64_t size() const;
     // The transaction's own changes in the order they were first made: (key, value or nullopt = erased).
     std::vector<std::pair<std::string, std::optional<std::string>>> writes() const;
 
@@ -73,7 +83,10 @@ public:
     void adopt_child(std::string_view ref);
 
     // Savepoints: savepoint() returns a mark; rollback_to(mark) undoes every write since it.
-    std::size_t savepoint() const noexcept { return n_journal_ + journal_more_.size(); }
+    std::size_t savepoint() noexcept {
+        journaling_ = true;
+        return journal_.size();
+    }
     void rollback_to(std::size_t mark);
 
     // Applies the write set (HashTable::commit_batch) and ends the transaction. The caller then calls
@@ -82,16 +95,17 @@ public:
     // Drops every write and every adopted child; ends the transaction. Idempotent.
     void rollback() noexcept;
 
-    // Writes kept inline before the write set spills into the map (and journal entries before the journal
-    // spills into a vector). 8: a transfer or a small read-modify-write touches 1-4 keys; each inline slot
-    // costs ~100 bytes of the (heap-allocated, per transaction) TableTxn, so 8 + 8 keep it under 2 KiB.
+    // Writes kept inline before the write set spills into the map. 8: a transfer or a small read-modify-write
+    // touches 1-4 keys; each inline slot costs ~80 bytes of the (heap-allocated, per transaction) TableTxn.
     static constexpr std::size_t kInline = 8;
 
 private:
+    enum class InTable : std::uint8_t { kNo, kYes, kUnknown };  // kUnknown: put() has not looked it up
     struct Slot {
         std::optional<std::string> value;  // nullopt: erased
         std::size_t order;                 // position of the first write of this key
-        bool in_table;                     // the key was in the table when first written
+        std::uint64_t hash;                // hash64 of the key
+        mutable InTable in_table;          // the key was in the table when first written (size() resolves)
     };
     struct KeyedSlot {
         std::string key;
@@ -100,15 +114,22 @@ private:
     struct Undo {
         std::string key;
         std::optional<Slot> before;  // nullopt: the key had no write before
-        std::uint64_t size_before;
     };
     bool present(std::string_view key) const;
+    // What the slot adds to the table's size: +1 for a new key, -1 for an erased one (known in_table only).
+    static std::int64_t contribution(const Slot& s) noexcept {
+        return (s.value ? 1 : 0) - (s.in_table == InTable::kYes ? 1 : 0);
+    }
+    // Looks up every kUnknown slot's key in the table and counts it into size_.
+    void resolve_unknown() const;
+    // Recomputes size_ and unknown_ from the write set (after a rollback_to).
+    void recount() noexcept;
     void destroy_unreferenced_children(bool all) noexcept;
 
     // The write set: inline_[0, n_inline_) until spilled_, then map_ (inline_ unused) until the end.
     Slot* find(std::string_view key) noexcept;
     const Slot* find(std::string_view key) const noexcept;
-    void insert(std::string_view key, Slot slot);  // the key has no slot
+    Slot* insert(std::string_view key, Slot slot);  // the key has no slot
     void remove(std::string_view key) noexcept;     // the key has a slot
     std::size_t count() const noexcept { return spilled_ ? map_.size() : n_inline_; }
     template <class F>
@@ -120,22 +141,25 @@ private:
         }
     }
     void clear_writes() noexcept;
-    // The journal: journal_inline_[0, n_journal_), then journal_more_.
-    void push_undo(Undo u);
-    Undo& last_undo() noexcept { return journal_more_.empty() ? journal_inline_[n_journal_ - 1] : journal_more_.back(); }
-    void pop_undo() noexcept;
+    // Journals the key's slot before a write, once a savepoint was taken.
+    void journal(std::string_view key, const Slot* before);
+    // Writes `value` (nullopt: erased) for `key`, whose slot is `s` (nullptr: none yet, then one is made
+    // with `fresh_in_table`).
+    void write(std::string_view key, std::uint64_t hash, std::optional<std::string_view> value, Slot* s,
+               InTable fresh_in_table);
 
     HashTable table_;
     std::array<KeyedSlot, kInline> inline_;
     std::size_t n_inline_ = 0;
     bool spilled_ = false;
     std::unordered_map<std::string, Slot> map_;
-    std::array<Undo, kInline> journal_inline_;
-    std::size_t n_journal_ = 0;
-    std::vector<Undo> journal_more_;
+    std::vector<Undo> journal_;  // from the first savepoint() on (journaling_)
+    bool journaling_ = false;
     std::vector<std::uint64_t> children_;  // adopted table-reference words
     std::size_t next_order_ = 0;
-    std::uint64_t size_ = 0;
+    std::uint64_t base_size_ = 0;      // the table's size at the start
+    mutable std::uint64_t size_ = 0;   // base_size_ + the contributions of the slots with a known in_table
+    mutable std::size_t unknown_ = 0;  // slots with in_table kUnknown
     bool active_ = true;
 };
 
