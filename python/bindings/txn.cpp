@@ -47,6 +47,10 @@ struct PyTxn : TxnBlock<PyTxn, mmstore::Dict::Transaction, DictHandle> {
     bool same_target(const PyTxn& o) const { return o.cell == cell; }
     void begin(DictHandle* h) {
         auto& store = h->obj->store();
+        if (cell == 0) {  // the handle's own table: nothing to check under the lock first
+            t.emplace(store, h->obj->table());
+            return;
+        }
         store.check_writable();
         // Lock first, so a nested table cannot be replaced between its check and the transaction.
         store.lock_write();

@@ -7,16 +7,20 @@ Dict::Transaction Dict::transaction() { return Transaction(*store_, *table_); }
 
 Dict::Transaction::Transaction(containers::Store& store, const containers::HashTable& table) : store_(&store) {
     store.check_writable();
+    // The write set is process memory: made before the lock is taken, so that the lock is held no longer
+    // than the transaction needs it (two processes committing in turn wait for each other's lock).
+    auto txn = std::make_unique<containers::TableTxn>(table);
     store.lock_write();
     locked_ = true;
     try {
         table.check_root();
-        txn_ = std::make_unique<containers::TableTxn>(table);
+        txn->begin();
     } catch (...) {
         store.unlock_write();
         locked_ = false;
         throw;
     }
+    txn_ = std::move(txn);
 }
 
 Dict::Transaction::Transaction(Transaction&& o) noexcept : store_(o.store_), txn_(std::move(o.txn_)), locked_(o.locked_) {
@@ -97,8 +101,7 @@ void Dict::Transaction::rollback_to(std::size_t mark) {
 void Dict::Transaction::commit() {
     if (!active()) throw_ended();
     store_->check_open();
-    txn_->commit();  // throws with nothing applied (still active) or applies all
-    store_->after_mutation();
+    if (txn_->commit()) store_->after_mutation();  // throws with nothing applied (still active) or applies all
     end();
 }
 

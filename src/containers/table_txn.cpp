@@ -57,7 +57,7 @@ std::uint64_t HashTable::size_checked() const {
 
 // ---- HashTable: commit ----------------------------------------------------------------------------------
 
-void HashTable::commit_batch(std::span<const BatchWrite> writes) {
+bool HashTable::commit_batch(std::span<const BatchWrite> writes) {
     struct Item {
         std::uint64_t hash;
         std::uint64_t q;   // current position (kNotFound: insert)
@@ -85,7 +85,7 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
         items = std::span<Item>(buf, ins + (writes.size() - back));
     };
     resolve();
-    if (items.empty()) return;
+    if (items.empty()) return false;
     std::optional<VersionScope> vs;
     if (versioned()) {
         vs.emplace(*store_);
@@ -196,6 +196,7 @@ void HashTable::commit_batch(std::span<const BatchWrite> writes) {
     const std::uint64_t end = used0 + n + (log_in_table ? log_entries : 0);  // the copies, and the log if there
     if (end > top) std::memset(entries() + top, 0, sizeof(EntrySlot) * (end - top));  // rule 6
     if (!log_in_table) store_->arena().free(log, log_bytes(slots));
+    return true;
 }
 
 void HashTable::redo_log() noexcept {
@@ -233,7 +234,10 @@ void HashTable::redo_log() noexcept {
 
 // ---- TableTxn -------------------------------------------------------------------------------------------
 
-TableTxn::TableTxn(const HashTable& table) : table_(table) { base_size_ = size_ = table_.size(); }
+void TableTxn::begin() {
+    base_size_ = size_ = table_.size();
+    active_ = true;
+}
 
 namespace {
 // The calling thread's last freed TableTxn block (operator new/delete), freed at thread exit. (A TableTxn
@@ -484,8 +488,8 @@ void TableTxn::destroy_unreferenced_children(bool all) noexcept {
     children_.clear();
 }
 
-void TableTxn::commit() {
-    if (!active_) return;
+bool TableTxn::commit() {
+    if (!active_) return false;
     // Up to kInline writes are handed over from the stack; more from a vector.
     std::array<HashTable::BatchWrite, kInline> small;
     std::vector<HashTable::BatchWrite> big;
@@ -498,11 +502,12 @@ void TableTxn::commit() {
         if (n > kInline) big.push_back(w);
         else small[i++] = w;
     });
-    table_.commit_batch(n > kInline ? std::span<const HashTable::BatchWrite>(big)
-                                    : std::span<const HashTable::BatchWrite>(small.data(), n));
+    const bool changed = n > 0 && table_.commit_batch(n > kInline ? std::span<const HashTable::BatchWrite>(big)
+                                                                  : std::span<const HashTable::BatchWrite>(small.data(), n));
     destroy_unreferenced_children(false);
     clear_writes();
     active_ = false;
+    return changed;
 }
 
 void TableTxn::rollback() noexcept {

@@ -349,7 +349,8 @@ public:
     // (the store of a commit log's offset in the table header), in O(writes), never O(size). A process
     // killed at any point leaves all of them or none after recovery (redo_log). Keys must be distinct.
     // Throws (nothing applied) when space runs out before the publication.
-    void commit_batch(std::span<const BatchWrite> writes);
+    // Returns false when it changed nothing (every write an erase of an absent key).
+    bool commit_batch(std::span<const BatchWrite> writes);
     // The published commit log word of the current table (0 when none); consistent multi-key reads check
     // it did not change across their reads.
     std::uint64_t pending_log() const { return __atomic_load_n(&checked().h->pending_log, __ATOMIC_ACQUIRE); }

@@ -45,8 +45,10 @@ namespace mmstore::containers {
 
 class TableTxn {
 public:
-    // The caller holds the write lock of table's store.
-    explicit TableTxn(const HashTable& table);
+    // Not begun (active() is false) until begin(), which the caller calls holding the write lock of the
+    // table's store (and keeps holding until commit() or rollback()).
+    explicit TableTxn(const HashTable& table) : table_(table) {}
+    void begin();
     TableTxn(const TableTxn&) = delete;
     TableTxn& operator=(const TableTxn&) = delete;
     ~TableTxn() { rollback(); }
@@ -89,9 +91,10 @@ public:
     }
     void rollback_to(std::size_t mark);
 
-    // Applies the write set (HashTable::commit_batch) and ends the transaction. The caller then calls
-    // Store::after_mutation(). On an exception nothing was applied and the transaction is still active.
-    void commit();
+    // Applies the write set (HashTable::commit_batch) and ends the transaction. Returns whether the table
+    // changed; if so, the caller then calls Store::after_mutation(). On an exception nothing was applied
+    // and the transaction is still active.
+    bool commit();
     // Drops every write and every adopted child; ends the transaction. Idempotent.
     void rollback() noexcept;
 
@@ -160,7 +163,7 @@ private:
     std::uint64_t base_size_ = 0;      // the table's size at the start
     mutable std::uint64_t size_ = 0;   // base_size_ + the contributions of the slots with a known in_table
     mutable std::size_t unknown_ = 0;  // slots with in_table kUnknown
-    bool active_ = true;
+    bool active_ = false;
 };
 
 }  // namespace mmstore::containers
