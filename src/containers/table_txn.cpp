@@ -187,7 +187,10 @@ bool HashTable::commit_batch(std::span<const BatchWrite> writes) {
         recover();
         throw;
     }
-    store_->bump_mutations();
+    // As plain writes do: only a change of the key set counts (iterators check it); overwrites do not.
+    if (inserts != 0 || std::any_of(items.begin() + static_cast<std::ptrdiff_t>(inserts), items.end(),
+                                    [](const Item& it) { return it.vw == kTombWord; }))
+        store_->bump_mutations();
 
     // 4. Retire the log: readers go back to the table, which now holds every change.
     __atomic_store_n(&h->pending_log, 0, __ATOMIC_RELEASE);

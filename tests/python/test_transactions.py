@@ -142,6 +142,29 @@ def test_file_dict_transaction_and_rollback(tmp_path):
         assert dict(d.items()) == {"a": "x" * 10_000, "c": 3}
 
 
+def test_iteration_survives_transactions_that_only_overwrite_values_as_with_a_dict(tmp_path):
+    """Like a dict (and like plain overwrites), changing values while iterating is allowed; changing the
+    key set is not, whether by a plain write or a transaction."""
+    model = {k: 0 for k in range(20)}
+    with mmstore.Dict(tmp_path / "d.mms") as d:
+        d.update(model)
+        for k in d:
+            with d.transaction() as t:
+                t[k] += 1
+                t[(k + 1) % 20] += 10
+            model[k] += 1
+            model[(k + 1) % 20] += 10
+        assert dict(d.items()) == model
+        for kind in ("insert", "erase"):
+            with pytest.raises(RuntimeError, match="changed size during iteration"):
+                for k in d:
+                    with d.transaction() as t:
+                        if kind == "insert":
+                            t[f"new{k}"] = 1
+                        else:
+                            del t[k]
+
+
 def test_transaction_pop_setdefault_popitem_behave_like_dict(tmp_path):
     with mmstore.Dict(tmp_path / "d.mms") as d:
         d.update({"a": 1, "b": 2})
