@@ -31,7 +31,7 @@ import pytest
 
 import mmstore
 from test_bitflips import CASES, watchdog
-from test_bitflips_stores import damage_at, make_dict, make_list, make_shared
+from test_bitflips_stores import damage_at, make_dict, make_list, make_shared, plain_value, write_at
 
 FRESH = 40  # Dict snapshots opened at the instant, for iteration cases (64 reader slots per store)
 
@@ -62,11 +62,7 @@ def change_list(lst: mmstore.List) -> None:
 
 
 def _damage(path, pos: int, byte: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, bytes([byte]), pos)
-    finally:
-        os.close(fd)
+    write_at(path, pos, bytes([byte]))
 
 
 def _run(path, read_case, cases: int, seed: int) -> dict:
@@ -196,15 +192,11 @@ def run_list(tmp_path, cases: int, seed: int = 20261205) -> dict:
 
 
 def _live_dict(d) -> tuple:
-    items = [(k, _plain_live(v)) for k, v in d.items()]
+    items = [(k, plain_value(v)) for k, v in d.items()]
     for k, v in items:  # every key iteration yields is found by every lookup, with the same value
-        if _plain_live(d[k]) != v or _plain_live(d.get(k)) != v or k not in d:
+        if plain_value(d[k]) != v or plain_value(d.get(k)) != v or k not in d:
             return None
     return items, len(d), "absent" in d, list(d) == [k for k, _ in items]
-
-
-def _plain_live(v):
-    return v.copy() if isinstance(v, mmstore.NestedDict) else v
 
 
 def run_live(kind: str, tmp_path, cases: int, seed: int = 20261205) -> dict:

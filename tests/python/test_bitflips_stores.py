@@ -70,8 +70,18 @@ def read_list(path, writable=False):
         return it, n
 
 
-def _plain(v):
+def plain_value(v):
+    """A value as plain data: a NestedDict (a live view) copied into a dict."""
     return v.copy() if isinstance(v, mmstore.NestedDict) else v
+
+
+def write_at(path, pos: int, data: bytes, create: bool = False) -> None:
+    """Writes `data` at byte `pos` of the file through pwrite (any mapping of the file sees it at once)."""
+    fd = os.open(path, os.O_WRONLY | (os.O_CREAT if create else 0), 0o600)
+    try:
+        os.pwrite(fd, data, pos)
+    finally:
+        os.close(fd)
 
 
 def make_shared(name):
@@ -87,13 +97,13 @@ def make_shared(name):
 def read_shared(name, writable=True):
     d = mmstore.SharedDict(name, create=False, recurse=True, auto_unlink=False)
     try:
-        items = [(k, _plain(v)) for k, v in d.items()]
+        items = [(k, plain_value(v)) for k, v in d.items()]
         for k, v in items:
             got = d[k]
-            assert _plain(got) == v and _plain(d.get(k)) == v and k in d, f"lookup of {k!r} disagrees"
+            assert plain_value(got) == v and plain_value(d.get(k)) == v and k in d, f"lookup of {k!r} disagrees"
             if isinstance(got, mmstore.NestedDict):  # the nested table's own lookups
                 for k2, v2 in got.items():
-                    assert _plain(got[k2]) == _plain(v2) and k2 in got, f"nested lookup of {k2!r} disagrees"
+                    assert plain_value(got[k2]) == plain_value(v2) and k2 in got, f"nested lookup of {k2!r} disagrees"
         return items, len(d), "absent" in d
     finally:
         d.close()
@@ -134,11 +144,7 @@ def run_store_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204, bi
         for case in range(cases):
             pos, byte = damage_at(data, rng, limit, bits_only)
             writable = kind == "SharedDict" or case % WRITABLE_EVERY == 0
-            fd = os.open(bad, os.O_WRONLY)
-            try:
-                os.pwrite(fd, bytes([byte]), pos)
-            finally:
-                os.close(fd)
+            write_at(bad, pos, bytes([byte]))
             try:
                 got = read(bad if kind != "SharedDict" else name, writable=writable)
             except mmstore.Error:
@@ -156,14 +162,10 @@ def run_store_bitflips(kind: str, tmp_path, cases: int, seed: int = 20261204, bi
                     wrong.append(f"case {case} (byte {pos} -> {byte:#04x}): read back different data")
             # Undo the damage, and whatever an open for writing changed (a damaged flag may even have made
             # the last close remove a segment).
-            fd = os.open(bad, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                if writable:
-                    os.pwrite(fd, data, 0)
-                else:
-                    os.pwrite(fd, data[pos:pos + 1], pos)
-            finally:
-                os.close(fd)
+            if writable:
+                write_at(bad, 0, data, create=True)
+            else:
+                write_at(bad, pos, data[pos:pos + 1], create=True)
     finally:
         if kind == "SharedDict" and os.path.exists(bad):
             os.unlink(bad)
