@@ -101,7 +101,8 @@ void Dict::Transaction::rollback_to(std::size_t mark) {
 void Dict::Transaction::commit() {
     if (!active()) throw_ended();
     store_->check_open();
-    if (txn_->commit()) store_->after_mutation();  // throws with nothing applied (still active) or applies all
+    // Throws with nothing applied (still active) or applies all; commit_batch bumped the change counter.
+    if (txn_->commit()) store_->after_mutation(/*counted=*/true);
     end();
 }
 

@@ -161,7 +161,8 @@ bool HashTable::commit_batch(std::span<const BatchWrite> writes) {
 
     // 2. Publish: from this store on, every reader sees the whole commit.
     __atomic_store_n(&h->pending_log, log, __ATOMIC_RELEASE);
-    __atomic_fetch_add(&store_->region().lock_slot()->change, 1u, __ATOMIC_SEQ_CST);  // consistent reads revalidate
+    // Consistent reads revalidate; this is also the change waiters wait for (the caller passes counted=true).
+    __atomic_fetch_add(&store_->region().lock_slot()->change, 1u, __ATOMIC_SEQ_CST);
 
     // 3. Apply in place; readers answer these keys from the log meanwhile.
     try {

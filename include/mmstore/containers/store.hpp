@@ -266,10 +266,13 @@ public:
     bool wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const;
 
     // After every mutation, still holding the write lock: wakes change waiters, commits when durable (or
-    // when this handle has parked so many frees that its memory for them would keep growing).
-    void after_mutation() {
+    // when this handle has parked so many frees that its memory for them would keep growing). `counted`:
+    // the mutation already bumped LockSlot::change itself (seq_cst, after its last visible store: a
+    // transaction's commit does, at its publication), so it is not bumped twice. Each bump is a store to
+    // the lock's cache line, which a waiter spinning on the lock keeps reading: one miss per bump.
+    void after_mutation(bool counted = false) {
         storage::LockSlot* slot = region_.lock_slot();
-        __atomic_fetch_add(&slot->change, 1u, __ATOMIC_SEQ_CST);  // a full barrier before reading `waiters`
+        if (!counted) __atomic_fetch_add(&slot->change, 1u, __ATOMIC_SEQ_CST);  // a full barrier before reading `waiters`
         if (__atomic_load_n(&slot->waiters, __ATOMIC_RELAXED) != 0) [[unlikely]] os::futex_wake_all(&slot->change);
         if (durable_ || arena_.pending_count() >= alloc::Arena::kMaxPending) [[unlikely]] commit();
     }
