@@ -188,10 +188,9 @@ bool HashTable::commit_batch(std::span<const BatchWrite> writes) {
         recover();
         throw;
     }
-    // As plain writes do: only a change of the key set counts (iterators check it); overwrites do not.
-    if (inserts != 0 || std::any_of(items.begin() + static_cast<std::ptrdiff_t>(inserts), items.end(),
-                                    [](const Item& it) { return it.vw == kTombWord; }))
-        store_->bump_mutations();
+    // As plain writes do: only a change of the key set counts (iterators check it), and erase_at() counted
+    // the erases; overwrites do not count.
+    if (inserts != 0) store_->bump_mutations();
 
     // 4. Retire the log: readers go back to the table, which now holds every change.
     __atomic_store_n(&h->pending_log, 0, __ATOMIC_RELEASE);
@@ -506,8 +505,8 @@ bool TableTxn::commit() {
         if (n > kInline) big.push_back(w);
         else small[i++] = w;
     });
-    const bool changed = n > 0 && table_.commit_batch(n > kInline ? std::span<const HashTable::BatchWrite>(big)
-                                                                  : std::span<const HashTable::BatchWrite>(small.data(), n));
+    const bool changed = table_.commit_batch(n > kInline ? std::span<const HashTable::BatchWrite>(big)
+                                                         : std::span<const HashTable::BatchWrite>(small.data(), n));
     destroy_unreferenced_children(false);
     clear_writes();
     active_ = false;
