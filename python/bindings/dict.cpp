@@ -79,7 +79,7 @@ void set_gone_error() {
 // Looks up the encoded key in the table (cell, id) and decodes its value without taking the lock. kOk with
 // *out == nullptr: the key is absent. A nested table value comes back as a NestedDict view.
 Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,
-               std::uint64_t hv, PyObject** out) {
+               std::uint64_t hv, PyObject** out, bool for_write = false) {
     auto& store = h->obj->store();
     for (;;) {
         std::uint64_t snap = 0;
@@ -102,6 +102,7 @@ Got read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t
             if (pos != kNotFound) {
                 slot = &containers::HashTable::entries_of(t)[pos].value;
                 w = load_word(slot);
+                if (for_write) os::prefetch_for_write(slot);
             }
         } catch (const FormatError&) {
             // Damage seen by a read that raced a writer (or growth not mapped yet) is read again.
@@ -1274,8 +1275,8 @@ nb::dict stats_dict(const mmstore::Stats& s) {
 namespace mmstore::py {
 
 Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,
-                    std::uint64_t hv, PyObject** out) {
-    return read_value(h, owner, cell, id, key, hv, out);
+                    std::uint64_t hv, PyObject** out, bool for_write) {
+    return read_value(h, owner, cell, id, key, hv, out, for_write);
 }
 
 bool dict_is_nested_source(DictHandle* h, PyObject* value) { return is_nested_source(h, value); }

@@ -496,9 +496,10 @@ void bind_list_txn(nb::module_& m);
 void bind_snapshot(nb::module_& m);
 void bind_list_snapshot(nb::module_& m);
 
-// dict.cpp's nested-table helpers, for txn.cpp.
+// dict.cpp's nested-table helpers, for txn.cpp. dict_read_value: `for_write` (a transaction's read, which
+// a write of the same key usually follows) also starts fetching the value's cache line for writing.
 Got dict_read_value(DictHandle* h, PyObject* owner, std::uint64_t cell, std::uint64_t id, std::string_view key,
-                    std::uint64_t hv, PyObject** out);
+                    std::uint64_t hv, PyObject** out, bool for_write = false);
 bool dict_is_nested_source(DictHandle* h, PyObject* value);
 bool dict_build_nested(DictHandle* h, containers::HashTable& parent, PyObject* src, std::string& ref);
 PyObject* dict_decode_encoding(DictHandle* h, PyObject* owner, std::string_view enc);

@@ -104,7 +104,7 @@ nb::object txn_get(PyTxn& p, nb::handle key, nb::handle dflt) {
             break;
     }
     PyObject* out = nullptr;
-    if (dict_read_value(h, p.owner.ptr(), p.cell, p.id, k.kb.sv, k.hash, &out) == Got::kError) throw nb::python_error();
+    if (dict_read_value(h, p.owner.ptr(), p.cell, p.id, k.kb.sv, k.hash, &out, true) == Got::kError) throw nb::python_error();
     if (out == nullptr) return dflt.is_valid() ? nb::borrow(dflt) : nb::object();
     return nb::steal(out);
 }

@@ -10,9 +10,10 @@ Dict::Transaction::Transaction(containers::Store& store, const containers::HashT
     // The write set is process memory: made before the lock is taken, so that the lock is held no longer
     // than the transaction needs it (two processes committing in turn wait for each other's lock).
     auto txn = std::make_unique<containers::TableTxn>(table);
-    store.lock_write();
+    store.lock_write(/*will_commit=*/true);
     locked_ = true;
     try {
+        table.prefetch_commit_lines();
         table.check_root();
         txn->begin();
     } catch (...) {

@@ -61,6 +61,7 @@
 
 #include "mmstore/codec/value.hpp"
 #include "mmstore/containers/store.hpp"
+#include "mmstore/os/prefetch.hpp"
 
 namespace mmstore::containers {
 
@@ -351,6 +352,16 @@ public:
     // Throws (nothing applied) when space runs out before the publication.
     // Returns false when it changed nothing (every write an erase of an absent key).
     bool commit_batch(std::span<const BatchWrite> writes);
+    // Holding the write lock, at the start of a transaction: starts fetching, for writing, the cache lines a
+    // small commit writes whatever its keys -- the table header and the entries past `used` (the copies
+    // and the log; Store::lock_write(true) fetches the live header's lines) -- so that their transfers from
+    // another process that committed last overlap the transaction's own work instead of stalling it.
+    void prefetch_commit_lines() const noexcept {
+        const TableHeader* h = header();
+        os::prefetch_for_write(h);
+        const char* e = reinterpret_cast<const char*>(entries() + h->used);
+        for (int i = 0; i < 4; ++i) os::prefetch_for_write(e + 64 * i);
+    }
     // The published commit log word of the current table (0 when none); consistent multi-key reads check
     // it did not change across their reads.
     std::uint64_t pending_log() const { return __atomic_load_n(&checked().h->pending_log, __ATOMIC_ACQUIRE); }

@@ -192,8 +192,10 @@ public:
 
     // --- the write lock (sync::ProcessMutex in the LockSlot), recursive per thread
     // Blocks until held. If the previous holder died holding it, runs the recovery hook (the container's
-    // reader-safe repair) before returning.
-    void lock_write();
+    // reader-safe repair) before returning. `will_commit` (a transaction, which writes the live header's
+    // first two lines whatever it changes): those lines are fetched for writing as soon as the lock is
+    // held, in parallel with each other and with the holder's first reads (os/prefetch.hpp).
+    void lock_write(bool will_commit = false);
     // Waits at most timeout_ns (0: don't wait; < 0: forever); false when not acquired.
     bool try_lock_write(std::int64_t timeout_ns);
     void unlock_write() noexcept;
@@ -332,7 +334,7 @@ private:
     int local_depth_ = 0;
     static inline BlockingHooks hooks_{nullptr, nullptr};
     sync::Acquired acquire(std::int64_t timeout_ns);
-    void after_acquire(sync::Acquired a);
+    void after_acquire(sync::Acquired a, bool will_commit = false);
 };
 
 // Connects a container to its store after open: formats a new store (or one whose creation was cut short
