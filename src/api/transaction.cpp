@@ -10,7 +10,7 @@ Dict::Transaction::Transaction(containers::Store& store, const containers::HashT
     // The write set is process memory: made before the lock is taken, so that the lock is held no longer
     // than the transaction needs it (two processes committing in turn wait for each other's lock).
     auto txn = std::make_unique<containers::TableTxn>(table);
-    store.lock_write(/*will_commit=*/true);
+    store.lock_write_then([&] { table.prefetch_commit_hint(); });
     locked_ = true;
     try {
         table.prefetch_commit_lines();

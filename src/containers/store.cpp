@@ -1,7 +1,5 @@
 #include "mmstore/containers/store.hpp"
 
-#include "mmstore/os/prefetch.hpp"
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -76,12 +74,7 @@ sync::Acquired Store::acquire(std::int64_t timeout_ns) {
     return a;
 }
 
-void Store::after_acquire(sync::Acquired a, bool will_commit) {
-    if (will_commit) {
-        const char* live = region_.at<const char>(storage::kLiveHeaderOffset);
-        os::prefetch_for_write(live);
-        os::prefetch_for_write(live + 64);
-    }
+void Store::after_acquire(sync::Acquired a) {
     sync::ProcessMutex m(region_.lock_slot());
     if (a == sync::Acquired::kOwnerDied) {
         try {
@@ -109,7 +102,6 @@ void Store::after_acquire(sync::Acquired a, bool will_commit) {
     region_.refresh();
 }
 
-void Store::lock_write(bool will_commit) { after_acquire(acquire(-1), will_commit); }
 
 bool Store::try_lock_write(std::int64_t timeout_ns) {
     const sync::Acquired a = acquire(timeout_ns);

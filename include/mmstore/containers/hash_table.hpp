@@ -354,13 +354,25 @@ public:
     bool commit_batch(std::span<const BatchWrite> writes);
     // Holding the write lock, at the start of a transaction: starts fetching, for writing, the cache lines a
     // small commit writes whatever its keys -- the table header and the entries past `used` (the copies
-    // and the log; Store::lock_write(true) fetches the live header's lines) -- so that their transfers from
-    // another process that committed last overlap the transaction's own work instead of stalling it.
+    // and the log) -- so that their transfers from another process that committed last overlap the
+    // transaction's own work instead of stalling it; and remembers where they were for the next one.
     void prefetch_commit_lines() const noexcept {
         const TableHeader* h = header();
         os::prefetch_for_write(h);
         const char* e = reinterpret_cast<const char*>(entries() + h->used);
         for (int i = 0; i < 4; ++i) os::prefetch_for_write(e + 64 * i);
+        hint_header_ = h;
+        hint_log_ = e;
+    }
+    // The same lines as the last prefetch_commit_lines() of this object found them, without reading the
+    // store: called the instant the lock is taken (Store::lock_write_then), it puts the header's transfer
+    // in flight together with the live header's instead of after it (finding the header takes a load of
+    // the root, which lives in the live header's first line). A stale address (the table moved or grew) only
+    // wastes a prefetch, which never faults: the mapping's base never moves.
+    void prefetch_commit_hint() const noexcept {
+        if (hint_header_ == nullptr) return;
+        os::prefetch_for_write(hint_header_);
+        for (int i = 0; i < 4; ++i) os::prefetch_for_write(hint_log_ + 64 * i);
     }
     // The published commit log word of the current table (0 when none); consistent multi-key reads check
     // it did not change across their reads.
@@ -426,6 +438,9 @@ private:
     std::uint64_t cell_;
     std::vector<std::uint64_t>* deferred_ = nullptr;  // set on copies: releases wait for commit_copy()
     bool unversioned_ = false;                         // see versioned()
+    // prefetch_commit_lines()'s last addresses; read and written only by the write lock's holder.
+    mutable const void* hint_header_ = nullptr;
+    mutable const char* hint_log_ = nullptr;
 };
 
 }  // namespace mmstore::containers

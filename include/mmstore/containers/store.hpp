@@ -33,6 +33,7 @@
 #include "mmstore/containers/word.hpp"
 #include "mmstore/error.hpp"
 #include "mmstore/os/file.hpp"
+#include "mmstore/os/prefetch.hpp"
 #include "mmstore/storage/checksum.hpp"
 #include "mmstore/storage/region.hpp"
 #include "mmstore/sync/process_mutex.hpp"
@@ -192,10 +193,21 @@ public:
 
     // --- the write lock (sync::ProcessMutex in the LockSlot), recursive per thread
     // Blocks until held. If the previous holder died holding it, runs the recovery hook (the container's
-    // reader-safe repair) before returning. `will_commit` (a transaction, which writes the live header's
-    // first two lines whatever it changes): those lines are fetched for writing as soon as the lock is
-    // held, in parallel with each other and with the holder's first reads (os/prefetch.hpp).
-    void lock_write(bool will_commit = false);
+    // reader-safe repair) before returning.
+    void lock_write() { after_acquire(acquire(-1)); }
+    // lock_write() for a transaction, which writes the live header's first two lines whatever it changes:
+    // the instant the lock is held, those lines are fetched for writing and `on_acquired()` runs (it may
+    // only start prefetches: nothing is recovered or mapped yet), so that these transfers from the process
+    // that held the lock last run in parallel instead of one after another (os/prefetch.hpp).
+    template <class F>
+    void lock_write_then(F&& on_acquired) {
+        const sync::Acquired a = acquire(-1);
+        const char* live = region_.at<const char>(storage::kLiveHeaderOffset);
+        os::prefetch_for_write(live);
+        os::prefetch_for_write(live + 64);
+        on_acquired();
+        after_acquire(a);
+    }
     // Waits at most timeout_ns (0: don't wait; < 0: forever); false when not acquired.
     bool try_lock_write(std::int64_t timeout_ns);
     void unlock_write() noexcept;
@@ -334,7 +346,7 @@ private:
     int local_depth_ = 0;
     static inline BlockingHooks hooks_{nullptr, nullptr};
     sync::Acquired acquire(std::int64_t timeout_ns);
-    void after_acquire(sync::Acquired a, bool will_commit = false);
+    void after_acquire(sync::Acquired a);
 };
 
 // Connects a container to its store after open: formats a new store (or one whose creation was cut short
