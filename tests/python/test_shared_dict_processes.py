@@ -617,7 +617,8 @@ print(quiet, woken)
 """
 
 
-def test_wait_for_change_wakes_on_another_process_write(shm_name):
+@pytest.mark.parametrize("write", ["plain", "transaction"])
+def test_wait_for_change_wakes_on_another_process_write(shm_name, write):
     d = SharedDict(shm_name, create=True)
     try:
         with _Children() as kids:
@@ -626,7 +627,13 @@ def test_wait_for_change_wakes_on_another_process_write(shm_name):
             deadline = time.monotonic() + 60
             i = 0
             while waiter.poll() is None and time.monotonic() < deadline:
-                d["ping"] = i  # repeated: the first write may land before the waiter sleeps again
+                # repeated: the first write may land before the waiter sleeps again
+                if write == "plain":
+                    d["ping"] = i
+                else:  # a commit bumps the change counter once, at its publication
+                    with d.transaction() as t:
+                        t["ping"] = i
+                        t["pong"] = -i
                 i += 1
                 time.sleep(0.02)
             assert kids.finish(waiter, timeout=5).split() == ["False", "True"]
