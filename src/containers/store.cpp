@@ -61,6 +61,30 @@ sync::Acquired Store::acquire(std::int64_t timeout_ns) {
     sync::Acquired a = m.try_lock();
     if (a != sync::Acquired::kBusy || timeout_ns == 0) return a;
     waiting_.fetch_add(1);
+    // A short spin first, without the blocking hooks: when another process holds the lock for a short
+    // critical section (a transaction commits in about a microsecond), the wait ends within it, and
+    // releasing the GIL around it would only make this thread take the GIL back after it got the lock:
+    // time spent holding the lock, which the other process then waits for. Bounded, so a thread of this
+    // process that holds the lock and needs the GIL to finish waits at most kQuickSpinNs for it.
+    const std::int64_t quick = timeout_ns < 0 ? kQuickSpinNs : std::min(kQuickSpinNs, timeout_ns);
+    const std::int64_t start = os::monotonic_ns();
+    try {
+        a = m.spin_for(quick);
+    } catch (...) {
+        waiting_.fetch_sub(1);
+        throw;
+    }
+    if (a != sync::Acquired::kBusy) {
+        waiting_.fetch_sub(1);
+        return a;
+    }
+    if (timeout_ns > 0) {
+        timeout_ns -= os::monotonic_ns() - start;
+        if (timeout_ns <= 0) {
+            waiting_.fetch_sub(1);
+            return sync::Acquired::kBusy;
+        }
+    }
     void* token = hooks_.before ? hooks_.before() : nullptr;
     try {
         a = m.lock_for(timeout_ns);

@@ -69,25 +69,10 @@ Acquired ProcessMutex::lock() { return lock_for(-1); }
 
 Acquired ProcessMutex::lock_for(std::int64_t timeout_ns) {
     pthread_mutex_t* m = native(slot_);
-    int rc = pthread_mutex_trylock(m);  // also takes a recursive lock this thread holds
+    const int rc = pthread_mutex_trylock(m);  // also takes a recursive lock this thread holds
     if (rc != EBUSY || timeout_ns == 0) return finish(rc);
-    // Test and test-and-set: wait for the lock word to look free by reading it only (a trylock writes the
-    // cache line, which slows the holder down), then try. Bounded by kSpinNs (and the timeout), then sleep.
-    // Four pauses between reads (~100 ns here): every read takes the line shared, and the holder's next
-    // store to it (the change counter, the unlock) must then take it back, so a waiter that reads less often
-    // lengthens the holder's critical section less. Two processes doing transfers in transactions
-    // (bench_shared.py's loop), alternated runs, medians: one pause 877K/s against four 890K/s (8 runs
-    // each: within this machine's noise), four 858K/s against eight 733K/s (6 runs each).
-    const std::int64_t spin = timeout_ns < 0 ? kSpinNs : std::min<std::int64_t>(kSpinNs, timeout_ns);
-    const std::int64_t start = os::monotonic_ns();
-    for (unsigned i = 1;; ++i) {
-        for (int k = 0; k < 4; ++k) _mm_pause();
-        if (!looks_held(m)) {
-            rc = pthread_mutex_trylock(m);
-            if (rc != EBUSY) return finish(rc);
-        }
-        if (i % 32 == 0 && os::monotonic_ns() - start >= spin) break;
-    }
+    const Acquired a = spin_for(timeout_ns < 0 ? kSpinNs : std::min<std::int64_t>(kSpinNs, timeout_ns));
+    if (a != Acquired::kBusy) return a;
     if (timeout_ns < 0) return finish(pthread_mutex_lock(m));
     timespec abs{};
     clock_gettime(CLOCK_MONOTONIC, &abs);
@@ -98,6 +83,26 @@ Acquired ProcessMutex::lock_for(std::int64_t timeout_ns) {
         abs.tv_nsec -= 1000000000;
     }
     return finish(pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &abs));
+}
+
+Acquired ProcessMutex::spin_for(std::int64_t ns) {
+    pthread_mutex_t* m = native(slot_);
+    // Test and test-and-set: wait for the lock word to look free by reading it only (a trylock writes the
+    // cache line, which slows the holder down), then try.
+    // Four pauses between reads (~100 ns here): every read takes the line shared, and the holder's next
+    // store to it (the change counter, the unlock) must then take it back, so a waiter that reads less often
+    // lengthens the holder's critical section less. Two processes doing transfers in transactions
+    // (bench_shared.py's loop), alternated runs, medians: one pause 877K/s against four 890K/s (8 runs
+    // each: within this machine's noise), four 858K/s against eight 733K/s (6 runs each).
+    const std::int64_t start = os::monotonic_ns();
+    for (unsigned i = 1;; ++i) {
+        for (int k = 0; k < 4; ++k) _mm_pause();
+        if (!looks_held(m)) {
+            const int rc = pthread_mutex_trylock(m);
+            if (rc != EBUSY) return finish(rc);
+        }
+        if (i % 8 == 0 && os::monotonic_ns() - start >= ns) return Acquired::kBusy;
+    }
 }
 
 void ProcessMutex::mark_consistent() noexcept { pthread_mutex_consistent(native(slot_)); }

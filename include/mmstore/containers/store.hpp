@@ -345,6 +345,8 @@ private:
     std::uint64_t local_mutations_ = 0;
     int local_depth_ = 0;
     static inline BlockingHooks hooks_{nullptr, nullptr};
+    // acquire()'s spin before it calls the blocking hooks: a few critical sections of a transaction.
+    static constexpr std::int64_t kQuickSpinNs = 4'000;
     sync::Acquired acquire(std::int64_t timeout_ns);
     void after_acquire(sync::Acquired a);
 };

@@ -42,6 +42,8 @@ public:
     Acquired try_lock();
     // Waits at most `timeout_ns` (< 0: forever).
     Acquired lock_for(std::int64_t timeout_ns);
+    // Spins (never sleeps) for at most `ns` nanoseconds waiting for the lock; kBusy if it stays held.
+    Acquired spin_for(std::int64_t ns);
     // After kOwnerDied, once the protected state is consistent again.
     void mark_consistent() noexcept;
     void unlock() noexcept;
