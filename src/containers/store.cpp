@@ -56,45 +56,43 @@ void Store::reattach() {
     region_.release_gate();
 }
 
+namespace {
+// Counts a thread waiting on the store's LockSlot (the write lock, or the change futex) for as long as it
+// waits: close() from another thread must not unmap the slot under it (Store::waiting_).
+struct Waiting {
+    std::atomic<int>& n;
+    explicit Waiting(std::atomic<int>& w) : n(w) { n.fetch_add(1); }
+    ~Waiting() { n.fetch_sub(1); }
+    Waiting(const Waiting&) = delete;
+    Waiting& operator=(const Waiting&) = delete;
+};
+}  // namespace
+
 sync::Acquired Store::acquire(std::int64_t timeout_ns) {
     sync::ProcessMutex m(region_.lock_slot());
     sync::Acquired a = m.try_lock();
     if (a != sync::Acquired::kBusy || timeout_ns == 0) return a;
-    waiting_.fetch_add(1);
+    const Waiting waiting(waiting_);
     // A short spin first, without the blocking hooks: when another process holds the lock for a short
     // critical section (a transaction commits in about a microsecond), the wait ends within it, and
     // releasing the GIL around it would only make this thread take the GIL back after it got the lock:
     // time spent holding the lock, which the other process then waits for. Bounded, so a thread of this
     // process that holds the lock and needs the GIL to finish waits at most kQuickSpinNs for it.
-    const std::int64_t quick = timeout_ns < 0 ? kQuickSpinNs : std::min(kQuickSpinNs, timeout_ns);
     const std::int64_t start = os::monotonic_ns();
-    try {
-        a = m.spin_for(quick);
-    } catch (...) {
-        waiting_.fetch_sub(1);
-        throw;
-    }
-    if (a != sync::Acquired::kBusy) {
-        waiting_.fetch_sub(1);
-        return a;
-    }
+    a = m.spin_for(timeout_ns < 0 ? kQuickSpinNs : std::min(kQuickSpinNs, timeout_ns));
+    if (a != sync::Acquired::kBusy) return a;
     if (timeout_ns > 0) {
         timeout_ns -= os::monotonic_ns() - start;
-        if (timeout_ns <= 0) {
-            waiting_.fetch_sub(1);
-            return sync::Acquired::kBusy;
-        }
+        if (timeout_ns <= 0) return sync::Acquired::kBusy;
     }
     void* token = hooks_.before ? hooks_.before() : nullptr;
     try {
         a = m.lock_for(timeout_ns);
     } catch (...) {
         if (hooks_.after) hooks_.after(token);
-        waiting_.fetch_sub(1);
         throw;
     }
     if (hooks_.after) hooks_.after(token);
-    waiting_.fetch_sub(1);
     return a;
 }
 
@@ -126,7 +124,6 @@ void Store::after_acquire(sync::Acquired a) {
     region_.refresh();
 }
 
-
 bool Store::try_lock_write(std::int64_t timeout_ns) {
     const sync::Acquired a = acquire(timeout_ns);
     if (a == sync::Acquired::kBusy) return false;
@@ -142,7 +139,7 @@ void Store::unlock_write() noexcept {
 bool Store::wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const {
     storage::LockSlot* slot = region_.lock_slot();
     const std::int64_t deadline = timeout_ns < 0 ? -1 : os::monotonic_ns() + timeout_ns;
-    waiting_.fetch_add(1);  // close() from another thread must not unmap the word we sleep on
+    const Waiting waiting(waiting_);
     __atomic_fetch_add(&slot->waiters, 1u, __ATOMIC_SEQ_CST);
     bool changed = false;
     for (;;) {
@@ -158,7 +155,6 @@ bool Store::wait_for_change(std::uint32_t seen, std::int64_t timeout_ns) const {
         os::futex_wait(&slot->change, seen, left);
     }
     __atomic_fetch_sub(&slot->waiters, 1u, __ATOMIC_SEQ_CST);
-    waiting_.fetch_sub(1);
     return changed;
 }
 

@@ -439,7 +439,7 @@ private:
     std::vector<std::uint64_t>* deferred_ = nullptr;  // set on copies: releases wait for commit_copy()
     bool unversioned_ = false;                         // see versioned()
     // prefetch_commit_lines()'s last addresses; read and written only by the write lock's holder.
-    mutable const void* hint_header_ = nullptr;
+    mutable const TableHeader* hint_header_ = nullptr;
     mutable const char* hint_log_ = nullptr;
 };
 

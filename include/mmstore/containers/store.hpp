@@ -281,9 +281,9 @@ public:
 
     // After every mutation, still holding the write lock: wakes change waiters, commits when durable (or
     // when this handle has parked so many frees that its memory for them would keep growing). `counted`:
-    // the mutation already bumped LockSlot::change itself (seq_cst, after its last visible store: a
-    // transaction's commit does, at its publication), so it is not bumped twice. Each bump is a store to
-    // the lock's cache line, which a waiter spinning on the lock keeps reading: one miss per bump.
+    // the mutation already bumped LockSlot::change itself, followed by a full barrier before this load of
+    // `waiters` (a transaction's commit does, at its publication), so it is not bumped twice. Each bump is
+    // a store to the lock's cache line, which a waiter spinning on the lock keeps reading: one miss per bump.
     void after_mutation(bool counted = false) {
         storage::LockSlot* slot = region_.lock_slot();
         if (!counted) __atomic_fetch_add(&slot->change, 1u, __ATOMIC_SEQ_CST);  // a full barrier before reading `waiters`
