@@ -412,22 +412,18 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
         throw;
     }
     TableHeader* h = header();
-    Group* grp = groups();
-    const std::uint64_t slot = free_slot(grp, h->capacity / kGroup - 1, hash);
     const std::uint64_t pos = h->used;
     EntrySlot* e = entries() + pos;
-    // The slot may hold a trimmed tombstone a slow iterator can still read: value first, then the key
-    // that makes the entry live.
+    // One store makes the key visible to lookups and iteration together (a lock-free reader of a writer
+    // stopped anywhere in here sees the insert whole or not at all; tests/cpp/stepped_writer_test.cpp):
+    // the entry and its index slot first, both invisible while they lie at or past `used` (lookups skip an
+    // index at or past the `used` they read), then `used`. `live` and its check follow; size_checked()
+    // counts the insert in that window. The entry may hold a trimmed tombstone a slow iterator can still
+    // read: value first, then the key that makes the entry live.
     __atomic_store_n(&e->value, vw, __ATOMIC_RELEASE);
     __atomic_store_n(&e->key, kw, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->used, pos + 1, __ATOMIC_RELEASE);  // visible to iteration
-    Group& g = grp[slot / kGroup];
-    const unsigned lane = static_cast<unsigned>(slot % kGroup);
-    const std::uint8_t old_ctrl = g.ctrl[lane];
-    const std::uint32_t old_index = g.index[lane];
-    g.index[lane] = static_cast<std::uint32_t>(pos);
-    __atomic_store_n(&g.ctrl[lane], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);  // visible to lookups
-    update_check(g, lane, old_ctrl, static_cast<std::uint8_t>(hash & 0x7F), old_index, static_cast<std::uint32_t>(pos));
+    link_index(pos, hash);
+    __atomic_store_n(&h->used, pos + 1, __ATOMIC_RELEASE);  // visible to lookups and iteration
     h->live += 1;
     seal_counters(h);
     store_->bump_mutations();
@@ -501,14 +497,19 @@ void HashTable::erase_at(std::uint64_t pos) {
     const std::uint64_t found = find_slot(key, hash64(key.data(), key.size()), &slot);
     if (found != pos) store_->throw_corrupt("entry " + std::to_string(pos) + " is not in the index");
     TableHeader* h = header();
+    // One store unpublishes the key from lookups and iteration together: its tombstone (a lookup that
+    // still finds the index slot compares the key word and misses). `live` follows it; before it, the check
+    // word announces the erased position, so size_checked() can tell on which side of the tombstone a
+    // writer stopped in between is (erase_announcement).
+    __atomic_store_n(&h->check, counters_of(h, h->used, h->live) ^ erase_announcement(pos), __ATOMIC_RELEASE);
+    EntrySlot* e = entries() + pos;
+    const EntrySlot old = *e;
+    __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);  // unpublished from lookups and iteration
     Group& g = groups()[slot / kGroup];
     const unsigned lane = static_cast<unsigned>(slot % kGroup);
     const std::uint8_t old_ctrl = g.ctrl[lane];
-    __atomic_store_n(&g.ctrl[lane], kCtrlDeleted, __ATOMIC_RELEASE);  // unpublished from lookups
+    __atomic_store_n(&g.ctrl[lane], kCtrlDeleted, __ATOMIC_RELEASE);
     update_check(g, lane, old_ctrl, kCtrlDeleted, 0, 0);
-    EntrySlot* e = entries() + pos;
-    const EntrySlot old = *e;
-    __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);          // unpublished from iteration
     h->live -= 1;
     while (h->used > 0 && entries()[h->used - 1].key == kTombWord) h->used -= 1;
     seal_counters(h);

@@ -49,7 +49,28 @@ std::uint64_t HashTable::find_in_log(const Snapshot& t, std::uint64_t log, std::
 std::uint64_t HashTable::size_checked() const {
     const Snapshot t = checked();
     const std::uint64_t log = __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE);
-    if (log == 0) [[likely]] return t.h->live;
+    if (log == 0) [[likely]] {
+        // The check first: writers store it last, and x86 keeps stores and loads in order, so the
+        // counters read after it are at least as new as the state it seals or announces.
+        const TableHeader* h = t.h;
+        const std::uint64_t check = __atomic_load_n(&h->check, __ATOMIC_ACQUIRE);
+        const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
+        const std::uint64_t live = __atomic_load_n(&h->live, __ATOMIC_ACQUIRE);
+        const std::uint64_t ecap = entries_cap_of(t.capacity);
+        const std::uint64_t sealed = counters_check(t.capacity, ecap, used, live);
+        if (check == sealed) [[likely]] return live;
+        // An insert between its store of `used` (the key is visible) and of `live`.
+        if (used > 0 && check == counters_check(t.capacity, ecap, used - 1, live)) return live + 1;
+        // An erase that announced its entry and has not yet stored `live`: the key is gone once its
+        // tombstone is stored.
+        if (const std::uint64_t a = check ^ sealed; (a & ~kErasePosMask) == kEraseTag) {
+            const std::uint64_t pos = a & kErasePosMask;
+            if (pos < std::min(used, ecap) && live > 0 &&
+                __atomic_load_n(&entries_of(t)[pos].key, __ATOMIC_ACQUIRE) == kTombWord)
+                return live - 1;
+        }
+        return live;  // sealed since, or counters a writer is still changing: as checked() trusted them
+    }
     const auto& r = store_->region();
     if (log % 16 != 0 || !r.in_bounds(log, sizeof(CommitLogHeader))) store_->throw_corrupt("commit log offset out of bounds");
     return r.at<const CommitLogHeader>(log)->live;

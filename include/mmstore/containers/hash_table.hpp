@@ -102,6 +102,12 @@ inline std::uint64_t header_checksum(const TableHeader* h, std::uint64_t cell) n
 // Writers, after changing used or live (readers that see the counters mid-update trust them while the
 // writer holds the lock: HashTable::checked()).
 void seal_counters(TableHeader* h) noexcept;
+// What an erase XORs into the sealed check before its first store (HashTable::erase_at): a 24-bit tag and
+// the position of the entry it erases (below 2^36, as every entries_cap is). A reader finds it by XORing
+// the check with the counters' own: HashTable::size_checked().
+inline constexpr std::uint64_t kEraseTag = std::uint64_t{0x455241} << 40;
+inline constexpr std::uint64_t kErasePosMask = (std::uint64_t{1} << 40) - 1;
+constexpr std::uint64_t erase_announcement(std::uint64_t pos) noexcept { return kEraseTag | pos; }
 
 inline constexpr std::uint64_t kGroup = 16;  // slot ids per group (a slot id is group * 16 + lane)
 inline constexpr unsigned kLanes = 12;  // usable slots per group
@@ -250,8 +256,8 @@ public:
 
     // Entry access by position, valid for positions < end(); views follow Store::view lifetimes.
     std::uint64_t end() const noexcept { return header()->used; }
-    // end() for lock-free readers: never past the checked table's entry capacity.
-    // size() for lock-free readers.
+    // size() for lock-free readers, at one instant with lookups and iteration: a writer stopped inside
+    // one insert or erase (any instruction of it) is counted on the same side of its write as they see it.
     std::uint64_t size_checked() const;
     // find() within one snapshot; entries_of(t)[result] is the entry (use it, not value_word_ptr(), which
     // re-reads the root: another process may have switched tables since).
