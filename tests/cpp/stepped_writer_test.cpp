@@ -252,6 +252,23 @@ TEST_F(SteppedWriterTest, EverySingleListWriteIsAtomicForLockFreeReadersAtEveryI
     ASSERT_TRUE(apply("set to a record", [&](auto& m) { m[4] = big; }, [&](List& l) { l.set_encoded(4, big); }));
     ASSERT_TRUE(apply("set inline", [&](auto& m) { m[4] = small; }, [&](List& l) { l.set_encoded(4, small); }));
     ASSERT_TRUE(apply("pop", [&](auto& m) { m.pop_back(); }, [&](List& l) { l.pop_back(); }));
+    ASSERT_TRUE(apply("insert in the middle", [&](auto& m) { m.insert(m.begin() + 3, big); },
+                      [&](List& l) { l.insert_encoded(3, big); }));
+    ASSERT_TRUE(apply("erase in the middle", [&](auto& m) { m.erase(m.begin() + 2); }, [&](List& l) { l.erase(2); }));
+    ASSERT_TRUE(apply(
+        "a transaction's commit",
+        [&](auto& m) {
+            m[0] = big;
+            m.erase(m.begin() + 1);
+            m.push_back(small);
+        },
+        [&](List& l) {
+            auto t = l.transaction();
+            t.set_encoded(0, big);
+            t.erase(1);
+            t.push_back_encoded(small);
+            t.commit();
+        }));
 }
 
 }  // namespace
