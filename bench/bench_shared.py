@@ -818,6 +818,9 @@ def main(argv=None) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if (args.txn_only or args.no_txn) and path.exists():
+            # A partial run replaces only the tables it ran: the docs' charts read the whole file.
+            res = {**json.loads(path.read_text()), **res}
         path.write_text(json.dumps(res, indent=1, default=str) + "\n")
         print(f"saved {path}")
     return 0
