@@ -50,8 +50,8 @@ std::uint64_t HashTable::size_checked() const {
     const Snapshot t = checked();
     const std::uint64_t log = __atomic_load_n(&t.h->pending_log, __ATOMIC_ACQUIRE);
     if (log == 0) [[likely]] {
-        // The check first: writers store it last, and x86 keeps stores and loads in order, so the
-        // counters read after it are at least as new as the state it seals or announces.
+        // The check first, then the counters: x86 keeps stores and loads in order, so the counters read
+        // are at least as new as the state the check seals or announces (a writer stores the seal last).
         const TableHeader* h = t.h;
         const std::uint64_t check = __atomic_load_n(&h->check, __ATOMIC_ACQUIRE);
         const std::uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
