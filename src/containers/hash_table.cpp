@@ -412,6 +412,8 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
         throw;
     }
     TableHeader* h = header();
+    Group* grp = groups();
+    const std::uint64_t slot = free_slot(grp, h->capacity / kGroup - 1, hash);
     const std::uint64_t pos = h->used;
     EntrySlot* e = entries() + pos;
     // One store makes the key visible to lookups and iteration together (a lock-free reader of a writer
@@ -422,7 +424,13 @@ std::uint64_t HashTable::insert_new(std::string_view key, std::uint64_t hash, st
     // read: value first, then the key that makes the entry live.
     __atomic_store_n(&e->value, vw, __ATOMIC_RELEASE);
     __atomic_store_n(&e->key, kw, __ATOMIC_RELEASE);
-    link_index(pos, hash);
+    Group& g = grp[slot / kGroup];
+    const unsigned lane = static_cast<unsigned>(slot % kGroup);
+    const std::uint8_t old_ctrl = g.ctrl[lane];
+    const std::uint32_t old_index = g.index[lane];
+    g.index[lane] = static_cast<std::uint32_t>(pos);
+    __atomic_store_n(&g.ctrl[lane], static_cast<std::uint8_t>(hash & 0x7F), __ATOMIC_RELEASE);
+    update_check(g, lane, old_ctrl, static_cast<std::uint8_t>(hash & 0x7F), old_index, static_cast<std::uint32_t>(pos));
     __atomic_store_n(&h->used, pos + 1, __ATOMIC_RELEASE);  // visible to lookups and iteration
     h->live += 1;
     seal_counters(h);
@@ -501,7 +509,9 @@ void HashTable::erase_at(std::uint64_t pos) {
     // still finds the index slot compares the key word and misses). `live` follows it; before it, the check
     // word announces the erased position, so size_checked() can tell on which side of the tombstone a
     // writer stopped in between is (erase_announcement).
-    __atomic_store_n(&h->check, counters_of(h, h->used, h->live) ^ erase_announcement(pos), __ATOMIC_RELEASE);
+    // (Under the lock the check is sealed when a write begins: XORing into it announces against the
+    // counters as they are.)
+    __atomic_store_n(&h->check, h->check ^ erase_announcement(pos), __ATOMIC_RELEASE);
     EntrySlot* e = entries() + pos;
     const EntrySlot old = *e;
     __atomic_store_n(&e->key, kTombWord, __ATOMIC_RELEASE);  // unpublished from lookups and iteration
