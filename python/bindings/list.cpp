@@ -3,6 +3,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "handles.hpp"
+#include "recycle.hpp"
 
 namespace mmstore::py {
 
@@ -234,7 +235,9 @@ struct ListIter {
     ListHandle* h;
     std::uint64_t pos;  // forward: position of buf[head]; reverse: elements left to yield
     int reverse;
-    PyObject** buf;       // decoded elements [head, fill), owned (PyMem, kBatchMax slots)
+    PyObject** buf;       // decoded elements [head, fill), owned (PyMem, kBatchMax slots); nullptr: words[i]
+    std::uint64_t* words;  // an intact native inline word (native_inline), decoded when handed out (in buf's block)
+    Recycler recycler;     // the objects handed out last, reused when only the iterator still holds them
     std::uint32_t head;
     std::uint32_t fill;
     std::uint32_t batch;      // size of the next refill
@@ -248,7 +251,7 @@ struct ListIter {
 PyTypeObject* g_list_iter_type = nullptr;
 
 void drop_batch(ListIter* it) {
-    for (std::uint32_t i = it->head; i < it->fill; ++i) Py_DECREF(it->buf[i]);
+    for (std::uint32_t i = it->head; i < it->fill; ++i) Py_XDECREF(it->buf[i]);
     it->head = it->fill = 0;
 }
 
@@ -258,6 +261,7 @@ void list_iter_dealloc(PyObject* self) {
         drop_batch(it);
         PyMem_Free(it->buf);
     }
+    it->recycler.clear();
     iter_dealloc<ListIter>(self);
 }
 
@@ -330,13 +334,20 @@ inline bool decodes_natively(std::uint64_t w) {
     return containers::is_inline(w) && containers::inline_kind(w) != containers::InlineKind::kRaw;
 }
 
+// Hands out element i of the batch: a new reference (nullptr with MemoryError set).
+[[gnu::always_inline]] inline PyObject* take_element(ListIter* it, std::uint32_t i) {
+    PyObject* x = it->buf[i];
+    return x != nullptr ? x : it->recycler.decode(it->words[i]);
+}
+
 // Refills it->buf from it->pos and returns its first element (stolen from the batch), or nullptr: at the
 // end (owner cleared, no error) or with an error set.
 PyObject* list_iter_refill(ListIter* it) {
     ListHandle* h = it->h;
     if (it->buf == nullptr) {
-        it->buf = static_cast<PyObject**>(PyMem_Malloc(kBatchMax * sizeof(PyObject*)));
+        it->buf = static_cast<PyObject**>(PyMem_Malloc(kBatchMax * (sizeof(PyObject*) + sizeof(std::uint64_t))));
         if (it->buf == nullptr) return PyErr_NoMemory();
+        it->words = reinterpret_cast<std::uint64_t*>(it->buf + kBatchMax);
     }
     Batch b;
     for (;;) {
@@ -370,11 +381,14 @@ PyObject* list_iter_refill(ListIter* it) {
             Got g;
             if (containers::is_inline(w)) {
                 // copy_batch validated the batch's words as a whole after copying them: an intact inline word
-                // of a native kind decodes from the copy with no further read_valid.
-                if ((!verifying || containers::word_intact(w)) && decode_inline_native(w, &x)) [[likely]]
-                    g = x != nullptr ? Got::kOk : Got::kError;
-                else
-                    g = decode_snapshot(h->obj->store(), w, h->flags, b.snap, &x);
+                // of a native kind is kept as it is and decoded when next() hands it out, with no further
+                // read_valid (into a recycled object, when it can: recycle.hpp).
+                if ((!verifying || containers::word_intact(w)) && native_inline(w)) [[likely]] {
+                    it->words[got] = w;
+                    it->buf[got++] = nullptr;
+                    continue;
+                }
+                g = decode_snapshot(h->obj->store(), w, h->flags, b.snap, &x);
             } else {
                 ++records;
                 if (b.with_records) {
@@ -404,7 +418,7 @@ PyObject* list_iter_refill(ListIter* it) {
         it->head = 1;
         it->fill = got;
         ++it->pos;
-        return it->buf[0];
+        return take_element(it, 0);
     }
 }
 
@@ -425,7 +439,7 @@ PyObject* list_iter_next(PyObject* self) {
     if (it->head < it->fill) [[likely]] {
         if (same_store(h, it->epoch) && __atomic_load_n(it->change_word, __ATOMIC_ACQUIRE) == it->change) [[likely]] {
             ++it->pos;
-            return it->buf[it->head++];
+            return take_element(it, it->head++);
         }
         drop_batch(it);  // a write since the refill, or the store closed or replaced: read again (or raise)
         it->batch = kBatchFirst;
@@ -446,6 +460,8 @@ PyObject* make_list_iter(PyObject* self, bool reverse) {
     it->pos = static_cast<std::uint64_t>(n);
     it->reverse = reverse;
     it->buf = nullptr;
+    it->words = nullptr;
+    it->recycler.init();
     it->head = it->fill = 0;
     it->batch = kBatchFirst;
     it->change = 0;
