@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "handles.hpp"
+#include "recycle.hpp"
 #include "mmstore/storage/checksum.hpp"
 
 namespace mmstore::py {
@@ -369,14 +370,19 @@ struct DictIter {
     std::uint64_t pos;
     std::uint64_t mutations;  // the handle's local_mutations() at creation
     std::uint64_t root;       // table block being walked
-    std::string* last_key;    // encoding of the last key returned (to resume after a rebuild)
+    std::string* last_key;    // encoding of the last key returned (to resume after a rebuild), when a record
+    std::uint64_t last_word;  // the last key's word when it is inline (0: see last_key): its encoding, packed
     int kind;
+    Recycler keys, values;    // recycle.hpp: int and str objects handed out again once only we hold them
 };
 
 PyTypeObject* g_dict_iter_type = nullptr;
 
 void dict_iter_dealloc(PyObject* self) {
-    delete reinterpret_cast<DictIter*>(self)->last_key;
+    auto* it = reinterpret_cast<DictIter*>(self);
+    it->keys.clear();
+    it->values.clear();
+    delete it->last_key;
     iter_dealloc<DictIter>(self);
 }
 
@@ -403,7 +409,9 @@ PyObject* dict_iter_next(PyObject* self) {
             const std::uint64_t root = table.root();
             if (root != it->root) {
                 if (it->pos > 0) {
-                    const std::uint64_t p = table.find(*it->last_key);
+                    std::uint64_t lw = it->last_word;
+                    containers::WordBuf lb;
+                    const std::uint64_t p = table.find(lw != 0 ? store.view(&lw, lb) : std::string_view(*it->last_key));
                     if (p == kNotFound) {
                         if (!store.read_valid(snap)) continue;
                         PyErr_SetString(PyExc_RuntimeError,
@@ -428,9 +436,14 @@ PyObject* dict_iter_next(PyObject* self) {
             entry = &ent[pos];
             kw = load_word(&entry->key);
             vw = load_word(&entry->value);
-            containers::WordBuf kb;
-            std::uint64_t kcopy = kw;
-            it->last_key->assign(store.view(&kcopy, kb));
+            if (containers::is_inline(kw)) {  // the word is the encoding: keep it, build the string only to resume
+                it->last_word = kw;
+            } else {
+                containers::WordBuf kb;
+                std::uint64_t kcopy = kw;
+                it->last_key->assign(store.view(&kcopy, kb));
+                it->last_word = 0;
+            }
         } catch (const FormatError&) {
             if (started && store.raced(snap)) continue;
             set_error_from_exception();
@@ -443,9 +456,14 @@ PyObject* dict_iter_next(PyObject* self) {
         PyObject* v = nullptr;
         const auto kind = static_cast<IterKind>(it->kind);
         Got g = Got::kOk;
-        if (kind != IterKind::kValues) g = decode_snapshot(store, kw, h->flags, snap, &k, &entry->key);
+        const bool verifying = store.verifying();
+        if (kind != IterKind::kValues) {
+            g = recyclable(kw, verifying) ? decode_recycled(it->keys, store, kw, snap, &k)
+                                          : decode_snapshot(store, kw, h->flags, snap, &k, &entry->key);
+        }
         if (g == Got::kOk && kind != IterKind::kKeys) {
-            g = decode_value(h, it->owner, vw, snap, &v, &entry->value);
+            g = recyclable(vw, verifying) ? decode_recycled(it->values, store, vw, snap, &v)
+                                          : decode_value(h, it->owner, vw, snap, &v, &entry->value);
             if (g != Got::kOk) Py_CLEAR(k);
         }
         if (g == Got::kRetry) continue;
@@ -471,7 +489,10 @@ PyObject* make_iter(PyObject* self, IterKind kind) {
     it->mutations = h->obj->store().local_mutations();
     it->root = h->obj->table().root();
     it->last_key = new std::string();
+    it->last_word = 0;
     it->kind = static_cast<int>(kind);
+    it->keys.init();
+    it->values.init();
     return reinterpret_cast<PyObject*>(it);
 }
 

@@ -379,15 +379,15 @@ PyObject* list_iter_refill(ListIter* it) {
             const std::uint64_t w = b.words[i];
             PyObject* x = nullptr;
             Got g;
-            if (containers::is_inline(w)) {
+            if (recyclable(w, verifying)) [[likely]] {
                 // copy_batch validated the batch's words as a whole after copying them: an intact inline word
                 // of a native kind is kept as it is and decoded when next() hands it out, with no further
                 // read_valid (into a recycled object, when it can: recycle.hpp).
-                if ((!verifying || containers::word_intact(w)) && native_inline(w)) [[likely]] {
-                    it->words[got] = w;
-                    it->buf[got++] = nullptr;
-                    continue;
-                }
+                it->words[got] = w;
+                it->buf[got++] = nullptr;
+                continue;
+            }
+            if (containers::is_inline(w)) {
                 g = decode_snapshot(h->obj->store(), w, h->flags, b.snap, &x);
             } else {
                 ++records;

@@ -174,4 +174,23 @@ private:
     }
 };
 
+// True for a word an iterator may decode through a Recycler: inline, of a native kind, and intact (when the
+// handle verifies words; otherwise decode_snapshot's checks are skipped alike).
+inline bool recyclable(std::uint64_t w, bool verifying) noexcept {
+    return containers::is_inline(w) && (!verifying || containers::word_intact(w)) && native_inline(w);
+}
+
+// decode_snapshot() for a recyclable word loaded from the mapping after read_begin() returned `snap`:
+// decoded through `r`, trusted only if no writer reused the memory it came from meanwhile (kRetry).
+inline Got decode_recycled(Recycler& r, const containers::Store& store, std::uint64_t w, std::uint64_t snap,
+                           PyObject** out) {
+    *out = r.decode(w);
+    if (*out == nullptr) return Got::kError;
+    if (!store.read_valid(snap)) {
+        Py_CLEAR(*out);
+        return Got::kRetry;
+    }
+    return Got::kOk;
+}
+
 }  // namespace mmstore::py
