@@ -3,6 +3,8 @@
 // Opening and reads take no lock (containers/snapshot.hpp); elements are copied out at the instant, then
 // decoded as the handle decodes them (decoding may run Python code: it never touches the mapping).
 // docs/design.md, "Snapshots of a List".
+#include <algorithm>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -10,6 +12,7 @@
 
 #include "handles.hpp"
 #include "mmstore/containers/snapshot.hpp"
+#include "recycle.hpp"
 
 namespace mmstore::py {
 
@@ -123,7 +126,115 @@ Py_ssize_t lsnap_length(PyObject* self) {
     }
 }
 
+// ---- iteration ---------------------------------------------------------------------------------------
+//
+// iter(s): reads the instant's words in batches of kIterBatch (List::Snapshot::range_words, one read of the
+// page chains per batch) and decodes each word when it is handed out, an int or short ASCII str into a
+// recycled object when only the iterator still holds the last one (recycle.hpp), as the List's own iterator
+// does. An inline word of a native kind needs nothing but itself; any other word is decoded from the
+// mapping (its record stays put while the snapshot is open), so the snapshot must still be open then:
+// closing it while iterating raises at the next such element (or the next batch), never reads freed space.
+
+constexpr std::uint64_t kIterBatch = 256;
+
+struct LSnapIter {
+    PyObject_HEAD
+    PyObject* owner;                      // the _ListSnapshot (strong); cleared at the end
+    std::uint64_t pos, end;               // next position; the instant's length when iteration began
+    std::vector<std::uint64_t>* words;    // the current batch
+    std::size_t head;
+    bool verifying;                       // the handle checks words (OpenOptions::verify)
+    Recycler recycler;
+};
+
+PyTypeObject* g_lsnap_iter_type = nullptr;
+
+void lsnap_iter_dealloc(PyObject* self) {
+    auto* it = reinterpret_cast<LSnapIter*>(self);
+    delete it->words;
+    it->recycler.clear();
+    iter_dealloc<LSnapIter>(self);
+}
+
+PyObject* lsnap_iter_next(PyObject* self) {
+    auto* it = reinterpret_cast<LSnapIter*>(self);
+    if (it->owner == nullptr) return nullptr;
+    try {
+        if (it->head == it->words->size()) {
+            if (it->pos >= it->end) {
+                Py_CLEAR(it->owner);
+                return nullptr;
+            }
+            PyListSnap* p = snap_of(it->owner);
+            if (!p) return nullptr;
+            auto& s = active(*p);
+            it->verifying = handle(*p)->obj->store().verifying();
+            *it->words = s.range_words(it->pos, std::min(it->pos + kIterBatch, it->end));
+            it->head = 0;
+            if (it->words->empty()) {  // the instant is shorter than its size said: cannot happen; end cleanly
+                Py_CLEAR(it->owner);
+                return nullptr;
+            }
+        }
+        std::uint64_t w = (*it->words)[it->head++];
+        ++it->pos;
+        if (recyclable(w, it->verifying)) [[likely]] return it->recycler.decode(w);
+        PyListSnap* p = snap_of(it->owner);
+        if (!p) return nullptr;
+        active(*p);  // decoding an earlier element ran Python code, which may have closed the snapshot
+        ListHandle* h = handle(*p);
+        containers::WordBuf b;
+        const std::string_view e = h->obj->store().view(&w, b);
+        return decode(e.data(), e.size(), h->flags);
+    } catch (nb::python_error& e) {
+        e.restore();
+        return nullptr;
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
+PyType_Slot lsnap_iter_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(lsnap_iter_dealloc)},
+    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+    {Py_tp_iternext, reinterpret_cast<void*>(lsnap_iter_next)},
+    {0, nullptr},
+};
+PyType_Spec lsnap_iter_spec = {"mmstore._core.ListSnapshotIterator", sizeof(LSnapIter), 0, Py_TPFLAGS_DEFAULT,
+                               lsnap_iter_slots};
+
+// iter(s): checks the snapshot is open (and reads its length) now, as iter(list) would fail at once.
+PyObject* lsnap_iter(PyObject* self) {
+    PyListSnap* p = snap_of(self);
+    if (!p) return nullptr;
+    std::uint64_t n = 0;
+    try {
+        n = active(*p).size();
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+    auto* it = PyObject_New(LSnapIter, g_lsnap_iter_type);
+    if (!it) return nullptr;
+    it->owner = nullptr;
+    it->recycler.init();
+    it->pos = 0;
+    it->end = n;
+    it->head = 0;
+    it->verifying = true;
+    it->words = new (std::nothrow) std::vector<std::uint64_t>();
+    if (it->words == nullptr) {
+        Py_DECREF(it);
+        return PyErr_NoMemory();
+    }
+    Py_INCREF(self);
+    it->owner = self;
+    return reinterpret_cast<PyObject*>(it);
+}
+
 PyType_Slot lsnap_slots[] = {
+    {Py_tp_iter, reinterpret_cast<void*>(lsnap_iter)},
     {Py_mp_subscript, reinterpret_cast<void*>(lsnap_subscript)},
     {Py_mp_length, reinterpret_cast<void*>(lsnap_length)},
     {Py_sq_length, reinterpret_cast<void*>(lsnap_length)},
@@ -133,6 +244,8 @@ PyType_Slot lsnap_slots[] = {
 }  // namespace
 
 void bind_list_snapshot(nb::module_& m) {
+    g_lsnap_iter_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&lsnap_iter_spec));
+    if (g_lsnap_iter_type == nullptr) throw nb::python_error();
     nb::class_<PyListSnap>(m, "_ListSnapshot", nb::type_slots(lsnap_slots))
         .def("__init__", [](PyListSnap* self, nb::handle owner) { new (self) PyListSnap{nb::borrow(owner)}; },
              nb::arg("owner"))

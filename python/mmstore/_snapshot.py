@@ -67,13 +67,11 @@ class ListSnapshot(_core._ListSnapshot):
 
     __slots__ = ()  # no __dict__ (see Transaction)
 
-    _BATCH = 256  # elements read per step of iteration
+    _BATCH = 256  # elements read per step of reversed()
 
-    def __iter__(self) -> Iterator[Any]:
-        # Batches read natively, then handed out by itertools.chain (no Python frame per element). Each batch
-        # is read when the iteration reaches it: a closed snapshot raises at the next batch.
-        n, step, get = len(self), self._BATCH, self._range
-        return chain.from_iterable(get(i, i + step) for i in range(0, n, step))
+    # iter(s) is native (_core._ListSnapshot's tp_iter, python/bindings/list_snapshot.cpp): batches of 256
+    # words read from the instant, each decoded when handed out; closing the snapshot while iterating raises
+    # at the next batch, or sooner at an element whose decoding needs the mapping (a record).
 
     def __reversed__(self) -> Iterator[Any]:
         n, step, get = len(self), self._BATCH, self._range

@@ -160,3 +160,51 @@ def test_dict_iteration_resumes_after_another_handle_rebuilds_the_table(tmp_path
         counts = collections.Counter(seen)
         assert [k for k in base if counts[k] != 1] == []
         assert max(counts.values()) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(elements, min_size=1, max_size=80), holds=st.lists(st.integers(0, 4), min_size=1,
+       max_size=20), changes=st.lists(st.tuples(st.integers(0, 79), elements), max_size=20))
+def test_list_snapshot_iteration_keeps_held_objects(tmp_path_factory, values, holds, changes):
+    """A List snapshot's iterator recycles too: with the live list overwritten and grown after the snapshot
+    opened (so its words come from the recorded pages), every object held equals the instant's element."""
+    path = tmp_path_factory.mktemp("recycle") / "l.mms"
+    with mmstore.List(path) as l:
+        l.extend(values)
+        with l.snapshot() as s:
+            for i, v in changes:
+                l[i % len(values)] = v
+            l.extend(values[:3])
+            window: collections.deque = collections.deque()
+            i = -1
+            for i, x in enumerate(s):
+                assert same(x, values[i]) and hash(x) == hash(values[i]), (i, x, values[i])
+                window.append((i, x))
+                while len(window) > holds[i % len(holds)]:
+                    window.popleft()
+                for j, y in window:
+                    assert same(y, values[j]), (j, y, values[j])
+            assert i + 1 == len(values)
+
+
+def test_closing_a_list_snapshot_stops_its_iterator(tmp_path):
+    """Inline elements already read in the current batch may still be handed out after close(); the next batch,
+    and any element that needs the mapping (a record), raise ClosedError, and nothing is handed out wrong."""
+    with mmstore.List(tmp_path / "l.mms") as l:
+        l.extend(range(1000, 1600))
+        with l.snapshot() as s:
+            it = iter(s)
+            got = [next(it)]
+            s.close()
+            with pytest.raises(mmstore.ClosedError):
+                for x in it:
+                    got.append(x)
+        assert 1 <= len(got) <= 256 and got == list(range(1000, 1000 + len(got)))
+        l.clear()
+        l.extend([b"r" * 100, b"s" * 100])
+        with l.snapshot() as s:
+            it = iter(s)
+            assert next(it) == b"r" * 100
+            s.close()
+            with pytest.raises(mmstore.ClosedError):
+                next(it)
