@@ -10,8 +10,8 @@ Prints, per run (interleaved, so machine noise hits both sides alike), the media
 and the ratios. `--plain-only` prints only the plain get/set figures, to run the same script with an
 older build's interpreter and compare (the "no slower than before" check). `--nested` runs all of it on a
 nested dict of a SharedDict(recurse=True) instead of a Dict (`nd.snapshot()`). `--list` runs it on a List
-of n ints (`l.snapshot()`), with random indices for keys, and adds two rows: `plain iterate` (`for x in
-l`) and `snapshot iterate` (`for x in s`, no writes since it opened).
+of n ints (`l.snapshot()`), with random indices for keys. Every kind also reports `plain iterate` (`for x
+in d`) and `snapshot iterate` (`for x in s`, no writes since it opened).
 
     build/venv/bin/python bench/bench_snapshot.py --n 100000 --runs 3
     PYTHONPATH=/work/ab/OLD build/venv/bin/python bench/bench_snapshot.py --nested --plain-only
@@ -83,11 +83,10 @@ def main() -> None:
                 for k in keys:
                     d[k] = 2
             add("plain set", timed(plain_set))
-            if a.list:
-                def plain_iter():
-                    for _ in d:
-                        pass
-                add("plain iterate", timed(plain_iter))
+            def plain_iter():
+                for _ in d:
+                    pass
+            add("plain iterate", timed(plain_iter))
             if not has_snap:
                 continue
             with d.snapshot() as s:
@@ -95,11 +94,10 @@ def main() -> None:
                     for k in keys:
                         s[k]
                 add("snapshot get", timed(snap_get))
-                if a.list:
-                    def snap_iter():
-                        for _ in s:
-                            pass
-                    add("snapshot iterate", timed(snap_iter))
+                def snap_iter():
+                    for _ in s:
+                        pass
+                add("snapshot iterate", timed(snap_iter))
 
                 def snap_set():
                     for k in keys:

@@ -226,6 +226,10 @@ public:
     std::uint64_t size() const;
     // f(encoded key, encoded value) for each item of the instant, in unspecified order.
     void for_each(const std::function<void(std::string_view, std::string_view)>& f) const;
+    // The items of the instant (encoded key, encoded value), in the order for_each() gives them: collected
+    // once, kept by this object until it is closed or destroyed (for a step-by-step walk, such as the Python
+    // iterator's: copy what you keep across anything that may close it).
+    const std::vector<std::pair<std::string, std::string>>& items() const;
     // The instant: the store's version counter when the snapshot opened.
     std::uint64_t version() const noexcept { return version_; }
     bool is_open() const noexcept;
@@ -243,7 +247,6 @@ private:
     };
     Snapshot(const Dict& d);
     Snapshot(std::shared_ptr<Slot> slot, const containers::HashTable& table);
-    const std::vector<std::pair<std::string, std::string>>& items() const;
     void check() const;
     containers::Store* store_;
     std::shared_ptr<Slot> slot_;

@@ -362,16 +362,106 @@ PyObject* decode_locked(DictHandle* h, PyObject* owner, const std::uint64_t* slo
 // was rebuilt (root moved), the walk resumes after the last key it returned, found in the new table. Keys
 // present throughout are returned exactly once; keys added or removed meanwhile may or may not be.
 
-enum class IterKind : int { kKeys = 0, kValues = 1, kItems = 2 };
+}  // namespace
+
+WalkStep walk_entry(DictHandle* h, TableWalk& w, WalkEntry& e) {
+    auto& store = h->obj->store();
+    auto& table = h->obj->table();
+    bool started = false;
+    try {
+        store.check_open();
+        e.snap = store.read_begin();
+        started = true;
+        const std::uint64_t root = table.root();
+        if (root != w.root) {
+            if (w.pos > 0) {
+                std::uint64_t lw = w.last_word;
+                containers::WordBuf lb;
+                const std::uint64_t p = table.find(lw != 0 ? store.view(&lw, lb) : std::string_view(w.last_key));
+                if (!store.read_valid(e.snap)) return WalkStep::kRetry;
+                if (p == kNotFound) {
+                    PyErr_SetString(PyExc_RuntimeError,
+                                    "mmstore.Dict changed during iteration: another process deleted the key the "
+                                    "iterator stood on while rebuilding the table");
+                    return WalkStep::kError;
+                }
+                w.pos = p + 1;
+            }
+            w.root = root;
+        }
+        const containers::HashTable::Snapshot t = table.checked();  // one table, validated
+        const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
+        std::uint64_t pos = w.pos;
+        while (pos < t.used && load_word(&ent[pos].key) == kTombWord) ++pos;
+        if (pos >= t.used) return store.read_valid(e.snap) ? WalkStep::kEnd : WalkStep::kRetry;
+        e.pos = pos;
+        e.entry = &ent[pos];
+        e.kw = load_word(&e.entry->key);
+        e.vw = load_word(&e.entry->value);
+        return WalkStep::kEntry;
+    } catch (const FormatError&) {
+        if (started && store.raced(e.snap)) return WalkStep::kRetry;
+        set_error_from_exception();
+        return WalkStep::kError;
+    } catch (...) {
+        set_error_from_exception();
+        return WalkStep::kError;
+    }
+}
+
+void walk_took(const containers::Store& store, TableWalk& w, const WalkEntry& e) {
+    w.pos = e.pos + 1;
+    if (containers::is_inline(e.kw)) {  // the word is the encoding: keep it, build the string only to resume
+        w.last_word = e.kw;
+    } else {
+        containers::WordBuf kb;
+        std::uint64_t kcopy = e.kw;
+        w.last_key.assign(store.view(&kcopy, kb));
+        w.last_word = 0;
+    }
+}
+
+Got walk_decode(DictHandle* h, PyObject* owner, const WalkEntry& e, IterKind kind, Recycler& keys, Recycler& values,
+                PyObject** k, PyObject** v) {
+    auto& store = h->obj->store();
+    *k = *v = nullptr;
+    Got g = Got::kOk;
+    const bool verifying = store.verifying();
+    if (kind != IterKind::kValues) {
+        g = recyclable(e.kw, verifying) ? decode_recycled(keys, store, e.kw, e.snap, k)
+                                        : decode_snapshot(store, e.kw, h->flags, e.snap, k, &e.entry->key);
+    }
+    if (g == Got::kOk && kind != IterKind::kKeys) {
+        g = recyclable(e.vw, verifying) ? decode_recycled(values, store, e.vw, e.snap, v)
+                                        : decode_value(h, owner, e.vw, e.snap, v, &e.entry->value);
+        if (g != Got::kOk) Py_CLEAR(*k);
+    }
+    return g;
+}
+
+PyObject* walk_result(IterKind kind, PyObject* k, PyObject* v) {
+    switch (kind) {
+        case IterKind::kKeys: return k;
+        case IterKind::kValues: return v;
+        case IterKind::kItems: return steal_pair(k, v);
+    }
+    return nullptr;
+}
+
+namespace {
+
+// ---- iteration ---------------------------------------------------------------------------------------
+//
+// Iterators walk entry positions in insertion order without a lock (TableWalk). A change made through this
+// handle to the key set raises RuntimeError (as dict does); other processes' changes are ridden out: when the
+// table was rebuilt (root moved), the walk resumes after the last key it returned, found in the new table.
+// Keys present throughout are returned exactly once; keys added or removed meanwhile may or may not be.
 
 struct DictIter {
     PyObject_HEAD
     PyObject* owner;
-    std::uint64_t pos;
     std::uint64_t mutations;  // the handle's local_mutations() at creation
-    std::uint64_t root;       // table block being walked
-    std::string* last_key;    // encoding of the last key returned (to resume after a rebuild), when a record
-    std::uint64_t last_word;  // the last key's word when it is inline (0: see last_key): its encoding, packed
+    TableWalk* walk;
     int kind;
     Recycler keys, values;    // recycle.hpp: int and str objects handed out again once only we hold them
 };
@@ -382,7 +472,7 @@ void dict_iter_dealloc(PyObject* self) {
     auto* it = reinterpret_cast<DictIter*>(self);
     it->keys.clear();
     it->values.clear();
-    delete it->last_key;
+    delete it->walk;
     iter_dealloc<DictIter>(self);
 }
 
@@ -392,89 +482,26 @@ PyObject* dict_iter_next(PyObject* self) {
     DictHandle* h = open_handle(it->owner);
     if (!h) return nullptr;
     auto& store = h->obj->store();
-    auto& table = h->obj->table();
     for (;;) {
         if (!still_open(h)) return nullptr;
         if (store.local_mutations() != it->mutations) {
             PyErr_SetString(PyExc_RuntimeError, "mmstore.Dict changed size during iteration");
             return nullptr;
         }
-        std::uint64_t snap = 0, kw, vw, pos;
-        const containers::EntrySlot* entry = nullptr;
-        bool started = false;
-        try {
-            store.check_open();
-            snap = store.read_begin();
-            started = true;
-            const std::uint64_t root = table.root();
-            if (root != it->root) {
-                if (it->pos > 0) {
-                    std::uint64_t lw = it->last_word;
-                    containers::WordBuf lb;
-                    const std::uint64_t p = table.find(lw != 0 ? store.view(&lw, lb) : std::string_view(*it->last_key));
-                    if (p == kNotFound) {
-                        if (!store.read_valid(snap)) continue;
-                        PyErr_SetString(PyExc_RuntimeError,
-                                        "mmstore.Dict changed during iteration: another process deleted the key the "
-                                        "iterator stood on while rebuilding the table");
-                        return nullptr;
-                    }
-                    if (!store.read_valid(snap)) continue;
-                    it->pos = p + 1;
-                }
-                it->root = root;
-            }
-            const containers::HashTable::Snapshot t = table.checked();  // one table, validated
-            const containers::EntrySlot* ent = containers::HashTable::entries_of(t);
-            pos = it->pos;
-            while (pos < t.used && load_word(&ent[pos].key) == kTombWord) ++pos;
-            if (pos >= t.used) {
-                if (!store.read_valid(snap)) continue;
-                Py_CLEAR(it->owner);
-                return nullptr;
-            }
-            entry = &ent[pos];
-            kw = load_word(&entry->key);
-            vw = load_word(&entry->value);
-            if (containers::is_inline(kw)) {  // the word is the encoding: keep it, build the string only to resume
-                it->last_word = kw;
-            } else {
-                containers::WordBuf kb;
-                std::uint64_t kcopy = kw;
-                it->last_key->assign(store.view(&kcopy, kb));
-                it->last_word = 0;
-            }
-        } catch (const FormatError&) {
-            if (started && store.raced(snap)) continue;
-            set_error_from_exception();
-            return nullptr;
-        } catch (...) {
-            set_error_from_exception();
-            return nullptr;
+        WalkEntry e;
+        switch (walk_entry(h, *it->walk, e)) {
+            case WalkStep::kEntry: break;
+            case WalkStep::kRetry: continue;
+            case WalkStep::kEnd: Py_CLEAR(it->owner); return nullptr;
+            case WalkStep::kError: return nullptr;
         }
-        PyObject* k = nullptr;
-        PyObject* v = nullptr;
         const auto kind = static_cast<IterKind>(it->kind);
-        Got g = Got::kOk;
-        const bool verifying = store.verifying();
-        if (kind != IterKind::kValues) {
-            g = recyclable(kw, verifying) ? decode_recycled(it->keys, store, kw, snap, &k)
-                                          : decode_snapshot(store, kw, h->flags, snap, &k, &entry->key);
-        }
-        if (g == Got::kOk && kind != IterKind::kKeys) {
-            g = recyclable(vw, verifying) ? decode_recycled(it->values, store, vw, snap, &v)
-                                          : decode_value(h, it->owner, vw, snap, &v, &entry->value);
-            if (g != Got::kOk) Py_CLEAR(k);
-        }
+        PyObject *k, *v;
+        const Got g = walk_decode(h, it->owner, e, kind, it->keys, it->values, &k, &v);
         if (g == Got::kRetry) continue;
         if (g == Got::kError) return nullptr;
-        it->pos = pos + 1;
-        switch (kind) {
-            case IterKind::kKeys: return k;
-            case IterKind::kValues: return v;
-            case IterKind::kItems: return steal_pair(k, v);
-        }
-        return nullptr;
+        walk_took(store, *it->walk, e);  // only now: a retried read must resume before this entry
+        return walk_result(kind, k, v);
     }
 }
 
@@ -485,14 +512,16 @@ PyObject* make_iter(PyObject* self, IterKind kind) {
     if (!it) return nullptr;
     Py_INCREF(self);
     it->owner = self;
-    it->pos = 0;
     it->mutations = h->obj->store().local_mutations();
-    it->root = h->obj->table().root();
-    it->last_key = new std::string();
-    it->last_word = 0;
     it->kind = static_cast<int>(kind);
     it->keys.init();
     it->values.init();
+    it->walk = new (std::nothrow) TableWalk{0, h->obj->table().root()};
+    if (it->walk == nullptr) {
+        Py_CLEAR(it->owner);
+        Py_DECREF(it);
+        return PyErr_NoMemory();
+    }
     return reinterpret_cast<PyObject*>(it);
 }
 

@@ -4,13 +4,19 @@
 // except a nested dict (SharedDict), which comes back as a snapshot of that dict at the same instant: an
 // object of the same type whose `s` is a nested view of the snapshot (Dict::Snapshot::nested), open while
 // the snapshot it came from is. docs/design.md, "Transactions and snapshots".
+#include <algorithm>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "handles.hpp"
 #include "mmstore/containers/snapshot.hpp"
+#include "recycle.hpp"
 
 namespace mmstore::py {
 
@@ -181,7 +187,268 @@ PyObject* snap_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     return v;
 }
 
+// ---- iteration ---------------------------------------------------------------------------------------
+//
+// iter(s), s._iter(kind): the instant's keys, values or items, one at a time.
+// * Fast walk, while no write was recorded since the snapshot opened (containers::has_versions false, as
+//   for snap_read's fast path): the live table is the instant, so the walk is the plain Dict iterator's
+//   (TableWalk, dict.cpp), each entry trusted once has_versions is still false after it was read and decoded.
+//   It notes each key it hands out (8 bytes for an inline key, its encoding and 4 for a record: KeyLog,
+//   in process memory).
+// * Otherwise, from the start or from the first entry that saw a recorded write: the instant's items as the
+//   snapshot collects them (Dict::Snapshot::items(), O(len) once), skipping the keys the fast walk handed out.
+// Nested dicts' snapshots (cell != 0) take the second way throughout. Keys and values that are inline ints
+// or short strs come out of recycled objects (recycle.hpp).
+
+// The keys a fast walk handed out, in chunks (one growing buffer would be copied at each doubling and, past
+// malloc's mmap threshold, faulted in afresh by every walk): inline keys as their words (which are their
+// encodings, packed), record keys as their encodings, each after its u32 length.
+class KeyLog {
+public:
+    void add_word(std::uint64_t w) {
+        if (words_.empty() || wused_ == kWords) {
+            words_.emplace_back(new std::uint64_t[kWords]);
+            wused_ = 0;
+        }
+        words_.back()[wused_++] = w;
+    }
+    void add(std::string_view k) {
+        const auto n = static_cast<std::uint32_t>(k.size());
+        if (bytes_.empty() || bused_ + sizeof n + n > bcap_) {
+            bcap_ = std::max<std::size_t>(kBytes, sizeof n + n);
+            bytes_.emplace_back(new char[bcap_], 0);
+            bused_ = 0;
+        }
+        char* at = bytes_.back().first.get() + bused_;
+        std::memcpy(at, &n, sizeof n);
+        std::memcpy(at + sizeof n, k.data(), n);
+        bused_ += sizeof n + n;
+        bytes_.back().second = bused_;
+    }
+    // f(encoding) for every key noted.
+    template <class F>
+    void for_each(const containers::Store& store, F&& f) const {
+        for (std::size_t c = 0; c < words_.size(); ++c) {
+            const std::size_t n = c + 1 == words_.size() ? wused_ : kWords;
+            for (std::size_t i = 0; i < n; ++i) {
+                std::uint64_t w = words_[c][i];
+                containers::WordBuf b;
+                f(store.view(&w, b));
+            }
+        }
+        for (const auto& [c, size] : bytes_) {
+            for (std::size_t at = 0; at < size;) {
+                std::uint32_t n;
+                std::memcpy(&n, c.get() + at, sizeof n);
+                f(std::string_view(c.get() + at + sizeof n, n));
+                at += sizeof n + n;
+            }
+        }
+    }
+    std::size_t size_hint() const { return words_.size() * kWords + bytes_.size() * (kBytes / 16); }
+
+private:
+    static constexpr std::size_t kWords = 8192;      // 64 KiB a chunk
+    static constexpr std::size_t kBytes = 64 * 1024;
+    std::vector<std::unique_ptr<std::uint64_t[]>> words_;
+    std::size_t wused_ = 0;                                                  // in the last word chunk
+    std::vector<std::pair<std::unique_ptr<char[]>, std::size_t>> bytes_;    // each chunk and the bytes used
+    std::size_t bused_ = 0, bcap_ = 0;                                       // of the last one
+};
+
+struct SnapIter {
+    PyObject_HEAD
+    PyObject* owner;  // the _Snapshot (strong); cleared at the end
+    PySnap* p;        // owner's state and its Dict's handle: both live as long as owner
+    DictHandle* h;
+    int kind;
+    bool fast;
+    TableWalk* walk;
+    KeyLog* took;                            // fast walk: the keys handed out
+    std::unordered_set<std::string>* skip;   // items(): the keys the fast walk handed out
+    std::size_t at;                          // items(): the next one
+    Recycler keys, values;
+};
+
+PyTypeObject* g_snap_iter_type = nullptr;
+
+void snap_iter_dealloc(PyObject* self) {
+    auto* it = reinterpret_cast<SnapIter*>(self);
+    it->keys.clear();
+    it->values.clear();
+    delete it->walk;
+    delete it->took;
+    delete it->skip;
+    iter_dealloc<SnapIter>(self);
+}
+
+// Leaves the fast walk: what it handed out becomes the set the items() pass skips.
+void snap_iter_fall_back(SnapIter* it, const containers::Store& store) {
+    it->fast = false;
+    it->at = 0;
+    auto* skip = new std::unordered_set<std::string>();
+    skip->reserve(it->took->size_hint());
+    it->took->for_each(store, [&](std::string_view k) { skip->emplace(k); });
+    delete it->took;
+    it->took = nullptr;
+    it->skip = skip;
+}
+
+// A new reference to the object of a key or value encoding from items(), through `r` when it is a native
+// inline one; values through snap_decode (a nested dict becomes a snapshot of it).
+PyObject* snap_iter_decode(PyObject* owner, PySnap& p, DictHandle* h, const std::string& enc, Recycler& r, bool key) {
+    const std::uint64_t w = containers::inline_word(enc);
+    if (w != 0 && native_inline(w)) return r.decode(w);
+    return key ? decode(enc.data(), enc.size(), h->flags) : snap_decode(owner, p, h, enc);
+}
+
+PyObject* snap_iter_next(PyObject* self) {
+    auto* it = reinterpret_cast<SnapIter*>(self);
+    if (it->owner == nullptr) return nullptr;
+    const auto kind = static_cast<IterKind>(it->kind);
+    try {
+        PySnap* p = it->p;
+        // Open: its state (close() and the `with` block's end set it), and its Dict's handle, which closing the
+        // Dict closes with every snapshot of it; active() and handle() raise the precise error otherwise.
+        DictHandle* h = it->h;
+        if (p->state != PySnap::kOpen || !it->fast || !h->obj || !h->obj->is_open()) [[unlikely]] {
+            active(*p);
+            h = handle(*p);
+        }
+        auto& store = h->obj->store();
+        while (it->fast) {
+            WalkEntry e;
+            const WalkStep step = walk_entry(h, *it->walk, e);
+            if (step == WalkStep::kRetry) continue;
+            if (step != WalkStep::kEntry) {
+                if (containers::has_versions(store)) {  // the live table moved on: the items decide
+                    PyErr_Clear();
+                    snap_iter_fall_back(it, store);
+                    break;
+                }
+                if (step == WalkStep::kError) return nullptr;
+                Py_CLEAR(it->owner);
+                return nullptr;
+            }
+            PyObject *k = nullptr, *v = nullptr;
+            Got g;
+            if (kind != IterKind::kKeys && containers::is_table_ref(e.vw)) {
+                // A nested dict: a snapshot of it at the instant, from its encoding (the word itself).
+                g = walk_decode(h, it->owner, e, IterKind::kKeys, it->keys, it->values, &k, &v);
+                if (g == Got::kOk) {
+                    std::uint64_t copy = e.vw;
+                    containers::WordBuf b;
+                    v = snap_decode(it->owner, *p, h, store.view(&copy, b));
+                    if (v == nullptr) {
+                        Py_CLEAR(k);
+                        g = Got::kError;
+                    }
+                }
+            } else {
+                g = walk_decode(h, it->owner, e, kind, it->keys, it->values, &k, &v);
+            }
+            if (containers::has_versions(store)) {  // what was read may be newer than the instant
+                Py_XDECREF(k);
+                Py_XDECREF(v);
+                PyErr_Clear();
+                snap_iter_fall_back(it, store);
+                break;
+            }
+            if (g == Got::kRetry) continue;
+            if (g == Got::kError) return nullptr;
+            walk_took(store, *it->walk, e);
+            if (containers::is_inline(e.kw)) it->took->add_word(e.kw);
+            else it->took->add(it->walk->last_key);
+            return walk_result(kind, k, v);
+        }
+        const auto& items = active(*p).items();  // the instant's, collected once by the snapshot
+        while (it->at < items.size()) {
+            // Copies: decoding may run Python code, which may close the snapshot and free its items.
+            const std::string k_enc = items[it->at].first;
+            const std::string v_enc = kind != IterKind::kKeys ? items[it->at].second : std::string();
+            ++it->at;
+            if (it->skip != nullptr && it->skip->count(k_enc) != 0) continue;
+            PyObject *k = nullptr, *v = nullptr;
+            if (kind != IterKind::kValues && (k = snap_iter_decode(it->owner, *p, h, k_enc, it->keys, true)) == nullptr)
+                return nullptr;
+            if (kind != IterKind::kKeys && (v = snap_iter_decode(it->owner, *p, h, v_enc, it->values, false)) == nullptr) {
+                Py_XDECREF(k);
+                return nullptr;
+            }
+            return walk_result(kind, k, v);
+        }
+        Py_CLEAR(it->owner);
+        return nullptr;
+    } catch (nb::python_error& e) {
+        e.restore();
+        return nullptr;
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+}
+
+PyType_Slot snap_iter_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(snap_iter_dealloc)},
+    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+    {Py_tp_iternext, reinterpret_cast<void*>(snap_iter_next)},
+    {0, nullptr},
+};
+PyType_Spec snap_iter_spec = {"mmstore._core.SnapshotIterator", sizeof(SnapIter), 0, Py_TPFLAGS_DEFAULT, snap_iter_slots};
+
+PyObject* make_snap_iter(PyObject* self, IterKind kind) {
+    PySnap* p = snap_of(self);
+    if (!p) return nullptr;
+    DictHandle* h = nullptr;
+    try {
+        active(*p);  // iter(s) of a closed snapshot fails at once
+        h = handle(*p);
+    } catch (nb::python_error& e) {
+        e.restore();
+        return nullptr;
+    } catch (...) {
+        set_error_from_exception();
+        return nullptr;
+    }
+    auto* it = PyObject_New(SnapIter, g_snap_iter_type);
+    if (!it) return nullptr;
+    it->owner = nullptr;
+    it->p = p;
+    it->h = h;
+    it->kind = static_cast<int>(kind);
+    it->fast = p->cell == 0;
+    it->walk = nullptr;
+    it->took = nullptr;
+    it->skip = nullptr;
+    it->at = 0;
+    it->keys.init();
+    it->values.init();
+    it->walk = new (std::nothrow) TableWalk{0, h->obj->table().root()};
+    it->took = new (std::nothrow) KeyLog();
+    if (!it->walk || !it->took) {
+        Py_DECREF(it);
+        return PyErr_NoMemory();
+    }
+    Py_INCREF(self);
+    it->owner = self;
+    return reinterpret_cast<PyObject*>(it);
+}
+
+PyObject* snap_iter(PyObject* self) { return make_snap_iter(self, IterKind::kKeys); }
+
+PyObject* snap_iter_kind(PyObject* self, PyObject* arg) {
+    const long k = PyLong_AsLong(arg);
+    if (k == -1 && PyErr_Occurred()) return nullptr;
+    if (k < 0 || k > 2) {
+        PyErr_SetString(PyExc_ValueError, "_iter: kind must be 0 (keys), 1 (values) or 2 (items)");
+        return nullptr;
+    }
+    return make_snap_iter(self, static_cast<IterKind>(k));
+}
+
 PyMethodDef snap_methods[] = {
+    {"_iter", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(snap_iter_kind)), METH_O,
+     "_iter($self, kind, /)\n--\n\nAn iterator over the instant's keys (0), values (1) or items (2)."},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(snap_get)), METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nReturn the value of key at the snapshot's instant, else default."},
     {nullptr, nullptr, 0, nullptr},
@@ -191,6 +458,7 @@ PyType_Slot snap_slots[] = {
     {Py_mp_subscript, reinterpret_cast<void*>(snap_subscript)},
     {Py_mp_length, reinterpret_cast<void*>(snap_length)},
     {Py_sq_contains, reinterpret_cast<void*>(snap_contains)},
+    {Py_tp_iter, reinterpret_cast<void*>(snap_iter)},
     {Py_tp_methods, reinterpret_cast<void*>(snap_methods)},
     {0, nullptr},
 };
@@ -213,6 +481,8 @@ nb::list snap_items(nb::handle self) {
 }  // namespace
 
 void bind_snapshot(nb::module_& m) {
+    g_snap_iter_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&snap_iter_spec));
+    if (g_snap_iter_type == nullptr) throw nb::python_error();
     nb::class_<PySnap>(m, "_Snapshot", nb::type_slots(snap_slots))
         .def(
             "__init__",

@@ -28,14 +28,14 @@ class Snapshot(_core._Snapshot):
 
     __slots__ = ()  # no __dict__ (see Transaction)
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter([k for k, _ in self.items()])
+    # iter(s) is native (_core._Snapshot's tp_iter, python/bindings/snapshot.cpp): while nothing was
+    # written since the snapshot opened it walks the live table like iter(d), else the instant's items.
 
     def keys(self):
-        return [k for k, _ in self.items()]
+        return list(self._iter(0))
 
     def values(self):
-        return [v for _, v in self.items()]
+        return list(self._iter(1))
 
     def copy(self) -> dict:
         """A plain ``dict`` of the snapshot's items (nested dicts become dicts too)."""

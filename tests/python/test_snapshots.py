@@ -360,3 +360,54 @@ def test_writer_killed_while_a_snapshot_is_open(tmp_path):
     with mmstore.Dict(path) as d:
         d.verify()
         assert d["probe"] == 3
+
+
+# -- iteration that meets a write ----------------------------------------------------------------------------
+#
+# iter(s) walks the live table while nothing was written since the snapshot opened, noting the keys it hands
+# out; the first entry read after a write makes it finish from the instant's items, minus those keys
+# (python/bindings/snapshot.cpp). Writes between two steps of the walk must leave it exactly the instant's.
+
+_ikey = st.one_of(st.integers(-(2**40), 2**40), st.text(max_size=3), st.text(min_size=9, max_size=14))
+_iop = st.one_of(
+    st.tuples(st.just("set"), _ikey, st.integers()),
+    st.tuples(st.just("del"), st.integers(0, 1_000)),   # the i-th key of the instant, if any
+    st.tuples(st.just("grow"), st.integers(1, 400)),     # enough new keys to rebuild the table
+    st.tuples(st.just("clear"), st.none()),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.dictionaries(_ikey, st.integers(), max_size=120), step=st.integers(0, 130),
+       ops=st.lists(_iop, max_size=6), view=st.sampled_from(["iter", "keys", "values", "items"]))
+def test_iterating_a_snapshot_across_writes_gives_the_instant(tmp_path, model, step, ops, view):
+    path = tmp_path / f"it-{uuid.uuid4().hex}.mmd"
+    with mmstore.Dict(path) as d:
+        d.update(model)
+        keys = list(model)
+        with d.snapshot() as s:
+            it = iter(s) if view == "iter" else s._iter({"keys": 0, "values": 1, "items": 2}[view])
+            got = [x for _, x in zip(range(step), it)]
+            for op, a, *rest in ops:
+                if op == "set":
+                    d[a] = rest[0]
+                elif op == "del" and keys:
+                    d.pop(keys[a % len(keys)], None)
+                elif op == "grow":
+                    d.update((f"new-{i}-{uuid.uuid4().hex[:6]}", i) for i in range(a))
+                elif op == "clear":
+                    d.clear()
+            got += list(it)
+            want = {"iter": list(model), "keys": list(model), "values": list(model.values()),
+                    "items": list(model.items())}[view]
+            assert sorted(got, key=repr) == sorted(want, key=repr)
+
+
+def test_snapshot_iteration_with_no_write_is_in_insertion_order(tmp_path):
+    with mmstore.Dict(tmp_path / "o.mmd") as d:
+        d.update((k, i) for i, k in enumerate([5, "b", 2**40, "a-long-key-here", -3]))
+        del d["b"]
+        d["b"] = 9
+        with d.snapshot() as s:
+            assert list(s) == [5, 2**40, "a-long-key-here", -3, "b"] == list(d)
+            assert list(s._iter(2)) == list(d.items())
