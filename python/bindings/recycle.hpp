@@ -1,4 +1,4 @@
-// python/bindings/recycle.hpp
+// python/bindings/recycle.hpp -- Recycler, and the Dict table walk (TableWalk) its iterators share.
 //
 // Handing out an element object again instead of allocating a new one, for iterators over inline ints and
 // ASCII strs (docs/design.md, "Where the nanoseconds go": creating and freeing one object per element was
