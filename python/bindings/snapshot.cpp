@@ -333,8 +333,10 @@ PyObject* snap_iter_next(PyObject* self) {
             PyObject *k = nullptr, *v = nullptr;
             Got g;
             if (kind != IterKind::kKeys && containers::is_table_ref(e.vw)) {
-                // A nested dict: a snapshot of it at the instant, from its encoding (the word itself).
-                g = walk_decode(h, it->owner, e, IterKind::kKeys, it->keys, it->values, &k, &v);
+                // A nested dict: a snapshot of it at the instant, from its encoding (the word itself); the key
+                // only for items().
+                g = kind == IterKind::kItems ? walk_decode(h, it->owner, e, IterKind::kKeys, it->keys, it->values, &k, &v)
+                                             : Got::kOk;
                 if (g == Got::kOk) {
                     std::uint64_t copy = e.vw;
                     containers::WordBuf b;
