@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "handles.hpp"
+#include "dict_walk.hpp"
 #include "recycle.hpp"
 #include "mmstore/storage/checksum.hpp"
 

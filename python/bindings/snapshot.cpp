@@ -16,6 +16,7 @@
 
 #include "handles.hpp"
 #include "mmstore/containers/snapshot.hpp"
+#include "dict_walk.hpp"
 #include "recycle.hpp"
 
 namespace mmstore::py {
