@@ -411,3 +411,19 @@ def test_snapshot_iteration_with_no_write_is_in_insertion_order(tmp_path):
         with d.snapshot() as s:
             assert list(s) == [5, 2**40, "a-long-key-here", -3, "b"] == list(d)
             assert list(s._iter(2)) == list(d.items())
+
+
+def test_snapshot_iterators_refuse_a_closed_snapshot_and_bad_kinds(tmp_path):
+    with mmstore.Dict(tmp_path / "c.mmd") as d:
+        d.update({1: 1, "a": "b"})
+        with d.snapshot() as s:
+            it = iter(s)
+            assert next(it) == 1
+            with pytest.raises(TypeError):
+                s._iter("keys")
+            with pytest.raises(ValueError, match="kind must be"):
+                s._iter(3)
+        with pytest.raises(mmstore.ClosedError):
+            next(it)
+        with pytest.raises(mmstore.ClosedError):
+            iter(s)
